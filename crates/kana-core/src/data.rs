@@ -1,0 +1,95 @@
+//! The data set, held once as `u8` pixels (a quarter of f32's memory) and normalised per batch.
+
+use crate::error::{Error, Result};
+use ndarray::ArrayViewMut2;
+
+#[derive(Debug)]
+pub struct Dataset {
+    pixels: Vec<u8>,
+    labels: Option<Vec<u32>>,
+    features: usize,
+    len: usize,
+}
+
+/// `p / 255` for every byte, so normalising is a table look-up with the exactly rounded quotient.
+const fn unit_table() -> [f32; 256] {
+    let mut t = [0.0f32; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = i as f32 / 255.0;
+        i += 1;
+    }
+    t
+}
+static UNIT: [f32; 256] = unit_table();
+
+impl Dataset {
+    /// `pixels`: `n × features` row-major; `labels`: `n` class indices, or none (prediction only).
+    pub fn new(pixels: Vec<u8>, labels: Option<Vec<u32>>, features: usize) -> Result<Self> {
+        if features == 0 {
+            return Err(Error::range("features must be at least 1"));
+        }
+        if pixels.len() % features != 0 {
+            return Err(Error::range(format!(
+                "images has {} bytes, not a multiple of {features} features per sample",
+                pixels.len()
+            )));
+        }
+        let len = pixels.len() / features;
+        if let Some(l) = &labels {
+            if l.len() != len {
+                return Err(Error::range(format!("labels has {} entries but images holds {len} samples", l.len())));
+            }
+        }
+        Ok(Dataset { pixels, labels, features, len })
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    pub fn features(&self) -> usize {
+        self.features
+    }
+    pub fn labels(&self) -> Option<&[u32]> {
+        self.labels.as_deref()
+    }
+    pub fn pixels(&self) -> &[u8] {
+        &self.pixels
+    }
+
+    /// Labels, checked to lie in `0..classes` (the first offender is named).
+    pub fn labels_for(&self, classes: usize) -> Result<&[u32]> {
+        let labels = self.labels().ok_or_else(|| Error::type_("this data set has no labels"))?;
+        if let Some(i) = labels.iter().position(|&y| y as usize >= classes) {
+            return Err(Error::range(format!("labels[{i}] = {} is not a class index in 0..{classes}", labels[i])));
+        }
+        Ok(labels)
+    }
+
+    /// Rows `idx` of the data, normalised to [0, 1], into the first `idx.len()` rows of `out`.
+    pub fn gather(&self, idx: &[u32], mut out: ArrayViewMut2<f32>) {
+        let f = self.features;
+        for (&i, mut row) in idx.iter().zip(out.rows_mut()) {
+            let src = &self.pixels[i as usize * f..(i as usize + 1) * f];
+            let dst = row.as_slice_mut().expect("workspace rows are contiguous");
+            for (d, &p) in dst.iter_mut().zip(src) {
+                *d = UNIT[p as usize];
+            }
+        }
+    }
+
+    /// Rows `start..start+rows`, normalised, into `out` (no index list needed for in-order passes).
+    pub fn gather_range(&self, start: usize, rows: usize, mut out: ArrayViewMut2<f32>) {
+        let f = self.features;
+        let src = &self.pixels[start * f..(start + rows) * f];
+        for (s, mut row) in src.chunks_exact(f).zip(out.rows_mut()) {
+            let dst = row.as_slice_mut().expect("workspace rows are contiguous");
+            for (d, &p) in dst.iter_mut().zip(s) {
+                *d = UNIT[p as usize];
+            }
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! kana-core: the numerics of kana-native, in plain Rust with no Node in it.
+//!
+//! A multilayer perceptron classifier read top to bottom:
+//!
+//! * [`rng`]: a seeded generator, so a run is reproducible from one `u64`.
+//! * [`gemm`]: the one heavy operation, `C = αA·B + βC`, through matrixmultiply's SIMD kernels
+//!   (chosen at run time: AVX-512, AVX2+FMA, SSE2 or scalar), split over rayon threads.
+//! * [`mlp`]: dense layers, ReLU, softmax fused with cross-entropy, He initialisation, and the
+//!   forward/backward passes over preallocated workspaces.
+//! * [`optim`]: gradient descent and Adam, with L2 on the weights.
+//! * [`data`]: the training set, held once as `u8` pixels and normalised per batch.
+//! * [`train`]: the epoch loop, evaluation and prediction, cancellable between batches.
+//!
+//! Conventions (shared with the TypeScript reference implementation, `src/reference.ts`):
+//! * Layer `l` maps `n_{l-1}` inputs to `n_l` outputs with `W_l` stored row-major `in × out`
+//!   (`W[i*out + j]` joins input `i` to output `j`), so `Z_l = A_{l-1}·W_l + b_l`.
+//! * Pixels `p ∈ 0..=255` enter as `p / 255`.
+//! * Loss: mean cross-entropy over the batch. L2 with λ adds `(λ/2)·Σ‖W_l‖²` to the objective
+//!   (weights only, not biases), i.e. `λ·W` to each weight gradient — PyTorch's `weight_decay`.
+//!   Reported losses are the cross-entropy alone, without the penalty.
+
+pub mod data;
+pub mod error;
+pub mod gemm;
+pub mod mlp;
+pub mod optim;
+pub mod rng;
+pub mod train;
+
+pub use data::Dataset;
+pub use error::{Error, ErrorKind};
+pub use mlp::Mlp;
+pub use optim::{Optimizer, OptimizerState};
+pub use rng::Rng;
+pub use train::{Control, EpochOptions, EpochStats, Evaluation, Trainer};

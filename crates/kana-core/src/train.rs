@@ -1,0 +1,283 @@
+//! The loops: one training epoch, evaluation and prediction, each a single call that owns its
+//! thread pool, reuses its buffers, reports progress and stops between batches when asked.
+
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::mlp::{argmax, check_sizes, log_sum_exp, softmax_in_place, Layer, Mlp, Workspace};
+use crate::optim::{self, Optimizer, OptimizerState};
+use crate::rng::Rng;
+use ndarray::{s, Array1, Array2};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// Rows pushed through the network at once. A batch larger than this (full-batch gradient descent)
+/// is processed in chunks whose gradients are summed, so memory does not grow with the data set.
+pub const CHUNK_ROWS: usize = 2048;
+
+/// Shared between the caller and a running loop: a cancel flag checked between batches, and a
+/// progress counter (steps done of total) that another thread may read at any time.
+#[derive(Debug, Default)]
+pub struct Control {
+    cancel: AtomicBool,
+    done: AtomicU64,
+    total: AtomicU64,
+}
+
+impl Control {
+    pub fn cancel(&self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+    pub fn clear_cancel(&self) {
+        self.cancel.store(false, Ordering::Relaxed);
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+    /// (steps done, steps in the current call)
+    pub fn progress(&self) -> (u64, u64) {
+        (self.done.load(Ordering::Relaxed), self.total.load(Ordering::Relaxed))
+    }
+    fn begin(&self, total: usize) {
+        self.done.store(0, Ordering::Relaxed);
+        self.total.store(total as u64, Ordering::Relaxed);
+    }
+    fn tick(&self) -> Result<()> {
+        self.done.fetch_add(1, Ordering::Relaxed);
+        if self.is_cancelled() { Err(Error::aborted()) } else { Ok(()) }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EpochOptions {
+    pub optimizer: Optimizer,
+    pub lr: f32,
+    pub l2: f32,
+    /// Samples per step; `usize::MAX` (or anything ≥ the data set) means full-batch gradient descent.
+    pub batch_size: usize,
+}
+
+impl EpochOptions {
+    pub fn validate(&self) -> Result<()> {
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return Err(Error::range(format!("lr must be a positive finite number, got {}", self.lr)));
+        }
+        if !(self.l2 >= 0.0 && self.l2.is_finite()) {
+            return Err(Error::range(format!("l2 must be a finite number ≥ 0, got {}", self.l2)));
+        }
+        if self.batch_size == 0 {
+            return Err(Error::range("batchSize must be at least 1"));
+        }
+        self.optimizer.validate()
+    }
+}
+
+/// Mean cross-entropy and accuracy over the epoch's batches, each measured before its update.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EpochStats {
+    pub loss: f64,
+    pub accuracy: f64,
+    pub steps: usize,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Evaluation {
+    pub loss: f64,
+    pub accuracy: f64,
+    /// `classes × classes`, row = true class, column = predicted class.
+    pub confusion: Vec<u32>,
+}
+
+/// A network with everything needed to train it: optimiser state, generator, buffers, threads.
+pub struct Trainer {
+    pub net: Mlp,
+    pub optimizer_state: OptimizerState,
+    pub rng: Rng,
+    threads: usize,
+    pool: rayon::ThreadPool,
+    grads: Vec<Layer>,
+    train_ws: Option<Workspace>,
+    eval_ws: Option<Workspace>,
+    order: Vec<u32>,
+    labels: Vec<u32>,
+}
+
+impl Trainer {
+    /// A He-initialised network; `seed` fixes the weights and every later shuffle.
+    pub fn new(sizes: &[usize], seed: u64, threads: usize) -> Result<Self> {
+        check_sizes(sizes)?;
+        let mut rng = Rng::new(seed);
+        let net = Mlp::new(sizes, &mut rng)?;
+        Self::with_net(net, rng, threads)
+    }
+
+    pub fn with_net(net: Mlp, rng: Rng, threads: usize) -> Result<Self> {
+        if threads == 0 || threads > 1024 {
+            return Err(Error::range(format!("threads must be in 1..=1024, got {threads}")));
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("kana-worker-{i}"))
+            .build()
+            .map_err(|e| Error::other(format!("could not start {threads} worker threads: {e}")))?;
+        let grads = net.zeros_like();
+        Ok(Trainer { net, optimizer_state: OptimizerState::default(), rng, threads, pool, grads, train_ws: None, eval_ws: None, order: Vec::new(), labels: Vec::new() })
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    fn check_data(&self, data: &Dataset) -> Result<()> {
+        if data.features() != self.net.inputs() {
+            return Err(Error::range(format!("images have {} features per sample but the network takes {}", data.features(), self.net.inputs())));
+        }
+        if data.is_empty() {
+            return Err(Error::range("the data set is empty"));
+        }
+        Ok(())
+    }
+
+    /// One pass over `data`: shuffled mini-batches (or the whole set as one batch), one optimiser
+    /// step per batch.
+    pub fn epoch(&mut self, data: &Dataset, opts: &EpochOptions, control: &Control) -> Result<EpochStats> {
+        opts.validate()?;
+        self.check_data(data)?;
+        let labels = data.labels_for(self.net.classes())?;
+        let n = data.len();
+        let batch = opts.batch_size.min(n);
+        let chunk = batch.min(CHUNK_ROWS);
+        if self.train_ws.as_ref().map(|w| w.capacity) != Some(chunk) {
+            self.train_ws = Some(Workspace::new(&self.net.sizes, chunk, true));
+            self.labels = vec![0; chunk];
+        }
+        // A fresh permutation every epoch (as PyTorch's shuffling DataLoader does); a full batch
+        // needs none.
+        self.order.clear();
+        self.order.extend(0..n as u32);
+        if batch < n {
+            self.rng.shuffle(&mut self.order);
+        }
+        let steps = n.div_ceil(batch);
+        control.begin(steps);
+        let Trainer { net, optimizer_state, pool, grads, train_ws, order, labels: ybuf, .. } = self;
+        let ws = train_ws.as_mut().unwrap();
+        let (mut loss, mut correct) = (0.0f64, 0usize);
+        pool.install(|| -> Result<()> {
+            for (s, idx) in order.chunks(batch).enumerate() {
+                let scale = 1.0 / idx.len() as f32;
+                let (mut batch_loss, mut batch_correct) = (0.0, 0);
+                for (c, cidx) in idx.chunks(chunk).enumerate() {
+                    let rows = cidx.len();
+                    data.gather(cidx, ws.x.slice_mut(s![..rows, ..]));
+                    for (y, &i) in ybuf.iter_mut().zip(cidx) {
+                        *y = labels[i as usize];
+                    }
+                    net.forward(ws, rows);
+                    let (l, k) = net.backward(ws, rows, &ybuf[..rows], scale, grads, c > 0);
+                    batch_loss += l;
+                    batch_correct += k;
+                }
+                if !batch_loss.is_finite() {
+                    return Err(Error::diverged(format!(
+                        "training diverged at step {} of {steps}: the loss became {}; the learning rate ({}) is probably too high",
+                        s + 1, batch_loss, opts.lr
+                    )));
+                }
+                loss += batch_loss;
+                correct += batch_correct;
+                optim::step(net, grads, opts.optimizer, optimizer_state, opts.lr, opts.l2);
+                control.tick()?;
+            }
+            Ok(())
+        })?;
+        Ok(EpochStats { loss: loss / n as f64, accuracy: correct as f64 / n as f64, steps })
+    }
+
+    /// Runs the network over `data` in order, `CHUNK_ROWS` at a time, handing each chunk's logits
+    /// (and the index of its first row) to `visit`.
+    fn for_each_logits(&mut self, data: &Dataset, control: &Control, mut visit: impl FnMut(usize, &mut Array2<f32>, usize) + Send) -> Result<()> {
+        self.check_data(data)?;
+        let n = data.len();
+        let chunk = n.min(CHUNK_ROWS);
+        if self.eval_ws.as_ref().map(|w| w.capacity) != Some(chunk) {
+            self.eval_ws = Some(Workspace::new(&self.net.sizes, chunk, false));
+        }
+        control.begin(n.div_ceil(chunk));
+        let Trainer { net, pool, eval_ws, .. } = self;
+        let ws = eval_ws.as_mut().unwrap();
+        pool.install(|| -> Result<()> {
+            for start in (0..n).step_by(chunk) {
+                let rows = chunk.min(n - start);
+                data.gather_range(start, rows, ws.x.slice_mut(s![..rows, ..]));
+                net.forward(ws, rows);
+                visit(start, ws.acts.last_mut().unwrap(), rows);
+                control.tick()?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Mean cross-entropy, accuracy and confusion matrix over a labelled data set.
+    pub fn evaluate(&mut self, data: &Dataset, control: &Control) -> Result<Evaluation> {
+        let k = self.net.classes();
+        let labels = data.labels_for(k)?;
+        let mut confusion = vec![0u32; k * k];
+        let (mut loss, mut correct) = (0.0f64, 0usize);
+        self.for_each_logits(data, control, |start, logits, rows| {
+            for (r, z) in logits.rows().into_iter().take(rows).enumerate() {
+                let z = z.as_slice().unwrap();
+                let y = labels[start + r] as usize;
+                let pred = argmax(z);
+                loss += (log_sum_exp(z) - z[y]) as f64;
+                correct += (pred == y) as usize;
+                confusion[y * k + pred] += 1;
+            }
+        })?;
+        let n = data.len() as f64;
+        Ok(Evaluation { loss: loss / n, accuracy: correct as f64 / n, confusion })
+    }
+
+    /// Softmax probabilities, `n × classes` row-major.
+    pub fn predict_proba(&mut self, data: &Dataset, control: &Control) -> Result<Vec<f32>> {
+        let k = self.net.classes();
+        let mut out = vec![0.0f32; data.len() * k];
+        self.for_each_logits(data, control, |start, logits, rows| {
+            for (r, mut z) in logits.rows_mut().into_iter().take(rows).enumerate() {
+                let z = z.as_slice_mut().unwrap();
+                softmax_in_place(z);
+                out[(start + r) * k..(start + r + 1) * k].copy_from_slice(z);
+            }
+        })?;
+        Ok(out)
+    }
+
+    /// Replaces every weight and bias (`[W_1, b_1, W_2, b_2, …]` in the layout of [`Layer`]),
+    /// after checking every length and that every value is finite. Optimiser state is kept.
+    pub fn set_params(&mut self, params: &[&[f32]]) -> Result<()> {
+        let sizes = &self.net.sizes;
+        let expected = 2 * (sizes.len() - 1);
+        if params.len() != expected {
+            return Err(Error::range(format!("weights must hold {expected} arrays (W and b for each of {} layers), got {}", expected / 2, params.len())));
+        }
+        for (l, pair) in sizes.windows(2).enumerate() {
+            let (w, b) = (params[2 * l], params[2 * l + 1]);
+            for (name, arr, len) in [("W", w, pair[0] * pair[1]), ("b", b, pair[1])] {
+                if arr.len() != len {
+                    return Err(Error::range(format!("layer {} {name} must have {len} values, got {}", l + 1, arr.len())));
+                }
+                if let Some(i) = arr.iter().position(|v| !v.is_finite()) {
+                    return Err(Error::range(format!("layer {} {name}[{i}] is {}, weights must be finite", l + 1, arr[i])));
+                }
+            }
+        }
+        for (l, layer) in self.net.layers.iter_mut().enumerate() {
+            layer.w.as_slice_mut().unwrap().copy_from_slice(params[2 * l]);
+            layer.b.assign(&Array1::from(params[2 * l + 1].to_vec()));
+        }
+        Ok(())
+    }
+
+    /// `[W_1, b_1, W_2, b_2, …]`, each row-major.
+    pub fn params(&self) -> Vec<&[f32]> {
+        self.net.layers.iter().flat_map(|l| [l.w.as_slice().unwrap(), l.b.as_slice().unwrap()]).collect()
+    }
+}
