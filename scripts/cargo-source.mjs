@@ -3,7 +3,8 @@
 // directory source from Debian's librust-*-dev packages (scripts/debian-crates.sh) and point
 // `source.crates-io` at it in a git-ignored .cargo/config.toml.
 //
-// KANA_CARGO_SOURCE=debian | crates-io forces the choice.
+// KANA_CARGO_SOURCE=debian | crates-io forces the choice; KANA_REFRESH_CRATES=1 re-resolves the
+// Debian set (otherwise it is fetched once and reused).
 import { execFileSync } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
@@ -40,7 +41,9 @@ export async function ensureCargoSource(log = (msg) => console.error(msg)) {
     return 'crates-io'
   }
   if (!generated) log('kana-native: crates.io is not reachable; building from Debian\'s Rust crate packages')
-  execFileSync('bash', [join(root, 'scripts', 'debian-crates.sh'), vendorDir], { stdio: 'inherit' })
+  if (!existsSync(join(vendorDir, '.complete')) || process.env.KANA_REFRESH_CRATES) {
+    execFileSync('bash', [join(root, 'scripts', 'debian-crates.sh'), vendorDir], { stdio: 'inherit' })
+  }
   mkdirSync(join(root, '.cargo'), { recursive: true })
   writeFileSync(configPath, `${MARKER}: crates.io unreachable, crates come from Debian.
 [source.crates-io]

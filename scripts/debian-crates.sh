@@ -83,3 +83,5 @@ echo "$CRATES" | while read -r crate req; do
   rm -rf x
   echo "  $crate $up (Debian $deb)" >&2
 done
+# Marks a complete set, so later builds skip the apt round-trip (KANA_REFRESH_CRATES=1 redoes it).
+echo "$CRATES" > "$OUT/.complete"

@@ -206,7 +206,7 @@ function parsePyLiteral(text: string, file: string): PyValue {
       const close = c === '{' ? '}' : c === '(' ? ')' : ']';
       pos++;
       const items: PyValue[] = [];
-      const dict: { [k: string]: PyValue } = {};
+      const dict: { [k: string]: PyValue } = Object.create(null); // no '__proto__' surprises
       for (;;) {
         ws();
         if (text[pos] === close) { pos++; break; }
@@ -232,7 +232,7 @@ function parsePyLiteral(text: string, file: string): PyValue {
     pos += m[0].length;
     if (m[2] !== undefined) return m[2] === 'None' ? null : m[2] === 'True';
     const n = Number(m[1]);
-    // Digits beyond 2^53 cannot be a real dimension; keep them as-is for the shape check to refuse.
+    // Digits beyond 2^53 cannot be a real dimension; Infinity makes the shape check refuse them.
     return Number.isSafeInteger(n) ? n : Infinity;
   };
   const v = value(0);

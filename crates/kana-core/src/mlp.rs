@@ -58,6 +58,32 @@ pub fn check_sizes(sizes: &[usize]) -> Result<()> {
     Ok(())
 }
 
+/// Layers of the given sizes from flat arrays `[W_1, b_1, W_2, b_2, …]`, each checked for its
+/// length and for finite values; errors name `what` (e.g. "weights"), the layer and the index.
+pub fn layers_from_slices(sizes: &[usize], arrays: &[&[f32]], what: &str) -> Result<Vec<Layer>> {
+    let expected = 2 * (sizes.len() - 1);
+    if arrays.len() != expected {
+        return Err(Error::range(format!("{what} must hold {expected} arrays (W and b for each of {} layers), got {}", expected / 2, arrays.len())));
+    }
+    sizes
+        .windows(2)
+        .enumerate()
+        .map(|(l, pair)| {
+            let (w, b) = (arrays[2 * l], arrays[2 * l + 1]);
+            for (name, arr, len) in [("W", w, pair[0] * pair[1]), ("b", b, pair[1])] {
+                if arr.len() != len {
+                    return Err(Error::range(format!("{what}: layer {} {name} must have {len} values, got {}", l + 1, arr.len())));
+                }
+                if let Some(i) = arr.iter().position(|v| !v.is_finite()) {
+                    return Err(Error::range(format!("{what}: layer {} {name}[{i}] is {}, values must be finite", l + 1, arr[i])));
+                }
+            }
+            let w = Array2::from_shape_vec((pair[0], pair[1]), w.to_vec()).expect("length checked");
+            Ok(Layer { w, b: Array1::from(b.to_vec()) })
+        })
+        .collect()
+}
+
 impl Mlp {
     /// He initialisation: `W_l ~ N(0, 2/n_{l-1})`, zero biases. The weights are drawn layer by
     /// layer, row by row, from `rng`, so a seed fixes them completely.

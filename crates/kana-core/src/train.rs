@@ -3,10 +3,10 @@
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::mlp::{argmax, check_sizes, log_sum_exp, softmax_in_place, Layer, Mlp, Workspace};
+use crate::mlp::{argmax, check_sizes, layers_from_slices, log_sum_exp, softmax_in_place, Layer, Mlp, Workspace};
 use crate::optim::{self, Optimizer, OptimizerState};
 use crate::rng::Rng;
-use ndarray::{s, Array1, Array2};
+use ndarray::{s, Array2};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Rows pushed through the network at once. A batch larger than this (full-batch gradient descent)
@@ -178,7 +178,7 @@ impl Trainer {
                 }
                 if !batch_loss.is_finite() {
                     return Err(Error::diverged(format!(
-                        "training diverged at step {} of {steps}: the loss became {}; the learning rate ({}) is probably too high",
+                        "training diverged at step {} of {steps}: the loss became {}; the learning rate ({:?}) is probably too high",
                         s + 1, batch_loss, opts.lr
                     )));
                 }
@@ -253,26 +253,21 @@ impl Trainer {
     /// Replaces every weight and bias (`[W_1, b_1, W_2, b_2, …]` in the layout of [`Layer`]),
     /// after checking every length and that every value is finite. Optimiser state is kept.
     pub fn set_params(&mut self, params: &[&[f32]]) -> Result<()> {
-        let sizes = &self.net.sizes;
-        let expected = 2 * (sizes.len() - 1);
-        if params.len() != expected {
-            return Err(Error::range(format!("weights must hold {expected} arrays (W and b for each of {} layers), got {}", expected / 2, params.len())));
-        }
-        for (l, pair) in sizes.windows(2).enumerate() {
-            let (w, b) = (params[2 * l], params[2 * l + 1]);
-            for (name, arr, len) in [("W", w, pair[0] * pair[1]), ("b", b, pair[1])] {
-                if arr.len() != len {
-                    return Err(Error::range(format!("layer {} {name} must have {len} values, got {}", l + 1, arr.len())));
-                }
-                if let Some(i) = arr.iter().position(|v| !v.is_finite()) {
-                    return Err(Error::range(format!("layer {} {name}[{i}] is {}, weights must be finite", l + 1, arr[i])));
-                }
-            }
-        }
-        for (l, layer) in self.net.layers.iter_mut().enumerate() {
-            layer.w.as_slice_mut().unwrap().copy_from_slice(params[2 * l]);
-            layer.b.assign(&Array1::from(params[2 * l + 1].to_vec()));
-        }
+        self.net.layers = layers_from_slices(&self.net.sizes, params, "weights")?;
+        Ok(())
+    }
+
+    /// Restores what besides the weights decides the rest of a run (for checkpoints): Adam's step
+    /// count and moments (`m`, `v` laid out like the weights, or both empty before any Adam step)
+    /// and the shuffling generator's state.
+    pub fn set_training_state(&mut self, step: u64, m: &[&[f32]], v: &[&[f32]], rng_state: u64) -> Result<()> {
+        let (m, v) = if m.is_empty() && v.is_empty() {
+            (Vec::new(), Vec::new())
+        } else {
+            (layers_from_slices(&self.net.sizes, m, "m")?, layers_from_slices(&self.net.sizes, v, "v")?)
+        };
+        self.optimizer_state = OptimizerState { step, m, v };
+        self.rng = Rng::new(rng_state);
         Ok(())
     }
 

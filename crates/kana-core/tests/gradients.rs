@@ -82,7 +82,7 @@ fn gradient_check(sizes: &[usize], n: usize, l2: f32, seed: u64) {
             let a = analytic[p][i];
             let err = (numeric - a).abs() / (1e-3 + a.abs().max(numeric.abs()));
             worst = worst.max(err);
-            assert!(err < 2e-2, "sizes {sizes:?} seed {seed}: param {p}[{i}] analytic {a} vs numeric {numeric}");
+            assert!(err < 5e-3, "sizes {sizes:?} seed {seed}: param {p}[{i}] analytic {a} vs numeric {numeric}");
             checked += 1;
         }
     }

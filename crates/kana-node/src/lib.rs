@@ -1,1 +1,466 @@
+//! The Node-API binding of kana-core: argument checking and marshalling only, no numerics.
+//!
+//! Models and data sets live in Rust and reach JavaScript as opaque externals. A model sits in a
+//! mutex-guarded slot; an asynchronous call *takes* it out for the duration of the work and puts
+//! it back when done, so a second call on a busy model, or any call on a freed one, gets a clear
+//! error instead of racing. The TypeScript layer (`src/mlp.ts`) wraps these functions in classes.
 
+mod js;
+mod napi;
+
+use js::{call, error, range_error, spawn, type_error, Env, JsError, JsResult, Task, TypedArray};
+use kana_core::{Control, Dataset, EpochOptions, EpochStats, Evaluation, Optimizer, Trainer};
+use napi::*;
+use std::ffi::c_void;
+use std::sync::{Arc, Mutex};
+
+// ---------------------------------------------------------------------------------------------
+// Handles: a tag first, so an external of the wrong kind is recognised before it is used.
+
+const MODEL_TAG: u64 = u64::from_le_bytes(*b"kanaMODL");
+const DATASET_TAG: u64 = u64::from_le_bytes(*b"kanaDATA");
+
+#[repr(C)]
+struct Handle<T> {
+    tag: u64,
+    inner: Arc<T>,
+}
+
+fn new_handle<T: 'static>(env: Env, tag: u64, inner: Arc<T>) -> JsResult<napi_value> {
+    env.external(Handle { tag, inner })
+}
+
+fn get_handle<T>(env: Env, v: napi_value, name: &str, tag: u64) -> JsResult<Arc<T>> {
+    let what = if tag == MODEL_TAG { "model" } else { "dataset" };
+    let p = env.get_external(v, name).map_err(|_| type_error(format!("{name} must be a kana-native {what} handle")))?;
+    // SAFETY: every external this addon creates starts with a u64 tag (#[repr(C)] Handle).
+    if p.is_null() || unsafe { *(p as *const u64) } != tag {
+        return Err(type_error(format!("{name} must be a kana-native {what} handle")));
+    }
+    Ok(unsafe { &*(p as *const Handle<T>) }.inner.clone())
+}
+
+enum Slot {
+    Ready(Box<Trainer>),
+    Busy(&'static str),
+    Freed,
+}
+
+struct ModelCell {
+    slot: Mutex<Slot>,
+    control: Control,
+}
+
+impl ModelCell {
+    /// Takes the trainer out for an asynchronous operation `op`.
+    fn take(&self, op: &'static str) -> JsResult<Box<Trainer>> {
+        let mut slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
+        match std::mem::replace(&mut *slot, Slot::Busy(op)) {
+            Slot::Ready(t) => Ok(t),
+            other => {
+                let e = Self::unavailable(&other, op);
+                *slot = other;
+                Err(e)
+            }
+        }
+    }
+
+    fn put_back(&self, trainer: Box<Trainer>) {
+        *self.slot.lock().unwrap_or_else(|p| p.into_inner()) = Slot::Ready(trainer);
+    }
+
+    /// Synchronous access, refused while an asynchronous operation holds the model.
+    fn with<R>(&self, op: &'static str, f: impl FnOnce(&mut Trainer) -> JsResult<R>) -> JsResult<R> {
+        let mut slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
+        match &mut *slot {
+            Slot::Ready(t) => f(t),
+            other => Err(Self::unavailable(other, op)),
+        }
+    }
+
+    fn unavailable(slot: &Slot, op: &str) -> JsError {
+        match slot {
+            Slot::Busy(running) => error(format!("cannot {op}: the model is busy with {running}; await it (or abort it) first")),
+            Slot::Freed => error(format!("cannot {op}: the model was freed")),
+            Slot::Ready(_) => unreachable!(),
+        }
+    }
+}
+
+fn model(env: Env, v: napi_value) -> JsResult<Arc<ModelCell>> {
+    get_handle(env, v, "model", MODEL_TAG)
+}
+
+fn dataset(env: Env, v: napi_value) -> JsResult<Arc<Dataset>> {
+    get_handle(env, v, "dataset", DATASET_TAG)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Models
+
+/// createModel(layers: number[], seed: number, threads: number): Model
+unsafe extern "C" fn create_model(env: napi_env, info: napi_callback_info) -> napi_value {
+    call(env, info, |env, [layers, seed, threads]| {
+        let sizes = env
+            .get_array(layers, "layers")?
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| env.get_integer(v, &format!("layers[{i}]"), 1.0, kana_core::mlp::MAX_WIDTH as f64).map(|x| x as usize))
+            .collect::<JsResult<Vec<_>>>()?;
+        let seed = env.get_integer(seed, "seed", 0.0, 9_007_199_254_740_991.0)? as u64;
+        let threads = env.get_integer(threads, "threads", 1.0, 1024.0)? as usize;
+        let trainer = Trainer::new(&sizes, seed, threads)?;
+        let cell = ModelCell { slot: Mutex::new(Slot::Ready(Box::new(trainer))), control: Control::default() };
+        new_handle(env, MODEL_TAG, Arc::new(cell))
+    })
+}
+
+/// freeModel(model): releases the weights now instead of at garbage collection.
+unsafe extern "C" fn free_model(env: napi_env, info: napi_callback_info) -> napi_value {
+    call(env, info, |env, [m]| {
+        let cell = model(env, m)?;
+        let mut slot = cell.slot.lock().unwrap_or_else(|p| p.into_inner());
+        if let Slot::Busy(op) = &*slot {
+            return Err(error(format!("cannot free the model while it is busy with {op}; await it (or abort it) first")));
+        }
+        *slot = Slot::Freed;
+        env.undefined()
+    })
+}
+
+/// modelInfo(model): { layers, threads, steps, params }
+unsafe extern "C" fn model_info(env: napi_env, info: napi_callback_info) -> napi_value {
+    call(env, info, |env, [m]| {
+        model(env, m)?.with("read the model", |t| {
+            let layers = t.net.sizes.iter().map(|&n| env.number(n as f64)).collect::<JsResult<Vec<_>>>()?;
+            env.object(&[
+                ("layers", env.array(&layers)?),
+                ("threads", env.number(t.threads() as f64)?),
+                ("steps", env.number(t.optimizer_state.step as f64)?),
+                ("params", env.number(t.net.num_params() as f64)?),
+            ])
+        })
+    })
+}
+
+/// getWeights(model): Float32Array[] = [W1, b1, W2, b2, …], W row-major in×out.
+unsafe extern "C" fn get_weights(env: napi_env, info: napi_callback_info) -> napi_value {
+    call(env, info, |env, [m]| {
+        model(env, m)?.with("read the weights", |t| {
+            let arrays = t.params().into_iter().map(|p| env.f32_array(p)).collect::<JsResult<Vec<_>>>()?;
+            env.array(&arrays)
+        })
+    })
+}
+
+fn f32_arrays<'a>(env: Env, v: napi_value, name: &str) -> JsResult<Vec<&'a [f32]>> {
+    env.get_array(v, name)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, a)| match env.get_typed_array(a, &format!("{name}[{i}]"))? {
+            TypedArray::F32(s) => Ok(s),
+            _ => Err(type_error(format!("{name}[{i}] must be a Float32Array"))),
+        })
+        .collect()
+}
+
+/// setWeights(model, Float32Array[]): replaces all weights after checking shapes and finiteness.
+unsafe extern "C" fn set_weights(env: napi_env, info: napi_callback_info) -> napi_value {
+    call(env, info, |env, [m, arrays]| {
+        let cell = model(env, m)?;
+        let arrays = f32_arrays(env, arrays, "weights")?;
+        cell.with("set the weights", |t| Ok(t.set_params(&arrays)?))?;
+        env.undefined()
+    })
+}
+
+/// getTrainingState(model): { step, rng, m, v } — everything besides the weights that decides
+/// the rest of a run (Adam's moments, its step count, the shuffling generator), for checkpoints.
+unsafe extern "C" fn get_training_state(env: napi_env, info: napi_callback_info) -> napi_value {
+    call(env, info, |env, [m]| {
+        model(env, m)?.with("read the training state", |t| {
+            let st = &t.optimizer_state;
+            let moments = |ls: &[kana_core::mlp::Layer]| -> JsResult<napi_value> {
+                let arrays = ls.iter().flat_map(|l| [l.w.as_slice().unwrap(), l.b.as_slice().unwrap()]).map(|p| env.f32_array(p)).collect::<JsResult<Vec<_>>>()?;
+                env.array(&arrays)
+            };
+            env.object(&[
+                ("step", env.number(st.step as f64)?),
+                // a u64 does not fit a JS number exactly: decimal string
+                ("rng", env.string(&t.rng.state().to_string())?),
+                ("m", moments(&st.m)?),
+                ("v", moments(&st.v)?),
+            ])
+        })
+    })
+}
+
+/// setTrainingState(model, { step, rng, m, v })
+unsafe extern "C" fn set_training_state(env: napi_env, info: napi_callback_info) -> napi_value {
+    call(env, info, |env, [m, state]| {
+        let cell = model(env, m)?;
+        env.expect_object(state, "state")?;
+        let field = |k: &str| env.get_field(state, k)?.ok_or_else(|| type_error(format!("state.{k} is missing")));
+        let step = env.get_integer(field("step")?, "state.step", 0.0, 9_007_199_254_740_991.0)? as u64;
+        let rng: u64 = env.get_string(field("rng")?, "state.rng")?.parse().map_err(|_| range_error("state.rng must be a decimal 64-bit unsigned integer"))?;
+        let (mv, vv) = (f32_arrays(env, field("m")?, "state.m")?, f32_arrays(env, field("v")?, "state.v")?);
+        cell.with("set the training state", |t| Ok(t.set_training_state(step, &mv, &vv, rng)?))?;
+        env.undefined()
+    })
+}
+
+/// cancel(model): asks the running operation to stop after its current batch.
+unsafe extern "C" fn cancel(env: napi_env, info: napi_callback_info) -> napi_value {
+    call(env, info, |env, [m]| {
+        model(env, m)?.control.cancel();
+        env.undefined()
+    })
+}
+
+/// progress(model): [steps done, steps in the running (or last) operation]
+unsafe extern "C" fn progress(env: napi_env, info: napi_callback_info) -> napi_value {
+    call(env, info, |env, [m]| {
+        let (done, total) = model(env, m)?.control.progress();
+        env.array(&[env.number(done as f64)?, env.number(total as f64)?])
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Data sets
+
+/// createDataset(images: Uint8Array, labels: Uint8Array | Int32Array | … | null, features: number)
+/// Copies the pixels (as u8) and labels into native memory once.
+unsafe extern "C" fn create_dataset(env: napi_env, info: napi_callback_info) -> napi_value {
+    call(env, info, |env, [images, labels, features]| {
+        let pixels = match env.get_typed_array(images, "images")? {
+            TypedArray::U8(s) => s.to_vec(),
+            _ => return Err(type_error("images must be a Uint8Array of pixel values 0..255")),
+        };
+        let labels = match env.type_of(labels)? {
+            NAPI_UNDEFINED | NAPI_NULL => None,
+            _ => Some(label_vec(env.get_typed_array(labels, "labels")?)?),
+        };
+        let features = env.get_integer(features, "features", 1.0, (1u64 << 32) as f64)? as usize;
+        let bytes = pixels.len() + labels.as_ref().map_or(0, |l| l.len() * 4);
+        let data = Dataset::new(pixels, labels, features)?;
+        env.external_sized(Handle { tag: DATASET_TAG, inner: Arc::new(data) }, bytes)
+    })
+}
+
+fn label_vec(labels: TypedArray) -> JsResult<Vec<u32>> {
+    fn convert<T: Copy + Into<i64>>(xs: &[T]) -> JsResult<Vec<u32>> {
+        xs.iter()
+            .enumerate()
+            .map(|(i, &x)| {
+                let x: i64 = x.into();
+                u32::try_from(x).map_err(|_| range_error(format!("labels[{i}] = {x} is not a class index (must be ≥ 0)")))
+            })
+            .collect()
+    }
+    match labels {
+        TypedArray::U8(s) => convert(s),
+        TypedArray::I8(s) => convert(s),
+        TypedArray::U16(s) => convert(s),
+        TypedArray::I16(s) => convert(s),
+        TypedArray::U32(s) => convert(s),
+        TypedArray::I32(s) => convert(s),
+        _ => Err(type_error("labels must be an integer typed array (Uint8Array, Int32Array, …) of class indices")),
+    }
+}
+
+/// datasetInfo(dataset): { length, features, labeled }
+unsafe extern "C" fn dataset_info(env: napi_env, info: napi_callback_info) -> napi_value {
+    call(env, info, |env, [d]| {
+        let d = dataset(env, d)?;
+        env.object(&[
+            ("length", env.number(d.len() as f64)?),
+            ("features", env.number(d.features() as f64)?),
+            ("labeled", env.boolean(d.labels().is_some())?),
+        ])
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Asynchronous work on a model
+
+enum Op {
+    Epoch(EpochOptions),
+    Evaluate,
+    Predict,
+}
+
+enum Outcome {
+    Epoch(EpochStats),
+    Evaluation(Evaluation),
+    Probabilities(Vec<f32>),
+}
+
+struct ModelTask {
+    cell: Arc<ModelCell>,
+    trainer: Option<Box<Trainer>>,
+    data: Arc<Dataset>,
+    op: Op,
+}
+
+impl Task for ModelTask {
+    type Output = Outcome;
+
+    fn run(&mut self) -> Result<Outcome, kana_core::Error> {
+        let t = self.trainer.as_mut().expect("trainer taken for this task");
+        let control = &self.cell.control;
+        Ok(match &self.op {
+            Op::Epoch(o) => Outcome::Epoch(t.epoch(&self.data, o, control)?),
+            Op::Evaluate => Outcome::Evaluation(t.evaluate(&self.data, control)?),
+            Op::Predict => Outcome::Probabilities(t.predict_proba(&self.data, control)?),
+        })
+    }
+
+    fn finish(mut self, env: Env, outcome: Result<Outcome, JsError>) -> JsResult<napi_value> {
+        self.cell.put_back(self.trainer.take().expect("trainer taken for this task"));
+        match outcome? {
+            Outcome::Epoch(s) => env.object(&[
+                ("loss", env.number(s.loss)?),
+                ("accuracy", env.number(s.accuracy)?),
+                ("steps", env.number(s.steps as f64)?),
+            ]),
+            Outcome::Evaluation(e) => env.object(&[
+                ("loss", env.number(e.loss)?),
+                ("accuracy", env.number(e.accuracy)?),
+                ("confusion", env.u32_array(&e.confusion)?),
+            ]),
+            Outcome::Probabilities(p) => env.f32_array(&p),
+        }
+    }
+}
+
+fn start(env: Env, m: napi_value, d: napi_value, op: Op, name: &'static str) -> JsResult<napi_value> {
+    let cell = model(env, m)?;
+    let data = dataset(env, d)?;
+    let trainer = cell.take(name)?;
+    cell.control.clear_cancel();
+    spawn(env, name, ModelTask { cell, trainer: Some(trainer), data, op })
+}
+
+fn epoch_options(env: Env, o: napi_value) -> JsResult<EpochOptions> {
+    env.expect_object(o, "options")?;
+    let num = |k: &str| -> JsResult<Option<f64>> { env.get_field(o, k)?.map(|v| env.get_number(v, &format!("options.{k}"))).transpose() };
+    let optimizer = match env.get_field(o, "optimizer")? {
+        Some(v) => env.get_string(v, "options.optimizer")?,
+        None => return Err(type_error("options.optimizer must be 'gd', 'sgd' or 'adam'")),
+    };
+    let batch_size = match (optimizer.as_str(), env.get_field(o, "batchSize")?) {
+        ("gd", _) => usize::MAX,
+        (_, Some(v)) => env.get_integer(v, "options.batchSize", 0.0, 9_007_199_254_740_991.0)? as usize,
+        (_, None) => return Err(type_error(format!("options.batchSize is required for optimizer '{optimizer}'"))),
+    };
+    let optimizer = match optimizer.as_str() {
+        "gd" | "sgd" => Optimizer::Sgd,
+        "adam" => Optimizer::Adam {
+            beta1: num("beta1")?.unwrap_or(0.9) as f32,
+            beta2: num("beta2")?.unwrap_or(0.999) as f32,
+            eps: num("eps")?.unwrap_or(1e-8) as f32,
+        },
+        other => return Err(range_error(format!("options.optimizer must be 'gd', 'sgd' or 'adam', got '{other}'"))),
+    };
+    let lr = num("lr")?.ok_or_else(|| type_error("options.lr is required"))? as f32;
+    let l2 = num("l2")?.unwrap_or(0.0) as f32;
+    let opts = EpochOptions { optimizer, lr, l2, batch_size };
+    opts.validate()?;
+    Ok(opts)
+}
+
+/// fitEpoch(model, dataset, options): Promise<{ loss, accuracy, steps }>
+unsafe extern "C" fn fit_epoch(env: napi_env, info: napi_callback_info) -> napi_value {
+    call(env, info, |env, [m, d, o]| {
+        let opts = epoch_options(env, o)?;
+        start(env, m, d, Op::Epoch(opts), "an epoch of training")
+    })
+}
+
+/// evaluate(model, dataset): Promise<{ loss, accuracy, confusion: Uint32Array }>
+unsafe extern "C" fn evaluate(env: napi_env, info: napi_callback_info) -> napi_value {
+    call(env, info, |env, [m, d]| start(env, m, d, Op::Evaluate, "an evaluation"))
+}
+
+/// predictProba(model, dataset): Promise<Float32Array> (n × classes)
+unsafe extern "C" fn predict_proba(env: napi_env, info: napi_callback_info) -> napi_value {
+    call(env, info, |env, [m, d]| start(env, m, d, Op::Predict, "a prediction"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Diagnostics
+
+/// cpuFeatures(): what the GEMM kernel can use on this processor (detected at run time).
+unsafe extern "C" fn cpu_features(env: napi_env, info: napi_callback_info) -> napi_value {
+    call(env, info, |env, []: [napi_value; 0]| {
+        #[cfg(target_arch = "x86_64")]
+        let flags = [
+            ("avx512f", std::arch::is_x86_feature_detected!("avx512f")),
+            ("avx2", std::arch::is_x86_feature_detected!("avx2")),
+            ("fma", std::arch::is_x86_feature_detected!("fma")),
+        ];
+        #[cfg(not(target_arch = "x86_64"))]
+        let flags: [(&str, bool); 0] = [];
+        let mut fields = vec![("arch", env.string(std::env::consts::ARCH)?)];
+        for (k, v) in flags {
+            fields.push((k, env.boolean(v)?));
+        }
+        env.object(&fields)
+    })
+}
+
+struct PanicTask;
+impl Task for PanicTask {
+    type Output = ();
+    fn run(&mut self) -> Result<(), kana_core::Error> {
+        // inside rayon, as a real fault in the engine would be
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        pool.install(|| panic!("deliberate panic in a worker thread (test hook)"))
+    }
+    fn finish(self, env: Env, outcome: Result<(), JsError>) -> JsResult<napi_value> {
+        outcome?;
+        env.undefined()
+    }
+}
+
+/// debugPanic('sync' | 'async'): panics on purpose, to prove a panic becomes a JS error.
+unsafe extern "C" fn debug_panic(env: napi_env, info: napi_callback_info) -> napi_value {
+    call(env, info, |env, [mode]| match env.get_string(mode, "mode")?.as_str() {
+        "sync" => panic!("deliberate panic on the JavaScript thread (test hook)"),
+        "async" => spawn(env, "debugPanic", PanicTask),
+        other => Err(range_error(format!("mode must be 'sync' or 'async', got '{other}'"))),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+
+#[no_mangle]
+pub unsafe extern "C" fn napi_register_module_v1(env: napi_env, exports: napi_value) -> napi_value {
+    let functions: [(&str, napi_callback); 16] = [
+        ("createModel", create_model),
+        ("freeModel", free_model),
+        ("modelInfo", model_info),
+        ("getWeights", get_weights),
+        ("setWeights", set_weights),
+        ("getTrainingState", get_training_state),
+        ("setTrainingState", set_training_state),
+        ("cancel", cancel),
+        ("progress", progress),
+        ("createDataset", create_dataset),
+        ("datasetInfo", dataset_info),
+        ("fitEpoch", fit_epoch),
+        ("evaluate", evaluate),
+        ("predictProba", predict_proba),
+        ("cpuFeatures", cpu_features),
+        ("debugPanic", debug_panic),
+    ];
+    for (name, f) in &functions {
+        let mut func = std::ptr::null_mut();
+        if napi_create_function(env, name.as_ptr().cast(), name.len(), *f, std::ptr::null_mut::<c_void>(), &mut func) != NAPI_OK
+            || Env(env).set(exports, name, func).is_err()
+        {
+            return std::ptr::null_mut();
+        }
+    }
+    exports
+}

@@ -1,0 +1,50 @@
+'use strict'
+// kana-native's entry point and native loader.
+//
+// The compiled addon is looked for, in order:
+//   1. ./kana-native.<platform>.node next to this file (a local build: `npm run build`);
+//   2. the per-platform package `kana-native-<platform>` (what a registry install brings, see npm/).
+// <platform> is e.g. linux-x64-gnu, as @napi-rs/cli names it. Failing both, the error names the
+// platform and every place tried.
+const { existsSync } = require('node:fs')
+const { join } = require('node:path')
+
+function platformTriple() {
+  const { platform, arch } = process
+  if (platform !== 'linux') return `${platform}-${arch}`
+  // glibc or musl: the report header names the glibc version only on glibc systems
+  const glibc = process.report?.getReport?.()?.header?.glibcVersionRuntime
+  return `${platform}-${arch}-${glibc ? 'gnu' : 'musl'}`
+}
+
+function loadNativeBinding() {
+  const triple = platformTriple()
+  const local = join(__dirname, `kana-native.${triple}.node`)
+  const pkg = `kana-native-${triple}`
+  const failures = []
+  if (existsSync(local)) {
+    try {
+      return require(local)
+    } catch (e) {
+      failures.push(`${local}: ${e.message}`)
+    }
+  } else {
+    failures.push(`${local}: not built (run \`npm run build\`)`)
+  }
+  try {
+    return require(pkg)
+  } catch (e) {
+    failures.push(`${pkg}: ${e.code === 'MODULE_NOT_FOUND' ? 'not installed' : e.message}`)
+  }
+  const err = new Error(
+    `kana-native has no native addon for this platform (${triple}). Tried:\n  ${failures.join('\n  ')}\n` +
+      'Build it from source with `npm run build` (needs Rust), or install on a supported platform.',
+  )
+  err.code = 'KANA_NO_NATIVE_BINDING'
+  throw err
+}
+
+// The raw binding is published on `exports` before the TypeScript layer loads, because that layer
+// (dist/native.js) takes it from here.
+module.exports = { native: loadNativeBinding() }
+Object.assign(module.exports, require('./dist/index.js'))

@@ -1,0 +1,13 @@
+// kana-native's public API.
+export { MLP, Dataset } from './mlp'
+export type { MLPOptions, FitOptions, CallOptions, Progress, OptimizerName, Labels, EpochResult, Evaluation, TrainingState } from './mlp'
+export { ReferenceMLP } from './reference'
+export type { ReferenceLayer, StepOptions } from './reference'
+export * as data from './data'
+export * as split from './split'
+export * as metrics from './metrics'
+export * as schedule from './schedule'
+export { EarlyStopping } from './early-stopping'
+export { loadImages, loadLabels, DataError } from './data'
+export { stratifiedSplit } from './split'
+export { parseClassmap, loadClassmap } from './classmap'

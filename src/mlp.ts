@@ -1,0 +1,243 @@
+// The typed, Promise-based face of the native engine: `Dataset` and `MLP`.
+// Each asynchronous call runs on a worker thread (the event loop keeps turning), can be aborted
+// between batches with an AbortSignal, and can report progress.
+import { availableParallelism } from 'node:os'
+import { randomInt } from 'node:crypto'
+import {
+  native,
+  type DatasetHandle,
+  type EpochResult,
+  type Evaluation,
+  type LabelArray,
+  type ModelHandle,
+  type TrainingState,
+} from './native'
+
+export type { EpochResult, Evaluation, TrainingState } from './native'
+
+/** Labels as any integer typed array (BigInt64Array too, as int64 `.npy` files load) or plain numbers. */
+export type Labels = LabelArray | BigInt64Array | BigUint64Array | ArrayLike<number>
+
+function toLabelArray(labels: Labels): LabelArray {
+  if (
+    labels instanceof Uint8Array || labels instanceof Int8Array || labels instanceof Uint16Array ||
+    labels instanceof Int16Array || labels instanceof Uint32Array || labels instanceof Int32Array
+  ) {
+    return labels
+  }
+  const out = new Int32Array(labels.length)
+  for (let i = 0; i < labels.length; i++) {
+    const raw = (labels as ArrayLike<number | bigint>)[i]
+    const v = Number(raw)
+    if (!Number.isInteger(v) || v < 0 || v > 0x7fffffff) {
+      throw new RangeError(`labels[${i}] = ${String(raw)} is not a class index (an integer ≥ 0)`)
+    }
+    out[i] = v
+  }
+  return out
+}
+
+/**
+ * A data set held once in native memory: `u8` pixels (normalised ÷255 per batch by the engine) and
+ * optional integer labels. Building one copies the arrays; the JavaScript copies may then be dropped.
+ */
+export class Dataset {
+  readonly handle: DatasetHandle
+  readonly length: number
+  readonly features: number
+  readonly labeled: boolean
+
+  constructor(images: Uint8Array, labels?: Labels | null, features = 784) {
+    if (!(images instanceof Uint8Array)) throw new TypeError('images must be a Uint8Array of pixel values 0..255')
+    this.handle = native.createDataset(images, labels == null ? null : toLabelArray(labels), features)
+    const info = native.datasetInfo(this.handle)
+    this.length = info.length
+    this.features = info.features
+    this.labeled = info.labeled
+  }
+}
+
+/** The error an aborted call rejects with, the same whether it stopped before or during the work. */
+function abortError(reason: unknown): Error {
+  const err = new Error('the operation was aborted', { cause: reason })
+  err.name = 'AbortError'
+  ;(err as NodeJS.ErrnoException).code = 'ABORT_ERR'
+  return err
+}
+
+export type OptimizerName = 'gd' | 'sgd' | 'adam'
+
+export interface MLPOptions {
+  /** Layer sizes, input first and classes last, e.g. [784, 512, 49]. */
+  layers: number[]
+  /** Fixes the initial weights and every shuffle. Default: a random seed, readable as `model.seed`. */
+  seed?: number
+  /** Worker threads for the engine. Default: the machine's available cores. */
+  threads?: number
+}
+
+export interface Progress {
+  /** Epoch within the call, from 0. */
+  epoch: number
+  /** Optimiser steps (or evaluation chunks) done, and in total, in the current epoch. */
+  step: number
+  steps: number
+}
+
+export interface CallOptions {
+  /** Aborting stops the work after the current batch; the Promise rejects with an AbortError. */
+  signal?: AbortSignal
+  /** Called about every `progressInterval` ms while the work runs. */
+  onProgress?: (p: Progress) => void
+  progressInterval?: number
+}
+
+export interface FitOptions extends CallOptions {
+  /** Default 1. */
+  epochs?: number
+  /** 'gd' = full-batch gradient descent, 'sgd' = mini-batch SGD, 'adam' (default). */
+  optimizer?: OptimizerName
+  /** Learning rate. Default 1e-3 for Adam, 0.1 for gd/sgd. */
+  lr?: number
+  /** Mini-batch size for 'sgd' and 'adam'. Default 32. */
+  batchSize?: number
+  /** L2 strength λ: (λ/2)·Σ‖W‖² is added to the loss, λ·W to the weight gradients. Default 0. */
+  l2?: number
+  beta1?: number
+  beta2?: number
+  eps?: number
+  /** Called after every epoch (awaited). */
+  onEpoch?: (result: EpochResult & { epoch: number }) => void | Promise<void>
+}
+
+/** A multilayer perceptron: ReLU hidden layers, softmax output, cross-entropy loss. */
+export class MLP {
+  readonly layers: readonly number[]
+  readonly seed: number
+  readonly threads: number
+  readonly #handle: ModelHandle
+
+  constructor(options: MLPOptions) {
+    if (options == null || typeof options !== 'object') throw new TypeError('options must be an object with `layers`')
+    this.seed = options.seed ?? randomInt(0, 2 ** 47)
+    this.threads = options.threads ?? availableParallelism()
+    this.#handle = native.createModel(options.layers, this.seed, this.threads)
+    this.layers = Object.freeze([...native.modelInfo(this.#handle).layers])
+  }
+
+  get inputs(): number {
+    return this.layers[0]
+  }
+
+  get classes(): number {
+    return this.layers[this.layers.length - 1]
+  }
+
+  /** Number of weights and biases. */
+  get parameterCount(): number {
+    return native.modelInfo(this.#handle).params
+  }
+
+  /** Optimiser steps taken so far. */
+  get steps(): number {
+    return native.modelInfo(this.#handle).steps
+  }
+
+  #dataset(data: Dataset | Uint8Array, labels: Labels | null | undefined): Dataset {
+    return data instanceof Dataset ? data : new Dataset(data, labels, this.inputs)
+  }
+
+  /** Runs `work` with abort and progress wired to the native model; `epoch` labels progress reports. */
+  async #guard<T>(opts: CallOptions, epoch: number, work: () => Promise<T>): Promise<T> {
+    const { signal, onProgress } = opts
+    if (signal?.aborted) throw abortError(signal.reason)
+    const onAbort = () => native.cancel(this.#handle)
+    signal?.addEventListener('abort', onAbort, { once: true })
+    const timer = onProgress
+      ? setInterval(() => {
+          const [step, steps] = native.progress(this.#handle)
+          onProgress({ epoch, step, steps })
+        }, opts.progressInterval ?? 100)
+      : undefined
+    try {
+      const result = await work()
+      if (onProgress) {
+        const [step, steps] = native.progress(this.#handle)
+        onProgress({ epoch, step, steps })
+      }
+      return result
+    } finally {
+      clearInterval(timer)
+      signal?.removeEventListener('abort', onAbort)
+    }
+  }
+
+  /**
+   * Trains for `epochs` epochs and returns the last epoch's mean loss and accuracy.
+   * `fit(images, labels, options)` or `fit(dataset, options)`.
+   */
+  fit(images: Uint8Array, labels: Labels, options?: FitOptions): Promise<EpochResult>
+  fit(data: Dataset, options?: FitOptions): Promise<EpochResult>
+  async fit(data: Dataset | Uint8Array, labelsOrOptions?: Labels | FitOptions, maybeOptions?: FitOptions): Promise<EpochResult> {
+    const [labels, opts] = data instanceof Dataset ? [undefined, (labelsOrOptions as FitOptions | undefined) ?? {}] : [labelsOrOptions as Labels, maybeOptions ?? {}]
+    const dataset = this.#dataset(data, labels)
+    const epochs = opts.epochs ?? 1
+    if (!Number.isInteger(epochs) || epochs < 1) throw new RangeError(`epochs must be an integer ≥ 1, got ${epochs}`)
+    const optimizer = opts.optimizer ?? 'adam'
+    const native_opts = {
+      optimizer,
+      lr: opts.lr ?? (optimizer === 'adam' ? 1e-3 : 0.1),
+      l2: opts.l2 ?? 0,
+      batchSize: opts.batchSize ?? 32,
+      beta1: opts.beta1,
+      beta2: opts.beta2,
+      eps: opts.eps,
+    }
+    let last: EpochResult | undefined
+    for (let epoch = 0; epoch < epochs; epoch++) {
+      last = await this.#guard(opts, epoch, () => native.fitEpoch(this.#handle, dataset.handle, native_opts))
+      await opts.onEpoch?.({ ...last, epoch })
+    }
+    return last!
+  }
+
+  /** Mean cross-entropy, accuracy and confusion matrix (row = true class) over labelled data. */
+  evaluate(images: Uint8Array, labels: Labels, options?: CallOptions): Promise<Evaluation>
+  evaluate(data: Dataset, options?: CallOptions): Promise<Evaluation>
+  evaluate(data: Dataset | Uint8Array, labelsOrOptions?: Labels | CallOptions, maybeOptions?: CallOptions): Promise<Evaluation> {
+    const [labels, opts] = data instanceof Dataset ? [undefined, (labelsOrOptions as CallOptions | undefined) ?? {}] : [labelsOrOptions as Labels, maybeOptions ?? {}]
+    if (!(data instanceof Dataset) && labels == null) throw new TypeError('labels are required to evaluate')
+    const dataset = this.#dataset(data, labels)
+    return this.#guard(opts, 0, () => native.evaluate(this.#handle, dataset.handle))
+  }
+
+  /** Softmax probabilities, N×K row-major; every row sums to 1. */
+  predictProba(data: Dataset | Uint8Array, options: CallOptions = {}): Promise<Float32Array> {
+    const dataset = this.#dataset(data, null)
+    return this.#guard(options, 0, () => native.predictProba(this.#handle, dataset.handle))
+  }
+
+  /** Copies of the parameters: [W1, b1, W2, b2, …], W_l row-major `in × out`. */
+  getWeights(): Float32Array[] {
+    return native.getWeights(this.#handle)
+  }
+
+  /** Replaces every parameter (same layout as getWeights); checks shapes and finiteness. */
+  setWeights(weights: Float32Array[]): void {
+    native.setWeights(this.#handle, weights)
+  }
+
+  /** Optimiser moments, step count and shuffling state: with the weights, all a resume needs. */
+  getTrainingState(): TrainingState {
+    return native.getTrainingState(this.#handle)
+  }
+
+  setTrainingState(state: TrainingState): void {
+    native.setTrainingState(this.#handle, state)
+  }
+
+  /** Releases the native memory now; any later call on this model throws. */
+  free(): void {
+    native.freeModel(this.#handle)
+  }
+}
