@@ -1,0 +1,7 @@
+#!/usr/bin/env node
+'use strict'
+require('../dist/cli.js')
+  .main()
+  .then((code) => {
+    process.exitCode = code
+  })

@@ -1,0 +1,285 @@
+// `kana-native` on the command line: train, evaluate, predict, inspect.
+// Exit codes: 0 ok, 1 failure (bad data, diverged run, …), 2 usage error, 130 interrupted.
+import yargs, { type Argv } from 'yargs'
+import { hideBin } from 'yargs/helpers'
+import { SingleBar } from 'cli-progress'
+import { mkdir } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
+import { train, type EpochRecord, type TrainOptions } from './train'
+import { loadInputs } from './inputs'
+import { Dataset } from './mlp'
+import { loadImages, loadLabels, DataError } from './data'
+import { loadClassmap } from './classmap'
+import { loadTrainedModel } from './saved-model'
+import { probabilitiesCsv } from './csv'
+import { writeFileAtomic } from './atomic'
+import { summarize } from './metrics'
+import { classDistribution, confusionHeatmap, sampleGrid, writeRendered } from './plots'
+import { terminalProgress, type DatasetName } from './datasets'
+
+type Out = { json: boolean; quiet: boolean; plain: boolean }
+
+const fmt = (x: number, d = 4) => (Number.isFinite(x) ? x.toFixed(d) : String(x))
+const pct = (x: number) => `${(x * 100).toFixed(2)}%`
+
+function parseList(s: string | number | undefined, name: string, parse: (x: string) => number): number[] | undefined {
+  if (s === undefined) return undefined
+  const parts = String(s).split(',').map((x) => x.trim()).filter(Boolean)
+  const nums = parts.map(parse)
+  if (nums.some((n) => !Number.isFinite(n))) throw new UsageError(`--${name} must be a comma-separated list of numbers, got "${s}"`)
+  return nums
+}
+
+class UsageError extends Error {}
+
+/** Console output that keeps out of the way of a progress bar and of --json. */
+function log(out: Out, line: string) {
+  if (!out.quiet && !out.json) process.stderr.write(line + '\n')
+}
+
+const dataOptions = (y: Argv) =>
+  y
+    .option('images', { type: 'string', describe: 'Images: .npy (N×784 or N×28×28, uint8 or float 0..255), .npz (arr_0) or IDX [default: ./X_images.npy]' })
+    .option('labels', { type: 'string', describe: 'Labels: .npy/.npz/IDX of integer class indices [default: ./y_images.npy]' })
+    .option('dataset', { choices: ['k49', 'kmnist', 'fashion-mnist'] as const, describe: 'A named data set instead of files (downloaded once into the cache)' })
+    .option('cache-dir', { type: 'string', describe: 'Cache for named data sets [default: $KANA_NATIVE_CACHE or ~/.cache/kana-native]' })
+    .option('classmap', { type: 'string', describe: 'Class names CSV (index,codepoint,char), e.g. k49_classmap.csv' })
+    .option('split', { type: 'string', default: '0.6,0.2,0.2', describe: 'train,validation,test fractions (stratified)' })
+    .option('seed', { type: 'number', describe: 'Seed for split, initial weights and shuffling [default: random, recorded]' })
+
+const outputOptions = (y: Argv) =>
+  y
+    .option('json', { type: 'boolean', default: false, describe: 'Machine-readable output: one JSON object per line on stdout' })
+    .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'Only errors' })
+
+function splitOption(s: string) {
+  const f = parseList(s, 'split', Number)!
+  if (f.length !== 3) throw new UsageError(`--split needs three fractions train,validation,test, got "${s}"`)
+  return { train: f[0], validation: f[1], test: f[2] }
+}
+
+async function trainCommand(argv: Record<string, any>, out: Out): Promise<number> {
+  const ac = new AbortController()
+  const onSignal = () => ac.abort()
+  process.once('SIGINT', onSignal)
+  process.once('SIGTERM', onSignal)
+  const runDir = resolve(argv.out ?? join('runs', new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)))
+  const tty = process.stderr.isTTY && !out.plain && !out.quiet && !out.json
+  let bar: SingleBar | undefined
+  const opts: TrainOptions = {
+    images: argv.images, labels: argv.labels, dataset: argv.dataset as DatasetName | undefined, cacheDir: argv.cacheDir, classmap: argv.classmap,
+    split: splitOption(argv.split), seed: argv.seed,
+    hidden: parseList(argv.hidden, 'hidden', (x) => Number(x)),
+    optimizer: argv.optimizer, lr: argv.lr, batchSize: argv.batchSize, l2: argv.l2,
+    beta1: argv.beta1, beta2: argv.beta2, eps: argv.eps,
+    epochs: argv.epochs, patience: argv.patience, minDelta: argv.minDelta, earlyStopping: argv.earlyStopping, restoreBest: argv.restoreBest,
+    schedule: argv.schedule, lrMin: argv.lrMin, threads: argv.threads,
+    out: runDir, command: process.argv.slice(1), signal: ac.signal,
+    onDownloadProgress: tty ? terminalProgress() : undefined,
+    onData: (inputs) => {
+      log(out, `data: ${inputs.train.labels.length} train / ${inputs.validation.labels.length} validation / ${inputs.test.labels.length} test samples, ${inputs.classes} classes, ${inputs.features} features`)
+    },
+    onProgress: tty
+      ? (p) => {
+          if (!bar) {
+            bar = new SingleBar({ format: 'epoch {epoch} |{bar}| {value}/{total} steps | {last} | ETA {eta_formatted}', hideCursor: true, clearOnComplete: true, etaBuffer: 50 })
+            bar.start(p.steps, 0, { epoch: p.epoch, last: '' })
+          }
+          bar.update(p.step, { epoch: p.epoch })
+        }
+      : undefined,
+    onEpoch: (r: EpochRecord, s) => {
+      const line = `epoch ${r.epoch}/${s.epochs}  loss ${fmt(r.trainLoss)}  acc ${fmt(r.trainAccuracy)}  val_loss ${fmt(r.valLoss)}  val_acc ${fmt(r.valAccuracy)}  lr ${r.lr.toPrecision(3)}  ${r.seconds.toFixed(2)}s${s.bestEpoch === r.epoch ? '  *best' : ''}`
+      if (bar) {
+        bar.stop()
+        bar = undefined
+      }
+      if (out.json) process.stdout.write(JSON.stringify({ type: 'epoch', ...r, bestEpoch: s.bestEpoch }) + '\n')
+      else log(out, line)
+    },
+  }
+  try {
+    const result = await train(opts)
+    const { test, validation, train: tr } = result.metrics
+    if (out.json) {
+      process.stdout.write(JSON.stringify({ type: 'result', runDir, stopReason: result.stopReason, bestEpoch: result.bestEpoch, seconds: result.seconds, train: brief(tr), validation: brief(validation), test: brief(test) }) + '\n')
+    } else {
+      const why = { completed: 'ran all epochs', 'early-stopping': `early stopping (patience ${result.config.patience})`, diverged: `diverged: ${result.divergence}` }[result.stopReason]
+      log(out, `\n${why}; weights of epoch ${result.weightsEpoch} (best validation loss at epoch ${result.bestEpoch}), ${result.seconds.toFixed(1)}s`)
+      log(out, table([['', 'accuracy', 'loss', 'balanced acc', 'macro-F1'], ...(['train', 'validation', 'test'] as const).map((k) => { const m = result.metrics[k]; return [k, pct(m.accuracy), fmt(m.loss), pct(m.balancedAccuracy), pct(m.macroF1)] })]))
+      log(out, `\nrun directory: ${runDir}\n  model.safetensors  metrics.json  history.csv  curves.png  confusion.png  class-distribution.png  samples.png`)
+    }
+    return result.stopReason === 'diverged' ? 1 : 0
+  } catch (e) {
+    bar?.stop()
+    if ((e as Error).name === 'AbortError') {
+      log(out, `\ninterrupted; the history so far is in ${runDir}`)
+      return 130
+    }
+    throw e
+  } finally {
+    process.off('SIGINT', onSignal)
+    process.off('SIGTERM', onSignal)
+  }
+}
+
+function brief(m: { accuracy: number; loss: number; balancedAccuracy: number; macroF1: number }) {
+  return { accuracy: m.accuracy, loss: m.loss, balancedAccuracy: m.balancedAccuracy, macroF1: m.macroF1 }
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)))
+  return rows.map((r) => r.map((x, c) => (c === 0 ? x.padEnd(widths[c]) : x.padStart(widths[c]))).join('  ')).join('\n')
+}
+
+async function predictCommand(argv: Record<string, any>, out: Out): Promise<number> {
+  const { model, classNames } = await loadTrainedModel(resolve(argv.model), { threads: argv.threads })
+  const { images, n, rows, cols } = await loadImages(resolve(argv.images))
+  if (rows * cols !== model.inputs) {
+    throw new DataError('ESHAPE', `${argv.images}: images have ${rows * cols} pixels but the model takes ${model.inputs}`, argv.images)
+  }
+  const probs = await model.predictProba(new Dataset(images, null, model.inputs))
+  const columns = argv.columns === 'names' ? classNames : Array.from({ length: model.classes }, (_, k) => `${argv.columnPrefix}${k}`)
+  const target = resolve(argv.out)
+  await writeFileAtomic(target, probabilitiesCsv(probs, model.classes, { columns, argmax: argv.argmax }))
+  if (out.json) process.stdout.write(JSON.stringify({ type: 'predictions', file: target, rows: n, classes: model.classes }) + '\n')
+  else log(out, `wrote ${n} rows × ${model.classes} classes of probabilities to ${target}`)
+  return 0
+}
+
+async function evaluateCommand(argv: Record<string, any>, out: Out): Promise<number> {
+  const { model, classNames } = await loadTrainedModel(resolve(argv.model), { threads: argv.threads })
+  const { images, n, rows, cols } = await loadImages(resolve(argv.images))
+  const { labels, n: nl } = await loadLabels(resolve(argv.labels))
+  if (n !== nl) throw new DataError('ESHAPE', `${argv.images} holds ${n} images but ${argv.labels} holds ${nl} labels`, argv.images)
+  if (rows * cols !== model.inputs) throw new DataError('ESHAPE', `${argv.images}: images have ${rows * cols} pixels but the model takes ${model.inputs}`, argv.images)
+  const ev = await model.evaluate(new Dataset(images, labels, model.inputs))
+  const m = summarize(ev.confusion, model.classes, ev.loss)
+  const names = argv.classmap ? await loadClassmap(resolve(argv.classmap)) : classNames
+  if (argv.out) {
+    const dir = resolve(argv.out)
+    await mkdir(dir, { recursive: true })
+    await writeFileAtomic(join(dir, 'metrics.json'), JSON.stringify({ ...m, samples: n, confusion: [...ev.confusion], classNames: names }, null, 2) + '\n')
+    await writeRendered(join(dir, 'confusion'), await confusionHeatmap(ev.confusion, names, { title: `Confusion matrix (accuracy ${pct(m.accuracy)})` }))
+  }
+  if (out.json) process.stdout.write(JSON.stringify({ type: 'evaluation', samples: n, ...brief({ ...m, loss: ev.loss }) }) + '\n')
+  else {
+    log(out, table([['samples', 'accuracy', 'loss', 'balanced acc', 'macro-F1'], [String(n), pct(m.accuracy), fmt(ev.loss), pct(m.balancedAccuracy), pct(m.macroF1)]]))
+    log(out, '\n' + table([['class', 'precision', 'recall', 'F1', 'support'], ...m.perClass.map((c, k) => [names[k] ?? String(k), pct(c.precision), pct(c.recall), pct(c.f1), String(c.support)])]))
+    if (argv.out) log(out, `\nwrote metrics.json and confusion.png to ${resolve(argv.out)}`)
+  }
+  return 0
+}
+
+async function inspectCommand(argv: Record<string, any>, out: Out): Promise<number> {
+  // everything in one part, so counts cover the whole set
+  const inputs = await loadInputs({ images: argv.images, labels: argv.labels, dataset: argv.dataset, cacheDir: argv.cacheDir, classmap: argv.classmap, split: { train: 1, validation: 0, test: 0 }, seed: 0 })
+  const all = inputs.train
+  const counts = new Array<number>(inputs.classes).fill(0)
+  for (const y of all.labels) counts[y]++
+  const n = all.labels.length
+  if (out.json) {
+    process.stdout.write(JSON.stringify({ type: 'inspect', samples: n, features: inputs.features, classes: inputs.classes, counts, classNames: inputs.classNames }) + '\n')
+  } else {
+    log(out, `${n} samples, ${inputs.features} features (${Math.sqrt(inputs.features)}×${Math.sqrt(inputs.features)}), ${inputs.classes} classes; ${Math.min(...counts)}–${Math.max(...counts)} per class`)
+    log(out, table([['class', 'name', 'count', 'share'], ...counts.map((c, k) => [String(k), inputs.classNames[k], String(c), pct(c / n)])]))
+  }
+  if (argv.out) {
+    const dir = resolve(argv.out)
+    await mkdir(dir, { recursive: true })
+    await writeRendered(join(dir, 'class-distribution'), await classDistribution(counts, inputs.classNames, { title: 'Samples per class' }))
+    await writeRendered(join(dir, 'samples'), await sampleGrid(all.images, inputs.features, all.labels, inputs.classNames, { title: 'Samples' }))
+    log(out, `wrote class-distribution.png and samples.png to ${dir}`)
+  }
+  return 0
+}
+
+export function parser(args: string[]) {
+  return yargs(args)
+    .scriptName('kana-native')
+    .usage('$0 <command> [options]\n\nTrain and use MLP classifiers for 28×28 handwritten characters (Kuzushiji, KMNIST, Fashion-MNIST).')
+    .command('train', 'Train a model, evaluate it on train/validation/test, and write a run directory', (y) =>
+      outputOptions(dataOptions(y))
+        .option('hidden', { type: 'string', default: '512', describe: 'Hidden layer widths, e.g. 512 or 100,80' })
+        .option('optimizer', { choices: ['gd', 'sgd', 'adam'] as const, default: 'adam' as const, describe: 'gd = full-batch gradient descent; sgd = mini-batch SGD; adam' })
+        .option('lr', { type: 'number', describe: 'Learning rate η0 [default: 1e-3 for adam, 0.1 for gd/sgd]' })
+        .option('batch-size', { type: 'number', default: 32, describe: 'Mini-batch size (sgd, adam)' })
+        .option('l2', { type: 'number', default: 1e-3, describe: 'L2 λ: (λ/2)·Σ‖W‖² added to the loss (weights, not biases)' })
+        .option('beta1', { type: 'number', default: 0.9, describe: 'Adam β1' })
+        .option('beta2', { type: 'number', default: 0.999, describe: 'Adam β2' })
+        .option('eps', { type: 'number', default: 1e-8, describe: 'Adam ε' })
+        .option('epochs', { type: 'number', default: 200, describe: 'Maximum epochs T' })
+        .option('schedule', { choices: ['constant', 'linear', 'exponential'] as const, default: 'constant' as const, describe: 'Learning-rate schedule over T epochs' })
+        .option('lr-min', { type: 'number', describe: 'Floor (linear) or end point (exponential) of the schedule [default: lr/100]' })
+        .option('early-stopping', { type: 'boolean', default: true, describe: 'Stop when validation loss stops improving (--no-early-stopping to run all epochs)' })
+        .option('patience', { type: 'number', default: 20, describe: 'Epochs without validation improvement before stopping' })
+        .option('min-delta', { type: 'number', default: 0, describe: 'Smallest decrease of validation loss that counts as improvement' })
+        .option('restore-best', { type: 'boolean', default: true, describe: 'End with the weights of the best validation epoch' })
+        .option('threads', { type: 'number', describe: 'Engine threads [default: all cores]' })
+        .option('out', { alias: 'o', type: 'string', describe: 'Run directory [default: runs/<timestamp>]' })
+        .option('plain', { type: 'boolean', default: false, describe: 'One plain line per epoch even on a terminal (no progress bar)' })
+        .example('$0 train', 'in a folder with X_images.npy and y_images.npy: train with the study\'s best recipe')
+        .example('$0 train --images X.npy --labels y.npy --hidden 100,80 --optimizer gd --lr 0.1 --epochs 500 --no-early-stopping', 'the study\'s M0')
+        .example('$0 train --dataset kmnist --hidden 512 --schedule exponential --lr-min 1e-5 --seed 1 --out runs/m3', 'a named data set, downloaded once'),
+    )
+    .command('predict', 'Write the softmax probabilities of a trained model as CSV', (y) =>
+      outputOptions(y)
+        .option('model', { alias: 'm', type: 'string', demandOption: true, describe: 'model.safetensors from a run directory' })
+        .option('images', { type: 'string', demandOption: true, describe: 'Images to classify (.npy/.npz/IDX; e.g. X_COMP.npy)' })
+        .option('out', { alias: 'o', type: 'string', demandOption: true, describe: 'CSV file to write, e.g. Apellido_Nombre_predicciones.csv' })
+        .option('column-prefix', { type: 'string', default: 'Clase_', describe: 'Header is <prefix>0 … <prefix>K-1' })
+        .option('columns', { choices: ['index', 'names'] as const, default: 'index' as const, describe: '"names" uses the model\'s class names as the header instead' })
+        .option('argmax', { type: 'boolean', default: false, describe: 'Append the most probable class index as a last column' })
+        .option('threads', { type: 'number', describe: 'Engine threads [default: all cores]' })
+        .example('$0 predict --model runs/m3/model.safetensors --images X_COMP.npy --out Apellido_Nombre_predicciones.csv', ''),
+    )
+    .command('evaluate', 'Metrics of a trained model on labelled data', (y) =>
+      outputOptions(y)
+        .option('model', { alias: 'm', type: 'string', demandOption: true, describe: 'model.safetensors' })
+        .option('images', { type: 'string', demandOption: true, describe: 'Images (.npy/.npz/IDX)' })
+        .option('labels', { type: 'string', demandOption: true, describe: 'Labels (.npy/.npz/IDX)' })
+        .option('classmap', { type: 'string', describe: 'Class names CSV [default: the names stored in the model]' })
+        .option('out', { alias: 'o', type: 'string', describe: 'Directory for metrics.json and confusion.png' })
+        .option('threads', { type: 'number', describe: 'Engine threads [default: all cores]' })
+        .example('$0 evaluate --model runs/m3/model.safetensors --images X_test.npy --labels y_test.npy --out eval', ''),
+    )
+    .command('inspect', 'Describe a data set: counts, class distribution, sample grid', (y) =>
+      outputOptions(dataOptions(y)).option('out', { alias: 'o', type: 'string', describe: 'Directory for class-distribution.png and samples.png' })
+        .example('$0 inspect --images X_images.npy --labels y_images.npy --classmap k49_classmap.csv --out inspect', ''),
+    )
+    .demandCommand(1, 'name a command: train, predict, evaluate or inspect')
+    .recommendCommands()
+    .strict()
+    .help()
+    .alias('h', 'help')
+    .version()
+    .wrap(Math.min(110, process.stdout.columns ?? 100))
+    .fail(false)
+}
+
+export async function main(args: string[] = hideBin(process.argv)): Promise<number> {
+  let argv: Record<string, any>
+  try {
+    argv = await parser(args).parseAsync()
+  } catch (e) {
+    process.stderr.write(`kana-native: ${(e as Error).message}\nRun \`kana-native --help\` for usage.\n`)
+    return 2
+  }
+  if (argv.help || argv.version) return 0
+  const out: Out = { json: !!argv.json, quiet: !!argv.quiet, plain: !!argv.plain || !process.stderr.isTTY }
+  const command = String(argv._[0])
+  try {
+    switch (command) {
+      case 'train': return await trainCommand(argv, out)
+      case 'predict': return await predictCommand(argv, out)
+      case 'evaluate': return await evaluateCommand(argv, out)
+      case 'inspect': return await inspectCommand(argv, out)
+      default: throw new UsageError(`unknown command ${command}`)
+    }
+  } catch (e) {
+    const err = e as Error
+    process.stderr.write(`kana-native: ${err.message}\n`)
+    if (process.env.KANA_DEBUG) process.stderr.write(`${err.stack}\n`)
+    return err instanceof UsageError ? 2 : 1
+  }
+}
