@@ -44,6 +44,9 @@ const dataOptions = (y: Argv) =>
     .option('dataset', { choices: ['k49', 'kmnist', 'fashion-mnist'] as const, describe: 'A named data set instead of files (downloaded once into the cache)' })
     .option('cache-dir', { type: 'string', describe: 'Cache for named data sets [default: $KANA_NATIVE_CACHE or ~/.cache/kana-native]' })
     .option('classmap', { type: 'string', describe: 'Class names CSV (index,codepoint,char), e.g. k49_classmap.csv' })
+
+const splitOptions = (y: Argv) =>
+  y
     .option('split', { type: 'string', default: '0.6,0.2,0.2', describe: 'train,validation,test fractions (stratified)' })
     .option('seed', { type: 'number', describe: 'Seed for split, initial weights and shuffling [default: random, recorded]' })
 
@@ -66,6 +69,7 @@ async function trainCommand(argv: Record<string, any>, out: Out): Promise<number
   const runDir = resolve(argv.out ?? join('runs', new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)))
   const tty = process.stderr.isTTY && !out.plain && !out.quiet && !out.json
   let bar: SingleBar | undefined
+  const download = tty ? terminalProgress() : undefined
   const opts: TrainOptions = {
     images: argv.images, labels: argv.labels, dataset: argv.dataset as DatasetName | undefined, cacheDir: argv.cacheDir, classmap: argv.classmap,
     split: splitOption(argv.split), seed: argv.seed,
@@ -75,7 +79,7 @@ async function trainCommand(argv: Record<string, any>, out: Out): Promise<number
     epochs: argv.epochs, patience: argv.patience, minDelta: argv.minDelta, earlyStopping: argv.earlyStopping, restoreBest: argv.restoreBest,
     schedule: argv.schedule, lrMin: argv.lrMin, threads: argv.threads,
     out: runDir, command: process.argv.slice(1), signal: ac.signal,
-    onDownloadProgress: tty ? terminalProgress() : undefined,
+    onDownloadProgress: download,
     onData: (inputs) => {
       log(out, `data: ${inputs.train.labels.length} train / ${inputs.validation.labels.length} validation / ${inputs.test.labels.length} test samples, ${inputs.classes} classes, ${inputs.features} features`)
     },
@@ -118,6 +122,7 @@ async function trainCommand(argv: Record<string, any>, out: Out): Promise<number
     }
     throw e
   } finally {
+    download?.stop()
     process.off('SIGINT', onSignal)
     process.off('SIGTERM', onSignal)
   }
@@ -199,7 +204,7 @@ export function parser(args: string[]) {
     .scriptName('kana-native')
     .usage('$0 <command> [options]\n\nTrain and use MLP classifiers for 28×28 handwritten characters (Kuzushiji, KMNIST, Fashion-MNIST).')
     .command('train', 'Train a model, evaluate it on train/validation/test, and write a run directory', (y) =>
-      outputOptions(dataOptions(y))
+      outputOptions(splitOptions(dataOptions(y)))
         .option('hidden', { type: 'string', default: '512', describe: 'Hidden layer widths, e.g. 512 or 100,80' })
         .option('optimizer', { choices: ['gd', 'sgd', 'adam'] as const, default: 'adam' as const, describe: 'gd = full-batch gradient descent; sgd = mini-batch SGD; adam' })
         .option('lr', { type: 'number', describe: 'Learning rate η0 [default: 1e-3 for adam, 0.1 for gd/sgd]' })
@@ -219,7 +224,7 @@ export function parser(args: string[]) {
         .option('out', { alias: 'o', type: 'string', describe: 'Run directory [default: runs/<timestamp>]' })
         .option('plain', { type: 'boolean', default: false, describe: 'One plain line per epoch even on a terminal (no progress bar)' })
         .example('$0 train', 'in a folder with X_images.npy and y_images.npy: train with the study\'s best recipe')
-        .example('$0 train --images X.npy --labels y.npy --hidden 100,80 --optimizer gd --lr 0.1 --epochs 500 --no-early-stopping', 'the study\'s M0')
+        .example('$0 train --images X.npy --labels y.npy --hidden 100,80 --optimizer gd --lr 0.1 --l2 0 --epochs 500 --no-early-stopping --no-restore-best', 'the study\'s M0')
         .example('$0 train --dataset kmnist --hidden 512 --schedule exponential --lr-min 1e-5 --seed 1 --out runs/m3', 'a named data set, downloaded once'),
     )
     .command('predict', 'Write the softmax probabilities of a trained model as CSV', (y) =>

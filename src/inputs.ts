@@ -40,6 +40,8 @@ export interface InputOptions {
   split?: SplitFractions
   seed: number
   onDownloadProgress?: (p: { file: string; received: number; total?: number }) => void
+  /** Stops a download of a named data set. */
+  signal?: AbortSignal
 }
 
 export const COURSE_IMAGES = 'X_images.npy'
@@ -49,7 +51,7 @@ export const COURSE_LABELS = 'y_images.npy'
 export async function loadInputs(opts: InputOptions): Promise<Inputs> {
   const fractions = opts.split ?? { train: 0.6, validation: 0.2, test: 0.2 }
   if (opts.dataset) {
-    const named = await loadNamedDataset(opts.dataset, { cacheDir: opts.cacheDir, onProgress: opts.onDownloadProgress })
+    const named = await loadNamedDataset(opts.dataset, { cacheDir: opts.cacheDir, onProgress: opts.onDownloadProgress, signal: opts.signal })
     const features = named.train.images.length / named.train.labels.length
     // validation comes out of the official training set, in the configured proportion
     const valShare = fractions.validation / (fractions.train + fractions.validation)

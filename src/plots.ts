@@ -527,6 +527,29 @@ function accuracyAxis(values: number[]): { format: string; title: string } {
   return max > 1.000001 ? { format: '~r', title: 'accuracy (%)' } : { format: '.0%', title: 'accuracy' }
 }
 
+/**
+ * y scale + axis settings for positive values: a log scale fitted to the data with ticks at
+ * 1-2-5 steps when they span more than 8×, else a linear scale that need not start at zero.
+ */
+function yScaleFor(values: number[], format: string, allowLog = true): { log: boolean; scale: Record<string, unknown>; axis: Record<string, unknown> } {
+  if (!allowLog || !logWorthy(values)) return { log: false, scale: { zero: false }, axis: { format } }
+  const lo = Math.min(...values)
+  const hi = Math.max(...values)
+  const ticksAt = (mantissas: number[]): number[] => {
+    const out: number[] = []
+    for (let e = Math.floor(Math.log10(lo)); e <= Math.ceil(Math.log10(hi)); e++) {
+      for (const m of mantissas) {
+        const v = Number((m * 10 ** e).toPrecision(6))
+        if (v >= lo * 0.999 && v <= hi * 1.001) out.push(v)
+      }
+    }
+    return out
+  }
+  let ticks = ticksAt([1, 2, 5])
+  if (ticks.length < 4) ticks = ticksAt([1, 2, 3, 5])
+  return { log: true, scale: { type: 'log', domain: [lo / 1.08, hi * 1.08], nice: false }, axis: { format, values: ticks } }
+}
+
 function logWorthy(values: number[]): boolean {
   const pos = values.filter((v) => v > 0)
   return pos.length === values.length && pos.length > 1 && Math.max(...pos) / Math.min(...pos) > 8
@@ -559,7 +582,7 @@ export async function lossCurves(history: HistoryRow[], opts: LossCurvesOptions 
   const splits = [...new Set(rows.map((r) => r.split))].sort()
   const losses = rows.filter((r) => r.metric === 'loss').map((r) => r.value)
   const accs = rows.filter((r) => r.metric === 'accuracy').map((r) => r.value)
-  const logLoss = logWorthy(losses)
+  const lossY = yScaleFor(losses, '~g')
   const acc = accuracyAxis(accs)
   const showPoints = history.length <= 40
   const best = opts.bestEpoch
@@ -605,13 +628,13 @@ export async function lossCurves(history: HistoryRow[], opts: LossCurvesOptions 
   })
 
   const panels = [
-    panel('loss', { title: logLoss ? 'loss (log scale)' : 'loss', scale: logLoss ? { type: 'log' } : { zero: false }, axis: { format: '~g' } }),
+    panel('loss', { title: lossY.log ? 'loss (log scale)' : 'loss', scale: lossY.scale, axis: lossY.axis }),
     panel('accuracy', { title: acc.title, scale: { zero: false }, axis: { format: acc.format } }),
   ]
 
   const lrs = history.filter((h) => isNum(h.lr)).map((h) => ({ epoch: h.epoch, lr: h.lr as number }))
   if (lrs.length > 1 && new Set(lrs.map((l) => l.lr)).size > 1) {
-    const logLr = logWorthy(lrs.map((l) => l.lr)) || Math.max(...lrs.map((l) => l.lr)) / Math.min(...lrs.map((l) => l.lr)) > 10
+    const lrY = yScaleFor(lrs.map((l) => l.lr), '.0e')
     panels.push({
       width: 200,
       height: 230,
@@ -621,7 +644,7 @@ export async function lossCurves(history: HistoryRow[], opts: LossCurvesOptions 
           mark: { type: 'line', strokeWidth: 2, color: '#888', interpolate: 'step-after' },
           encoding: {
             x: epochAxis(history),
-            y: { field: 'lr', type: 'quantitative', title: logLr ? 'learning rate (log scale)' : 'learning rate', scale: logLr ? { type: 'log' } : { zero: false }, axis: { format: '~e' } },
+            y: { field: 'lr', type: 'quantitative', title: lrY.log ? 'learning rate (log scale)' : 'learning rate', scale: lrY.scale, axis: lrY.axis },
           },
         },
         ...bestLayers(false),
@@ -676,7 +699,8 @@ export async function comparisonCurves(runs: { name: string; history: HistoryRow
   const values = rows.map((r) => r.value)
   const isAcc = metric.endsWith('Accuracy')
   const acc = accuracyAxis(values)
-  const logY = !isAcc && logWorthy(values)
+  const yFit = yScaleFor(values, isAcc ? acc.format : '~g', !isAcc)
+  const logY = yFit.log
   const titles: Record<CurveMetric, string> = { valLoss: 'validation loss', valAccuracy: 'validation accuracy', trainLoss: 'training loss', trainAccuracy: 'training accuracy' }
   const yTitle = isAcc ? titles[metric] + (acc.format === '.0%' ? '' : ' (%)') : titles[metric] + (logY ? ' (log scale)' : '')
   const epochs = rows.map((r) => r.epoch)
@@ -695,7 +719,7 @@ export async function comparisonCurves(runs: { name: string; history: HistoryRow
     scale: { domain: [Math.min(...epochs), Math.max(...epochs)], nice: false, zero: false },
     axis: { format: 'd', tickMinStep: 1, grid: false },
   }
-  const y = { field: 'value', type: 'quantitative', title: yTitle, scale: logY ? { type: 'log' } : { zero: false }, axis: { format: isAcc ? acc.format : '~g' } }
+  const y = { field: 'value', type: 'quantitative', title: yTitle, scale: yFit.scale, axis: yFit.axis }
   const winner = bests.reduce((a, b) => ((higherIsBetter ? b.value > a.value : b.value < a.value) ? b : a))
   return render({
     title: {
@@ -826,12 +850,15 @@ export async function classDistribution(counts: number[], classNames: string[], 
   const values = counts.map((n, i) => ({ i, n, label: count(n), below: n < mean }))
   const ratio = counts[lo] > 0 ? `${(counts[hi] / counts[lo]).toFixed(1)}×` : '∞'
   // Class names stay out of the subtitle: mixed Latin/kana text is slow to rasterise (see rasterize).
-  const subtitle = `${count(total)} samples in ${K} classes · ${count(counts[lo])} to ${count(counts[hi])} per class (max/min ${ratio}) · lighter bars: below the mean`
+  const subtitle = [`${count(total)} samples in ${K} classes · ${count(counts[lo])} to ${count(counts[hi])} per class (max/min ${ratio})`, 'lighter bars: below the mean']
+  const meanData = { values: [{ mean, label: `mean ${count(mean)}` }] }
   return render({
     title: { text: opts.title ?? 'Samples per class', subtitle },
     width: { step },
     height: 260,
     layer: [
+      // The mean rule goes first, behind the bars and their numbers.
+      { data: meanData, mark: { type: 'rule', color: ACCENT, strokeDash: [6, 4], strokeWidth: 1.5 }, encoding: { y: { field: 'mean', type: 'quantitative' } } },
       {
         data: { values },
         mark: { type: 'bar', width: { band: 0.78 }, cornerRadiusTopLeft: 2, cornerRadiusTopRight: 2 },
@@ -855,13 +882,7 @@ export async function classDistribution(counts: number[], classNames: string[], 
       ...(K <= 24
         ? [{ data: { values }, mark: { type: 'text', baseline: 'bottom', dy: -3, fontSize: 10, color: INK }, encoding: { x: { field: 'i', type: 'ordinal' }, y: { field: 'n', type: 'quantitative' }, text: { field: 'label' } } }]
         : []),
-      {
-        data: { values: [{ mean, label: `mean ${count(mean)}` }] },
-        layer: [
-          { mark: { type: 'rule', color: ACCENT, strokeDash: [6, 4], strokeWidth: 1.5 }, encoding: { y: { field: 'mean', type: 'quantitative' } } },
-          { mark: { type: 'text', color: ACCENT, align: 'left', baseline: 'middle', dx: 6, fontSize: 11, x: { expr: 'width' } }, encoding: { y: { field: 'mean', type: 'quantitative' }, text: { field: 'label' } } },
-        ],
-      },
+      { data: meanData, mark: { type: 'text', color: ACCENT, align: 'left', baseline: 'middle', dx: 6, fontSize: 11, x: { expr: 'width' } }, encoding: { y: { field: 'mean', type: 'quantitative' }, text: { field: 'label' } } },
     ],
   })
 }
