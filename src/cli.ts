@@ -86,10 +86,10 @@ async function trainCommand(argv: Record<string, any>, out: Out): Promise<number
     onProgress: tty
       ? (p) => {
           if (!bar) {
-            bar = new SingleBar({ format: 'epoch {epoch} |{bar}| {value}/{total} steps | {last} | ETA {eta_formatted}', hideCursor: true, clearOnComplete: true, etaBuffer: 50 })
-            bar.start(p.steps, 0, { epoch: p.epoch, last: '' })
+            bar = new SingleBar({ format: 'epoch {epoch} |{bar}| {value}/{total} steps | loss {loss} acc {acc} | ETA {eta_formatted}', hideCursor: true, clearOnComplete: true, etaBuffer: 50 })
+            bar.start(p.steps, 0, { epoch: p.epoch, loss: '…', acc: '…' })
           }
-          bar.update(p.step, { epoch: p.epoch })
+          bar.update(p.step, { epoch: p.epoch, loss: fmt(p.loss), acc: fmt(p.accuracy) })
         }
       : undefined,
     onEpoch: (r: EpochRecord, s) => {

@@ -82,6 +82,9 @@ export interface Progress {
   /** Optimiser steps (or evaluation chunks) done, and in total, in the current epoch. */
   step: number
   steps: number
+  /** Running mean loss and accuracy of the epoch so far (training only; NaN before the first batch). */
+  loss: number
+  accuracy: number
 }
 
 export interface CallOptions {
@@ -153,18 +156,14 @@ export class MLP {
     if (signal?.aborted) throw abortError(signal.reason)
     const onAbort = () => native.cancel(this.#handle)
     signal?.addEventListener('abort', onAbort, { once: true })
-    const timer = onProgress
-      ? setInterval(() => {
-          const [step, steps] = native.progress(this.#handle)
-          onProgress({ epoch, step, steps })
-        }, opts.progressInterval ?? 100)
-      : undefined
+    const report = () => {
+      const [step, steps, loss, accuracy] = native.progress(this.#handle)
+      onProgress!({ epoch, step, steps, loss, accuracy })
+    }
+    const timer = onProgress ? setInterval(report, opts.progressInterval ?? 100) : undefined
     try {
       const result = await work()
-      if (onProgress) {
-        const [step, steps] = native.progress(this.#handle)
-        onProgress({ epoch, step, steps })
-      }
+      if (onProgress) report()
       return result
     } finally {
       clearInterval(timer)

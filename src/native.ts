@@ -54,7 +54,7 @@ export interface NativeBinding {
   getTrainingState(model: ModelHandle): TrainingState
   setTrainingState(model: ModelHandle, state: TrainingState): void
   cancel(model: ModelHandle): void
-  progress(model: ModelHandle): [done: number, total: number]
+  progress(model: ModelHandle): [done: number, total: number, loss: number, accuracy: number]
   createDataset(images: Uint8Array, labels: LabelArray | null, features: number): DatasetHandle
   datasetInfo(dataset: DatasetHandle): { length: number; features: number; labeled: boolean }
   fitEpoch(model: ModelHandle, dataset: DatasetHandle, options: NativeEpochOptions): Promise<EpochResult>

@@ -366,8 +366,8 @@ function textAsGlyphs(attrs: string, text: string, cache: Map<string, string>): 
   return `<g ${group.join(' ')}>${paths}</g>`
 }
 
-/** The copy of `svg` that resvg gets: see the note above RasterOptions. */
-function prepareForRaster(svg: string, font: CjkFont | null, useCache: boolean): string {
+/** The copy of `svg` that resvg gets: see the note above RasterOptions. Exported for tests. */
+export function prepareForRaster(svg: string, font: CjkFont | null, useCache = true): string {
   if (!font || !NEEDS_CJK.test(svg)) return svg
   const cacheable = useCache && font.family !== null && MONOSPACED_CJK_FAMILY.test(font.family)
   const cache = cacheable ? glyphCacheFor(font) : null
@@ -598,7 +598,7 @@ export async function lossCurves(history: HistoryRow[], opts: LossCurvesOptions 
       : [
           {
             data: { values: [{ epoch: best }] },
-            mark: { type: 'rule', color: MUTED, strokeDash: [5, 4], strokeWidth: 1.5 },
+            mark: { type: 'rule', color: MUTED, strokeDash: [5, 4], strokeWidth: 1.5, clip: true },
             encoding: { x: { field: 'epoch', type: 'quantitative' } },
           },
           ...(withLabel ? [{

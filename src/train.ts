@@ -44,7 +44,7 @@ export interface TrainOptions extends Omit<InputOptions, 'seed'> {
   /** After every epoch (awaited). */
   onEpoch?: (record: EpochRecord, state: { bestEpoch: number; epochs: number }) => void | Promise<void>
   /** During an epoch: optimiser steps done of total. */
-  onProgress?: (p: { epoch: number; step: number; steps: number }) => void
+  onProgress?: (p: { epoch: number; step: number; steps: number; loss: number; accuracy: number }) => void
   /** Run directory to write (config, history, metrics, model, pictures); none when omitted. */
   out?: string
   /** Recorded in config.json (the CLI passes its argv). */

@@ -20,6 +20,9 @@ pub struct Control {
     cancel: AtomicBool,
     done: AtomicU64,
     total: AtomicU64,
+    /// running mean loss and accuracy of the current epoch (f64 bits), for progress displays
+    loss: AtomicU64,
+    accuracy: AtomicU64,
 }
 
 impl Control {
@@ -36,9 +39,18 @@ impl Control {
     pub fn progress(&self) -> (u64, u64) {
         (self.done.load(Ordering::Relaxed), self.total.load(Ordering::Relaxed))
     }
+    /// Running mean loss and accuracy of the epoch in progress (NaN outside training).
+    pub fn running(&self) -> (f64, f64) {
+        (f64::from_bits(self.loss.load(Ordering::Relaxed)), f64::from_bits(self.accuracy.load(Ordering::Relaxed)))
+    }
     fn begin(&self, total: usize) {
         self.done.store(0, Ordering::Relaxed);
         self.total.store(total as u64, Ordering::Relaxed);
+        self.report(f64::NAN, f64::NAN);
+    }
+    fn report(&self, loss: f64, accuracy: f64) {
+        self.loss.store(loss.to_bits(), Ordering::Relaxed);
+        self.accuracy.store(accuracy.to_bits(), Ordering::Relaxed);
     }
     fn tick(&self) -> Result<()> {
         self.done.fetch_add(1, Ordering::Relaxed);
@@ -184,6 +196,8 @@ impl Trainer {
                 }
                 loss += batch_loss;
                 correct += batch_correct;
+                let seen = (s * batch + idx.len()) as f64;
+                control.report(loss / seen, correct as f64 / seen);
                 optim::step(net, grads, opts.optimizer, optimizer_state, opts.lr, opts.l2);
                 control.tick()?;
             }

@@ -217,11 +217,13 @@ unsafe extern "C" fn cancel(env: napi_env, info: napi_callback_info) -> napi_val
     })
 }
 
-/// progress(model): [steps done, steps in the running (or last) operation]
+/// progress(model): [steps done, steps in the running (or last) operation, running mean loss,
+/// running accuracy] (the last two NaN outside training)
 unsafe extern "C" fn progress(env: napi_env, info: napi_callback_info) -> napi_value {
     call(env, info, |env, [m]| {
-        let (done, total) = model(env, m)?.control.progress();
-        env.array(&[env.number(done as f64)?, env.number(total as f64)?])
+        let cell = model(env, m)?;
+        let ((done, total), (loss, accuracy)) = (cell.control.progress(), cell.control.running());
+        env.array(&[env.number(done as f64)?, env.number(total as f64)?, env.number(loss)?, env.number(accuracy)?])
     })
 }
 
