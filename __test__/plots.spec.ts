@@ -220,6 +220,32 @@ test('Latin text uses a Latin-first font stack written without quotes (resvg mis
 })
 
 // ---------------------------------------------------------------------------------------------
+// Timing: serial, before the concurrent tests, so the numbers mean something. The budget is
+// ~1.5 s per chart; the bound asserted is looser because other work may share the machine.
+
+test.serial('render times (each chart, warm)', async (t) => {
+  if (!CJK_FONT) return t.fail(NO_FONT)
+  const names = (await k49Names(t)) ?? K49_FALLBACK
+  const km = names.slice(0, 10)
+  await timed(t, 'first render (loads vega, vega-lite, resvg; finds fonts; caches 49 glyphs)', () => classDistribution(names.map(() => 1), names))
+  const jobs: [string, () => Promise<Rendered>][] = [
+    ['lossCurves 30 epochs', () => lossCurves(history(30), { bestEpoch: 20 })],
+    ['confusionHeatmap K=49', () => confusionHeatmap(confusion(49, 200), names)],
+    ['confusionHeatmap K=10 with numbers', () => confusionHeatmap(confusion(10, 800), km)],
+    ['classDistribution K=49', () => classDistribution(names.map((_, i) => 100 + i), names)],
+    ['sampleGrid 25 images', () => sampleGrid(new Uint8Array(25 * 784).map((_, i) => (i * 7) % 256), 784, Array.from({ length: 25 }, (_, i) => i), names)],
+    ['comparisonCurves 3 runs', () => comparisonCurves([1, 2, 3].map((k) => ({ name: `run ${k}`, history: history(30) })))],
+  ]
+  for (const [what, job] of jobs) {
+    const t0 = performance.now()
+    await job()
+    const ms = performance.now() - t0
+    t.log(`${what}: ${ms.toFixed(0)} ms`)
+    t.true(ms < 5000, `${what} took ${ms.toFixed(0)} ms`)
+  }
+})
+
+// ---------------------------------------------------------------------------------------------
 // Charts
 
 test('lossCurves: loss and accuracy panels, train vs validation, best-epoch rule', async (t) => {
@@ -339,7 +365,7 @@ test('sampleGrid: each tile shows the exact pixels, 255 = black ink, 0 = white p
   for (let i = 0; i < 784; i++) img[i] = (i * 13) % 256
   const blank = new Uint8Array(784)
   const r = await sampleGrid(Uint8Array.from([...img, ...blank]), 784, null, null, { columns: 2 })
-  const hrefs = [...r.svg.matchAll(/<image\b[^>]*\shref="(data:image\/png;base64,[^"]+)"/g)].map((m) => m[1])
+  const hrefs = [...r.svg.matchAll(/<image\b[^>]*\s(?:xlink:)?href="(data:image\/png;base64,[^"]+)"/g)].map((m) => m[1])
   t.is(hrefs.length, 2)
   // Decode the embedded PNG with resvg at 1:1 and compare with the input.
   const tile = await rasterize(`<svg xmlns="http://www.w3.org/2000/svg" width="28" height="28"><image href="${hrefs[0]}" width="28" height="28"/></svg>`, { scale: 1 })
@@ -368,12 +394,13 @@ test('sampleGrid: names or numbers as labels, and input checks', async (t) => {
 
 test('comparisonCurves: validation loss of several models on one chart', async (t) => {
   const runs = [
-    { name: 'mlp-128', history: history(15).map((h) => ({ ...h, valLoss: h.valLoss! * 1.1 })) },
+    { name: 'mlp-128', history: history(15).map((h) => ({ ...h, valLoss: h.valLoss! * 1.1, valAccuracy: h.valAccuracy! - 0.02 })) },
     { name: 'mlp-256', history: history(15) },
-    { name: 'mlp-512', history: history(10).map((h) => ({ ...h, valLoss: h.valLoss! * 0.95 })) },
+    { name: 'mlp-512', history: history(10).map((h) => ({ ...h, valLoss: h.valLoss! * 0.95, valAccuracy: h.valAccuracy! - 0.01 })) },
   ]
   const r = await timed(t, 'comparisonCurves 3 runs', () => comparisonCurves(runs, { title: 'Width sweep' }))
-  checkRendered(t, r, ['Width sweep', 'validation loss', 'epoch', 'mlp-128', 'mlp-256', 'mlp-512'])
+  const lowest = runs.map((run) => ({ name: run.name, best: Math.min(...run.history.map((h) => h.valLoss!)) })).reduce((a, b) => (b.best < a.best ? b : a))
+  checkRendered(t, r, ['Width sweep', 'validation loss', 'epoch', 'mlp-128', 'mlp-256', 'mlp-512', `best overall: ${lowest.name}`])
   const acc = await comparisonCurves(runs, { metric: 'valAccuracy' })
   checkRendered(t, acc, ['validation accuracy', 'best overall: mlp-256'])
   await t.throwsAsync(comparisonCurves([]), { instanceOf: RangeError })

@@ -5,10 +5,10 @@
  *
  * Each thread runs NCHAINS independent chains of fused multiply-adds on full-width vectors
  * (AVX-512 if the compiler targets it, else AVX2+FMA), so the FMA pipes never wait on a result's
- * latency. FLOP = 2 per lane per FMA. Prints one JSON line:
- *   {"isa":"avx2","threads":2,"gflops":...,"seconds":...}
+ * latency. FLOP = 2 per lane per FMA. Prints one line, "RESULT " and JSON:
+ *   RESULT {"isa":"avx2","threads":2,"gflops":...,"seconds":...}
  *
- * usage: fma THREADS [SECONDS]   (default 1 thread, ~0.5 s of measurement per thread; best of 3)
+ * usage: fma THREADS [SECONDS]   (default 1 thread, ~SECONDS = 0.5 s per timed run; best of 3 runs)
  */
 #define _GNU_SOURCE
 #include <immintrin.h>
@@ -105,7 +105,7 @@ int main(int argc, char **argv) {
     if (dt < best) best = dt;
   }
   double flop = 2.0 * LANES * NCHAINS * (double)iters * threads;
-  printf("{\"isa\":\"%s\",\"threads\":%d,\"chains\":%d,\"gflops\":%.2f,\"seconds\":%.4f,\"sink\":%g}\n",
+  printf("RESULT {\"isa\":\"%s\",\"threads\":%d,\"chains\":%d,\"gflops\":%.2f,\"seconds\":%.4f,\"sink\":%g}\n",
          ISA, threads, NCHAINS, flop / best * 1e-9, best, (double)sink);
   return 0;
 }

@@ -10,7 +10,8 @@ The spec (written by scripts/bench.mjs) names one workload and the shared synthe
     {"workload": "train"|"gd"|"infer"|"info", "data": path, "labels": path, "features": 784,
      "offset": first row, "n": rows, "layers": [...], "batch": 32, "threads": 2,
      "lr": 1e-3, "steps": optional step cap (gd: timed steps; infer: timed passes),
-     "max_seconds": optional time cap for training, "warmup": warm-up steps, "seed": 1}
+     "max_seconds": optional time cap for training, "warmup": warm-up steps (or passes),
+     "warmup_seconds": optional time cap for the training warm-up, "seed": 1}
 The data file is raw uint8, row-major N×784 (the same bytes kana-native reads); labels raw int32.
 The model, optimiser and loop are what a user would write: nn.Sequential of Linear/ReLU, cross
 entropy, torch.optim.Adam (or SGD for full-batch GD), batches sliced from a shuffled permutation.
@@ -120,9 +121,15 @@ def main():
             opt.step()
             return loss
 
+        # untimed warm-up: `warmup` batches, or fewer if they take longer than warmup_seconds
         perm = torch.randperm(n, generator=gen)
+        wcap = float(spec.get('warmup_seconds') or 0)
+        tw = time.perf_counter()
         for s in range(int(spec.get('warmup', 0))):
-            step(perm[(s * bs) % n:(s * bs) % n + bs])
+            o = (s * bs) % max(1, n - bs + 1)
+            step(perm[o:o + bs])
+            if wcap and time.perf_counter() - tw > wcap:
+                break
         perm = torch.randperm(n, generator=gen)
         nsteps = (n + bs - 1) // bs
         if spec.get('steps'):

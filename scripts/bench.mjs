@@ -25,15 +25,21 @@
 // generated once per run into a temporary directory.
 //
 // Flags:
-//   --quick          1 repetition, 16,384 training rows, fewer GD steps/passes (≈ 1–2 minutes)
+//   --quick          1 repetition, 16,384 training rows, fewer steps/passes (≈ 2 minutes; more on
+//                    a busy machine)
 //   --reps N         repetitions (default 3)
+//   --max-minutes M  no new repetition starts if the previous one says it would end after M
+//                    minutes (default 7; the default run stays under ~8 minutes on 2 cores)
 //   --only LIST      engines, comma-separated: kana, torch, torch-best, torch-user, tfjs,
 //                    tfjs-cpu, tfjs-wasm (default all); the FMA peak is always measured
 //   --samples N      training rows per epoch for the batch 32/128/512 workloads (default 49,152)
 //   --tfjs-reps N    repetitions for the (slow) TF.js backends (default 1)
-//   --torch-cap S    stop a PyTorch training epoch after S seconds, report what it did (default 20)
+//   --torch-cap S    stop a PyTorch training epoch after S seconds and report the samples it did
+//                    (default 8; --quick 4) — keeps a pathological configuration from eating the run
 //   --quiet-wait S   before each measurement wait up to S seconds for other load on the machine
-//                    to drop below 25% (default 2; 0 = don't wait)
+//                    to drop below 25% (default 2, at most 20 s in all; 0 = don't wait)
+//   --nice N         run every measurement at this scheduling priority (e.g. -10, needs root): on a
+//                    machine shared with other work it takes CPU from that work (default: unchanged)
 //   --out DIR        where results go (default bench-results/, git-ignored)
 //   --keep-data      keep the synthetic data files (their directory is printed)
 // Output: a table on stdout, and bench-results/bench-<time>.{md,json} (+ latest.{md,json}).
@@ -62,6 +68,8 @@ const { values: opt } = parseArgs({
     'tfjs-reps': { type: 'string' },
     'torch-cap': { type: 'string' },
     'quiet-wait': { type: 'string' },
+    'max-minutes': { type: 'string' },
+    nice: { type: 'string' },
     out: { type: 'string', default: path.join(root, 'bench-results') },
     'keep-data': { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
@@ -77,11 +85,13 @@ const quick = opt.quick
 const REPS = Number(opt.reps ?? (quick ? 1 : 3))
 const TRAIN_N = Number(opt.samples ?? (quick ? 16384 : 49152))
 const TFJS_REPS = Math.min(REPS, Number(opt['tfjs-reps'] ?? 1))
-const TORCH_CAP = Number(opt['torch-cap'] ?? (quick ? 8 : 20))
+const TORCH_CAP = Number(opt['torch-cap'] ?? (quick ? 4 : 8))
 const QUIET_WAIT = Number(opt['quiet-wait'] ?? 2)
-const GD_STEPS = quick ? 2 : 3 // timed full-batch steps per measurement (after 1 warm-up step)
+const MAX_MINUTES = Number(opt['max-minutes'] ?? (quick ? 1e9 : 7))
+const GD_STEPS = quick ? 1 : 2 // timed full-batch steps per measurement (after 1 warm-up step)
 const INFER_PASSES = quick ? 2 : 3 // timed inference passes per measurement (median)
 const THREADS = 2
+if (opt.nice != null) os.setPriority(0, Number(opt.nice)) // children inherit it
 for (const [k, v] of Object.entries({ reps: REPS, samples: TRAIN_N })) {
   if (!Number.isInteger(v) || v < 1) throw new Error(`--${k} must be a positive integer`)
 }
@@ -136,6 +146,7 @@ const fmtN = (x) =>
   x == null || !Number.isFinite(x) ? '–' : x >= 1e5 ? `${(x / 1e3).toFixed(0)}k` : x >= 1e3 ? `${(x / 1e3).toFixed(1)}k` : x.toFixed(x >= 100 ? 0 : 1)
 const fmtX = (x) => (x == null || !Number.isFinite(x) ? '–' : `${x >= 10 ? x.toFixed(1) : x.toFixed(2)}×`)
 const MB = 1e6 // decimal megabytes throughout (the u8 K49 images are 182.2 MB)
+const pct = (v) => (v == null ? '–' : `${(100 * v).toFixed(0)}%`)
 
 /** Aggregate CPU time counters (jiffies) from /proc/stat. */
 function cpuTimes() {
@@ -169,11 +180,13 @@ function busyFraction(ms) {
  * Run one child; returns its parsed RESULT plus bookkeeping (wall time, CPU pressure during the
  * run, the load seen just before it). A failure returns { error }.
  */
+let quietBudget = 20 // seconds of waiting for a lull, in all
 function runChild(cmd, args, env, timeoutS) {
   // the quiet gate: other processes (builds, tests) share this machine; wait a little for a lull
   let background = busyFraction(250)
-  for (let waited = 0; QUIET_WAIT > 0 && background != null && background > 0.25 && waited < QUIET_WAIT; waited += 0.75) {
+  for (let waited = 0; background != null && background > 0.25 && waited < QUIET_WAIT && quietBudget > 0; waited += 0.75) {
     sleep(500)
+    quietBudget -= 0.75
     background = busyFraction(250)
   }
   const psi0 = psiSome()
@@ -332,8 +345,9 @@ const LABELS = path.join(dataDir, 'labels.i32')
 }
 
 // ---------------------------------------------------------------------------------------------
-// The FMA peak: compile bench/fma.c for this CPU, run it on 1 and 2 threads in every repetition;
-// "peak" = the best seen in the run (a ceiling: on a shared machine most runs fall below it)
+// The FMA peak: compile bench/fma.c for this CPU, run it on 1 and 2 threads before every workload
+// of every repetition; "peak" = the best seen in the run (a ceiling: on a shared machine most runs
+// fall below it)
 // ---------------------------------------------------------------------------------------------
 const fmaBin = path.join(dataDir, 'fma')
 let fmaError = null
@@ -348,7 +362,7 @@ let fmaIsa = null
 function measurePeak() {
   if (fmaError) return
   for (const t of [1, THREADS]) {
-    const r = runChild(fmaBin, [String(t), '0.4'], process.env, 60)
+    const r = runChild(fmaBin, [String(t), '0.25'], process.env, 60)
     if (r.error) continue
     fmaIsa = r.isa
     fmaRuns[t].push(r.gflops)
@@ -360,8 +374,8 @@ const peak = (t) => (fmaRuns[t]?.length ? Math.max(...fmaRuns[t]) : null)
 // Workloads × engines
 // ---------------------------------------------------------------------------------------------
 const common = { data: DATA, labels: LABELS, features: F, seed: 1 }
-const TFJS_STEPS = { 32: quick ? 10 : 20, 128: quick ? 4 : 8, 512: quick ? 2 : 3 }
-const TFJS_INFER_N = { 'tfjs-cpu': quick ? 512 : 1024, 'tfjs-wasm': quick ? 2048 : 4096 }
+const TFJS_STEPS = { 32: quick ? 10 : 20, 128: quick ? 3 : 6, 512: quick ? 1 : 2 }
+const TFJS_INFER_N = { 'tfjs-cpu': quick ? 256 : 1024, 'tfjs-wasm': quick ? 1024 : 4096 }
 
 const WORKLOADS = [
   ...[32, 128, 512].map((b) => ({
@@ -371,7 +385,8 @@ const WORKLOADS = [
     engines: ['kana', ...(b === 512 ? ['kana-t1'] : []), 'torch-best', 'torch-user', 'tfjs-wasm', 'tfjs-cpu'],
     spec: (e) => {
       const s = { ...common, workload: 'train', layers: L_MAIN, batch: b, lr: 1e-3, offset: 0, n: TRAIN_N, threads: ENGINES[e].threads }
-      if (ENGINES[e].family === 'torch') Object.assign(s, { warmup: 20, max_seconds: TORCH_CAP })
+      // PyTorch warms up on 4096 rows like kana-native (but for 2 s at most)
+      if (ENGINES[e].family === 'torch') Object.assign(s, { warmup: Math.ceil(4096 / b), warmup_seconds: 2, max_seconds: TORCH_CAP })
       if (ENGINES[e].family === 'tfjs') Object.assign(s, { steps: TFJS_STEPS[b] })
       return s
     },
@@ -420,11 +435,21 @@ function command(e, spec) {
 const results = Object.fromEntries(WORKLOADS.map((w) => [w.id, {}]))
 const failures = []
 
+let repsDone = 0
+let repStart = Date.now()
 for (let rep = 0; rep < REPS; rep++) {
+  // the time budget: a repetition lasts about as long as the previous one
+  const lastRep = rep > 0 ? Date.now() - repStart : 0
+  if (rep > 0 && Date.now() + lastRep - t0 > MAX_MINUTES * 60e3) {
+    notes.push(`Stopped after ${rep} of ${REPS} repetitions: another would end after the ${MAX_MINUTES}-minute budget (--max-minutes).`)
+    log(`  time budget: stopping after ${rep} repetition(s)`)
+    break
+  }
+  repStart = Date.now()
+  repsDone = rep + 1
   log(`— repetition ${rep + 1}/${REPS} —`)
-  measurePeak()
-  log(`  FMA peak so far: 1 thread ${fmtN(peak(1))} GFLOP/s, ${THREADS} threads ${fmtN(peak(THREADS))} GFLOP/s (${fmaIsa ?? '?'})`)
   for (const w of WORKLOADS) {
+    measurePeak()
     const list = w.engines.filter((e) => wanted.has(e) && (ENGINES[e].family !== 'tfjs' || rep < TFJS_REPS))
     // alternate: rotate the engine order every repetition
     const order = list.map((_, i) => list[(i + rep) % list.length])
@@ -448,6 +473,7 @@ for (let rep = 0; rep < REPS; rep++) {
   }
 }
 measurePeak() // once more at the end: the peak is the best of all of them
+log(`FMA peak: 1 thread ${fmtN(peak(1))} GFLOP/s, ${THREADS} threads ${fmtN(peak(THREADS))} GFLOP/s (${fmaIsa ?? '?'})`)
 
 // ---------------------------------------------------------------------------------------------
 // Aggregate
@@ -588,10 +614,19 @@ const blasLine = (e) => {
     ? `${b.openblas_config} → kernels **${b.openblas_core}**, ${b.openblas_threads} BLAS thread(s)`
     : `${b.kind ?? ''} ${b.libs?.join(', ') ?? ''}`.trim()
 }
-const pct = (v) => (v == null ? '–' : `${(100 * v).toFixed(0)}%`)
 const md = []
 md.push(`# kana-native benchmark`, '')
-md.push(`- **Command:** \`${cmdLine}\` (${REPS} repetition${REPS > 1 ? 's' : ''}; wall time ${Math.floor(wallS / 60)} min ${(wallS % 60).toFixed(0)} s)`)
+{
+  const pres = rows.map((r) => r.cpuPressure).filter((v) => v != null)
+  if (pres.length && median(pres) > 0.2) {
+    md.push(
+      `> **The machine was busy with other work during this run** (median CPU pressure ${pct(median(pres))}: some task was waiting for a CPU that share of the time). ` +
+        'Absolute numbers are depressed and noisy; 2-thread figures suffer most. Compare ratios within the run, and rerun on a quiet machine (or with --nice -10) before quoting.',
+      '',
+    )
+  }
+}
+md.push(`- **Command:** \`${cmdLine}\` (${repsDone} repetition${repsDone > 1 ? 's' : ''}; wall time ${Math.floor(wallS / 60)} min ${(wallS % 60).toFixed(0)} s)`)
 md.push(`- **Date:** ${new Date().toISOString()}`)
 md.push(
   `- **Machine:** ${cpuModel}, ${cores} cores available (${os.cpus().length} online), ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB; ` +
@@ -609,7 +644,9 @@ md.push(
 for (const e of ['torch-best', 'torch-user']) if (blasLine(e)) md.push(`- **BLAS under ${e}:** ${blasLine(e)}`)
 md.push(
   `- **Settings:** training epochs over ${TRAIN_N.toLocaleString('en')} synthetic rows; GD ${GD_STEPS} timed steps (+1 warm-up) per measurement; ` +
-    `inference ${INFER_PASSES} passes (median); TF.js ${TFJS_REPS} repetition(s), ${TFJS_STEPS[32]}/${TFJS_STEPS[128]}/${TFJS_STEPS[512]} steps at batch 32/128/512`,
+    `inference ${INFER_PASSES} passes (median); TF.js ${TFJS_REPS} repetition(s), ${TFJS_STEPS[32]}/${TFJS_STEPS[128]}/${TFJS_STEPS[512]} steps at batch 32/128/512; ` +
+    `PyTorch training capped at ${TORCH_CAP} s per epoch` +
+    (opt.nice != null ? `; **scheduling priority nice ${opt.nice}**` : ''),
 )
 md.push('')
 md.push('## Results', '')
@@ -656,7 +693,7 @@ const json = {
   wallSeconds: wallS,
   machine: { cpuModel, cores, isaFound, flags: ['avx512f', 'avx2', 'fma'].filter((f) => flags.has(f)), kanaCpuFeatures: kanaCpu, memBytes: os.totalmem() },
   software: { node: process.version, kana: pkg.version, git: gitRev, torch: torchInfo, tfjs: tfjsVersion },
-  settings: { reps: REPS, trainSamples: TRAIN_N, tfjsReps: TFJS_REPS, tfjsSteps: TFJS_STEPS, tfjsInferRows: TFJS_INFER_N, gdSteps: GD_STEPS, inferPasses: INFER_PASSES, torchCapSeconds: TORCH_CAP, quick, only: [...wanted] },
+  settings: { reps: REPS, repsDone, trainSamples: TRAIN_N, tfjsReps: TFJS_REPS, tfjsSteps: TFJS_STEPS, tfjsInferRows: TFJS_INFER_N, gdSteps: GD_STEPS, inferPasses: INFER_PASSES, torchCapSeconds: TORCH_CAP, quick, only: [...wanted] },
   flopPerSample: { train_784_512_49: trainFlop(L_MAIN), train_784_100_80_49: trainFlop(L_GD), infer_784_512_49: fwdFlop(L_MAIN) },
   peak: { isa: fmaIsa, gflops1: peak(1), gflops2: twoPeak, runs: fmaRuns },
   rows,

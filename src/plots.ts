@@ -85,7 +85,6 @@ let libsCache: { vega: VegaModule; vl: VegaLiteModule; resvg: ResvgModule } | un
 
 function libs(): { vega: VegaModule; vl: VegaLiteModule; resvg: ResvgModule } {
   if (!libsCache) {
-    /* eslint-disable @typescript-eslint/no-require-imports */
     libsCache = {
       vega: require('vega') as VegaModule,
       vl: require('vega-lite') as VegaLiteModule,
@@ -784,7 +783,9 @@ export async function confusionHeatmap(confusion: ArrayLike<number>, classNames:
   const maxNameLen = Math.max(...classNames.map((n) => [...String(n)].length))
   const domain = Array.from({ length: K }, (_, i) => i)
   const labelExpr = nameLabelExpr(classNames.map(String))
-  const axisCommon = { labelExpr, ticks: false, domain: false, labelPadding: 5, labelFontSize: step >= 18 ? 12 : 11, titleFontSize: 13, titlePadding: 10, labelLimit: 140 }
+  // A pale background with white lines between cells: rows and columns stay traceable across a
+  // sparse 49×49 matrix, and empty cells read as "none" rather than as margin.
+  const axisCommon = { labelExpr, ticks: false, domain: false, labelPadding: 5, labelFontSize: step >= 18 ? 12 : 11, titleFontSize: 13, titlePadding: 10, labelLimit: 140, grid: true, gridColor: 'white', gridWidth: step >= 20 ? 1 : 0.5, bandPosition: 0 }
   const legend = (title: string): Record<string, unknown> => ({ title, format: normalize ? '.0%' : '~s', gradientLength: clamp(step * K * 0.3, 90, 200), orient: 'right', tickCount: 4 })
   // Three-stop ramps (light → vivid → dark): on a √ scale the middle stop sits at a quarter of the max.
   const cellRect = (values: typeof cells, field: string, range: [string, string, string], max: number, title: string): Record<string, unknown> => ({
@@ -811,13 +812,14 @@ export async function confusionHeatmap(confusion: ArrayLike<number>, classNames:
     title: { text: opts.title ?? 'Confusion matrix', subtitle },
     width: { step },
     height: { step },
+    view: { fill: '#f7f7f7', stroke: null },
     encoding: {
       x: { field: 'p', type: 'ordinal', title: 'predicted class', scale: { domain }, axis: { ...axisCommon, orient: 'top', labelAngle: maxNameLen > 2 ? -50 : 0, labelAlign: maxNameLen > 2 ? 'left' : 'center' } },
       y: { field: 't', type: 'ordinal', title: 'true class', scale: { domain }, axis: { ...axisCommon } },
     },
     layer: [
-      // Faint diagonal guide, visible where a class was never predicted correctly.
-      { data: { values: domain.map((i) => ({ t: i, p: i })) }, mark: { type: 'rect', fill: '#f0f0f0' } },
+      // Diagonal guide, visible where a class was never predicted correctly.
+      { data: { values: domain.map((i) => ({ t: i, p: i })) }, mark: { type: 'rect', fill: '#e6e6e6', stroke: 'white', strokeWidth: step >= 20 ? 1 : 0.5 } },
       cellRect(diag.map((c) => ({ ...c, correct: c.x })), 'correct', ['#deebf7', '#4292c6', '#08306b'], maxDiag, 'correct'),
       cellRect(off.map((c) => ({ ...c, error: c.x })), 'error', ['#fff1e2', '#fd8d3c', '#a63603'], maxOff, 'errors'),
       ...textLayer,
@@ -851,7 +853,7 @@ export async function classDistribution(counts: number[], classNames: string[], 
   const ratio = counts[lo] > 0 ? `${(counts[hi] / counts[lo]).toFixed(1)}×` : '∞'
   // Class names stay out of the subtitle: mixed Latin/kana text is slow to rasterise (see rasterize).
   const subtitle = [`${count(total)} samples in ${K} classes · ${count(counts[lo])} to ${count(counts[hi])} per class (max/min ${ratio})`, 'lighter bars: below the mean']
-  const meanData = { values: [{ mean, label: `mean ${count(mean)}` }] }
+  const meanData = { values: [{ mean, label: `mean ${mean >= 100 ? count(mean) : fmt(mean, 3)}` }] }
   return render({
     title: { text: opts.title ?? 'Samples per class', subtitle },
     width: { step },
