@@ -224,3 +224,27 @@ test('training state round-trips: a resumed model continues exactly like an unin
   await resumed.fit(data, { ...opts, epochs: 2 })
   t.deepEqual(resumed.getWeights(), straight.getWeights())
 })
+
+test('an epoch aborted part-way and resumed in a new model ends bit-identical to an uninterrupted one', async (t) => {
+  const { images, labels } = randomData(6000, 64, 5, 8)
+  const data = new Dataset(images, labels, 64)
+  const opts = { batchSize: 4, l2: 1e-3 }
+  const straight = new MLP({ layers: [64, 32, 5], seed: 4, threads: 2 })
+  const want = await straight.fit(data, { ...opts, epochs: 2 })
+
+  const first = new MLP({ layers: [64, 32, 5], seed: 4, threads: 2 })
+  await first.fit(data, opts)
+  const ac = new AbortController()
+  await t.throwsAsync(first.fit(data, { ...opts, signal: ac.signal, progressInterval: 1, onProgress: (p) => p.step > 10 && ac.abort() }), { name: 'AbortError' })
+  const state = first.getTrainingState()
+  t.truthy(state.partialEpoch, 'the partial epoch is part of the state')
+  t.true(state.partialEpoch!.nextStep > 0 && state.partialEpoch!.nextStep < 1500)
+
+  const resumed = new MLP({ layers: [64, 32, 5], seed: 99, threads: 2 })
+  resumed.setWeights(first.getWeights())
+  resumed.setTrainingState(state)
+  const got = await resumed.fit(data, opts)
+  t.deepEqual(resumed.getWeights(), straight.getWeights())
+  t.is(got.loss, want.loss, 'the epoch mean includes the batches before the interruption')
+  t.is(got.accuracy, want.accuracy)
+})

@@ -643,7 +643,7 @@ md.push(
 )
 for (const e of ['torch-best', 'torch-user']) if (blasLine(e)) md.push(`- **BLAS under ${e}:** ${blasLine(e)}`)
 md.push(
-  `- **Settings:** training epochs over ${TRAIN_N.toLocaleString('en')} synthetic rows; GD ${GD_STEPS} timed steps (+1 warm-up) per measurement; ` +
+  `- **Settings:** training epochs over ${TRAIN_N.toLocaleString('en')} synthetic rows; GD ${GD_STEPS} timed step(s) (+1 warm-up) per measurement; ` +
     `inference ${INFER_PASSES} passes (median); TF.js ${TFJS_REPS} repetition(s), ${TFJS_STEPS[32]}/${TFJS_STEPS[128]}/${TFJS_STEPS[512]} steps at batch 32/128/512; ` +
     `PyTorch training capped at ${TORCH_CAP} s per epoch` +
     (opt.nice != null ? `; **scheduling priority nice ${opt.nice}**` : ''),

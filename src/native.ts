@@ -43,6 +43,8 @@ export interface TrainingState {
   /** Adam's first and second moments, laid out like the weights (empty before the first Adam step). */
   m: Float32Array[]
   v: Float32Array[]
+  /** An epoch stopped part-way by an abort, continued by the next fit on the same data and batch size. */
+  partialEpoch: { order: Uint32Array; batchSize: number; nextStep: number; loss: number; correct: number } | null
 }
 
 export interface NativeBinding {

@@ -32,4 +32,4 @@ pub use error::{Error, ErrorKind};
 pub use mlp::Mlp;
 pub use optim::{Optimizer, OptimizerState};
 pub use rng::Rng;
-pub use train::{Control, EpochOptions, EpochStats, Evaluation, Trainer};
+pub use train::{Control, EpochOptions, EpochStats, Evaluation, PartialEpoch, Trainer};

@@ -18,7 +18,7 @@ pub const CHUNK_ROWS: usize = 2048;
 #[derive(Debug, Default)]
 pub struct Control {
     cancel: AtomicBool,
-    done: AtomicU64,
+    pub(crate) done: AtomicU64,
     total: AtomicU64,
     /// running mean loss and accuracy of the current epoch (f64 bits), for progress displays
     loss: AtomicU64,
@@ -110,6 +110,18 @@ pub struct Trainer {
     eval_ws: Option<Workspace>,
     order: Vec<u32>,
     labels: Vec<u32>,
+    /// An epoch stopped part-way, to be continued by the next call to [`Trainer::epoch`].
+    pub partial: Option<PartialEpoch>,
+}
+
+/// Where an aborted epoch stopped: its permutation, the next step, and the sums so far.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PartialEpoch {
+    pub order: Vec<u32>,
+    pub batch_size: usize,
+    pub next_step: usize,
+    pub loss: f64,
+    pub correct: usize,
 }
 
 impl Trainer {
@@ -131,7 +143,7 @@ impl Trainer {
             .build()
             .map_err(|e| Error::other(format!("could not start {threads} worker threads: {e}")))?;
         let grads = net.zeros_like();
-        Ok(Trainer { net, optimizer_state: OptimizerState::default(), rng, threads, pool, grads, train_ws: None, eval_ws: None, order: Vec::new(), labels: Vec::new() })
+        Ok(Trainer { net, optimizer_state: OptimizerState::default(), rng, threads, pool, grads, train_ws: None, eval_ws: None, order: Vec::new(), labels: Vec::new(), partial: None })
     }
 
     pub fn threads(&self) -> usize {
@@ -161,20 +173,32 @@ impl Trainer {
             self.train_ws = Some(Workspace::new(&self.net.sizes, chunk, true));
             self.labels = vec![0; chunk];
         }
-        // A fresh permutation every epoch (as PyTorch's shuffling DataLoader does); a full batch
-        // needs none.
-        self.order.clear();
-        self.order.extend(0..n as u32);
-        if batch < n {
-            self.rng.shuffle(&mut self.order);
-        }
+        // An epoch stopped part-way (abort) is continued where it stopped, with its permutation and
+        // running sums, so an interrupted and resumed run takes exactly the steps of an
+        // uninterrupted one. Otherwise: a fresh permutation every epoch (as PyTorch's shuffling
+        // DataLoader does); a full batch needs none.
+        let (first_step, mut loss, mut correct) = match self.partial.take() {
+            Some(p) if p.order.len() == n && p.batch_size == batch && p.next_step < n.div_ceil(batch) && p.order.iter().all(|&i| (i as usize) < n) => {
+                self.order = p.order;
+                (p.next_step, p.loss, p.correct)
+            }
+            _ => {
+                self.order.clear();
+                self.order.extend(0..n as u32);
+                if batch < n {
+                    self.rng.shuffle(&mut self.order);
+                }
+                (0, 0.0, 0)
+            }
+        };
         let steps = n.div_ceil(batch);
         control.begin(steps);
+        control.done.store(first_step as u64, Ordering::Relaxed);
         let Trainer { net, optimizer_state, pool, grads, train_ws, order, labels: ybuf, .. } = self;
         let ws = train_ws.as_mut().unwrap();
-        let (mut loss, mut correct) = (0.0f64, 0usize);
-        pool.install(|| -> Result<()> {
-            for (s, idx) in order.chunks(batch).enumerate() {
+        let mut stopped_after = None;
+        let outcome = pool.install(|| -> Result<()> {
+            for (s, idx) in order.chunks(batch).enumerate().skip(first_step) {
                 let scale = 1.0 / idx.len() as f32;
                 let (mut batch_loss, mut batch_correct) = (0.0, 0);
                 for (c, cidx) in idx.chunks(chunk).enumerate() {
@@ -199,10 +223,18 @@ impl Trainer {
                 let seen = (s * batch + idx.len()) as f64;
                 control.report(loss / seen, correct as f64 / seen);
                 optim::step(net, grads, opts.optimizer, optimizer_state, opts.lr, opts.l2);
-                control.tick()?;
+                if s + 1 < steps && control.tick().is_err() {
+                    stopped_after = Some(s + 1);
+                    return Err(Error::aborted());
+                }
             }
+            control.tick().ok();
             Ok(())
-        })?;
+        });
+        if let Some(next_step) = stopped_after {
+            self.partial = Some(PartialEpoch { order: std::mem::take(&mut self.order), batch_size: batch, next_step, loss, correct });
+        }
+        outcome?;
         Ok(EpochStats { loss: loss / n as f64, accuracy: correct as f64 / n as f64, steps })
     }
 
@@ -274,7 +306,9 @@ impl Trainer {
     /// Restores what besides the weights decides the rest of a run (for checkpoints): Adam's step
     /// count and moments (`m`, `v` laid out like the weights, or both empty before any Adam step)
     /// and the shuffling generator's state.
-    pub fn set_training_state(&mut self, step: u64, m: &[&[f32]], v: &[&[f32]], rng_state: u64) -> Result<()> {
+    /// `partial` is an epoch stopped part-way (see [`PartialEpoch`]); it is used by the next epoch
+    /// only if it fits the data and batch size of that call.
+    pub fn set_training_state(&mut self, step: u64, m: &[&[f32]], v: &[&[f32]], rng_state: u64, partial: Option<PartialEpoch>) -> Result<()> {
         let (m, v) = if m.is_empty() && v.is_empty() {
             (Vec::new(), Vec::new())
         } else {
@@ -282,6 +316,7 @@ impl Trainer {
         };
         self.optimizer_state = OptimizerState { step, m, v };
         self.rng = Rng::new(rng_state);
+        self.partial = partial;
         Ok(())
     }
 

@@ -60,6 +60,12 @@ impl Env {
         Ok(v)
     }
 
+    pub fn null(self) -> JsResult<napi_value> {
+        let mut v = ptr::null_mut();
+        check(unsafe { napi_get_null(self.0, &mut v) }, "get_null")?;
+        Ok(v)
+    }
+
     pub fn number(self, x: f64) -> JsResult<napi_value> {
         let mut v = ptr::null_mut();
         check(unsafe { napi_create_double(self.0, x, &mut v) }, "create_double")?;

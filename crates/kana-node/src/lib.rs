@@ -184,12 +184,23 @@ unsafe extern "C" fn get_training_state(env: napi_env, info: napi_callback_info)
                 let arrays = ls.iter().flat_map(|l| [l.w.as_slice().unwrap(), l.b.as_slice().unwrap()]).map(|p| env.f32_array(p)).collect::<JsResult<Vec<_>>>()?;
                 env.array(&arrays)
             };
+            let partial = match &t.partial {
+                None => env.null()?,
+                Some(p) => env.object(&[
+                    ("order", env.u32_array(&p.order)?),
+                    ("batchSize", env.number(p.batch_size as f64)?),
+                    ("nextStep", env.number(p.next_step as f64)?),
+                    ("loss", env.number(p.loss)?),
+                    ("correct", env.number(p.correct as f64)?),
+                ])?,
+            };
             env.object(&[
                 ("step", env.number(st.step as f64)?),
                 // a u64 does not fit a JS number exactly: decimal string
                 ("rng", env.string(&t.rng.state().to_string())?),
                 ("m", moments(&st.m)?),
                 ("v", moments(&st.v)?),
+                ("partialEpoch", partial),
             ])
         })
     })
@@ -204,7 +215,26 @@ unsafe extern "C" fn set_training_state(env: napi_env, info: napi_callback_info)
         let step = env.get_integer(field("step")?, "state.step", 0.0, 9_007_199_254_740_991.0)? as u64;
         let rng: u64 = env.get_string(field("rng")?, "state.rng")?.parse().map_err(|_| range_error("state.rng must be a decimal 64-bit unsigned integer"))?;
         let (mv, vv) = (f32_arrays(env, field("m")?, "state.m")?, f32_arrays(env, field("v")?, "state.v")?);
-        cell.with("set the training state", |t| Ok(t.set_training_state(step, &mv, &vv, rng)?))?;
+        let partial = match env.get_field(state, "partialEpoch")? {
+            Some(p) if env.type_of(p)? != NAPI_NULL => {
+                env.expect_object(p, "state.partialEpoch")?;
+                let get = |k: &str| env.get_field(p, k)?.ok_or_else(|| type_error(format!("state.partialEpoch.{k} is missing")));
+                let order = match env.get_typed_array(get("order")?, "state.partialEpoch.order")? {
+                    TypedArray::U32(s) => s.to_vec(),
+                    _ => return Err(type_error("state.partialEpoch.order must be a Uint32Array")),
+                };
+                let int = |k: &str| -> JsResult<f64> { env.get_integer(get(k)?, &format!("state.partialEpoch.{k}"), 0.0, 9_007_199_254_740_991.0) };
+                Some(kana_core::PartialEpoch {
+                    order,
+                    batch_size: int("batchSize")? as usize,
+                    next_step: int("nextStep")? as usize,
+                    loss: env.get_number(get("loss")?, "state.partialEpoch.loss")?,
+                    correct: int("correct")? as usize,
+                })
+            }
+            _ => None,
+        };
+        cell.with("set the training state", |t| Ok(t.set_training_state(step, &mv, &vv, rng, partial)?))?;
         env.undefined()
     })
 }
