@@ -8,7 +8,6 @@
 //! order, so results do not depend on the number of threads.
 
 use ndarray::{ArrayView2, ArrayViewMut2, Axis};
-use rayon::prelude::*;
 
 /// Below this many multiply-adds a second thread costs more (wake-up, split) than it saves.
 const PARALLEL_MIN_MACS: usize = 1 << 20;
@@ -16,7 +15,7 @@ const PARALLEL_MIN_MACS: usize = 1 << 20;
 const BLOCK_ALIGN: usize = 32;
 
 /// `c ← alpha·a·b + beta·c`. With `beta == 0`, `c` is write-only (its old contents, even NaN, are ignored).
-pub fn gemm(alpha: f32, a: ArrayView2<f32>, b: ArrayView2<f32>, beta: f32, mut c: ArrayViewMut2<f32>) {
+pub fn gemm(alpha: f32, a: ArrayView2<f32>, b: ArrayView2<f32>, beta: f32, c: ArrayViewMut2<f32>) {
     let (m, k) = a.dim();
     let (k2, n) = b.dim();
     assert!(k == k2 && c.dim() == (m, n), "gemm shapes: a {:?}, b {:?}, c {:?}", a.dim(), b.dim(), c.dim());
@@ -24,17 +23,35 @@ pub fn gemm(alpha: f32, a: ArrayView2<f32>, b: ArrayView2<f32>, beta: f32, mut c
     if threads <= 1 || m * n * k < PARALLEL_MIN_MACS {
         return kernel(alpha, a, b, beta, c);
     }
+    // Cut the longer side of C into one block per thread (whole kernel tiles each), by recursive
+    // halving with rayon::join: no allocation, and idle threads steal the halves.
     if m >= n {
-        let rows = block(m, threads);
-        let a_blocks: Vec<_> = a.axis_chunks_iter(Axis(0), rows).collect();
-        let c_blocks: Vec<_> = c.axis_chunks_iter_mut(Axis(0), rows).collect();
-        a_blocks.into_par_iter().zip(c_blocks).for_each(|(a, c)| kernel(alpha, a, b, beta, c));
+        split_rows(alpha, a, b, beta, c, block(m, threads));
     } else {
-        let cols = block(n, threads);
-        let b_blocks: Vec<_> = b.axis_chunks_iter(Axis(1), cols).collect();
-        let c_blocks: Vec<_> = c.axis_chunks_iter_mut(Axis(1), cols).collect();
-        b_blocks.into_par_iter().zip(c_blocks).for_each(|(b, c)| kernel(alpha, a, b, beta, c));
+        split_cols(alpha, a, b, beta, c, block(n, threads));
     }
+}
+
+fn split_rows(alpha: f32, a: ArrayView2<f32>, b: ArrayView2<f32>, beta: f32, c: ArrayViewMut2<f32>, rows: usize) {
+    let m = a.nrows();
+    if m <= rows {
+        return kernel(alpha, a, b, beta, c);
+    }
+    let mid = m.div_ceil(2 * rows) * rows; // a whole number of blocks on each side
+    let (a0, a1) = a.split_at(Axis(0), mid);
+    let (c0, c1) = c.split_at(Axis(0), mid);
+    rayon::join(|| split_rows(alpha, a0, b, beta, c0, rows), || split_rows(alpha, a1, b, beta, c1, rows));
+}
+
+fn split_cols(alpha: f32, a: ArrayView2<f32>, b: ArrayView2<f32>, beta: f32, c: ArrayViewMut2<f32>, cols: usize) {
+    let n = b.ncols();
+    if n <= cols {
+        return kernel(alpha, a, b, beta, c);
+    }
+    let mid = n.div_ceil(2 * cols) * cols;
+    let (b0, b1) = b.split_at(Axis(1), mid);
+    let (c0, c1) = c.split_at(Axis(1), mid);
+    rayon::join(|| split_cols(alpha, a, b0, beta, c0, cols), || split_cols(alpha, a, b1, beta, c1, cols));
 }
 
 /// Size of one thread's block: an even share, rounded up to whole kernel tiles.

@@ -11,7 +11,7 @@
 use crate::error::{Error, Result};
 use crate::gemm::gemm;
 use crate::rng::Rng;
-use ndarray::{s, Array1, Array2, ArrayView2, Axis, Zip};
+use ndarray::{s, Array1, Array2, ArrayView2, Zip};
 
 /// One dense layer's parameters (also used for gradients and optimiser moments of the same shape).
 #[derive(Clone, Debug, PartialEq)]
@@ -168,8 +168,13 @@ impl Mlp {
             let delta = upper[0].slice(s![..rows, ..]);
             let g = &mut grads[l];
             gemm(1.0, input.t(), delta, beta, g.w.view_mut());
-            let db = delta.sum_axis(Axis(0));
-            if accumulate { g.b += &db } else { g.b.assign(&db) }
+            // ∂b = Σ_rows δ, summed in place (no temporary)
+            if !accumulate {
+                g.b.fill(0.0);
+            }
+            for row in delta.rows() {
+                g.b += &row;
+            }
             if l > 0 {
                 // δ_{l-1} = (δ_l·W_lᵀ) ⊙ 1[A_{l-1} > 0]
                 let mut prev = lower[l - 1].slice_mut(s![..rows, ..]);
