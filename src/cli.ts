@@ -5,7 +5,7 @@ import { hideBin } from 'yargs/helpers'
 import { SingleBar } from 'cli-progress'
 import { mkdir } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
-import { train, type EpochRecord, type TrainOptions } from './train'
+import { train, type EpochRecord, type TrainAbortError, type TrainOptions } from './train'
 import { loadInputs } from './inputs'
 import { Dataset } from './mlp'
 import { loadImages, loadLabels, DataError } from './data'
@@ -16,6 +16,7 @@ import { writeFileAtomic } from './atomic'
 import { summarize } from './metrics'
 import { classDistribution, confusionHeatmap, sampleGrid, writeRendered } from './plots'
 import { terminalProgress, type DatasetName } from './datasets'
+import { experimentCommand, experimentOptions, reportCommand, reportOptions } from './experiment-cli'
 
 type Out = { json: boolean; quiet: boolean; plain: boolean }
 
@@ -61,12 +62,33 @@ function splitOption(s: string) {
   return { train: f[0], validation: f[1], test: f[2] }
 }
 
-async function trainCommand(argv: Record<string, any>, out: Out): Promise<number> {
+/** Long option names typed on the command line (kebab-case, `--no-` stripped): what --resume checks. */
+function explicitOptions(args: string[]): Set<string> {
+  const names = new Set<string>()
+  for (const a of args) {
+    if (a === '--') break
+    if (a === '-o') names.add('out')
+    if (!a.startsWith('--')) continue
+    const name = a.slice(2).split('=')[0].replace(/^no-/, '').replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)
+    names.add(name)
+  }
+  return names
+}
+
+/** A path as a POSIX shell word. */
+const shellWord = (s: string) => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`)
+
+async function trainCommand(argv: Record<string, any>, out: Out, args: string[] = []): Promise<number> {
   const ac = new AbortController()
-  const onSignal = () => ac.abort()
+  const onSignal = () => {
+    bar?.stop()
+    bar = undefined
+    log(out, '\ninterrupt: stopping after the current batch and writing a checkpoint (interrupt again to quit at once, without one)')
+    ac.abort()
+  }
   process.once('SIGINT', onSignal)
   process.once('SIGTERM', onSignal)
-  const runDir = resolve(argv.out ?? join('runs', new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)))
+  const runDir = resolve(argv.resume ?? argv.out ?? join('runs', new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)))
   const tty = process.stderr.isTTY && !out.plain && !out.quiet && !out.json
   let bar: SingleBar | undefined
   const download = tty ? terminalProgress() : undefined
@@ -80,6 +102,12 @@ async function trainCommand(argv: Record<string, any>, out: Out): Promise<number
     schedule: argv.schedule, lrMin: argv.lrMin, threads: argv.threads,
     out: runDir, command: process.argv.slice(1), signal: ac.signal,
     onDownloadProgress: download,
+    onWarning: (m) => {
+      if (!out.quiet) process.stderr.write(`kana-native: warning: ${m}\n`)
+    },
+    onResume: (r) => {
+      log(out, `resuming ${r.runDir} at epoch ${r.epoch}/${r.epochs} (${r.phase === 'validate' ? 'its training done, validation pending' : `step ${r.step} of ${r.steps}`})`)
+    },
     onData: (inputs) => {
       log(out, `data: ${inputs.train.labels.length} train / ${inputs.validation.labels.length} validation / ${inputs.test.labels.length} test samples, ${inputs.classes} classes, ${inputs.features} features`)
     },
@@ -102,11 +130,22 @@ async function trainCommand(argv: Record<string, any>, out: Out): Promise<number
       else log(out, line)
     },
   }
+  if (argv.resume !== undefined) {
+    // Checked against the checkpoint: only what was typed, not yargs' defaults.
+    const given = explicitOptions(args)
+    const defaulted: [string, keyof TrainOptions][] = [
+      ['split', 'split'], ['hidden', 'hidden'], ['optimizer', 'optimizer'], ['batch-size', 'batchSize'], ['l2', 'l2'], ['beta1', 'beta1'], ['beta2', 'beta2'],
+      ['eps', 'eps'], ['epochs', 'epochs'], ['schedule', 'schedule'], ['early-stopping', 'earlyStopping'], ['patience', 'patience'], ['min-delta', 'minDelta'], ['restore-best', 'restoreBest'],
+    ]
+    for (const [flag, key] of defaulted) if (!given.has(flag)) delete opts[key]
+    opts.resume = runDir
+    opts.out = argv.out === undefined ? undefined : resolve(argv.out)
+  }
   try {
     const result = await train(opts)
     const { test, validation, train: tr } = result.metrics
     if (out.json) {
-      process.stdout.write(JSON.stringify({ type: 'result', runDir, stopReason: result.stopReason, bestEpoch: result.bestEpoch, seconds: result.seconds, train: brief(tr), validation: brief(validation), test: brief(test) }) + '\n')
+      process.stdout.write(JSON.stringify({ type: 'result', runDir, stopReason: result.stopReason, divergence: result.divergence, bestEpoch: result.bestEpoch, seconds: result.seconds, train: brief(tr), validation: brief(validation), test: brief(test) }) + '\n')
     } else {
       const why = { completed: 'ran all epochs', 'early-stopping': `early stopping (patience ${result.config.patience})`, diverged: `diverged: ${result.divergence}` }[result.stopReason]
       log(out, `\n${why}; weights of epoch ${result.weightsEpoch} (best validation loss at epoch ${result.bestEpoch}), ${result.seconds.toFixed(1)}s`)
@@ -117,7 +156,16 @@ async function trainCommand(argv: Record<string, any>, out: Out): Promise<number
   } catch (e) {
     bar?.stop()
     if ((e as Error).name === 'AbortError') {
-      log(out, `\ninterrupted; the history so far is in ${runDir}`)
+      const { checkpoint: ck, checkpointError } = e as TrainAbortError
+      if (ck) {
+        const resume = `kana-native train --resume ${shellWord(ck.runDir)}`
+        const where = ck.phase === 'validate' ? 'its training done, validation pending' : `step ${ck.step} of ${ck.steps}`
+        if (out.json) process.stdout.write(JSON.stringify({ type: 'interrupted', runDir: ck.runDir, checkpoint: ck.dir, epoch: ck.epoch, phase: ck.phase, step: ck.step, steps: ck.steps, resume }) + '\n')
+        // also with --quiet: without this line the work is as good as lost
+        else process.stderr.write(`\ninterrupted in epoch ${ck.epoch}/${ck.epochs} (${where}); checkpoint written to ${ck.dir}\nresume with:\n  ${resume}\n`)
+      } else {
+        log(out, `\ninterrupted; the history so far is in ${runDir}${checkpointError ? ` (no checkpoint could be written: ${checkpointError.message})` : ''}`)
+      }
       return 130
     }
     throw e
@@ -222,10 +270,12 @@ export function parser(args: string[]) {
         .option('restore-best', { type: 'boolean', default: true, describe: 'End with the weights of the best validation epoch' })
         .option('threads', { type: 'number', describe: 'Engine threads [default: all cores]' })
         .option('out', { alias: 'o', type: 'string', describe: 'Run directory [default: runs/<timestamp>]' })
+        .option('resume', { type: 'string', describe: 'Continue the interrupted run in this run directory from its checkpoint, with its recorded settings and data' })
         .option('plain', { type: 'boolean', default: false, describe: 'One plain line per epoch even on a terminal (no progress bar)' })
         .example('$0 train', 'in a folder with X_images.npy and y_images.npy: train with the study\'s best recipe')
         .example('$0 train --images X.npy --labels y.npy --hidden 100,80 --optimizer gd --lr 0.1 --l2 0 --epochs 500 --no-early-stopping --no-restore-best', 'the study\'s M0')
-        .example('$0 train --dataset kmnist --hidden 512 --schedule exponential --lr-min 1e-5 --seed 1 --out runs/m3', 'a named data set, downloaded once'),
+        .example('$0 train --dataset kmnist --hidden 512 --schedule exponential --lr-min 1e-5 --seed 1 --out runs/m3', 'a named data set, downloaded once')
+        .example('$0 train --resume runs/m3', 'continue a run interrupted with Ctrl-C (exit code 130), to the result it would have had'),
     )
     .command('predict', 'Write the softmax probabilities of a trained model as CSV', (y) =>
       outputOptions(y)
@@ -252,7 +302,16 @@ export function parser(args: string[]) {
       outputOptions(dataOptions(y)).option('out', { alias: 'o', type: 'string', describe: 'Directory for class-distribution.png and samples.png' })
         .example('$0 inspect --images X_images.npy --labels y_images.npy --classmap k49_classmap.csv --out inspect', ''),
     )
-    .demandCommand(1, 'name a command: train, predict, evaluate or inspect')
+    .command('experiment', 'The study in one command: M0–M4, a hyper-parameter search, the engine checked against the reference, a comparison table and a report', (y) =>
+      outputOptions(dataOptions(experimentOptions(y)))
+        .example('$0 experiment --seed 1', 'in a folder with X_images.npy and y_images.npy: M0–M4 with the default search, report in runs/experiment-<timestamp>/report.html')
+        .example('$0 experiment --config exp.json --out runs/exp1', 'settings from a JSON file (flags override it)')
+        .example('$0 experiment --models M0,M1,M2 --trials 6 --reference-budget 120', 'fewer models, a smaller search, a shorter reference run'),
+    )
+    .command('report <dir>', 'Write one self-contained HTML report of an experiment or train run directory', (y) =>
+      outputOptions(reportOptions(y)).example('$0 report runs/experiment-2026-01-01T10-00-00', '').example('$0 report runs/m3 --out m3.html', 'a single train run'),
+    )
+    .demandCommand(1, 'name a command: train, predict, evaluate, inspect, experiment or report')
     .recommendCommands()
     .strict()
     .help()
@@ -275,10 +334,12 @@ export async function main(args: string[] = hideBin(process.argv)): Promise<numb
   const command = String(argv._[0])
   try {
     switch (command) {
-      case 'train': return await trainCommand(argv, out)
+      case 'train': return await trainCommand(argv, out, args)
       case 'predict': return await predictCommand(argv, out)
       case 'evaluate': return await evaluateCommand(argv, out)
       case 'inspect': return await inspectCommand(argv, out)
+      case 'experiment': return await experimentCommand(argv, out, (m) => new UsageError(m))
+      case 'report': return await reportCommand(argv, out)
       default: throw new UsageError(`unknown command ${command}`)
     }
   } catch (e) {

@@ -1,7 +1,7 @@
 // The typed, Promise-based face of the native engine: `Dataset` and `MLP`.
 // Each asynchronous call runs on a worker thread (the event loop keeps turning), can be aborted
 // between batches with an AbortSignal, and can report progress.
-import { availableParallelism } from 'node:os'
+import { availableParallelism, totalmem } from 'node:os'
 import { randomInt } from 'node:crypto'
 import {
   native,
@@ -37,6 +37,66 @@ function toLabelArray(labels: Labels): LabelArray {
   return out
 }
 
+// ---------------------------------------------------------------------------------------------
+// Memory: a model or data set that cannot fit is refused up front, with the figure, rather than
+// left to the kernel's OOM killer part-way through an allocation.
+
+/** The engine's limits (crates/kana-core/src/mlp.rs): wider layers or more parameters are refused there. */
+const MAX_WIDTH = 2 ** 20
+const MAX_PARAMS = 2 ** 28
+/** Rows the engine pushes through the network at once (kana-core's CHUNK_ROWS). */
+const CHUNK_ROWS = 2048
+
+/** The memory this process may use: the machine's, or its cgroup's limit when that is lower. */
+export function memoryLimit(): { bytes: number; what: string } {
+  const total = totalmem()
+  const constrained = process.constrainedMemory?.() ?? 0
+  return constrained > 0 && constrained < total
+    ? { bytes: constrained, what: `the ${gb(constrained)} this process is limited to (cgroup; the machine has ${gb(total)})` }
+    : { bytes: total, what: `the ${gb(total)} this machine has (os.totalmem())` }
+}
+
+function gb(bytes: number): string {
+  return bytes >= 1e9 ? `${(bytes / 1e9).toFixed(2)} GB` : `${(bytes / 1e6).toFixed(1)} MB`
+}
+
+/**
+ * The native memory a model of these layer sizes needs, about: every parameter four times as f32
+ * (weights, gradients, Adam's two moments) and workspaces for up to 2048 rows of every layer
+ * (activations, deltas, evaluation), f32.
+ */
+export function estimateModelBytes(layers: readonly number[]): { params: number; parameterBytes: number; workspaceBytes: number; bytes: number } {
+  const params = layers.slice(1).reduce((sum, n, i) => sum + layers[i] * n + n, 0)
+  const widths = layers.reduce((sum, n) => sum + n, 0)
+  const parameterBytes = params * 4 * 4
+  const workspaceBytes = CHUNK_ROWS * widths * 4 * 3
+  return { params, parameterBytes, workspaceBytes, bytes: parameterBytes + workspaceBytes }
+}
+
+function checkModelMemory(layers: unknown): void {
+  // Sizes the engine refuses anyway are left to it: its message names the offending entry.
+  if (!Array.isArray(layers) || layers.length < 2 || !layers.every((n) => Number.isInteger(n) && n >= 1 && n <= MAX_WIDTH)) return
+  const est = estimateModelBytes(layers)
+  if (est.params > MAX_PARAMS) return
+  const limit = memoryLimit()
+  if (est.bytes > limit.bytes) {
+    const shown = layers.length <= 8 ? `[${layers.join(', ')}]` : `[${layers.slice(0, 4).join(', ')}, … ${layers.length} sizes]`
+    throw new RangeError(
+      `layers ${shown} would need about ${gb(est.bytes)} of native memory (${est.params} parameters × 4 bytes × 4 ` +
+        `for weights, gradients and Adam's moments: ${gb(est.parameterBytes)}; workspaces for ${CHUNK_ROWS} rows: ` +
+        `${gb(est.workspaceBytes)}), more than ${limit.what}`,
+    )
+  }
+}
+
+function checkDatasetMemory(images: Uint8Array, labels: ArrayLike<unknown> | null | undefined): void {
+  const bytes = images.length + 4 * (labels?.length ?? 0) // u8 pixels and u32 labels
+  const limit = memoryLimit()
+  if (bytes > limit.bytes) {
+    throw new RangeError(`a data set of ${images.length} pixels and ${labels?.length ?? 0} labels would need ${gb(bytes)} of native memory, more than ${limit.what}`)
+  }
+}
+
 /**
  * A data set held once in native memory: `u8` pixels (normalised ÷255 per batch by the engine) and
  * optional integer labels. Building one copies the arrays; the JavaScript copies may then be dropped.
@@ -49,6 +109,7 @@ export class Dataset {
 
   constructor(images: Uint8Array, labels?: Labels | null, features = 784) {
     if (!(images instanceof Uint8Array)) throw new TypeError('images must be a Uint8Array of pixel values 0..255')
+    checkDatasetMemory(images, labels)
     this.handle = native.createDataset(images, labels == null ? null : toLabelArray(labels), features)
     const info = native.datasetInfo(this.handle)
     this.length = info.length
@@ -124,6 +185,7 @@ export class MLP {
     if (options == null || typeof options !== 'object') throw new TypeError('options must be an object with `layers`')
     this.seed = options.seed ?? randomInt(0, 2 ** 47)
     this.threads = options.threads ?? availableParallelism()
+    checkModelMemory(options.layers)
     this.#handle = native.createModel(options.layers, this.seed, this.threads)
     this.layers = Object.freeze([...native.modelInfo(this.#handle).layers])
   }

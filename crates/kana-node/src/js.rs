@@ -400,14 +400,30 @@ pub fn spawn<T: Task>(env: Env, name: &str, task: T) -> JsResult<napi_value> {
         let task = job.task.take().expect("task present until complete");
         let settled = catch_unwind(AssertUnwindSafe(|| task.finish(env, outcome)))
             .unwrap_or_else(|panic| Err(error(format!("kana-native internal error (a Rust panic): {}", panic_message(&panic)))));
+        // A JavaScript exception raised while building the result (a setter on a prototype that
+        // throws; Node-API then reports a failed call, not always `napi_pending_exception`) must
+        // become the rejection: left pending here, outside any JavaScript call, it would make
+        // every later Node-API call fail, leave the Promise unsettled, and end the process as an
+        // uncaught exception.
+        let settled = match settled {
+            Ok(v) => Ok(v),
+            Err(JsError::Throw { kind, message }) => Err(env.make_error(kind, &message).ok()),
+            Err(JsError::Pending) => Err(None),
+        };
+        let mut pending = false;
+        unsafe { napi_is_exception_pending(env.0, &mut pending) };
         unsafe {
             match settled {
+                _ if pending => {
+                    let mut exc = ptr::null_mut();
+                    if napi_get_and_clear_last_exception(env.0, &mut exc) != NAPI_OK || exc.is_null() {
+                        exc = env.undefined().unwrap_or(ptr::null_mut());
+                    }
+                    napi_reject_deferred(env.0, job.deferred, exc)
+                }
                 Ok(v) => napi_resolve_deferred(env.0, job.deferred, v),
-                Err(JsError::Throw { kind, message }) => match env.make_error(kind, &message) {
-                    Ok(err) => napi_reject_deferred(env.0, job.deferred, err),
-                    Err(_) => napi_reject_deferred(env.0, job.deferred, env.undefined().unwrap_or(ptr::null_mut())),
-                },
-                Err(JsError::Pending) => napi_reject_deferred(env.0, job.deferred, env.undefined().unwrap_or(ptr::null_mut())),
+                Err(Some(err)) => napi_reject_deferred(env.0, job.deferred, err),
+                Err(None) => napi_reject_deferred(env.0, job.deferred, env.undefined().unwrap_or(ptr::null_mut())),
             };
             napi_delete_async_work(env.0, job.work);
         }

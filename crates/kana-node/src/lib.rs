@@ -12,7 +12,7 @@ use js::{call, error, range_error, spawn, type_error, Env, JsError, JsResult, Ta
 use kana_core::{Control, Dataset, EpochOptions, EpochStats, Evaluation, Optimizer, Trainer};
 use napi::*;
 use std::ffi::c_void;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 
 // ---------------------------------------------------------------------------------------------
 // Handles: a tag first, so an external of the wrong kind is recognised before it is used.
@@ -52,9 +52,20 @@ struct ModelCell {
 }
 
 impl ModelCell {
+    /// The slot, locked. Only the JavaScript thread ever locks it, so a slot that is already locked
+    /// means JavaScript re-entered this addon while one of its calls held the lock (a getter or a
+    /// setter on a prototype, run by a Node-API call): an error, where blocking would deadlock.
+    fn lock(&self, op: &str) -> JsResult<MutexGuard<'_, Slot>> {
+        match self.slot.try_lock() {
+            Ok(guard) => Ok(guard),
+            Err(TryLockError::Poisoned(p)) => Ok(p.into_inner()),
+            Err(TryLockError::WouldBlock) => Err(error(format!("cannot {op}: the model is in use by a call that re-entered JavaScript"))),
+        }
+    }
+
     /// Takes the trainer out for an asynchronous operation `op`.
     fn take(&self, op: &'static str) -> JsResult<Box<Trainer>> {
-        let mut slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = self.lock(op)?;
         match std::mem::replace(&mut *slot, Slot::Busy(op)) {
             Slot::Ready(t) => Ok(t),
             other => {
@@ -71,7 +82,7 @@ impl ModelCell {
 
     /// Synchronous access, refused while an asynchronous operation holds the model.
     fn with<R>(&self, op: &'static str, f: impl FnOnce(&mut Trainer) -> JsResult<R>) -> JsResult<R> {
-        let mut slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = self.lock(op)?;
         match &mut *slot {
             Slot::Ready(t) => f(t),
             other => Err(Self::unavailable(other, op)),
@@ -119,7 +130,7 @@ unsafe extern "C" fn create_model(env: napi_env, info: napi_callback_info) -> na
 unsafe extern "C" fn free_model(env: napi_env, info: napi_callback_info) -> napi_value {
     call(env, info, |env, [m]| {
         let cell = model(env, m)?;
-        let mut slot = cell.slot.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = cell.lock("free the model")?;
         if let Slot::Busy(op) = &*slot {
             return Err(error(format!("cannot free the model while it is busy with {op}; await it (or abort it) first")));
         }
@@ -153,11 +164,15 @@ unsafe extern "C" fn get_weights(env: napi_env, info: napi_callback_info) -> nap
     })
 }
 
-fn f32_arrays<'a>(env: Env, v: napi_value, name: &str) -> JsResult<Vec<&'a [f32]>> {
-    env.get_array(v, name)?
-        .into_iter()
+/// The contents of Float32Arrays whose `napi_value`s were read earlier, borrowed. Reading values
+/// (array elements, object fields) may run JavaScript (getters, proxies), and JavaScript can
+/// detach or shrink a buffer: so every value is read first and the slices are borrowed last, with
+/// no JavaScript running between the borrow and the use.
+fn f32_slices<'a>(env: Env, items: &[napi_value], name: &str) -> JsResult<Vec<&'a [f32]>> {
+    items
+        .iter()
         .enumerate()
-        .map(|(i, a)| match env.get_typed_array(a, &format!("{name}[{i}]"))? {
+        .map(|(i, &a)| match env.get_typed_array(a, &format!("{name}[{i}]"))? {
             TypedArray::F32(s) => Ok(s),
             _ => Err(type_error(format!("{name}[{i}] must be a Float32Array"))),
         })
@@ -168,7 +183,8 @@ fn f32_arrays<'a>(env: Env, v: napi_value, name: &str) -> JsResult<Vec<&'a [f32]
 unsafe extern "C" fn set_weights(env: napi_env, info: napi_callback_info) -> napi_value {
     call(env, info, |env, [m, arrays]| {
         let cell = model(env, m)?;
-        let arrays = f32_arrays(env, arrays, "weights")?;
+        let items = env.get_array(arrays, "weights")?;
+        let arrays = f32_slices(env, &items, "weights")?;
         cell.with("set the weights", |t| Ok(t.set_params(&arrays)?))?;
         env.undefined()
     })
@@ -206,37 +222,75 @@ unsafe extern "C" fn get_training_state(env: napi_env, info: napi_callback_info)
     })
 }
 
-/// setTrainingState(model, { step, rng, m, v })
+/// A copy of `s` in native memory, or a RangeError naming the bytes when they cannot be had
+/// (instead of the process aborting on a failed allocation).
+fn try_copy<T: Copy>(s: &[T], name: &str) -> JsResult<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(s.len())
+        .map_err(|_| range_error(format!("{name}: cannot allocate {} bytes of native memory for a copy", std::mem::size_of_val(s))))?;
+    v.extend_from_slice(s);
+    Ok(v)
+}
+
+/// setTrainingState(model, { step, rng, m, v, partialEpoch })
 unsafe extern "C" fn set_training_state(env: napi_env, info: napi_callback_info) -> napi_value {
     call(env, info, |env, [m, state]| {
         let cell = model(env, m)?;
         env.expect_object(state, "state")?;
+        // Every value is read (running any getters) before the moments are borrowed: see f32_slices.
         let field = |k: &str| env.get_field(state, k)?.ok_or_else(|| type_error(format!("state.{k} is missing")));
         let step = env.get_integer(field("step")?, "state.step", 0.0, 9_007_199_254_740_991.0)? as u64;
         let rng: u64 = env.get_string(field("rng")?, "state.rng")?.parse().map_err(|_| range_error("state.rng must be a decimal 64-bit unsigned integer"))?;
-        let (mv, vv) = (f32_arrays(env, field("m")?, "state.m")?, f32_arrays(env, field("v")?, "state.v")?);
+        let (m_items, v_items) = (env.get_array(field("m")?, "state.m")?, env.get_array(field("v")?, "state.v")?);
         let partial = match env.get_field(state, "partialEpoch")? {
             Some(p) if env.type_of(p)? != NAPI_NULL => {
                 env.expect_object(p, "state.partialEpoch")?;
                 let get = |k: &str| env.get_field(p, k)?.ok_or_else(|| type_error(format!("state.partialEpoch.{k} is missing")));
-                let order = match env.get_typed_array(get("order")?, "state.partialEpoch.order")? {
-                    TypedArray::U32(s) => s.to_vec(),
+                let order = get("order")?;
+                let int = |k: &str| -> JsResult<f64> { env.get_integer(get(k)?, &format!("state.partialEpoch.{k}"), 0.0, 9_007_199_254_740_991.0) };
+                let (batch_size, next_step) = (int("batchSize")? as usize, int("nextStep")? as usize);
+                let loss = env.get_number(get("loss")?, "state.partialEpoch.loss")?;
+                let correct = int("correct")? as usize;
+                // the last getter has run: the order is copied right away
+                let order = match env.get_typed_array(order, "state.partialEpoch.order")? {
+                    TypedArray::U32(s) => try_copy(s, "state.partialEpoch.order")?,
                     _ => return Err(type_error("state.partialEpoch.order must be a Uint32Array")),
                 };
-                let int = |k: &str| -> JsResult<f64> { env.get_integer(get(k)?, &format!("state.partialEpoch.{k}"), 0.0, 9_007_199_254_740_991.0) };
-                Some(kana_core::PartialEpoch {
-                    order,
-                    batch_size: int("batchSize")? as usize,
-                    next_step: int("nextStep")? as usize,
-                    loss: env.get_number(get("loss")?, "state.partialEpoch.loss")?,
-                    correct: int("correct")? as usize,
-                })
+                check_partial_epoch(&order, batch_size, next_step, loss, correct)?;
+                Some(kana_core::PartialEpoch { order, batch_size, next_step, loss, correct })
             }
             _ => None,
         };
+        let (mv, vv) = (f32_slices(env, &m_items, "state.m")?, f32_slices(env, &v_items, "state.v")?);
         cell.with("set the training state", |t| Ok(t.set_training_state(step, &mv, &vv, rng, partial)?))?;
         env.undefined()
     })
+}
+
+/// What can be checked of a partial epoch without its data set: the order is a permutation of
+/// `0..order.len()`, the step lies inside the epoch, the sums fit the samples seen. (Whether it
+/// fits the data and batch size of the next epoch is decided then; see kana-core.)
+fn check_partial_epoch(order: &[u32], batch_size: usize, next_step: usize, loss: f64, correct: usize) -> JsResult<()> {
+    let n = order.len();
+    let mut seen = vec![0u64; n.div_ceil(64)];
+    for (i, &x) in order.iter().enumerate() {
+        let x = x as usize;
+        if x >= n || seen[x / 64] & (1 << (x % 64)) != 0 {
+            return Err(range_error(format!("state.partialEpoch.order must be a permutation of 0..{n}, but order[{i}] = {x} is {}", if x >= n { "out of range" } else { "repeated" })));
+        }
+        seen[x / 64] |= 1 << (x % 64);
+    }
+    if batch_size == 0 {
+        return Err(range_error("state.partialEpoch.batchSize must be at least 1"));
+    }
+    let samples = next_step.saturating_mul(batch_size).min(n);
+    if next_step == 0 || samples >= n {
+        return Err(range_error(format!("state.partialEpoch.nextStep must lie inside the epoch (1..{}), got {next_step}", n.div_ceil(batch_size))));
+    }
+    if loss < 0.0 || correct > samples {
+        return Err(range_error(format!("state.partialEpoch: loss {loss} and correct {correct} cannot be the sums over {samples} samples")));
+    }
+    Ok(())
 }
 
 /// cancel(model): asks the running operation to stop after its current batch.
@@ -261,18 +315,20 @@ unsafe extern "C" fn progress(env: napi_env, info: napi_callback_info) -> napi_v
 // Data sets
 
 /// createDataset(images: Uint8Array, labels: Uint8Array | Int32Array | … | null, features: number)
-/// Copies the pixels (as u8) and labels into native memory once.
+/// Copies the pixels (as u8) and labels into native memory once. Memory that cannot be had is a
+/// RangeError naming the bytes, not an abort.
 unsafe extern "C" fn create_dataset(env: napi_env, info: napi_callback_info) -> napi_value {
     call(env, info, |env, [images, labels, features]| {
+        // (no JavaScript runs between these borrows and the copies)
+        let features = env.get_integer(features, "features", 1.0, (1u64 << 32) as f64)? as usize;
         let pixels = match env.get_typed_array(images, "images")? {
-            TypedArray::U8(s) => s.to_vec(),
+            TypedArray::U8(s) => try_copy(s, "images")?,
             _ => return Err(type_error("images must be a Uint8Array of pixel values 0..255")),
         };
         let labels = match env.type_of(labels)? {
             NAPI_UNDEFINED | NAPI_NULL => None,
             _ => Some(label_vec(env.get_typed_array(labels, "labels")?)?),
         };
-        let features = env.get_integer(features, "features", 1.0, (1u64 << 32) as f64)? as usize;
         let bytes = pixels.len() + labels.as_ref().map_or(0, |l| l.len() * 4);
         let data = Dataset::new(pixels, labels, features)?;
         env.external_sized(Handle { tag: DATASET_TAG, inner: Arc::new(data) }, bytes)
@@ -281,13 +337,14 @@ unsafe extern "C" fn create_dataset(env: napi_env, info: napi_callback_info) -> 
 
 fn label_vec(labels: TypedArray) -> JsResult<Vec<u32>> {
     fn convert<T: Copy + Into<i64>>(xs: &[T]) -> JsResult<Vec<u32>> {
-        xs.iter()
-            .enumerate()
-            .map(|(i, &x)| {
-                let x: i64 = x.into();
-                u32::try_from(x).map_err(|_| range_error(format!("labels[{i}] = {x} is not a class index (must be ≥ 0)")))
-            })
-            .collect()
+        let mut out = Vec::new();
+        out.try_reserve_exact(xs.len())
+            .map_err(|_| range_error(format!("labels: cannot allocate {} bytes of native memory for {} labels", xs.len() as u128 * 4, xs.len())))?;
+        for (i, &x) in xs.iter().enumerate() {
+            let x: i64 = x.into();
+            out.push(u32::try_from(x).map_err(|_| range_error(format!("labels[{i}] = {x} is not a class index (must be ≥ 0)")))?);
+        }
+        Ok(out)
     }
     match labels {
         TypedArray::U8(s) => convert(s),
@@ -369,8 +426,49 @@ fn start(env: Env, m: napi_value, d: napi_value, op: Op, name: &'static str) -> 
     let cell = model(env, m)?;
     let data = dataset(env, d)?;
     let trainer = cell.take(name)?;
+    if let Err(e) = check_memory(&trainer, &data, &op) {
+        cell.put_back(trainer);
+        return Err(e);
+    }
     cell.control.clear_cancel();
     spawn(env, name, ModelTask { cell, trainer: Some(trainer), data, op })
+}
+
+/// The most elements a typed array may hold (V8's `TypedArray::kMaxLength` on 64-bit).
+const MAX_TYPED_ARRAY: u128 = 1 << 32;
+
+/// Refuses, with a RangeError naming the figure, an operation whose buffers cannot be had: its
+/// result (a K×K confusion matrix, N×K probabilities) must fit a typed array, and the engine's
+/// workspaces plus the result (built natively, then copied to JavaScript) must be allocatable
+/// now. The engine allocates infallibly (a failure aborts the process): this asks first, with a
+/// reservation that is released at once.
+fn check_memory(t: &Trainer, data: &Dataset, op: &Op) -> JsResult<()> {
+    let (n, k) = (data.len() as u128, t.net.classes() as u128);
+    let widths: u128 = t.net.sizes.iter().map(|&w| w as u128).sum();
+    let chunk = |batch: u128| batch.min(n).min(kana_core::train::CHUNK_ROWS as u128);
+    let (result, workspace) = match op {
+        Op::Epoch(o) => (None, chunk(o.batch_size as u128) * widths * 3),
+        Op::Evaluate => (Some(("evaluate: the confusion matrix", k * k, format!("{k} × {k} classes"))), chunk(n) * widths * 2),
+        Op::Predict => (Some(("predictProba: the probabilities", n * k, format!("{n} rows × {k} classes"))), chunk(n) * widths * 2),
+    };
+    let mut bytes = workspace * 4;
+    if let Some((what, values, shape)) = result {
+        if values > MAX_TYPED_ARRAY {
+            return Err(range_error(format!("{what} ({shape}) would hold {values} values, more than a typed array can (2^32)")));
+        }
+        bytes += values * 4 * 2;
+    }
+    let mut probe: Vec<u8> = Vec::new();
+    if usize::try_from(bytes).map_or(true, |b| probe.try_reserve_exact(b).is_err()) {
+        let (what, rows) = match op {
+            Op::Epoch(o) => ("an epoch of training", chunk(o.batch_size as u128)),
+            Op::Evaluate => ("evaluate", chunk(n)),
+            Op::Predict => ("predictProba", chunk(n)),
+        };
+        let result = if matches!(op, Op::Epoch(_)) { "" } else { " and the result, in native memory and as its JavaScript copy" };
+        return Err(range_error(format!("{what}: cannot allocate the {bytes} bytes of native memory it needs (workspaces for {rows} rows of {widths} units{result})")));
+    }
+    Ok(())
 }
 
 fn epoch_options(env: Env, o: napi_value) -> JsResult<EpochOptions> {

@@ -93,6 +93,7 @@ extern "C" {
     pub fn napi_get_value_external(env: napi_env, value: napi_value, result: *mut *mut c_void) -> napi_status;
     pub fn napi_throw(env: napi_env, error: napi_value) -> napi_status;
     pub fn napi_is_exception_pending(env: napi_env, result: *mut bool) -> napi_status;
+    pub fn napi_get_and_clear_last_exception(env: napi_env, result: *mut napi_value) -> napi_status;
     pub fn napi_create_arraybuffer(env: napi_env, byte_length: usize, data: *mut *mut c_void, result: *mut napi_value) -> napi_status;
     pub fn napi_is_typedarray(env: napi_env, value: napi_value, result: *mut bool) -> napi_status;
     pub fn napi_create_typedarray(env: napi_env, kind: napi_typedarray_type, length: usize, arraybuffer: napi_value, byte_offset: usize, result: *mut napi_value) -> napi_status;

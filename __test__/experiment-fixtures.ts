@@ -1,0 +1,78 @@
+// Shared by experiment.spec.ts and report.spec.ts: a miniature data set, a miniature experiment
+// configuration, a .npy writer, and a headless Chromium (Debian's) driven by playwright-core.
+import { existsSync, mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { loadImages, loadLabels } from '../src/data'
+import type { ExperimentConfig } from '../src/experiments'
+
+export const kmnist = join(__dirname, '..', '..', 'shared', 'data', 'kmnist')
+export const hasKmnist = existsSync(join(kmnist, 'X_images.npy'))
+export const classmap = join(kmnist, 'kmnist_classmap.csv')
+
+/** 600 real KMNIST images (60 per class, the first of each class in file order), or synthetic ones when the files are absent. */
+export async function miniData(): Promise<{ images: Uint8Array; labels: Int32Array; real: boolean }> {
+  const n = 600
+  const images = new Uint8Array(n * 784)
+  const labels = new Int32Array(n)
+  if (hasKmnist) {
+    const all = await loadImages(join(kmnist, 'X_images.npy'))
+    const lab = await loadLabels(join(kmnist, 'y_images.npy'))
+    const per = new Array<number>(10).fill(0)
+    let k = 0
+    for (let i = 0; i < lab.labels.length && k < n; i++) {
+      const y = lab.labels[i]
+      if (per[y]++ >= 60) continue
+      images.set(all.images.subarray(i * 784, (i + 1) * 784), k * 784)
+      labels[k++] = y
+    }
+    return { images, labels, real: true }
+  }
+  // synthetic: class y lights up a 7×7 block of its own plus noise (seeded)
+  let s = 12345
+  const rand = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 2 ** 32)
+  for (let i = 0; i < n; i++) {
+    const y = i % 10
+    labels[i] = y
+    for (let p = 0; p < 784; p++) {
+      const r = Math.floor(p / 28)
+      const c = p % 28
+      const on = Math.floor(r / 7) === y % 4 && Math.floor(c / 7) === Math.floor(y / 4) + (y >= 8 ? 1 : 0)
+      images[i * 784 + p] = Math.min(255, Math.floor(rand() * 90) + (on ? 160 : 0))
+    }
+  }
+  return { images, labels, real: false }
+}
+
+/** Every model, 2–3 epochs, a 2-trial search, a 2-network architecture grid. */
+export const miniConfig: ExperimentConfig = {
+  seed: 7,
+  threads: 2,
+  M0: { epochs: 3 },
+  M4: { hidden: [256, 256], epochs: 3 },
+  search: { trials: 2, epochs: 3, halving: { minEpochs: 1, eta: 2 }, space: { hidden: [[32]], batchSize: [32, 64] } },
+  architecture: { depths: [1], widths: [16, 32] },
+  reference: { budgetSeconds: 30 },
+}
+
+/** A minimal .npy writer (v1 header). */
+export function npy(dtype: string, shape: number[], data: ArrayBufferView): Buffer {
+  let header = `{'descr': '${dtype}', 'fortran_order': False, 'shape': (${shape.join(', ')}${shape.length === 1 ? ',' : ''}), }`
+  header += ' '.repeat((64 - ((10 + header.length + 1) % 64)) % 64) + '\n'
+  const pre = Buffer.alloc(10)
+  Buffer.from('\x93NUMPY', 'latin1').copy(pre)
+  pre[6] = 1
+  pre.writeUInt16LE(header.length, 8)
+  return Buffer.concat([pre, Buffer.from(header, 'latin1'), Buffer.from(data.buffer, data.byteOffset, data.byteLength)])
+}
+
+export const CHROMIUM = '/usr/bin/chromium'
+export const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync']
+
+/** Debian's Chromium through playwright-core, with a fresh user-data directory; null when it is not installed. */
+export async function launchChromium(viewport = { width: 1280, height: 1000 }) {
+  if (!existsSync(CHROMIUM)) return null
+  const { chromium } = await import('playwright-core')
+  const userData = mkdtempSync(join(tmpdir(), 'kana-chromium-'))
+  return chromium.launchPersistentContext(userData, { executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, viewport })
+}

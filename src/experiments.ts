@@ -1,0 +1,846 @@
+// The study in one command: M0–M4 on the user's data, a hyper-parameter search, an architecture
+// search, the engine checked against the pure-TypeScript reference, one comparison table.
+//
+//   M0  [784,100,80,K], full-batch gradient descent, lr 0.1, 500 epochs, no regularisation
+//   M1  the best configuration of the hyper-parameter search (search.ts), by validation loss
+//   M2  M1's configuration trained by the reference implementation (reference-trial.ts) from the
+//       same initial weights (a fresh engine model's getWeights() with M1's seed), the same split
+//       and the same mini-batches, for the longest prefix of epochs that fits a time budget
+//   M3  the best architecture of a depth × width grid, M1's other settings
+//   M4  a deliberately huge network without regularisation, to show overfitting
+//
+// Every model trains through trial.ts: mini-batch order generated in TypeScript from the seed, so
+// the whole experiment is reproducible from the seed and the resolved configuration (written to
+// experiment-config.json, which `--config` reads back), and the engine and the reference see the
+// same batches. Selection (M1, M3) looks at validation loss only. The test split is evaluated in
+// one place, after both selections: once per model (plus once for the engine's copy of M2's
+// prefix, for the agreement check); experiment.json lists every test evaluation.
+//
+// Order of work, for a 2-core machine: M0 and the search use both cores; then the reference (M2)
+// runs on a worker thread while the architecture search and M4 use the other core; then the test
+// evaluations, the files and the report.
+import { mkdir } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
+import { availableParallelism } from 'node:os'
+import { randomInt } from 'node:crypto'
+import { MLP, Dataset } from './mlp'
+import { loadInputs, type InputOptions, type Inputs, type Part } from './inputs'
+import { summarize } from './metrics'
+import { writeFileAtomic } from './atomic'
+import { historyCsv } from './csv'
+import { saveModel } from './model-file'
+import { classDistribution, comparisonCurves, confusionHeatmap, lossCurves, sampleGrid, writeRendered, type HistoryRow } from './plots'
+import { resolveModelConfig, Trial, trialData, layersOf, type ModelConfig, type TrialData } from './trial'
+import { mulberry32 } from './split'
+import {
+  DEFAULT_GRID_SPACE, DEFAULT_RANDOM_SPACE, describeConfig, hiddenLabel, runTrials, searchConfigs, trialsCsv, trialsMarkdown,
+  type HalvingOptions, type SearchResult, type SearchSpace, type TrialLog,
+} from './search'
+import { runReferenceInWorker, type ReferenceOutcome } from './reference-trial'
+import { agreementChart, lrEffectChart } from './experiment-plots'
+import { machineFacts } from './machine'
+import { writeReport } from './report'
+import type { EpochRecord, SplitMetrics } from './train'
+import type { SplitFractions } from './split'
+
+export type ModelId = 'M0' | 'M1' | 'M2' | 'M3' | 'M4'
+export const MODEL_IDS: ModelId[] = ['M0', 'M1', 'M2', 'M3', 'M4']
+
+export interface SearchConfig {
+  mode?: 'grid' | 'random'
+  trials?: number
+  epochs?: number
+  halving?: Partial<HalvingOptions> | false
+  concurrency?: number
+  /** Engine threads per trial. */
+  threads?: number
+  space?: Partial<SearchSpace>
+  base?: Partial<ModelConfig>
+}
+
+export interface ArchitectureConfig {
+  depths?: number[]
+  widths?: number[]
+  halving?: Partial<HalvingOptions> | false
+  concurrency?: number
+  threads?: number
+}
+
+/** What `--config exp.json` holds; every field optional. Flags override it. */
+export interface ExperimentConfig {
+  seed?: number
+  split?: SplitFractions
+  /** Engine threads (default: all cores). */
+  threads?: number
+  data?: Pick<InputOptions, 'images' | 'labels' | 'dataset' | 'cacheDir' | 'classmap'>
+  /** Which models to run (M2 and M3 need M1's search, which then runs even if M1 is not listed). */
+  models?: ModelId[]
+  M0?: Partial<ModelConfig>
+  M4?: Partial<ModelConfig>
+  search?: SearchConfig
+  architecture?: ArchitectureConfig
+  reference?: { budgetSeconds?: number }
+}
+
+export interface ExperimentOptions extends ExperimentConfig {
+  /** Arrays in memory instead of files (tests, Node callers). */
+  inMemory?: InputOptions['data']
+  /** Experiment directory; default runs/experiment-<timestamp>. */
+  out?: string
+  /** Recorded in experiment.json. */
+  command?: string[]
+  /** Write report.html at the end (default true). */
+  report?: boolean
+  signal?: AbortSignal
+  /** Progress lines (phases, trials, epochs of long runs). */
+  log?: (line: string) => void
+}
+
+export interface ResolvedExperiment {
+  seed: number
+  split: SplitFractions
+  threads: number
+  data: ExperimentConfig['data']
+  models: ModelId[]
+  M0: ModelConfig
+  M4: ModelConfig
+  search: { mode: 'grid' | 'random'; trials: number; epochs: number; halving: HalvingOptions | false; concurrency: number; threads: number; space: SearchSpace; base: Partial<ModelConfig> }
+  architecture: { depths: number[]; widths: number[]; halving: HalvingOptions | false; concurrency: number; threads: number }
+  reference: { budgetSeconds: number }
+}
+
+export interface ModelResult {
+  id: ModelId
+  engine: 'native' | 'reference'
+  config: ModelConfig
+  layers: number[]
+  parameters: number
+  history: EpochRecord[]
+  bestEpoch: number
+  weightsEpoch: number
+  stoppedBy: string
+  seconds: number
+  techniques: string
+  notes: string
+  metrics: { validation: SplitMetrics; test: SplitMetrics; train?: SplitMetrics }
+  dir: string
+}
+
+export interface TableRow {
+  model: ModelId
+  testAccuracy: number
+  testLoss: number
+  balancedAccuracy: number
+  macroF1: number
+  techniques: string
+  notes: string
+  seconds: number
+}
+
+export interface Agreement {
+  /** How the two runs were made to see the same batches. */
+  method: string
+  epochsConfigured: number
+  epochsCompared: number
+  stoppedBy: string
+  budgetSeconds: number
+  referenceSeconds: number
+  referenceOnWorker: boolean
+  /** Per epoch: |engine − reference| / reference training loss (and validation loss). */
+  trainLossRelDiff: number[]
+  valLossRelDiff: number[]
+  maxTrainLossRelDiffFirst10: number
+  engine: { trainLoss: number[]; bestEpoch: number; testAccuracy: number; testLoss: number }
+  reference: { trainLoss: number[]; bestEpoch: number; testAccuracy: number; testLoss: number }
+  testAccuracyDiffPoints: number
+  maxAbsWeightDiff: number
+  /** The engine's prefix run repeats M1's first epochs bit for bit (same seed, order, weights). */
+  prefixMatchesM1: boolean
+  criteria: { trainLossRelFirst10: number; testAccuracyPoints: number }
+  /** The criteria of the study: training loss within 1% over epochs 1–10, test accuracy within 0.5 points. */
+  pass: { trainLoss: boolean; testAccuracy: boolean }
+  /** Epoch at which test accuracy is compared (the epoch whose weights M2 ends with). */
+  atEpoch: number
+  /**
+   * The engine against twins of itself whose weights are jittered by about one float32 rounding at
+   * the start and after every step: how far this configuration carries arithmetic noise. Engine
+   * and reference differ in every rounding (float32 against float64), so they cannot be expected
+   * to agree more closely than this.
+   */
+  sensitivity: { perturbation: string; twins: number; trainLossRelDiff: number[]; maxTrainLossRelDiffFirst10: number; testAccuracy: number[]; testAccuracyDiffPoints: number; factor: number; factorAccuracy: number }
+  /** agree: the criteria hold; float32-sensitivity: they do not, but no worse than rounding explains; disagree: a real difference. */
+  verdict: 'agree' | 'float32-sensitivity' | 'disagree'
+}
+
+export interface ExperimentResult {
+  dir: string
+  config: ResolvedExperiment
+  models: ModelResult[]
+  table: TableRow[]
+  search?: SearchSummary
+  architecture?: SearchSummary
+  agreement?: Agreement
+  seconds: number
+  timings: Record<string, number>
+  reportPath?: string
+}
+
+export interface SearchSummary {
+  name: string
+  mode: string
+  trials: number
+  bestId: number
+  rungs: number[]
+  concurrency: number
+  threads: number
+  seconds: number
+  epochsTrained: number
+  epochsWithoutHalving: number
+  best: { config: ModelConfig; valLoss: number; valAccuracy: number; bestEpoch: number }
+  files: { csv: string; json: string; markdown: string; plot?: string }
+}
+
+export const DEFAULT_M0: Partial<ModelConfig> = { hidden: [100, 80], optimizer: 'gd', lr: 0.1, l2: 0, epochs: 500, schedule: 'constant', earlyStopping: false, restoreBest: false }
+export const DEFAULT_M4: Partial<ModelConfig> = { hidden: [1024, 1024], optimizer: 'adam', lr: 1e-3, batchSize: 32, l2: 0, epochs: 30, schedule: 'constant', earlyStopping: false, restoreBest: false }
+export const DEFAULT_REFERENCE_BUDGET = 480
+/**
+ * Trials side by side: measured on the 2-core build machine (bench/trial-concurrency.ts), two
+ * 1-thread trials at a time finished a pair of trials in less wall time than one 2-thread trial
+ * after another for the small models the search tries; see README "Experiments and reports".
+ */
+export const DEFAULT_SEARCH_CONCURRENCY = 2
+
+const json = (v: unknown) => JSON.stringify(v, (_, x) => (typeof x === 'number' && !Number.isFinite(x) ? String(x) : x), 2) + '\n'
+
+function checkSplit(s: SplitFractions): SplitFractions {
+  const parts = [s?.train, s?.validation, s?.test]
+  if (!parts.every((x) => typeof x === 'number' && x >= 0 && Number.isFinite(x)) || !(s.train > 0 && s.validation > 0 && s.test > 0)) {
+    throw new RangeError(`split must give positive train, validation and test fractions, got ${JSON.stringify(s)}`)
+  }
+  return s
+}
+
+/** Fills every default; the result, saved as experiment-config.json, reproduces the experiment. */
+export function resolveExperiment(o: ExperimentConfig): ResolvedExperiment {
+  const seed = o.seed ?? randomInt(0, 2 ** 31)
+  if (!Number.isSafeInteger(seed) || seed < 0) throw new RangeError(`seed must be a non-negative integer, got ${o.seed}`)
+  const threads = o.threads ?? availableParallelism()
+  if (!(Number.isInteger(threads) && threads >= 1)) throw new RangeError(`threads must be an integer ≥ 1, got ${o.threads}`)
+  const models = o.models ?? MODEL_IDS
+  for (const m of models) if (!MODEL_IDS.includes(m)) throw new RangeError(`unknown model ${JSON.stringify(m)}: choose from ${MODEL_IDS.join(', ')}`)
+  const s = o.search ?? {}
+  const mode = s.mode ?? 'random'
+  if (mode !== 'grid' && mode !== 'random') throw new RangeError(`search mode must be grid or random, got ${JSON.stringify(mode)}`)
+  const defaultSpace = mode === 'grid' ? DEFAULT_GRID_SPACE : DEFAULT_RANDOM_SPACE
+  const halving = (h: Partial<HalvingOptions> | false | undefined): HalvingOptions | false => (h === false ? false : { minEpochs: h?.minEpochs ?? 3, eta: h?.eta ?? 3 })
+  const conc = s.concurrency ?? Math.min(DEFAULT_SEARCH_CONCURRENCY, threads)
+  const a = o.architecture ?? {}
+  const budget = o.reference?.budgetSeconds ?? DEFAULT_REFERENCE_BUDGET
+  if (!(budget > 0)) throw new RangeError(`reference budgetSeconds must be > 0, got ${budget}`)
+  return {
+    seed,
+    split: checkSplit(o.split ?? { train: 0.6, validation: 0.2, test: 0.2 }),
+    threads,
+    data: o.data ?? {},
+    models: MODEL_IDS.filter((m) => models.includes(m)),
+    M0: resolveModelConfig({ ...DEFAULT_M0, ...o.M0, seed: o.M0?.seed ?? seed }),
+    M4: resolveModelConfig({ ...DEFAULT_M4, ...o.M4, seed: o.M4?.seed ?? seed }),
+    search: {
+      mode,
+      trials: s.trials ?? (mode === 'grid' ? 0 : 12),
+      epochs: s.epochs ?? 30,
+      halving: halving(s.halving),
+      concurrency: conc,
+      threads: s.threads ?? Math.max(1, Math.floor(threads / conc)),
+      space: { ...defaultSpace, ...s.space, lr: { ...defaultSpace.lr, ...s.space?.lr } },
+      base: s.base ?? {},
+    },
+    architecture: {
+      depths: a.depths ?? [1, 2],
+      widths: a.widths ?? [128, 256, 512, 1024],
+      halving: halving(a.halving),
+      concurrency: a.concurrency ?? 1,
+      threads: a.threads ?? Math.max(1, threads - 1),
+    },
+    reference: { budgetSeconds: budget },
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Descriptions
+
+const OPT_NAMES = { gd: 'full-batch GD', sgd: 'mini-batch SGD', adam: 'Adam' } as const
+
+/** A learning rate or λ for people: 0.1, 0.00316, 7.77e-6. */
+export const short = (x: number): string => (x !== 0 && Math.abs(x) < 1e-3 ? x.toExponential(2).replace(/\.?0+e/, 'e') : String(Number(x.toPrecision(3))))
+
+export function techniques(c: ModelConfig): string {
+  const parts = [`${OPT_NAMES[c.optimizer]} lr ${short(c.lr)}`]
+  if (c.schedule !== 'constant') parts.push(`${c.schedule} schedule to ${short(c.lrMin)}`)
+  if (c.optimizer !== 'gd') parts.push(`batch ${c.batchSize}`)
+  parts.push(c.l2 > 0 ? `L2 ${short(c.l2)}` : 'no L2')
+  parts.push(c.earlyStopping ? `early stopping (patience ${c.patience})` : `${c.epochs} epochs, no early stopping`)
+  if (c.restoreBest) parts.push('best weights restored')
+  return parts.join(', ')
+}
+
+const archLabel = (layers: number[]) => `[${layers.join(',')}]`
+const paramCount = (layers: number[]) => layers.slice(1).reduce((s, n, i) => s + n * (layers[i] + 1), 0)
+const pct = (x: number, d = 2) => `${(x * 100).toFixed(d)}%`
+/** A relative difference as a percentage, readable at any size: 0.12%, 1.6e-7%. */
+export const relPct = (x: number): string => (!Number.isFinite(x) ? String(x) : x === 0 ? '0%' : x >= 1e-4 ? `${(x * 100).toPrecision(2)}%` : `${(x * 100).toExponential(1)}%`)
+
+// ---------------------------------------------------------------------------------------------
+// The test split: opened once selection is over, each model evaluated on it once.
+
+class TestSplit {
+  private open = false
+  readonly evaluations: { model: string; at: string }[] = []
+  readonly set: Dataset
+  constructor(readonly part: Part, features: number) {
+    this.set = new Dataset(part.images, part.labels, features)
+  }
+  /** Model selection is over: from now on the test split may be read. */
+  unlock(): void {
+    this.open = true
+  }
+  record(model: string): void {
+    if (!this.open) throw new Error(`internal error: the test split was read for ${model} before model selection finished`)
+    if (this.evaluations.some((e) => e.model === model)) throw new Error(`internal error: the test split was read twice for ${model}`)
+    this.evaluations.push({ model, at: new Date().toISOString() })
+  }
+  async evaluate(model: string, m: MLP, classes: number): Promise<SplitMetrics> {
+    this.record(model)
+    return metricsOf(await m.evaluate(this.set), classes, this.part.labels.length)
+  }
+}
+
+function metricsOf(ev: { loss: number; accuracy: number; confusion: ArrayLike<number> }, classes: number, samples: number): SplitMetrics {
+  return { ...summarize(ev.confusion, classes, ev.loss), loss: ev.loss, confusion: Array.from(ev.confusion), samples }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function stamp(): string {
+  return new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)
+}
+
+/** Runs the study. Writes everything under `out` and returns the table and the details. */
+export async function runExperiment(opts: ExperimentOptions = {}): Promise<ExperimentResult> {
+  const started = performance.now()
+  const timings: Record<string, number> = {}
+  const phaseStart = new Map<string, number>()
+  const begin = (p: string) => phaseStart.set(p, performance.now())
+  const end = (p: string) => {
+    timings[p] = (performance.now() - phaseStart.get(p)!) / 1000
+  }
+  const log = opts.log ?? (() => {})
+  const cfg = resolveExperiment(opts)
+  const dir = resolve(opts.out ?? join('runs', `experiment-${stamp()}`))
+  await mkdir(dir, { recursive: true })
+  const machineAtStart = machineFacts()
+  const wants = (m: ModelId) => cfg.models.includes(m)
+  const needSearch = wants('M1') || wants('M2') || wants('M3')
+
+  begin('data')
+  const inputs: Inputs = await loadInputs({ ...cfg.data, data: opts.inMemory, split: cfg.split, seed: cfg.seed })
+  const data = trialData(inputs.train, inputs.validation, inputs.features, inputs.classes)
+  const testSplit = new TestSplit(inputs.test, inputs.features)
+  const K = inputs.classes
+  log(`data: ${inputs.train.labels.length} train / ${inputs.validation.labels.length} validation / ${inputs.test.labels.length} test samples, ${K} classes, ${inputs.features} features; seed ${cfg.seed}`)
+  await writeFileAtomic(join(dir, 'experiment-config.json'), json(configForFile(cfg)))
+  end('data')
+
+  const finished = new Map<ModelId, { trial?: Trial; result: Omit<ModelResult, 'metrics' | 'dir' | 'notes'> & { notes?: string } }>()
+  const fromTrial = (id: ModelId, t: Trial): Omit<ModelResult, 'metrics' | 'dir' | 'notes'> => ({
+    id, engine: 'native', config: t.config, layers: t.layers, parameters: paramCount(t.layers), history: t.history,
+    bestEpoch: t.bestEpoch, weightsEpoch: t.weightsEpoch, stoppedBy: t.stopReason ?? 'completed', seconds: t.seconds, techniques: techniques(t.config),
+  })
+  const epochLogger = (id: string, every: number) => (r: EpochRecord, t: Trial) => {
+    if (r.epoch % every === 0 || r.epoch === 1 || r.epoch === t.config.epochs) {
+      log(`${id} epoch ${r.epoch}/${t.config.epochs}  loss ${r.trainLoss.toFixed(4)}  acc ${r.trainAccuracy.toFixed(4)}  val_loss ${r.valLoss.toFixed(4)}  val_acc ${r.valAccuracy.toFixed(4)}  ${r.seconds.toFixed(2)}s`)
+    }
+  }
+
+  // M0 ------------------------------------------------------------------------------------------
+  if (wants('M0')) {
+    begin('M0')
+    log(`M0: ${archLabel(layersOf(cfg.M0, inputs.features, K))} ${techniques(cfg.M0)}`)
+    const t = new Trial(cfg.M0, data, { threads: cfg.threads, onEpoch: epochLogger('M0', 50) })
+    await t.advance(cfg.M0.epochs, opts.signal)
+    t.finish()
+    finished.set('M0', { trial: t, result: { ...fromTrial('M0', t), notes: `the study's baseline: ${paramCount(t.layers).toLocaleString('en-US')} parameters, one gradient step per epoch on all ${inputs.train.labels.length} training images` } })
+    end('M0')
+  }
+
+  // Search → M1 ---------------------------------------------------------------------------------
+  let search: SearchResult | undefined
+  if (needSearch) {
+    begin('search')
+    const s = cfg.search
+    const configs = searchConfigs({ ...s }, cfg.seed)
+    log(`search: ${s.mode}, ${configs.length} trials, up to ${s.epochs} epochs each, ${s.halving ? `successive halving (r0 ${s.halving.minEpochs}, η ${s.halving.eta})` : 'no halving'}, ${s.concurrency} at a time × ${s.threads} thread${s.threads === 1 ? '' : 's'}`)
+    search = await runTrials('search', s.mode, configs, data, { epochs: s.epochs, halving: s.halving, concurrency: s.concurrency, threads: s.threads, signal: opts.signal, log })
+    const best = search.best
+    await best.advance(best.config.epochs, opts.signal)
+    best.finish()
+    log(`search: selected trial ${search.bestId} (${describeConfig(best.config)}), best val_loss ${best.bestValLoss.toFixed(4)} at epoch ${best.bestEpoch}; ${search.epochsTrained} epochs trained instead of up to ${search.epochsWithoutHalving}, ${search.seconds.toFixed(1)}s`)
+    finished.set('M1', {
+      trial: best,
+      result: { ...fromTrial('M1', best), notes: `${configs.length === 1 ? `the only ${s.mode}-search trial` : `best of ${configs.length} ${s.mode}-search trials (trial ${search.bestId}; successive halving ${search.rungs.length > 1 ? `at ${search.rungs.join('/')} epochs` : 'off'})`}, val loss ${best.bestValLoss.toFixed(4)}` },
+    })
+    end('search')
+  }
+
+  // M2 on a worker thread ∥ architecture search (M3) and M4 here -------------------------------
+  begin('parallel')
+  const m1 = finished.get('M1')?.trial
+  let reference: ReturnType<typeof runReferenceInWorker> | undefined
+  let referenceOutcome: Promise<ReferenceOutcome> | undefined
+  if (wants('M2') && m1) {
+    // the initial weights: a fresh engine model with M1's seed, as M1 itself started
+    const fresh = new MLP({ layers: m1.layers, seed: m1.config.seed, threads: 1 })
+    const init = fresh.getWeights()
+    fresh.free()
+    log(`M2: the reference trains M1's configuration from the same initial weights on a worker thread, for up to ${cfg.reference.budgetSeconds}s`)
+    phaseStart.set('M2', performance.now())
+    reference = runReferenceInWorker(
+      { config: m1.config, layers: m1.layers, init, train: inputs.train, validation: inputs.validation, features: inputs.features, budgetSeconds: cfg.reference.budgetSeconds },
+      (r) => log(`M2 (reference) epoch ${r.epoch}/${m1.config.epochs}  loss ${r.trainLoss.toFixed(4)}  val_loss ${r.valLoss.toFixed(4)}  val_acc ${r.valAccuracy.toFixed(4)}  ${r.seconds.toFixed(1)}s`),
+    )
+    referenceOutcome = reference.result.then((o) => {
+      timings.M2 = (performance.now() - phaseStart.get('M2')!) / 1000
+      return o
+    })
+  }
+  // while the reference holds one core, this thread's models get the rest
+  const sideThreads = reference ? cfg.architecture.threads : cfg.threads
+  let arch: SearchResult | undefined
+  try {
+    if (wants('M3') && m1) {
+      begin('M3')
+      const a = cfg.architecture
+      const configs: ModelConfig[] = []
+      for (const d of a.depths) for (const w of a.widths) configs.push({ ...m1.config, hidden: Array<number>(d).fill(w) })
+      log(`M3: architecture search over depth ${a.depths.join('/')} × width ${a.widths.join('/')} (${configs.length} networks) with M1's other settings, ${a.halving ? `successive halving (r0 ${a.halving.minEpochs}, η ${a.halving.eta})` : 'no halving'}, ${reference ? a.concurrency : cfg.search.concurrency} at a time × ${reference ? sideThreads : cfg.search.threads} thread(s)`)
+      arch = await runTrials('architecture', 'architecture', configs, data, {
+        epochs: m1.config.epochs, halving: a.halving,
+        concurrency: reference ? a.concurrency : cfg.search.concurrency, threads: reference ? sideThreads : cfg.search.threads,
+        signal: opts.signal, log,
+      })
+      const best = arch.best
+      await best.advance(best.config.epochs, opts.signal)
+      best.finish()
+      const sameAsM1 = hiddenLabel(best.config.hidden) === hiddenLabel(m1.config.hidden)
+      log(`M3: selected ${archLabel(best.layers)}, best val_loss ${best.bestValLoss.toFixed(4)} at epoch ${best.bestEpoch}${sameAsM1 ? ' (M1\'s architecture again)' : ''}`)
+      finished.set('M3', {
+        trial: best,
+        result: { ...fromTrial('M3', best), notes: `best of ${configs.length} architectures (depth ${a.depths.join('/')} × width ${a.widths.join('/')}), M1's other settings; val loss ${best.bestValLoss.toFixed(4)}${sameAsM1 ? '; same architecture as M1' : ''}` },
+      })
+      end('M3')
+    }
+    if (wants('M4')) {
+      begin('M4')
+      log(`M4: ${archLabel(layersOf(cfg.M4, inputs.features, K))} (${paramCount(layersOf(cfg.M4, inputs.features, K)).toLocaleString('en-US')} parameters) ${techniques(cfg.M4)}, ${sideThreads} thread(s)`)
+      const t = new Trial(cfg.M4, data, { threads: sideThreads, onEpoch: epochLogger('M4', 5) })
+      await t.advance(cfg.M4.epochs, opts.signal)
+      t.finish()
+      const h = t.history
+      const last = h[h.length - 1]
+      const ratio = last.valLoss / t.bestValLoss
+      finished.set('M4', {
+        trial: t,
+        result: { ...fromTrial('M4', t), notes: `${paramCount(t.layers).toLocaleString('en-US')} parameters for ${inputs.train.labels.length} training images; validation loss lowest at epoch ${t.bestEpoch} (${t.bestValLoss.toFixed(3)}), ${ratio.toFixed(1)}× that at epoch ${last.epoch}; final train accuracy ${pct(last.trainAccuracy)}` },
+      })
+      end('M4')
+    }
+  } catch (e) {
+    await reference?.terminate()
+    throw e
+  }
+  let refOut: ReferenceOutcome | undefined
+  if (referenceOutcome) {
+    if (opts.signal) {
+      const aborted = new Promise<never>((_, reject) => opts.signal!.addEventListener('abort', () => reject(Object.assign(new Error('the operation was aborted'), { name: 'AbortError' })), { once: true }))
+      refOut = await Promise.race([referenceOutcome, aborted]).catch(async (e) => {
+        await reference!.terminate()
+        throw e
+      })
+    } else refOut = await referenceOutcome
+  }
+  end('parallel')
+
+  // The engine's copy of M2's prefix, for the agreement check, and the same from a start moved
+  // by one float32 rounding: how far this configuration's own arithmetic noise carries -----------
+  let prefix: EngineCopy | undefined
+  const twins: EngineCopy[] = []
+  if (refOut && m1) {
+    begin('agreement-prefix')
+    const init = new MLP({ layers: m1.layers, seed: m1.config.seed, threads: 1 })
+    const w0 = init.getWeights()
+    init.free()
+    prefix = await engineCopy(m1.config, data, cfg.threads, w0, refOut, opts.signal)
+    for (let k = 1; k <= SENSITIVITY_TWINS; k++) {
+      const jitter = jitterer(w0, k)
+      twins.push(await engineCopy(m1.config, data, cfg.threads, jitter.apply(w0), refOut, opts.signal, (m) => m.setWeights(jitter.apply(m.getWeights()))))
+    }
+    end('agreement-prefix')
+  }
+
+  // Selection is over: the test split, once per model ---------------------------------------
+  begin('test')
+  testSplit.unlock()
+  const results: ModelResult[] = []
+  const modelDir = (id: ModelId) => join(dir, 'models', id)
+  for (const id of MODEL_IDS) {
+    const f = finished.get(id)
+    if (id === 'M2' || !f || !wants(id)) continue
+    const t = f.trial!
+    results.push({
+      ...f.result,
+      notes: f.result.notes ?? '',
+      dir: modelDir(id),
+      metrics: {
+        train: metricsOf(await t.model.evaluate(data.trainSet), K, inputs.train.labels.length),
+        validation: metricsOf(await t.model.evaluate(data.validationSet), K, inputs.validation.labels.length),
+        test: await testSplit.evaluate(id, t.model, K),
+      },
+    })
+  }
+  let agreement: Agreement | undefined
+  if (refOut && reference && m1 && prefix) {
+    testSplit.record('M2')
+    const refTest = await reference.test(inputs.test)
+    const prefixTest = await testSplit.evaluate(`M1 engine at M2's epoch ${refOut.weightsEpoch} (agreement check)`, prefix.trial.model, K)
+    const twinTests: SplitMetrics[] = []
+    for (const [k, tw] of twins.entries()) twinTests.push(await testSplit.evaluate(`M1 engine with rounding-size jitter ${k + 1} at M2's epoch (sensitivity)`, tw.trial.model, K))
+    agreement = agreementOf(refOut, refTest, prefix, prefixTest, twins, twinTests, m1, cfg.reference.budgetSeconds, reference.onWorker)
+    const e10 = Math.min(10, agreement.epochsCompared)
+    const verdict = agreement.verdict === 'agree' ? '' : agreement.verdict === 'float32-sensitivity'
+      ? ` — outside the 1% / 0.5-point criterion, but no further apart than the engine from itself with its weights jittered by one float32 rounding per step (${relPct(agreement.sensitivity.maxTrainLossRelDiffFirst10)}, Δ ${agreement.sensitivity.testAccuracyDiffPoints.toFixed(2)} points): this configuration amplifies rounding`
+      : ' — DISAGREES'
+    const note = `pure-TypeScript reference, M1's settings and initial weights: ${refOut.history.length} of ${m1.config.epochs} epochs (${{ budget: `ended by the time budget of ${cfg.reference.budgetSeconds}s`, 'early-stopping': 'ended by early stopping', completed: 'all epochs', diverged: 'diverged' }[refOut.stoppedBy]}); vs the engine on the same batches: training loss within ${relPct(agreement.maxTrainLossRelDiffFirst10)} over epochs 1–${e10}, test accuracy Δ ${agreement.testAccuracyDiffPoints.toFixed(2)} points at epoch ${refOut.weightsEpoch}${verdict}`
+    results.push({
+      id: 'M2', engine: 'reference', config: m1.config, layers: m1.layers, parameters: paramCount(m1.layers), history: refOut.history,
+      bestEpoch: refOut.bestEpoch, weightsEpoch: refOut.weightsEpoch, stoppedBy: refOut.stoppedBy, seconds: refOut.seconds,
+      techniques: techniques(m1.config), notes: note, dir: modelDir('M2'),
+      metrics: {
+        validation: metricsOf(refOut.validation, K, inputs.validation.labels.length),
+        test: metricsOf(refTest, K, inputs.test.labels.length),
+      },
+    })
+    results.sort((a, b) => MODEL_IDS.indexOf(a.id) - MODEL_IDS.indexOf(b.id))
+    log(`M2: ${note}`)
+  }
+  await reference?.terminate()
+  end('test')
+
+  // Files -------------------------------------------------------------------------------------
+  begin('files')
+  const table: TableRow[] = results.map((r) => ({
+    model: r.id, testAccuracy: r.metrics.test.accuracy, testLoss: r.metrics.test.loss, balancedAccuracy: r.metrics.test.balancedAccuracy,
+    macroF1: r.metrics.test.macroF1, techniques: `${archLabel(r.layers)} ${r.techniques}`, notes: r.notes, seconds: r.seconds,
+  }))
+  for (const r of results) await writeModelDir(r, inputs, r.id === 'M2' ? refOut!.weights : finished.get(r.id)!.trial!.model.getWeights(), cfg)
+  await writeFileAtomic(join(dir, 'comparison.md'), comparisonMarkdown(table))
+  await writeFileAtomic(join(dir, 'comparison.csv'), comparisonCsv(table))
+  await writeFileAtomic(join(dir, 'comparison.json'), json(table))
+  await writeDataPictures(dir, inputs)
+  if (results.length > 0) {
+    const runs = results.map((r) => ({ name: r.id, history: r.history as HistoryRow[] }))
+    await writeRendered(join(dir, 'curves'), await comparisonCurves(runs, { title: 'Validation loss of every model', metric: 'valLoss' }))
+    await writeRendered(join(dir, 'curves-accuracy'), await comparisonCurves(runs, { title: 'Validation accuracy of every model', metric: 'valAccuracy' }))
+    const longest = Math.max(...results.map((r) => r.history.length))
+    const others = results.filter((r) => r.history.length < longest)
+    if (others.length > 0 && others.length < results.length) {
+      const cut = Math.max(...others.map((r) => r.history.length))
+      const zoom = results.map((r) => ({ name: r.id, history: r.history.slice(0, cut) as HistoryRow[] }))
+      await writeRendered(join(dir, 'curves-zoom'), await comparisonCurves(zoom, { title: `Validation loss, first ${cut} epochs`, metric: 'valLoss' }))
+    }
+  }
+  const searchSummary = search ? await writeSearch(join(dir, 'search'), search, 'Search: validation loss against learning rate') : undefined
+  const archSummary = arch ? await writeSearch(join(dir, 'architecture'), arch) : undefined
+  if (agreement && refOut) {
+    await writeFileAtomic(join(dir, 'agreement.json'), json(agreement))
+    await writeRendered(join(dir, 'agreement'), await agreementChart(prefix!.trial.history, refOut.history, twins.map((tw) => tw.trial.history)))
+  }
+  end('files')
+  const seconds = (performance.now() - started) / 1000
+  timings.total = seconds
+  const result: ExperimentResult = { dir, config: cfg, models: results, table, search: searchSummary, architecture: archSummary, agreement, seconds, timings }
+  await writeFileAtomic(join(dir, 'experiment.json'), json({
+    kind: 'kana-native-experiment',
+    version: 1,
+    createdAt: new Date().toISOString(),
+    command: opts.command,
+    config: configForFile(cfg),
+    data: dataSummary(inputs),
+    machine: { ...machineAtStart, loadAverageAtEnd: machineFacts().loadAverage },
+    timings,
+    seconds,
+    table,
+    models: results.map((r) => ({
+      id: r.id, engine: r.engine, dir: `models/${r.id}`, layers: r.layers, parameters: r.parameters, config: r.config, techniques: r.techniques, notes: r.notes,
+      epochs: r.history.length, bestEpoch: r.bestEpoch, weightsEpoch: r.weightsEpoch, stoppedBy: r.stoppedBy, seconds: r.seconds,
+      test: brief(r.metrics.test), validation: brief(r.metrics.validation), train: r.metrics.train && brief(r.metrics.train),
+    })),
+    search: searchSummary,
+    architecture: archSummary,
+    agreement,
+    testEvaluations: testSplit.evaluations,
+  }))
+  if (opts.report ?? true) {
+    result.reportPath = await writeReport(dir)
+  }
+  return result
+}
+
+function brief(m: SplitMetrics) {
+  return { accuracy: m.accuracy, loss: m.loss, balancedAccuracy: m.balancedAccuracy, macroF1: m.macroF1, samples: m.samples }
+}
+
+/** The resolved configuration as `--config` reads it back (data paths included, seed fixed). */
+export function configForFile(cfg: ResolvedExperiment): ResolvedExperiment {
+  const d = { ...cfg.data }
+  for (const k of ['images', 'labels', 'classmap', 'cacheDir'] as const) if (d[k]) d[k] = resolve(d[k]!)
+  return { ...cfg, data: d }
+}
+
+export function dataSummary(inputs: Inputs) {
+  const counts = new Array<number>(inputs.classes).fill(0)
+  const perSplit: Record<string, number[]> = {}
+  for (const [name, part] of [['train', inputs.train], ['validation', inputs.validation], ['test', inputs.test]] as const) {
+    const c = new Array<number>(inputs.classes).fill(0)
+    for (const y of part.labels) {
+      c[y]++
+      counts[y]++
+    }
+    perSplit[name] = c
+  }
+  return {
+    source: inputs.source,
+    features: inputs.features,
+    classes: inputs.classes,
+    classNames: inputs.classNames,
+    samples: { train: inputs.train.labels.length, validation: inputs.validation.labels.length, test: inputs.test.labels.length },
+    counts,
+    perSplit,
+  }
+}
+
+/** A native run of M1's configuration for exactly the reference's epochs, with its weights at the reference's final epoch. */
+interface EngineCopy {
+  trial: Trial
+  /** Weights at the epoch whose weights M2 ends with (its restored best). */
+  atEpoch: number
+}
+
+async function engineCopy(
+  c: ModelConfig, data: TrialData, threads: number, init: Float32Array[], ref: ReferenceOutcome, signal?: AbortSignal,
+  afterStep?: (model: MLP) => void,
+): Promise<EngineCopy> {
+  // Early stopping only decides when to stop; here the reference decided it, so run exactly its epochs.
+  const trial = new Trial({ ...c, earlyStopping: false, restoreBest: false }, data, { threads, initialWeights: init, afterStep })
+  await trial.advance(ref.weightsEpoch, signal)
+  const at = trial.model.getWeights()
+  await trial.advance(ref.history.length, signal)
+  trial.finish()
+  trial.model.setWeights(at)
+  return { trial, atEpoch: ref.weightsEpoch }
+}
+
+/** Engine twins with jittered weights measure how far this configuration carries rounding noise. */
+export const SENSITIVITY_TWINS = 2
+/** The reference may be this many times further from the engine than the farthest twin (training loss)… */
+export const SENSITIVITY_FACTOR = 10
+/** …and this many times for test accuracy (or 0.5 points, or one test sample, whichever is larger). */
+export const SENSITIVITY_FACTOR_ACCURACY = 3
+
+/**
+ * Multiplies every parameter by 1 ± 2^-24 — a change of about one float32 rounding (0 to 1 unit in
+ * the last place) — with signs from a fixed pseudo-random pattern (twin k), shifted at each call.
+ * Applied to the start and after every step, it mimics what separates the engine from the
+ * reference: the engine rounds its weights to float32 at every step, the reference keeps float64.
+ */
+export function jitterer(shape: Float32Array[], k: number): { apply(ws: Float32Array[]): Float32Array[] } {
+  const rand = mulberry32((0x51ed27 * k) >>> 0)
+  const signs = shape.map((w) => Float32Array.from({ length: w.length }, () => (rand() < 0.5 ? -(2 ** -24) : 2 ** -24)))
+  let call = 0
+  return {
+    apply(ws) {
+      call++
+      return ws.map((w, l) => {
+        const s = signs[l]
+        const n = w.length
+        const off = (call * 7919) % Math.max(1, n)
+        const out = new Float32Array(n)
+        for (let i = 0; i < n; i++) {
+          const j = i + off < n ? i + off : i + off - n
+          out[i] = w[i] * (1 + s[j])
+        }
+        return out
+      })
+    },
+  }
+}
+
+function agreementOf(ref: ReferenceOutcome, refTest: { loss: number; accuracy: number }, prefix: EngineCopy, prefixTest: SplitMetrics, twins: EngineCopy[], twinTests: SplitMetrics[], m1: Trial, budget: number, onWorker: boolean): Agreement {
+  const p = prefix.trial.history
+  const n = Math.min(ref.history.length, p.length)
+  const rel = (a: number, b: number) => Math.abs(a - b) / Math.abs(b)
+  const trainLossRelDiff = Array.from({ length: n }, (_, i) => rel(p[i].trainLoss, ref.history[i].trainLoss))
+  const valLossRelDiff = Array.from({ length: n }, (_, i) => rel(p[i].valLoss, ref.history[i].valLoss))
+  // per epoch, the farthest any twin is from the engine
+  const sensTrain = Array.from({ length: n }, (_, i) => Math.max(0, ...twins.map((tw) => (tw.trial.history[i] ? rel(tw.trial.history[i].trainLoss, p[i].trainLoss) : 0))))
+  const first = (xs: number[]) => (xs.length ? Math.max(...xs.slice(0, 10)) : NaN)
+  const maxFirst10 = first(trainLossRelDiff)
+  const refW = ref.weights
+  const natW = prefix.trial.model.getWeights()
+  let maxAbs = 0
+  for (let l = 0; l < refW.length; l++) for (let i = 0; i < refW[l].length; i++) maxAbs = Math.max(maxAbs, Math.abs(refW[l][i] - natW[l][i]))
+  const common = Math.min(p.length, m1.history.length)
+  let same = true
+  for (let i = 0; i < common; i++) if (p[i].trainLoss !== m1.history[i].trainLoss || p[i].valLoss !== m1.history[i].valLoss) same = false
+  const accDiff = Math.abs(prefixTest.accuracy - refTest.accuracy) * 100
+  const twinAcc = twinTests.map((m) => Math.abs(prefixTest.accuracy - m.accuracy) * 100)
+  const sensAcc = Math.max(0, ...twinAcc)
+  const pass = { trainLoss: maxFirst10 <= 0.01, testAccuracy: accDiff <= 0.5 }
+  // Explained by rounding: at every epoch the reference is within SENSITIVITY_FACTOR× the largest
+  // twin difference so far (plus 1e-6 for epochs where everything agrees to ~1e-9), and the
+  // accuracy gap within SENSITIVITY_FACTOR_ACCURACY× the largest twin's (or 0.5 points, or one sample).
+  let envelope = 0
+  let lossExplained = true
+  for (let i = 0; i < Math.min(10, n); i++) {
+    envelope = Math.max(envelope, sensTrain[i])
+    if (trainLossRelDiff[i] > SENSITIVITY_FACTOR * envelope + 1e-6) lossExplained = false
+  }
+  const oneSample = 100 / prefixTest.samples
+  const accExplained = accDiff <= Math.max(0.5, SENSITIVITY_FACTOR_ACCURACY * sensAcc, oneSample)
+  const verdict: Agreement['verdict'] = pass.trainLoss && pass.testAccuracy ? 'agree' : lossExplained && accExplained ? 'float32-sensitivity' : 'disagree'
+  return {
+    method: 'both step through the same mini-batches: each epoch\'s order is generated in TypeScript from the seed (trial.ts epochOrder), and each batch is handed to the engine as its own Dataset with batchSize = its length and to the reference\'s step() as arrays (full-batch GD needs no order). Test accuracy is compared at the epoch whose weights M2 ends with',
+    epochsConfigured: m1.config.epochs,
+    epochsCompared: n,
+    stoppedBy: ref.stoppedBy,
+    budgetSeconds: budget,
+    referenceSeconds: ref.seconds,
+    referenceOnWorker: onWorker,
+    trainLossRelDiff,
+    valLossRelDiff,
+    maxTrainLossRelDiffFirst10: maxFirst10,
+    atEpoch: prefix.atEpoch,
+    engine: { trainLoss: p.map((h) => h.trainLoss), bestEpoch: m1.bestEpoch, testAccuracy: prefixTest.accuracy, testLoss: prefixTest.loss },
+    reference: { trainLoss: ref.history.map((h) => h.trainLoss), bestEpoch: ref.bestEpoch, testAccuracy: refTest.accuracy, testLoss: refTest.loss },
+    testAccuracyDiffPoints: accDiff,
+    maxAbsWeightDiff: maxAbs,
+    prefixMatchesM1: same,
+    criteria: { trainLossRelFirst10: 0.01, testAccuracyPoints: 0.5 },
+    pass,
+    sensitivity: {
+      perturbation: `${twins.length} engine twins whose weights are multiplied by 1 ± 2^-24 (about one float32 rounding, signs pseudo-random) at the start and after every step; same batches`,
+      twins: twins.length,
+      trainLossRelDiff: sensTrain,
+      maxTrainLossRelDiffFirst10: first(sensTrain),
+      testAccuracy: twinTests.map((m) => m.accuracy),
+      testAccuracyDiffPoints: sensAcc,
+      factor: SENSITIVITY_FACTOR,
+      factorAccuracy: SENSITIVITY_FACTOR_ACCURACY,
+    },
+    verdict,
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Files
+
+const TABLE_HEAD = ['model', 'test accuracy', 'test loss', 'balanced accuracy', 'macro-F1', 'techniques', 'notes', 'training s']
+
+export function comparisonMarkdown(rows: TableRow[]): string {
+  const esc = (s: string) => s.replace(/\|/g, '\\|')
+  return [
+    `| ${TABLE_HEAD.join(' | ')} |`,
+    `|---|---:|---:|---:|---:|---|---|---:|`,
+    ...rows.map((r) => `| ${r.model} | ${pct(r.testAccuracy)} | ${r.testLoss.toFixed(4)} | ${pct(r.balancedAccuracy)} | ${pct(r.macroF1)} | ${esc(r.techniques)} | ${esc(r.notes)} | ${r.seconds.toFixed(1)} |`),
+  ].join('\n') + '\n'
+}
+
+export function comparisonCsv(rows: TableRow[]): string {
+  const cell = (v: unknown) => {
+    const s = String(v)
+    return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s
+  }
+  const cols = ['model', 'testAccuracy', 'testLoss', 'balancedAccuracy', 'macroF1', 'techniques', 'notes', 'seconds'] as const
+  return [cols.join(','), ...rows.map((r) => cols.map((c) => cell(r[c])).join(','))].join('\n') + '\n'
+}
+
+async function writeModelDir(r: ModelResult, inputs: Inputs, weights: Float32Array[], cfg: ResolvedExperiment): Promise<void> {
+  await mkdir(r.dir, { recursive: true })
+  await writeFileAtomic(join(r.dir, 'config.json'), json({
+    model: r.id, engine: r.engine, ...r.config, layers: r.layers, classNames: inputs.classNames,
+    data: { ...inputs.source, features: inputs.features, classes: inputs.classes, samples: { train: inputs.train.labels.length, validation: inputs.validation.labels.length, test: inputs.test.labels.length }, splitSeed: cfg.seed },
+    batchOrder: 'trial.ts epochOrder(seed, epoch): mini-batches generated in TypeScript',
+    node: process.version,
+  }))
+  await writeFileAtomic(join(r.dir, 'history.csv'), historyCsv(r.history))
+  await writeFileAtomic(join(r.dir, 'history.json'), json(r.history))
+  await writeFileAtomic(join(r.dir, 'metrics.json'), json({
+    stopReason: r.stoppedBy, epochs: r.history.length, bestEpoch: r.bestEpoch, weightsEpoch: r.weightsEpoch, seconds: r.seconds,
+    train: r.metrics.train, validation: r.metrics.validation, test: r.metrics.test,
+  }))
+  await saveModel(join(r.dir, 'model.safetensors'), {
+    layers: r.layers, classNames: inputs.classNames, inputShape: inputs.features === 784 ? [28, 28] : undefined, seed: r.config.seed,
+    training: { ...r.config, engine: r.engine, epochsRun: r.history.length, bestEpoch: r.bestEpoch, stopReason: r.stoppedBy },
+    metrics: { validation: brief(r.metrics.validation), test: brief(r.metrics.test) },
+  }, weights)
+  if (r.history.length > 0) await writeRendered(join(r.dir, 'curves'), await lossCurves(r.history, { title: `${r.id}: training and validation`, bestEpoch: r.bestEpoch }))
+  await writeRendered(join(r.dir, 'confusion'), await confusionHeatmap(r.metrics.test.confusion, inputs.classNames, { title: `${r.id}: test confusion matrix (accuracy ${pct(r.metrics.test.accuracy, 1)})` }))
+}
+
+async function writeDataPictures(dir: string, inputs: Inputs): Promise<void> {
+  const counts = new Array<number>(inputs.classes).fill(0)
+  for (const part of [inputs.train, inputs.validation, inputs.test]) for (const y of part.labels) counts[y]++
+  await writeRendered(join(dir, 'class-distribution'), await classDistribution(counts, inputs.classNames, { title: 'Samples per class' }))
+  await writeRendered(join(dir, 'samples'), await sampleGrid(inputs.train.images, inputs.features, inputs.train.labels, inputs.classNames, { title: 'Training samples' }))
+}
+
+async function writeSearch(dir: string, s: SearchResult, plotTitle?: string): Promise<SearchSummary> {
+  await mkdir(dir, { recursive: true })
+  await writeFileAtomic(join(dir, 'trials.csv'), trialsCsv(s.trials))
+  await writeFileAtomic(join(dir, 'trials.json'), json(s.trials))
+  await writeFileAtomic(join(dir, 'trials.md'), trialsMarkdown(s.trials))
+  let plot: string | undefined
+  if (plotTitle && s.trials.some((t) => Number.isFinite(t.valLoss))) {
+    await writeRendered(join(dir, 'lr-effect'), await lrEffectChart(s.trials, { title: plotTitle }))
+    plot = 'lr-effect.svg'
+  }
+  const b = s.trials.find((t) => t.selected) as TrialLog
+  return {
+    name: s.name, mode: s.mode, trials: s.trials.length, bestId: s.bestId, rungs: s.rungs, concurrency: s.concurrency, threads: s.threads,
+    seconds: s.seconds, epochsTrained: s.epochsTrained, epochsWithoutHalving: s.epochsWithoutHalving,
+    best: { config: b.config, valLoss: b.valLoss, valAccuracy: b.valAccuracy, bestEpoch: b.bestEpoch },
+    files: { csv: 'trials.csv', json: 'trials.json', markdown: 'trials.md', plot },
+  }
+}
+
+/** Reads a JSON experiment configuration (the `--config` file), with a clear message when it is bad. */
+export async function readExperimentConfig(path: string): Promise<ExperimentConfig> {
+  const { readFile } = await import('node:fs/promises')
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (e) {
+    throw new Error(`cannot read the configuration ${path}: ${(e as Error).message}`)
+  }
+  let v: unknown
+  try {
+    v = JSON.parse(text)
+  } catch (e) {
+    throw new Error(`${path} is not valid JSON: ${(e as Error).message}`)
+  }
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error(`${path} must hold a JSON object (see README "Experiments and reports")`)
+  const known = new Set(['seed', 'split', 'threads', 'data', 'models', 'M0', 'M4', 'search', 'architecture', 'reference'])
+  const unknown = Object.keys(v).filter((k) => !known.has(k))
+  if (unknown.length) throw new Error(`${path}: unknown key${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k)).join(', ')}; known: ${[...known].join(', ')}`)
+  return v as ExperimentConfig
+}
+
