@@ -29,8 +29,11 @@ impl Control {
     pub fn cancel(&self) {
         self.cancel.store(true, Ordering::Relaxed);
     }
-    pub fn clear_cancel(&self) {
+    /// Ready for a new operation: no cancel request, no progress (so a progress read before the
+    /// worker starts does not show the previous call's counters).
+    pub fn reset(&self) {
         self.cancel.store(false, Ordering::Relaxed);
+        self.begin(0);
     }
     pub fn is_cancelled(&self) -> bool {
         self.cancel.load(Ordering::Relaxed)

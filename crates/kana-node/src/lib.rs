@@ -120,6 +120,15 @@ unsafe extern "C" fn create_model(env: napi_env, info: napi_callback_info) -> na
             .collect::<JsResult<Vec<_>>>()?;
         let seed = env.get_integer(seed, "seed", 0.0, 9_007_199_254_740_991.0)? as u64;
         let threads = env.get_integer(threads, "threads", 1.0, 1024.0)? as usize;
+        kana_core::mlp::check_sizes(&sizes)?;
+        // The engine allocates infallibly (a failure aborts the process): ask first for the
+        // parameters four times over (weights, gradients, Adam's two moments), released at once.
+        let params: usize = sizes.windows(2).map(|p| p[0] * p[1] + p[1]).sum();
+        let mut probe: Vec<f32> = Vec::new();
+        if probe.try_reserve_exact(params * 4).is_err() {
+            return Err(range_error(format!("layers {sizes:?}: cannot allocate the {} bytes of native memory that {params} parameters need (weights, gradients and Adam's two moments)", params * 16)));
+        }
+        drop(probe);
         let trainer = Trainer::new(&sizes, seed, threads)?;
         let cell = ModelCell { slot: Mutex::new(Slot::Ready(Box::new(trainer))), control: Control::default() };
         new_handle(env, MODEL_TAG, Arc::new(cell))
@@ -430,7 +439,7 @@ fn start(env: Env, m: napi_value, d: napi_value, op: Op, name: &'static str) -> 
         cell.put_back(trainer);
         return Err(e);
     }
-    cell.control.clear_cancel();
+    cell.control.reset();
     spawn(env, name, ModelTask { cell, trainer: Some(trainer), data, op })
 }
 
