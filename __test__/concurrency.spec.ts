@@ -111,7 +111,7 @@ test('two worker threads, each loading the addon and training, give the results 
   }
 })
 
-test('workers terminated or exiting in the middle of epochs leave the process alive and the addon usable', async (t) => {
+test('workers terminated or exiting in the middle of epochs, and handles collected during one, leave the process alive and the addon usable', async (t) => {
   // In a child process, so that a crash at worker teardown fails this test instead of the runner.
   const script = `
     const { Worker } = require('node:worker_threads')
@@ -143,13 +143,23 @@ test('workers terminated or exiting in the middle of epochs leave the process al
       lines.push(await round('terminate, 6 models (2 queued behind the 4 libuv threads)', 6, false))
       lines.push(await round('process.exit() inside the worker mid-epoch', 1, true))
       for (let i = 0; i < 3; i++) lines.push(await round('terminate again #' + (i + 1), 2, false))
+      // handles dropped and collected while their epoch runs: the work holds its own references
+      const { native } = require(${JSON.stringify(INDEX)})
+      const orphan = (() => {
+        const n = 3000, f = 784
+        const model = native.createModel([f, 128, 10], 1, 2)
+        const ds = native.createDataset(new Uint8Array(n * f).fill(7), new Uint8Array(n).map((_, i) => i % 10), f)
+        return native.fitEpoch(model, ds, { optimizer: 'adam', lr: 1e-3, batchSize: 32 })
+      })()
+      for (let i = 0; i < 5; i++) { gc(); await new Promise((r) => setTimeout(r, 10)) }
+      lines.push('epoch of a collected model and data set: ' + (await orphan).steps + ' steps')
       const m = new MLP({ layers: [4, 3, 2], seed: 1, threads: 1 })
       const r = await m.fit(new Uint8Array(40), new Uint8Array(10), { epochs: 1, batchSize: 5 })
       lines.push('main thread trains after all that: ' + r.steps + ' steps')
       console.log(lines.join('\\n'))
       console.log('alive')
     })()`
-  const proc = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const proc = spawn(process.execPath, ['--expose-gc', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
   proc.stdout.on('data', (b) => (out += b))
   proc.stderr.on('data', (b) => (out += b))

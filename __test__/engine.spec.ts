@@ -234,8 +234,12 @@ test('an epoch aborted part-way and resumed in a new model ends bit-identical to
 
   const first = new MLP({ layers: [64, 32, 5], seed: 4, threads: 2 })
   await first.fit(data, opts)
+  // Aborting right after the call starts is deterministic whatever the machine's load: the
+  // engine finishes the batch it is on (the first) and stops there.
   const ac = new AbortController()
-  await t.throwsAsync(first.fit(data, { ...opts, signal: ac.signal, progressInterval: 1, onProgress: (p) => p.step > 10 && ac.abort() }), { name: 'AbortError' })
+  const run = first.fit(data, { ...opts, signal: ac.signal })
+  ac.abort()
+  await t.throwsAsync(run, { name: 'AbortError' })
   const state = first.getTrainingState()
   t.truthy(state.partialEpoch, 'the partial epoch is part of the state')
   t.true(state.partialEpoch!.nextStep > 0 && state.partialEpoch!.nextStep < 1500)

@@ -93,3 +93,67 @@ test('a data set whose native copy cannot be allocated is a RangeError naming th
   t.regex(lines[1], new RegExp(`^Dataset RangeError: (images: cannot allocate ${n * 784} bytes|a data set of ${n * 784} pixels)`))
   t.is(lines[2], 'alive 10')
 })
+
+test('results too large for a typed array, or for memory, are refused before the work starts (was SIGABRT)', async (t) => {
+  // A 2-million-parameter model with 1,048,576 classes: evaluate's confusion matrix would be
+  // 2^40 counts (4.4 TB), and the engine's allocation failure aborted the process. In a child
+  // process, so that a regression fails this test instead of killing the runner.
+  const script = `
+    const { native } = require(${JSON.stringify(join(__dirname, '..', 'index.js'))})
+    const m = native.createModel([1, 1048576], 1, 1)
+    const d = native.createDataset(new Uint8Array(5000), new Uint8Array(5000), 1)
+    const attempt = async (f) => { try { const r = await f(); console.log('returned ' + (r.length ?? JSON.stringify(r))) } catch (e) { console.log(e.name + ': ' + e.message) } }
+    ;(async () => {
+      await attempt(() => native.evaluate(m, d))
+      await attempt(() => native.predictProba(m, d))
+      // (where 25.8 GB could be had, the epoch would really take it: not tried there)
+      if (require('node:os').totalmem() < 25e9) await attempt(() => native.fitEpoch(m, d, { optimizer: 'gd', lr: 0.1 }))
+      else console.log('skipped')
+      console.log('usable: ' + native.modelInfo(m).params + ' parameters')
+    })()`
+  const proc = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  proc.stdout.on('data', (b) => (out += b))
+  proc.stderr.on('data', (b) => (out += b))
+  const [code, signal] = await new Promise<[number | null, string | null]>((resolve) => proc.on('close', (c, s) => resolve([c, s])))
+  t.log(out.trim())
+  t.is(signal, null, out)
+  t.is(code, 0, out)
+  const lines = out.trim().split('\n')
+  t.is(lines[0], 'RangeError: evaluate: the confusion matrix (1048576 × 1048576 classes) would hold 1099511627776 values, more than a typed array can (2^32)')
+  t.is(lines[1], 'RangeError: predictProba: the probabilities (5000 rows × 1048576 classes) would hold 5242880000 values, more than a typed array can (2^32)')
+  // 2048 rows × 1,048,577 units × 4 bytes × 3 ≈ 25.8 GB of workspaces: refused where that cannot be had
+  t.regex(lines[2], /^(RangeError: an epoch of training: cannot allocate the 25769828352 bytes of native memory it needs \(workspaces for 2048 rows of 1048577 units\)|skipped)$/)
+  t.is(lines[3], 'usable: 2097152 parameters')
+})
+
+test('a parameter count that wraps around 2^64, or a sparse array of 2^32 − 1 sizes, is refused at once (was SIGABRT, and a hang)', async (t) => {
+  // 2^24 − 15 widths of 2^20 and a last of 16 give exactly 2^64 + 16 parameters: kana-core's
+  // count wraps to 16 in a release build, and the first 2^20 × 2^20 layer (4.4 TB) aborted.
+  // An empty array with length 2^32 − 1 was read element by element (minutes, gigabytes).
+  const script = `
+    const { native } = require(${JSON.stringify(join(__dirname, '..', 'index.js'))})
+    const layers = new Array(2 ** 24 - 15).fill(2 ** 20)
+    layers.push(16)
+    try { native.createModel(layers, 1, 1); console.log('accepted') } catch (e) { console.log(e.name + ': ' + e.message) }
+    const sparse = []
+    sparse.length = 2 ** 32 - 1
+    const t0 = performance.now()
+    for (const f of [() => native.createModel(sparse, 1, 1), () => native.setWeights(native.createModel([2, 2], 1, 1), sparse)]) {
+      try { f(); console.log('accepted') } catch (e) { console.log(e.name + ': ' + e.message) }
+    }
+    console.log(performance.now() - t0 < 1000 ? 'at once' : 'slowly')`
+  const proc = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  proc.stdout.on('data', (b) => (out += b))
+  proc.stderr.on('data', (b) => (out += b))
+  const [code, signal] = await new Promise<[number | null, string | null]>((resolve) => proc.on('close', (c, s) => resolve([c, s])))
+  t.is(signal, null, out.slice(0, 2000))
+  t.is(code, 0, out.slice(0, 2000))
+  t.deepEqual(out.trim().split('\n'), [
+    'RangeError: layers has 16777202 entries, more than 2097152',
+    'RangeError: layers has 4294967295 entries, more than 2097152',
+    'RangeError: weights has 4294967295 entries, more than 2097152',
+    'at once',
+  ])
+})

@@ -204,9 +204,12 @@ export const DEFAULT_M0: Partial<ModelConfig> = { hidden: [100, 80], optimizer: 
 export const DEFAULT_M4: Partial<ModelConfig> = { hidden: [1024, 1024], optimizer: 'adam', lr: 1e-3, batchSize: 32, l2: 0, epochs: 30, schedule: 'constant', earlyStopping: false, restoreBest: false }
 export const DEFAULT_REFERENCE_BUDGET = 480
 /**
- * Trials side by side: measured on the 2-core build machine (bench/trial-concurrency.ts), two
- * 1-thread trials at a time finished a pair of trials in less wall time than one 2-thread trial
- * after another for the small models the search tries; see README "Experiments and reports".
+ * Trials side by side. Measured on the 2-core build machine (bench/trial-concurrency.ts, three
+ * typical search models, 2 trials × 3 epochs, medians of 3 rounds): two 1-thread trials at a time
+ * 3.85 s against one 2-thread trial after another 3.75 s at load 2; 6.09 s against 6.19 s under
+ * heavy load from other jobs — a tie within noise, because these GEMMs (batch 32–128, widths
+ * ≤ 512) gain little from a second thread. Two at a time is kept: it also keeps the second core
+ * busy during the per-batch JavaScript work and the validation passes. README "Experiments and reports".
  */
 export const DEFAULT_SEARCH_CONCURRENCY = 2
 
@@ -459,80 +462,89 @@ export async function runExperiment(opts: ExperimentOptions = {}): Promise<Exper
     throw e
   }
   let refOut: ReferenceOutcome | undefined
-  if (referenceOutcome) {
-    if (opts.signal) {
-      const aborted = new Promise<never>((_, reject) => opts.signal!.addEventListener('abort', () => reject(Object.assign(new Error('the operation was aborted'), { name: 'AbortError' })), { once: true }))
-      refOut = await Promise.race([referenceOutcome, aborted]).catch(async (e) => {
-        await reference!.terminate()
-        throw e
-      })
-    } else refOut = await referenceOutcome
-  }
-  end('parallel')
-
-  // The engine's copy of M2's prefix, for the agreement check, and the same from a start moved
-  // by one float32 rounding: how far this configuration's own arithmetic noise carries -----------
   let prefix: EngineCopy | undefined
   const twins: EngineCopy[] = []
-  if (refOut && m1) {
-    begin('agreement-prefix')
-    const init = new MLP({ layers: m1.layers, seed: m1.config.seed, threads: 1 })
-    const w0 = init.getWeights()
-    init.free()
-    prefix = await engineCopy(m1.config, data, cfg.threads, w0, refOut, opts.signal)
-    for (let k = 1; k <= SENSITIVITY_TWINS; k++) {
-      const jitter = jitterer(w0, k)
-      twins.push(await engineCopy(m1.config, data, cfg.threads, jitter.apply(w0), refOut, opts.signal, (m) => m.setWeights(jitter.apply(m.getWeights()))))
-    }
-    end('agreement-prefix')
-  }
-
-  // Selection is over: the test split, once per model ---------------------------------------
-  begin('test')
-  testSplit.unlock()
   const results: ModelResult[] = []
-  const modelDir = (id: ModelId) => join(dir, 'models', id)
-  for (const id of MODEL_IDS) {
-    const f = finished.get(id)
-    if (id === 'M2' || !f || !wants(id)) continue
-    const t = f.trial!
-    results.push({
-      ...f.result,
-      notes: f.result.notes ?? '',
-      dir: modelDir(id),
-      metrics: {
-        train: metricsOf(await t.model.evaluate(data.trainSet), K, inputs.train.labels.length),
-        validation: metricsOf(await t.model.evaluate(data.validationSet), K, inputs.validation.labels.length),
-        test: await testSplit.evaluate(id, t.model, K),
-      },
-    })
-  }
   let agreement: Agreement | undefined
-  if (refOut && reference && m1 && prefix) {
-    testSplit.record('M2')
-    const refTest = await reference.test(inputs.test)
-    const prefixTest = await testSplit.evaluate(`M1 engine at M2's epoch ${refOut.weightsEpoch} (agreement check)`, prefix.trial.model, K)
-    const twinTests: SplitMetrics[] = []
-    for (const [k, tw] of twins.entries()) twinTests.push(await testSplit.evaluate(`M1 engine with rounding-size jitter ${k + 1} at M2's epoch (sensitivity)`, tw.trial.model, K))
-    agreement = agreementOf(refOut, refTest, prefix, prefixTest, twins, twinTests, m1, cfg.reference.budgetSeconds, reference.onWorker)
-    const e10 = Math.min(10, agreement.epochsCompared)
-    const verdict = agreement.verdict === 'agree' ? '' : agreement.verdict === 'float32-sensitivity'
-      ? ` — outside the 1% / 0.5-point criterion, but no further apart than the engine from itself with its weights jittered by one float32 rounding per step (${relPct(agreement.sensitivity.maxTrainLossRelDiffFirst10)}, Δ ${agreement.sensitivity.testAccuracyDiffPoints.toFixed(2)} points): this configuration amplifies rounding`
-      : ' — DISAGREES'
-    const note = `pure-TypeScript reference, M1's settings and initial weights: ${refOut.history.length} of ${m1.config.epochs} epochs (${{ budget: `ended by the time budget of ${cfg.reference.budgetSeconds}s`, 'early-stopping': 'ended by early stopping', completed: 'all epochs', diverged: 'diverged' }[refOut.stoppedBy]}); vs the engine on the same batches: training loss within ${relPct(agreement.maxTrainLossRelDiffFirst10)} over epochs 1–${e10}, test accuracy Δ ${agreement.testAccuracyDiffPoints.toFixed(2)} points at epoch ${refOut.weightsEpoch}${verdict}`
-    results.push({
-      id: 'M2', engine: 'reference', config: m1.config, layers: m1.layers, parameters: paramCount(m1.layers), history: refOut.history,
-      bestEpoch: refOut.bestEpoch, weightsEpoch: refOut.weightsEpoch, stoppedBy: refOut.stoppedBy, seconds: refOut.seconds,
-      techniques: techniques(m1.config), notes: note, dir: modelDir('M2'),
-      metrics: {
-        validation: metricsOf(refOut.validation, K, inputs.validation.labels.length),
-        test: metricsOf(refTest, K, inputs.test.labels.length),
-      },
-    })
-    results.sort((a, b) => MODEL_IDS.indexOf(a.id) - MODEL_IDS.indexOf(b.id))
-    log(`M2: ${note}`)
+  // from here on the reference's worker may be waiting for the test split: end it whatever happens
+  try {
+    if (referenceOutcome) {
+      if (opts.signal) {
+        const abortError = () => Object.assign(new Error('the operation was aborted'), { name: 'AbortError' })
+        const aborted = new Promise<never>((_, reject) => {
+          if (opts.signal!.aborted) reject(abortError())
+          else opts.signal!.addEventListener('abort', () => reject(abortError()), { once: true })
+        })
+        aborted.catch(() => {}) // an abort after the reference finished is someone else's to report
+        refOut = await Promise.race([referenceOutcome, aborted]).catch(async (e) => {
+          await reference!.terminate()
+          throw e
+        })
+      } else refOut = await referenceOutcome
+    }
+    end('parallel')
+
+    // The engine's copy of M2's prefix, for the agreement check, and the same from a start moved
+    // by one float32 rounding: how far this configuration's own arithmetic noise carries -----------
+    if (refOut && m1) {
+      begin('agreement-prefix')
+      const init = new MLP({ layers: m1.layers, seed: m1.config.seed, threads: 1 })
+      const w0 = init.getWeights()
+      init.free()
+      prefix = await engineCopy(m1.config, data, cfg.threads, w0, refOut, opts.signal)
+      for (let k = 1; k <= SENSITIVITY_TWINS; k++) {
+        const jitter = jitterer(w0, k)
+        twins.push(await engineCopy(m1.config, data, cfg.threads, jitter.apply(w0), refOut, opts.signal, (m) => m.setWeights(jitter.apply(m.getWeights()))))
+      }
+      end('agreement-prefix')
+    }
+
+    // Selection is over: the test split, once per model ---------------------------------------
+    begin('test')
+    testSplit.unlock()
+    const modelDir = (id: ModelId) => join(dir, 'models', id)
+    for (const id of MODEL_IDS) {
+      const f = finished.get(id)
+      if (id === 'M2' || !f || !wants(id)) continue
+      const t = f.trial!
+      results.push({
+        ...f.result,
+        notes: f.result.notes ?? '',
+        dir: modelDir(id),
+        metrics: {
+          train: metricsOf(await t.model.evaluate(data.trainSet), K, inputs.train.labels.length),
+          validation: metricsOf(await t.model.evaluate(data.validationSet), K, inputs.validation.labels.length),
+          test: await testSplit.evaluate(id, t.model, K),
+        },
+      })
+    }
+    if (refOut && reference && m1 && prefix) {
+      testSplit.record('M2')
+      const refTest = await reference.test(inputs.test)
+      const prefixTest = await testSplit.evaluate(`M1 engine at M2's epoch ${refOut.weightsEpoch} (agreement check)`, prefix.trial.model, K)
+      const twinTests: SplitMetrics[] = []
+      for (const [k, tw] of twins.entries()) twinTests.push(await testSplit.evaluate(`M1 engine with rounding-size jitter ${k + 1} at M2's epoch (sensitivity)`, tw.trial.model, K))
+      agreement = agreementOf(refOut, refTest, prefix, prefixTest, twins, twinTests, m1, cfg.reference.budgetSeconds, reference.onWorker)
+      const e10 = Math.min(10, agreement.epochsCompared)
+      const verdict = agreement.verdict === 'agree' ? '' : agreement.verdict === 'float32-sensitivity'
+        ? ` — outside the 1% / 0.5-point criterion, but no further apart than the engine from itself with its weights jittered by one float32 rounding per step (${relPct(agreement.sensitivity.maxTrainLossRelDiffFirst10)}, Δ ${agreement.sensitivity.testAccuracyDiffPoints.toFixed(2)} points): this configuration amplifies rounding`
+        : ' — DISAGREES'
+      const note = `pure-TypeScript reference, M1's settings and initial weights: ${refOut.history.length} of ${m1.config.epochs} epochs (${{ budget: `ended by the time budget of ${cfg.reference.budgetSeconds}s`, 'early-stopping': 'ended by early stopping', completed: 'all epochs', diverged: 'diverged' }[refOut.stoppedBy]}); vs the engine on the same batches: training loss within ${relPct(agreement.maxTrainLossRelDiffFirst10)} over epochs 1–${e10}, test accuracy Δ ${agreement.testAccuracyDiffPoints.toFixed(2)} points at epoch ${refOut.weightsEpoch}${refOut.weightsEpoch !== m1.weightsEpoch ? ` (M2 ends with epoch ${refOut.weightsEpoch}'s weights, M1 with epoch ${m1.weightsEpoch}'s: their validation minima fall on different epochs)` : ''}${verdict}`
+      results.push({
+        id: 'M2', engine: 'reference', config: m1.config, layers: m1.layers, parameters: paramCount(m1.layers), history: refOut.history,
+        bestEpoch: refOut.bestEpoch, weightsEpoch: refOut.weightsEpoch, stoppedBy: refOut.stoppedBy, seconds: refOut.seconds,
+        techniques: techniques(m1.config), notes: note, dir: modelDir('M2'),
+        metrics: {
+          validation: metricsOf(refOut.validation, K, inputs.validation.labels.length),
+          test: metricsOf(refTest, K, inputs.test.labels.length),
+        },
+      })
+      results.sort((a, b) => MODEL_IDS.indexOf(a.id) - MODEL_IDS.indexOf(b.id))
+      log(`M2: ${note}`)
+    }
+  } finally {
+    await reference?.terminate()
   }
-  await reference?.terminate()
   end('test')
 
   // Files -------------------------------------------------------------------------------------

@@ -15,7 +15,8 @@
 //
 // Concurrency: `concurrency` trials train side by side, each with `threads` engine threads. On a
 // 2-core machine two 1-thread trials against one 2-thread trial at a time were measured
-// (bench/trial-concurrency.ts, README "Experiments and reports"); the default is what won there.
+// (bench/trial-concurrency.ts, README "Experiments and reports"): a tie within noise; the default
+// (experiments.ts DEFAULT_SEARCH_CONCURRENCY) and the reasons are recorded there.
 import { mulberry32 } from './split'
 import { resolveModelConfig, Trial, type ModelConfig, type TrialData } from './trial'
 import type { OptimizerName } from './mlp'

@@ -51,7 +51,8 @@ pub fn check_sizes(sizes: &[usize]) -> Result<()> {
     if *sizes.last().unwrap() < 2 {
         return Err(Error::range("the output layer needs at least 2 classes"));
     }
-    let params: usize = sizes.windows(2).map(|p| p[0] * p[1] + p[1]).sum();
+    // checked: a long list of wide layers must not wrap around to a small count
+    let params = sizes.windows(2).try_fold(0usize, |acc, p| p[0].checked_mul(p[1])?.checked_add(p[1])?.checked_add(acc)).unwrap_or(usize::MAX);
     if params > MAX_PARAMS {
         return Err(Error::range(format!("layers {sizes:?} give {params} parameters, more than the limit of {MAX_PARAMS}")));
     }
@@ -190,7 +191,8 @@ impl Mlp {
 /// logits cannot overflow, and the sum is ≥ 1, so its logarithm is finite.
 pub fn log_sum_exp(z: &[f32]) -> f32 {
     let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    max + z.iter().map(|&v| (v - max).exp()).sum::<f32>().ln()
+    // the sum in f64, so that rows of many classes still normalise to 1 within f32 precision
+    max + (z.iter().map(|&v| (v - max).exp() as f64).sum::<f64>().ln() as f32)
 }
 
 /// Logits to probabilities in place: `exp(z − logsumexp(z))`.

@@ -182,8 +182,9 @@ impl Env {
         Ok(())
     }
 
-    /// The elements of a JavaScript array.
-    pub fn get_array(self, v: napi_value, name: &str) -> JsResult<Vec<napi_value>> {
+    /// The elements of a JavaScript array of at most `max` entries (an empty array whose
+    /// `length` is 2^32 − 1 would otherwise be read element by element for minutes).
+    pub fn get_array(self, v: napi_value, name: &str, max: u32) -> JsResult<Vec<napi_value>> {
         let mut is = false;
         check(unsafe { napi_is_array(self.0, v, &mut is) }, "is_array")?;
         if !is {
@@ -191,6 +192,9 @@ impl Env {
         }
         let mut len = 0u32;
         check(unsafe { napi_get_array_length(self.0, v, &mut len) }, "get_array_length")?;
+        if len > max {
+            return Err(range_error(format!("{name} has {len} entries, more than {max}")));
+        }
         (0..len)
             .map(|i| {
                 let mut e = ptr::null_mut();

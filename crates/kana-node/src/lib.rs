@@ -17,6 +17,12 @@ use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 // ---------------------------------------------------------------------------------------------
 // Handles: a tag first, so an external of the wrong kind is recognised before it is used.
 
+/// The longest JavaScript array read (layer sizes, per-layer arrays). Besides bounding the work, it
+/// keeps kana-core's parameter count from wrapping around (it is not checked in a release build):
+/// 2^24 − 15 sizes of 2^20 and a last of 16 gave 2^64 + 16 = "16 parameters" and then a 4.4 TB
+/// allocation; 2^21 sizes of at most 2^20 give at most 2^61.
+const MAX_ARRAYS: u32 = 1 << 21;
+
 const MODEL_TAG: u64 = u64::from_le_bytes(*b"kanaMODL");
 const DATASET_TAG: u64 = u64::from_le_bytes(*b"kanaDATA");
 
@@ -113,7 +119,7 @@ fn dataset(env: Env, v: napi_value) -> JsResult<Arc<Dataset>> {
 unsafe extern "C" fn create_model(env: napi_env, info: napi_callback_info) -> napi_value {
     call(env, info, |env, [layers, seed, threads]| {
         let sizes = env
-            .get_array(layers, "layers")?
+            .get_array(layers, "layers", MAX_ARRAYS)?
             .into_iter()
             .enumerate()
             .map(|(i, v)| env.get_integer(v, &format!("layers[{i}]"), 1.0, kana_core::mlp::MAX_WIDTH as f64).map(|x| x as usize))
@@ -121,9 +127,9 @@ unsafe extern "C" fn create_model(env: napi_env, info: napi_callback_info) -> na
         let seed = env.get_integer(seed, "seed", 0.0, 9_007_199_254_740_991.0)? as u64;
         let threads = env.get_integer(threads, "threads", 1.0, 1024.0)? as usize;
         kana_core::mlp::check_sizes(&sizes)?;
+        let params: usize = sizes.windows(2).map(|p| p[0] * p[1] + p[1]).sum();
         // The engine allocates infallibly (a failure aborts the process): ask first for the
         // parameters four times over (weights, gradients, Adam's two moments), released at once.
-        let params: usize = sizes.windows(2).map(|p| p[0] * p[1] + p[1]).sum();
         let mut probe: Vec<f32> = Vec::new();
         if probe.try_reserve_exact(params * 4).is_err() {
             return Err(range_error(format!("layers {sizes:?}: cannot allocate the {} bytes of native memory that {params} parameters need (weights, gradients and Adam's two moments)", params * 16)));
@@ -192,7 +198,7 @@ fn f32_slices<'a>(env: Env, items: &[napi_value], name: &str) -> JsResult<Vec<&'
 unsafe extern "C" fn set_weights(env: napi_env, info: napi_callback_info) -> napi_value {
     call(env, info, |env, [m, arrays]| {
         let cell = model(env, m)?;
-        let items = env.get_array(arrays, "weights")?;
+        let items = env.get_array(arrays, "weights", MAX_ARRAYS)?;
         let arrays = f32_slices(env, &items, "weights")?;
         cell.with("set the weights", |t| Ok(t.set_params(&arrays)?))?;
         env.undefined()
@@ -250,7 +256,7 @@ unsafe extern "C" fn set_training_state(env: napi_env, info: napi_callback_info)
         let field = |k: &str| env.get_field(state, k)?.ok_or_else(|| type_error(format!("state.{k} is missing")));
         let step = env.get_integer(field("step")?, "state.step", 0.0, 9_007_199_254_740_991.0)? as u64;
         let rng: u64 = env.get_string(field("rng")?, "state.rng")?.parse().map_err(|_| range_error("state.rng must be a decimal 64-bit unsigned integer"))?;
-        let (m_items, v_items) = (env.get_array(field("m")?, "state.m")?, env.get_array(field("v")?, "state.v")?);
+        let (m_items, v_items) = (env.get_array(field("m")?, "state.m", MAX_ARRAYS)?, env.get_array(field("v")?, "state.v", MAX_ARRAYS)?);
         let partial = match env.get_field(state, "partialEpoch")? {
             Some(p) if env.type_of(p)? != NAPI_NULL => {
                 env.expect_object(p, "state.partialEpoch")?;
