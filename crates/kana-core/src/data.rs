@@ -2,6 +2,10 @@
 
 use crate::error::{Error, Result};
 use ndarray::ArrayViewMut2;
+use rayon::prelude::*;
+
+/// Below this many rows a batch is normalised on one thread.
+const PARALLEL_MIN_ROWS: usize = 256;
 
 #[derive(Debug)]
 pub struct Dataset {
@@ -70,14 +74,20 @@ impl Dataset {
     }
 
     /// Rows `idx` of the data, normalised to [0, 1], into the first `idx.len()` rows of `out`.
+    /// Large batches are spread over the current rayon pool (rows are independent).
     pub fn gather(&self, idx: &[u32], mut out: ArrayViewMut2<f32>) {
         let f = self.features;
-        for (&i, mut row) in idx.iter().zip(out.rows_mut()) {
+        let copy = |i: u32, dst: &mut [f32]| {
             let src = &self.pixels[i as usize * f..(i as usize + 1) * f];
-            let dst = row.as_slice_mut().expect("workspace rows are contiguous");
             for (d, &p) in dst.iter_mut().zip(src) {
                 *d = UNIT[p as usize];
             }
+        };
+        let dst = out.as_slice_mut().expect("workspace is contiguous");
+        if idx.len() >= PARALLEL_MIN_ROWS && rayon::current_num_threads() > 1 {
+            dst.par_chunks_mut(f).zip(idx.par_iter()).for_each(|(row, &i)| copy(i, row));
+        } else {
+            dst.chunks_mut(f).zip(idx).for_each(|(row, &i)| copy(i, row));
         }
     }
 
