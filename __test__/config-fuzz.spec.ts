@@ -1,0 +1,71 @@
+// Hostile CSV and JSON configuration: class maps and experiment configs get a specific error
+// or a valid result — never an internal TypeError, never a hang.
+import test from 'ava'
+import fc from 'fast-check'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { parseClassmap } from '../src/classmap'
+import { DataError } from '../src/data'
+import { readExperimentConfig, resolveExperiment } from '../src/experiments'
+
+const k49 = join(__dirname, '..', '..', 'shared', 'data', 'k49', 'k49_classmap.csv')
+const validMap = (() => {
+  try {
+    return readFileSync(k49, 'utf8')
+  } catch {
+    return 'index,codepoint,char\n0,U+304A,お\n1,U+304D,き\n2,U+3059,す\n'
+  }
+})()
+
+/** An internal error is a JavaScript engine complaint, not one of ours. */
+const internal = (e: unknown) => e instanceof TypeError && /Cannot read|is not a function|undefined|null/.test((e as Error).message)
+
+test('class map CSV: random edits give a DataError naming the file, or a list of names', (t) => {
+  let runs = 0
+  fc.assert(
+    fc.property(fc.array(fc.tuple(fc.nat(validMap.length), fc.nat(5), fc.string({ maxLength: 6 })), { maxLength: 6 }), (edits) => {
+      runs++
+      let text = validMap
+      for (const [at, del, ins] of edits) text = text.slice(0, at) + ins + text.slice(at + del)
+      try {
+        const names = parseClassmap(text, 'fuzz.csv')
+        return Array.isArray(names) && names.every((n) => typeof n === 'string')
+      } catch (e) {
+        return e instanceof DataError && (e as Error).message.includes('fuzz.csv')
+      }
+    }),
+    { seed: 0x6b61, numRuns: 2000 },
+  )
+  t.log(`${runs} mutated class maps`)
+  t.is(runs, 2000)
+})
+
+test('experiment config JSON: random values give an Error with a message naming the problem, or a resolved config', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'kana-config-fuzz-'))
+  const keys = ['seed', 'split', 'threads', 'models', 'M0', 'M4', 'search', 'architecture', 'reference', 'data']
+  const value = fc.oneof(fc.integer(), fc.double(), fc.string({ maxLength: 4 }), fc.boolean(), fc.constant(null), fc.array(fc.integer(), { maxLength: 3 }), fc.dictionary(fc.constantFrom('epochs', 'trials', 'lr', 'hidden', 'train', 'budget', 'kind'), fc.oneof(fc.integer(), fc.double(), fc.string({ maxLength: 3 }), fc.constant(null)), { maxKeys: 3 }))
+  let runs = 0
+  const bad: string[] = []
+  await fc.assert(
+    fc.asyncProperty(fc.oneof(fc.dictionary(fc.constantFrom(...keys), value, { maxKeys: 4 }), fc.string({ maxLength: 20 })), async (cfg) => {
+      runs++
+      const path = join(dir, 'exp.json')
+      writeFileSync(path, typeof cfg === 'string' ? cfg : JSON.stringify(cfg))
+      try {
+        const c = await readExperimentConfig(path)
+        resolveExperiment({ ...c, images: 'X.npy', labels: 'y.npy' } as never)
+        return true
+      } catch (e) {
+        if (internal(e) || !(e instanceof Error) || !e.message) {
+          bad.push(`${JSON.stringify(cfg)} → ${(e as Error).stack}`)
+          return false
+        }
+        return true
+      }
+    }),
+    { seed: 0x6b62, numRuns: 1500 },
+  )
+  t.log(`${runs} random configs`)
+  t.deepEqual(bad, [])
+})
