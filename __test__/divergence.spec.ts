@@ -10,21 +10,13 @@ import { decodeModel } from '../src/model-file'
 import { loadInputs } from '../src/inputs'
 import { loadTrainedModel } from '../src/saved-model'
 import { Dataset } from '../src/mlp'
+import { mulberry32 } from '../src/split'
 
 const tmp = mkdtempSync(join(tmpdir(), 'kana-diverge-'))
 test.after.always(() => rmSync(tmp, { recursive: true, force: true }))
 
-/** Seeded uniform generator (mulberry32). */
-function rand(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+/** Seeded uniform generator for test data: the split's own mulberry32. */
+const rand = mulberry32
 
 /** Pixels labelled by the largest of 5 random projections: the validation loss falls for several epochs. */
 function learnable(n: number, features: number, classes: number, seed: number) {

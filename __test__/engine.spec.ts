@@ -2,18 +2,10 @@
 // and a specific error for each kind of bad argument.
 import test from 'ava'
 import { Dataset, MLP, ReferenceMLP, native } from '../index'
+import { mulberry32 } from '../src/split'
 
-/** Seeded uniform generator for test data (mulberry32). */
-function rand(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+/** Seeded uniform generator for test data: the split's own mulberry32. */
+const rand = mulberry32
 
 function randomData(n: number, features: number, classes: number, seed: number) {
   const r = rand(seed)

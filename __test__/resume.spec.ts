@@ -8,23 +8,15 @@ import { join } from 'node:path'
 import { train, type TrainAbortError, type TrainOptions, type TrainResult } from '../src/train'
 import { readCheckpoint, CheckpointError } from '../src/checkpoint'
 import { decodeModel } from '../src/model-file'
+import { mulberry32 } from '../src/split'
 
 const tmp = mkdtempSync(join(tmpdir(), 'kana-resume-'))
 test.after.always(() => rmSync(tmp, { recursive: true, force: true }))
 let runs = 0
 const newDir = () => join(tmp, `run${++runs}`)
 
-/** Seeded uniform generator (mulberry32). */
-function rand(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+/** Seeded uniform generator for test data: the split's own mulberry32. */
+const rand = mulberry32
 
 /** Random pixels labelled by the largest of 5 random projections, 30% of labels noise: learnable, then overfit. */
 function learnable(n: number, features: number, classes: number, seed: number) {
