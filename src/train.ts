@@ -15,6 +15,7 @@ import { randomInt } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { join, resolve } from 'node:path'
+import { resolveModelConfig } from './trial'
 
 export interface TrainOptions extends Omit<InputOptions, 'seed'> {
   /** Hidden layer widths; default [512] (the study's best architecture). */
@@ -161,26 +162,12 @@ export interface TrainResult {
   runDir?: string
 }
 
+/** The study's defaults (one table, shared with the experiments: trial.ts resolveModelConfig), checked. */
 export function resolveConfig(opts: TrainOptions, features: number, classes: number): ResolvedConfig {
-  const optimizer = opts.optimizer ?? 'adam'
-  const lr = opts.lr ?? (optimizer === 'adam' ? 1e-3 : 0.1)
+  const { hidden, ...model } = resolveModelConfig({ ...opts, seed: opts.seed ?? randomInt(0, 2 ** 31) })
   return {
-    layers: [features, ...(opts.hidden ?? [512]), classes],
-    optimizer,
-    lr,
-    batchSize: opts.batchSize ?? 32,
-    l2: opts.l2 ?? 1e-3,
-    beta1: opts.beta1 ?? 0.9,
-    beta2: opts.beta2 ?? 0.999,
-    eps: opts.eps ?? 1e-8,
-    epochs: opts.epochs ?? 200,
-    schedule: opts.schedule ?? 'constant',
-    lrMin: opts.lrMin ?? lr / 100,
-    earlyStopping: opts.earlyStopping ?? true,
-    patience: opts.patience ?? 20,
-    minDelta: opts.minDelta ?? 0,
-    restoreBest: opts.restoreBest ?? true,
-    seed: opts.seed ?? randomInt(0, 2 ** 31),
+    layers: [features, ...hidden, classes],
+    ...model,
     threads: opts.threads ?? availableParallelism(),
     split: opts.split ?? { train: 0.6, validation: 0.2, test: 0.2 },
   }
