@@ -4,6 +4,7 @@ import { spawnSync } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { npy } from './helpers/npy'
 
 const root = join(__dirname, '..')
 const bin = join(root, 'bin', 'kana-native.js')
@@ -26,16 +27,6 @@ function courseFolder(): string {
   return dir
 }
 
-/** A minimal .npy writer (v1 header) for the synthetic 49-class set. */
-function npy(dtype: string, shape: number[], data: ArrayBufferView): Buffer {
-  let header = `{'descr': '${dtype}', 'fortran_order': False, 'shape': (${shape.join(', ')}${shape.length === 1 ? ',' : ''}), }`
-  header += ' '.repeat((64 - ((10 + header.length + 1) % 64)) % 64) + '\n'
-  const pre = Buffer.alloc(10)
-  Buffer.from('\x93NUMPY', 'latin1').copy(pre)
-  pre[6] = 1
-  pre.writeUInt16LE(header.length, 8)
-  return Buffer.concat([pre, Buffer.from(header, 'latin1'), Buffer.from(data.buffer, data.byteOffset, data.byteLength)])
-}
 
 real('train in a course folder with defaults-like settings leaves a complete run directory', (t) => {
   const dir = courseFolder()

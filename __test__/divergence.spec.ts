@@ -10,34 +10,14 @@ import { decodeModel } from '../src/model-file'
 import { loadInputs } from '../src/inputs'
 import { loadTrainedModel } from '../src/saved-model'
 import { Dataset } from '../src/mlp'
-import { mulberry32 } from '../src/split'
+import { learnable as learnableData } from './helpers/learnable'
 
 const tmp = mkdtempSync(join(tmpdir(), 'kana-diverge-'))
 test.after.always(() => rmSync(tmp, { recursive: true, force: true }))
 
-/** Seeded uniform generator for test data: the split's own mulberry32. */
-const rand = mulberry32
 
-/** Pixels labelled by the largest of 5 random projections: the validation loss falls for several epochs. */
-function learnable(n: number, features: number, classes: number, seed: number) {
-  const r = rand(seed)
-  const proj = Array.from({ length: classes }, () => Float64Array.from({ length: features }, () => r() - 0.5))
-  const images = new Uint8Array(n * features).map(() => Math.floor(r() * 256))
-  const labels = new Int32Array(n)
-  for (let i = 0; i < n; i++) {
-    let best = 0
-    let bv = -Infinity
-    for (let k = 0; k < classes; k++) {
-      let s = 0
-      for (let j = 0; j < features; j++) s += proj[k][j] * images[i * features + j]
-      if (s > bv) [bv, best] = [s, k]
-    }
-    labels[i] = best
-  }
-  return { images, labels, features }
-}
 
-const data = learnable(2000, 64, 5, 3)
+const data = learnableData(2000, 64, 5, 3)
 const base: TrainOptions = { data, hidden: [32], lr: 3e-3, batchSize: 16, epochs: 10, earlyStopping: false, l2: 0, seed: 1, threads: 2 }
 
 // No configuration makes this small ReLU/softmax net blow up on cue after good epochs (they die

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { loadImages, loadLabels } from '../src/data'
 import type { ExperimentConfig } from '../src/experiments'
+import { npy } from './helpers/npy'
 
 export const kmnist = join(__dirname, '..', '..', 'shared', 'data', 'kmnist')
 export const hasKmnist = existsSync(join(kmnist, 'X_images.npy'))
@@ -55,16 +56,6 @@ export const miniConfig: ExperimentConfig = {
   reference: { budgetSeconds: 30 },
 }
 
-/** A minimal .npy writer (v1 header). */
-export function npy(dtype: string, shape: number[], data: ArrayBufferView): Buffer {
-  let header = `{'descr': '${dtype}', 'fortran_order': False, 'shape': (${shape.join(', ')}${shape.length === 1 ? ',' : ''}), }`
-  header += ' '.repeat((64 - ((10 + header.length + 1) % 64)) % 64) + '\n'
-  const pre = Buffer.alloc(10)
-  Buffer.from('\x93NUMPY', 'latin1').copy(pre)
-  pre[6] = 1
-  pre.writeUInt16LE(header.length, 8)
-  return Buffer.concat([pre, Buffer.from(header, 'latin1'), Buffer.from(data.buffer, data.byteOffset, data.byteLength)])
-}
 
 export const CHROMIUM = '/usr/bin/chromium'
 export const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync']
@@ -76,3 +67,5 @@ export async function launchChromium(viewport = { width: 1280, height: 1000 }) {
   const userData = mkdtempSync(join(tmpdir(), 'kana-chromium-'))
   return chromium.launchPersistentContext(userData, { executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, viewport })
 }
+
+export { npy }

@@ -8,36 +8,20 @@ import { join } from 'node:path'
 import { train, type TrainAbortError, type TrainOptions, type TrainResult } from '../src/train'
 import { readCheckpoint, CheckpointError } from '../src/checkpoint'
 import { decodeModel } from '../src/model-file'
-import { mulberry32 } from '../src/split'
+import { npy } from './helpers/npy'
+import { learnable as learnableData } from './helpers/learnable'
+
+/** 30% of labels noise: learnable, then overfit. */
+const learnableWithNoise = (n: number, features: number, classes: number, seed: number) => learnableData(n, features, classes, seed, 0.3)
 
 const tmp = mkdtempSync(join(tmpdir(), 'kana-resume-'))
 test.after.always(() => rmSync(tmp, { recursive: true, force: true }))
 let runs = 0
 const newDir = () => join(tmp, `run${++runs}`)
 
-/** Seeded uniform generator for test data: the split's own mulberry32. */
-const rand = mulberry32
 
-/** Random pixels labelled by the largest of 5 random projections, 30% of labels noise: learnable, then overfit. */
-function learnable(n: number, features: number, classes: number, seed: number) {
-  const r = rand(seed)
-  const proj = Array.from({ length: classes }, () => Float64Array.from({ length: features }, () => r() - 0.5))
-  const images = new Uint8Array(n * features).map(() => Math.floor(r() * 256))
-  const labels = new Int32Array(n)
-  for (let i = 0; i < n; i++) {
-    let best = 0
-    let bv = -Infinity
-    for (let k = 0; k < classes; k++) {
-      let s = 0
-      for (let j = 0; j < features; j++) s += proj[k][j] * images[i * features + j]
-      if (s > bv) [bv, best] = [s, k]
-    }
-    labels[i] = r() < 0.3 ? Math.floor(r() * classes) : best
-  }
-  return { images, labels, features }
-}
 
-const data = learnable(3000, 64, 5, 1)
+const data = learnableWithNoise(3000, 64, 5, 1)
 // Early stopping with patience 2 ends this run at epoch 9 (best 7): the stopper's state and the best
 // weights snapshot both matter after a resume.
 const base: TrainOptions = { data, hidden: [32], lr: 3e-3, batchSize: 8, epochs: 12, patience: 2, l2: 1e-4, seed: 5, threads: 2, progressInterval: 1 }
@@ -199,16 +183,6 @@ test('a checkpoint that does not fit is refused, and stays usable', async (t) =>
   t.is(r.history.length, want.history.length)
 })
 
-/** A minimal .npy writer (v1 header). */
-function npy(dtype: string, shape: number[], data: ArrayBufferView): Buffer {
-  let header = `{'descr': '${dtype}', 'fortran_order': False, 'shape': (${shape.join(', ')}${shape.length === 1 ? ',' : ''}), }`
-  header += ' '.repeat((64 - ((10 + header.length + 1) % 64)) % 64) + '\n'
-  const pre = Buffer.alloc(10)
-  Buffer.from('\x93NUMPY', 'latin1').copy(pre)
-  pre[6] = 1
-  pre.writeUInt16LE(header.length, 8)
-  return Buffer.concat([pre, Buffer.from(header, 'latin1'), Buffer.from(data.buffer, data.byteOffset, data.byteLength)])
-}
 
 test('data files that changed since the interruption are refused by size or content; moved ones are followed', async (t) => {
   const folder = newDir() + '-data'
