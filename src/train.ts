@@ -15,7 +15,7 @@ import { randomInt } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { join, resolve } from 'node:path'
-import { resolveModelConfig } from './trial'
+import { resolveModelConfig, type ModelConfig } from './trial'
 
 export interface TrainOptions extends Omit<InputOptions, 'seed'> {
   /** Hidden layer widths; default [512] (the study's best architecture). */
@@ -122,25 +122,12 @@ export interface SplitMetrics extends Summary {
   samples: number
 }
 
-export interface ResolvedConfig {
+/** A run's full configuration: a model configuration (trial.ts) placed on data, with threads and split. */
+export type ResolvedConfig = Omit<ModelConfig, 'hidden'> & {
   layers: number[]
-  optimizer: OptimizerName
-  lr: number
-  batchSize: number
-  l2: number
-  beta1: number
-  beta2: number
-  eps: number
-  epochs: number
-  schedule: ScheduleName
-  lrMin: number
-  earlyStopping: boolean
-  patience: number
-  minDelta: number
-  restoreBest: boolean
-  seed: number
   threads: number
   split: { train: number; validation: number; test: number }
+}
 }
 
 export type StopReason = 'completed' | 'early-stopping' | 'diverged'
