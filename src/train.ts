@@ -128,7 +128,6 @@ export type ResolvedConfig = Omit<ModelConfig, 'hidden'> & {
   threads: number
   split: { train: number; validation: number; test: number }
 }
-}
 
 export type StopReason = 'completed' | 'early-stopping' | 'diverged'
 
