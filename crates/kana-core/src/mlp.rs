@@ -22,9 +22,25 @@ pub struct Layer {
 }
 
 impl Layer {
-    pub fn zeros(inputs: usize, outputs: usize) -> Self {
-        Layer { w: Array2::zeros((inputs, outputs)), b: Array1::zeros(outputs) }
+    pub fn zeros(inputs: usize, outputs: usize) -> Result<Self> {
+        Ok(Layer { w: try_zeros(inputs, outputs)?, b: Array1::from(try_zeroed_vec(outputs)?) })
     }
+}
+
+/// `n` zeros, or an error naming the bytes when the memory cannot be had (the allocator would
+/// otherwise abort the whole process, Node included).
+pub fn try_zeroed_vec<T: Copy + Default>(n: usize) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n)
+        .map_err(|_| Error::range(format!("cannot allocate {} bytes of memory", n.saturating_mul(std::mem::size_of::<T>()))))?;
+    v.resize(n, T::default());
+    Ok(v)
+}
+
+/// A zeroed `rows × cols` matrix, allocated fallibly (see [`try_zeroed_vec`]).
+pub fn try_zeros(rows: usize, cols: usize) -> Result<Array2<f32>> {
+    let n = rows.checked_mul(cols).ok_or_else(|| Error::range(format!("a {rows} × {cols} matrix is too large")))?;
+    Ok(Array2::from_shape_vec((rows, cols), try_zeroed_vec(n)?).expect("length is rows × cols"))
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -94,10 +110,12 @@ impl Mlp {
             .windows(2)
             .map(|p| {
                 let std = (2.0 / p[0] as f64).sqrt();
-                let w = Array2::from_shape_simple_fn((p[0], p[1]), || (rng.normal() * std) as f32);
-                Layer { w, b: Array1::zeros(p[1]) }
+                let mut layer = Layer::zeros(p[0], p[1])?;
+                // row by row, in memory order
+                layer.w.iter_mut().for_each(|w| *w = (rng.normal() * std) as f32);
+                Ok(layer)
             })
-            .collect();
+            .collect::<Result<_>>()?;
         Ok(Mlp { sizes: sizes.to_vec(), layers })
     }
 
@@ -114,7 +132,7 @@ impl Mlp {
     }
 
     /// Zeroed tensors of the same shapes (gradients, optimiser moments).
-    pub fn zeros_like(&self) -> Vec<Layer> {
+    pub fn zeros_like(&self) -> Result<Vec<Layer>> {
         self.sizes.windows(2).map(|p| Layer::zeros(p[0], p[1])).collect()
     }
 
@@ -225,10 +243,10 @@ pub struct Workspace {
 }
 
 impl Workspace {
-    pub fn new(sizes: &[usize], capacity: usize, with_deltas: bool) -> Self {
-        let acts = sizes[1..].iter().map(|&n| Array2::zeros((capacity, n))).collect();
-        let deltas = if with_deltas { sizes[1..].iter().map(|&n| Array2::zeros((capacity, n))).collect() } else { Vec::new() };
-        Workspace { capacity, x: Array2::zeros((capacity, sizes[0])), acts, deltas }
+    pub fn new(sizes: &[usize], capacity: usize, with_deltas: bool) -> Result<Self> {
+        let acts = sizes[1..].iter().map(|&n| try_zeros(capacity, n)).collect::<Result<_>>()?;
+        let deltas = if with_deltas { sizes[1..].iter().map(|&n| try_zeros(capacity, n)).collect::<Result<_>>()? } else { Vec::new() };
+        Ok(Workspace { capacity, x: try_zeros(capacity, sizes[0])?, acts, deltas })
     }
 
     /// The logits left by the last forward pass.

@@ -67,8 +67,10 @@ pub fn step(net: &mut Mlp, grads: &[Layer], opt: Optimizer, state: &mut Optimize
         }
         Optimizer::Adam { beta1, beta2, eps } => {
             if state.m.is_empty() {
-                state.m = net.zeros_like();
-                state.v = net.zeros_like();
+                // Trainer allocates the moments (fallibly) before its first step; this is for
+                // other callers
+                state.m = net.zeros_like().expect("memory for Adam's moments");
+                state.v = net.zeros_like().expect("memory for Adam's moments");
             }
             let t = state.step as i32;
             let hp = AdamStep {

@@ -3,7 +3,7 @@
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::mlp::{argmax, check_sizes, layers_from_slices, log_sum_exp, softmax_in_place, Layer, Mlp, Workspace};
+use crate::mlp::{argmax, check_sizes, layers_from_slices, log_sum_exp, softmax_in_place, try_zeroed_vec, Layer, Mlp, Workspace};
 use crate::optim::{self, Optimizer, OptimizerState};
 use crate::rng::Rng;
 use ndarray::{s, Array2};
@@ -145,7 +145,7 @@ impl Trainer {
             .thread_name(|i| format!("kana-worker-{i}"))
             .build()
             .map_err(|e| Error::other(format!("could not start {threads} worker threads: {e}")))?;
-        let grads = net.zeros_like();
+        let grads = net.zeros_like()?;
         Ok(Trainer { net, optimizer_state: OptimizerState::default(), rng, threads, pool, grads, train_ws: None, eval_ws: None, order: Vec::new(), labels: Vec::new(), partial: None })
     }
 
@@ -173,8 +173,12 @@ impl Trainer {
         let batch = opts.batch_size.min(n);
         let chunk = batch.min(CHUNK_ROWS);
         if self.train_ws.as_ref().map(|w| w.capacity) != Some(chunk) {
-            self.train_ws = Some(Workspace::new(&self.net.sizes, chunk, true));
+            self.train_ws = Some(Workspace::new(&self.net.sizes, chunk, true)?);
             self.labels = vec![0; chunk];
+        }
+        if matches!(opts.optimizer, Optimizer::Adam { .. }) && self.optimizer_state.m.is_empty() {
+            self.optimizer_state.m = self.net.zeros_like()?;
+            self.optimizer_state.v = self.net.zeros_like()?;
         }
         // An epoch stopped part-way (abort) is continued where it stopped, with its permutation and
         // running sums, so an interrupted and resumed run takes exactly the steps of an
@@ -248,7 +252,7 @@ impl Trainer {
         let n = data.len();
         let chunk = n.min(CHUNK_ROWS);
         if self.eval_ws.as_ref().map(|w| w.capacity) != Some(chunk) {
-            self.eval_ws = Some(Workspace::new(&self.net.sizes, chunk, false));
+            self.eval_ws = Some(Workspace::new(&self.net.sizes, chunk, false)?);
         }
         control.begin(n.div_ceil(chunk));
         let Trainer { net, pool, eval_ws, .. } = self;
@@ -269,7 +273,7 @@ impl Trainer {
     pub fn evaluate(&mut self, data: &Dataset, control: &Control) -> Result<Evaluation> {
         let k = self.net.classes();
         let labels = data.labels_for(k)?;
-        let mut confusion = vec![0u32; k * k];
+        let mut confusion = try_zeroed_vec::<u32>(k.saturating_mul(k))?;
         let (mut loss, mut correct) = (0.0f64, 0usize);
         self.for_each_logits(data, control, |start, logits, rows| {
             for (r, z) in logits.rows().into_iter().take(rows).enumerate() {
@@ -288,7 +292,7 @@ impl Trainer {
     /// Softmax probabilities, `n × classes` row-major.
     pub fn predict_proba(&mut self, data: &Dataset, control: &Control) -> Result<Vec<f32>> {
         let k = self.net.classes();
-        let mut out = vec![0.0f32; data.len() * k];
+        let mut out = try_zeroed_vec::<f32>(data.len().saturating_mul(k))?;
         self.for_each_logits(data, control, |start, logits, rows| {
             for (r, mut z) in logits.rows_mut().into_iter().take(rows).enumerate() {
                 let z = z.as_slice_mut().unwrap();

@@ -309,3 +309,12 @@ fn cancel_stops_between_batches() {
     assert_eq!(t.epoch(&data, &opts, &control).unwrap_err().kind, kana_core::ErrorKind::Aborted);
     assert_eq!(control.progress(), (1, 100), "exactly one batch ran");
 }
+
+#[test]
+fn memory_that_cannot_be_had_is_an_error_not_an_abort() {
+    // 2^50 floats (4 PiB) of workspace: the allocator refuses, and the error names the bytes.
+    let e = kana_core::mlp::Workspace::new(&[1 << 20, 1 << 20], 1 << 30, true).unwrap_err();
+    assert!(e.message.starts_with("cannot allocate") && e.message.contains("bytes"), "{e:?}");
+    let e = kana_core::mlp::try_zeros(usize::MAX, 2).unwrap_err();
+    assert!(e.message.contains("too large"), "{e:?}");
+}
