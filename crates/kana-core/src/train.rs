@@ -127,6 +127,42 @@ pub struct PartialEpoch {
     pub correct: usize,
 }
 
+impl PartialEpoch {
+    /// What can be checked without its data set: the order is a permutation of `0..order.len()`,
+    /// the step lies inside the epoch, the sums fit the samples seen. (Whether it fits the data
+    /// and batch size of the next epoch is decided then, in [`Trainer::epoch`].)
+    pub fn validate(&self) -> Result<()> {
+        let n = self.order.len();
+        let mut seen = vec![0u64; n.div_ceil(64)];
+        for (i, &x) in self.order.iter().enumerate() {
+            let x = x as usize;
+            if x >= n || seen[x / 64] & (1 << (x % 64)) != 0 {
+                let what = if x >= n { "out of range" } else { "repeated" };
+                return Err(Error::range(format!("state.partialEpoch.order must be a permutation of 0..{n}, but order[{i}] = {x} is {what}")));
+            }
+            seen[x / 64] |= 1 << (x % 64);
+        }
+        if self.batch_size == 0 {
+            return Err(Error::range("state.partialEpoch.batchSize must be at least 1"));
+        }
+        let samples = self.next_step.saturating_mul(self.batch_size).min(n);
+        if self.next_step == 0 || samples >= n {
+            return Err(Error::range(format!(
+                "state.partialEpoch.nextStep must lie inside the epoch (1..{}), got {}",
+                n.div_ceil(self.batch_size),
+                self.next_step
+            )));
+        }
+        if self.loss < 0.0 || self.correct > samples {
+            return Err(Error::range(format!(
+                "state.partialEpoch: loss {} and correct {} cannot be the sums over {samples} samples",
+                self.loss, self.correct
+            )));
+        }
+        Ok(())
+    }
+}
+
 impl Trainer {
     /// A He-initialised network; `seed` fixes the weights and every later shuffle.
     pub fn new(sizes: &[usize], seed: u64, threads: usize) -> Result<Self> {
@@ -185,7 +221,7 @@ impl Trainer {
         // uninterrupted one. Otherwise: a fresh permutation every epoch (as PyTorch's shuffling
         // DataLoader does); a full batch needs none.
         let (first_step, mut loss, mut correct) = match self.partial.take() {
-            Some(p) if p.order.len() == n && p.batch_size == batch && p.next_step < n.div_ceil(batch) && p.order.iter().all(|&i| (i as usize) < n) => {
+            Some(p) if p.order.len() == n && p.batch_size == batch && p.validate().is_ok() => {
                 self.order = p.order;
                 (p.next_step, p.loss, p.correct)
             }
@@ -321,6 +357,9 @@ impl Trainer {
         } else {
             (layers_from_slices(&self.net.sizes, m, "m")?, layers_from_slices(&self.net.sizes, v, "v")?)
         };
+        if let Some(p) = &partial {
+            p.validate()?;
+        }
         self.optimizer_state = OptimizerState { step, m, v };
         self.rng = Rng::new(rng_state);
         self.partial = partial;

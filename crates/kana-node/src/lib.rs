@@ -271,7 +271,6 @@ unsafe extern "C" fn set_training_state(env: napi_env, info: napi_callback_info)
                     TypedArray::U32(s) => try_copy(s, "state.partialEpoch.order")?,
                     _ => return Err(type_error("state.partialEpoch.order must be a Uint32Array")),
                 };
-                check_partial_epoch(&order, batch_size, next_step, loss, correct)?;
                 Some(kana_core::PartialEpoch { order, batch_size, next_step, loss, correct })
             }
             _ => None,
@@ -280,32 +279,6 @@ unsafe extern "C" fn set_training_state(env: napi_env, info: napi_callback_info)
         cell.with("set the training state", |t| Ok(t.set_training_state(step, &mv, &vv, rng, partial)?))?;
         env.undefined()
     })
-}
-
-/// What can be checked of a partial epoch without its data set: the order is a permutation of
-/// `0..order.len()`, the step lies inside the epoch, the sums fit the samples seen. (Whether it
-/// fits the data and batch size of the next epoch is decided then; see kana-core.)
-fn check_partial_epoch(order: &[u32], batch_size: usize, next_step: usize, loss: f64, correct: usize) -> JsResult<()> {
-    let n = order.len();
-    let mut seen = vec![0u64; n.div_ceil(64)];
-    for (i, &x) in order.iter().enumerate() {
-        let x = x as usize;
-        if x >= n || seen[x / 64] & (1 << (x % 64)) != 0 {
-            return Err(range_error(format!("state.partialEpoch.order must be a permutation of 0..{n}, but order[{i}] = {x} is {}", if x >= n { "out of range" } else { "repeated" })));
-        }
-        seen[x / 64] |= 1 << (x % 64);
-    }
-    if batch_size == 0 {
-        return Err(range_error("state.partialEpoch.batchSize must be at least 1"));
-    }
-    let samples = next_step.saturating_mul(batch_size).min(n);
-    if next_step == 0 || samples >= n {
-        return Err(range_error(format!("state.partialEpoch.nextStep must lie inside the epoch (1..{}), got {next_step}", n.div_ceil(batch_size))));
-    }
-    if loss < 0.0 || correct > samples {
-        return Err(range_error(format!("state.partialEpoch: loss {loss} and correct {correct} cannot be the sums over {samples} samples")));
-    }
-    Ok(())
 }
 
 /// cancel(model): asks the running operation to stop after its current batch.
