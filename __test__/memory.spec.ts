@@ -7,6 +7,16 @@ import os from 'node:os'
 import { join } from 'node:path'
 import { Dataset, MLP, native } from '../index'
 
+/** Runs a command to its end (a child process, so that a native crash fails a test instead of the runner). */
+async function run(cmd: string, args: string[]): Promise<{ code: number | null; signal: string | null; out: string }> {
+  const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  proc.stdout.on('data', (b) => (out += b))
+  proc.stderr.on('data', (b) => (out += b))
+  const [code, signal] = await new Promise<[number | null, string | null]>((resolve) => proc.on('close', (c, s) => resolve([c, s])))
+  return { code, signal, out }
+}
+
 const GB = (bytes: number) => `${(bytes / 1e9).toFixed(2)} GB`
 
 /** The TypeScript layer's estimate (src/mlp.ts), recomputed here from its definition. */
@@ -79,11 +89,7 @@ test('a data set whose native copy cannot be allocated is a RangeError naming th
     }
     const small = new Dataset(new Uint8Array(784 * 10), new Uint8Array(10), 784)
     console.log('alive ' + small.length)`
-  const proc = spawn('sh', ['-c', 'ulimit -v 6000000 && exec "$0" "$@"', process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] })
-  let out = ''
-  proc.stdout.on('data', (b) => (out += b))
-  proc.stderr.on('data', (b) => (out += b))
-  const [code, signal] = await new Promise<[number | null, string | null]>((resolve) => proc.on('close', (c, s) => resolve([c, s])))
+  const { code, signal, out } = await run('sh', ['-c', 'ulimit -v 6000000 && exec "$0" "$@"', process.execPath, '-e', script])
   t.log(out.trim())
   t.is(signal, null, out)
   t.is(code, 0, out)
@@ -111,11 +117,7 @@ test('results too large for a typed array, or for memory, are refused before the
       else console.log('skipped')
       console.log('usable: ' + native.modelInfo(m).params + ' parameters')
     })()`
-  const proc = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'pipe'] })
-  let out = ''
-  proc.stdout.on('data', (b) => (out += b))
-  proc.stderr.on('data', (b) => (out += b))
-  const [code, signal] = await new Promise<[number | null, string | null]>((resolve) => proc.on('close', (c, s) => resolve([c, s])))
+  const { code, signal, out } = await run(process.execPath, ['-e', script])
   t.log(out.trim())
   t.is(signal, null, out)
   t.is(code, 0, out)
@@ -143,11 +145,7 @@ test('a parameter count that wraps around 2^64, or a sparse array of 2^32 − 1 
       try { f(); console.log('accepted') } catch (e) { console.log(e.name + ': ' + e.message) }
     }
     console.log(performance.now() - t0 < 1000 ? 'at once' : 'slowly')`
-  const proc = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'pipe'] })
-  let out = ''
-  proc.stdout.on('data', (b) => (out += b))
-  proc.stderr.on('data', (b) => (out += b))
-  const [code, signal] = await new Promise<[number | null, string | null]>((resolve) => proc.on('close', (c, s) => resolve([c, s])))
+  const { code, signal, out } = await run(process.execPath, ['-e', script])
   t.is(signal, null, out.slice(0, 2000))
   t.is(code, 0, out.slice(0, 2000))
   t.deepEqual(out.trim().split('\n'), [
