@@ -144,15 +144,17 @@ export function dataFingerprint(inputs: Inputs): string {
 }
 
 // ---------------------------------------------------------------------------------------------
-// A small strict safetensors codec for 1-D F32/U32 tensors (the training state)
+// A small strict safetensors codec for 1-D F32/U32/F64 tensors (training and experiment state)
 
-type Tensor = Float32Array | Uint32Array
+export type Tensor = Float32Array | Uint32Array | Float64Array
 
-function encodeTensors(tensors: [string, Tensor][], meta: Record<string, string>): Uint8Array {
+const dtypeOf = (t: Tensor) => (t instanceof Float32Array ? 'F32' : t instanceof Float64Array ? 'F64' : 'U32')
+
+export function encodeTensors(tensors: [string, Tensor][], meta: Record<string, string>): Uint8Array {
   const header: Record<string, unknown> = { __metadata__: meta }
   let size = 0
   for (const [name, t] of tensors) {
-    header[name] = { dtype: t instanceof Float32Array ? 'F32' : 'U32', shape: [t.length], data_offsets: [size, size + t.byteLength] }
+    header[name] = { dtype: dtypeOf(t), shape: [t.length], data_offsets: [size, size + t.byteLength] }
     size += t.byteLength
   }
   const json = new TextEncoder().encode(JSON.stringify(header))
@@ -166,14 +168,14 @@ function encodeTensors(tensors: [string, Tensor][], meta: Record<string, string>
     if (HOST_LE) bytes.set(new Uint8Array(t.buffer, t.byteOffset, t.byteLength), pos)
     else {
       const v = new DataView(bytes.buffer, pos, t.byteLength)
-      t.forEach((x, i) => (t instanceof Float32Array ? v.setFloat32(4 * i, x, true) : v.setUint32(4 * i, x, true)))
+      t.forEach((x: number, i: number) => (t instanceof Float32Array ? v.setFloat32(4 * i, x, true) : t instanceof Float64Array ? v.setFloat64(8 * i, x, true) : v.setUint32(4 * i, x, true)))
     }
     pos += t.byteLength
   }
   return bytes
 }
 
-function decodeTensors(bytes: Uint8Array, file: string): { meta: Record<string, unknown>; tensors: Map<string, Tensor> } {
+export function decodeTensors(bytes: Uint8Array, file: string): { meta: Record<string, unknown>; tensors: Map<string, Tensor> } {
   const bad = (why: string): never => { throw new CheckpointError('ECORRUPT', `${file}: ${why}`) }
   if (bytes.length < 8) bad('too short')
   const n = Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true))
@@ -189,13 +191,14 @@ function decodeTensors(bytes: Uint8Array, file: string): { meta: Record<string, 
   for (const [name, info] of Object.entries(header)) {
     if (name === '__metadata__') continue
     const { dtype, shape, data_offsets: off } = info ?? {}
-    if ((dtype !== 'F32' && dtype !== 'U32') || !Array.isArray(shape) || shape.length !== 1 || !Array.isArray(off) || off.length !== 2) bad(`tensor "${name}" has a bad header entry`)
+    if ((dtype !== 'F32' && dtype !== 'U32' && dtype !== 'F64') || !Array.isArray(shape) || shape.length !== 1 || !Number.isSafeInteger(shape[0]) || shape[0] < 0 || !Array.isArray(off) || off.length !== 2) bad(`tensor "${name}" has a bad header entry`)
     const [a, b] = off as number[]
-    if (!Number.isSafeInteger(a) || !Number.isSafeInteger(b) || a < 0 || b - a !== 4 * shape[0] || start + b > bytes.length) bad(`tensor "${name}" has bad offsets`)
-    const t = dtype === 'F32' ? new Float32Array(shape[0]) : new Uint32Array(shape[0])
+    const width = dtype === 'F64' ? 8 : 4
+    if (!Number.isSafeInteger(a) || !Number.isSafeInteger(b) || a < 0 || b - a !== width * shape[0] || start + b > bytes.length) bad(`tensor "${name}" has bad offsets`)
+    const t = dtype === 'F32' ? new Float32Array(shape[0]) : dtype === 'F64' ? new Float64Array(shape[0]) : new Uint32Array(shape[0])
     const src = bytes.subarray(start + a, start + b)
     if (HOST_LE) new Uint8Array(t.buffer).set(src)
-    else { const v = new DataView(src.buffer, src.byteOffset, src.byteLength); for (let i = 0; i < t.length; i++) t[i] = dtype === 'F32' ? v.getFloat32(4 * i, true) : v.getUint32(4 * i, true) }
+    else { const v = new DataView(src.buffer, src.byteOffset, src.byteLength); for (let i = 0; i < t.length; i++) t[i] = dtype === 'F32' ? v.getFloat32(4 * i, true) : dtype === 'F64' ? v.getFloat64(8 * i, true) : v.getUint32(4 * i, true) }
     tensors.set(name, t)
     end = Math.max(end, b)
   }

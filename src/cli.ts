@@ -17,6 +17,7 @@ import { summarize } from './metrics'
 import { classDistribution, confusionHeatmap, sampleGrid, writeRendered } from './plots'
 import { terminalProgress, type DatasetName } from './datasets'
 import { experimentCommand, experimentOptions, reportCommand, reportOptions } from './experiment-cli'
+import { explicitOptions, shellWord } from './cli-args'
 
 type Out = { json: boolean; quiet: boolean; plain: boolean }
 
@@ -61,22 +62,6 @@ function splitOption(s: string) {
   if (f.length !== 3) throw new UsageError(`--split needs three fractions train,validation,test, got "${s}"`)
   return { train: f[0], validation: f[1], test: f[2] }
 }
-
-/** Long option names typed on the command line (kebab-case, `--no-` stripped): what --resume checks. */
-function explicitOptions(args: string[]): Set<string> {
-  const names = new Set<string>()
-  for (const a of args) {
-    if (a === '--') break
-    if (a === '-o') names.add('out')
-    if (!a.startsWith('--')) continue
-    const name = a.slice(2).split('=')[0].replace(/^no-/, '').replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)
-    names.add(name)
-  }
-  return names
-}
-
-/** A path as a POSIX shell word. */
-const shellWord = (s: string) => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`)
 
 async function trainCommand(argv: Record<string, any>, out: Out, args: string[] = []): Promise<number> {
   const ac = new AbortController()
@@ -338,7 +323,7 @@ export async function main(args: string[] = hideBin(process.argv)): Promise<numb
       case 'predict': return await predictCommand(argv, out)
       case 'evaluate': return await evaluateCommand(argv, out)
       case 'inspect': return await inspectCommand(argv, out)
-      case 'experiment': return await experimentCommand(argv, out, (m) => new UsageError(m))
+      case 'experiment': return await experimentCommand(argv, out, (m) => new UsageError(m), explicitOptions(args))
       case 'report': return await reportCommand(argv, out)
       default: throw new UsageError(`unknown command ${command}`)
     }

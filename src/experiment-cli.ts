@@ -1,9 +1,10 @@
 // The `experiment` and `report` commands of the CLI (registered in cli.ts).
 import type { Argv } from 'yargs'
 import { dirname, join, resolve } from 'node:path'
-import { comparisonMarkdown, readExperimentConfig, resolveExperiment, runExperiment, MODEL_IDS, type ExperimentConfig, type ModelId } from './experiments'
+import { comparisonMarkdown, readExperimentConfig, resolveExperiment, runExperiment, MODEL_IDS, type ExperimentConfig, type ExperimentInterruption, type ExperimentOptions, type ModelId } from './experiments'
 import { writeReport } from './report'
 import { searchConfigs } from './search'
+import { shellWord } from './cli-args'
 
 type Out = { json: boolean; quiet: boolean; plain: boolean }
 type Usage = (message: string) => Error
@@ -30,6 +31,7 @@ export const experimentOptions = (y: Argv) =>
     .option('m4-epochs', { type: 'number', describe: 'M4 epochs [default: 30]' })
     .option('reference-budget', { type: 'number', describe: 'Seconds the pure-TypeScript reference (M2) may train [default: 480]' })
     .option('out', { alias: 'o', type: 'string', describe: 'Experiment directory [default: runs/experiment-<timestamp>]' })
+    .option('resume', { type: 'string', describe: 'Continue the interrupted experiment in this directory from its checkpoint, with its recorded settings and data' })
     .option('report', { type: 'boolean', describe: 'Write report.html at the end (--no-report to skip) [default: on]' })
     .option('plain', { type: 'boolean', default: false, describe: 'Plain progress lines' })
 
@@ -102,28 +104,41 @@ export async function experimentConfigFrom(argv: Record<string, any>, usage: Usa
   }
 }
 
-export async function experimentCommand(argv: Record<string, any>, out: Out, usage: Usage): Promise<number> {
-  const config = await experimentConfigFrom(argv, usage)
-  try {
-    // every setting checked before minutes of training; the seed drawn now is the one recorded
-    const resolved = resolveExperiment(config)
-    searchConfigs(resolved.search, resolved.seed)
-    config.seed = resolved.seed
-  } catch (e) {
-    if (e instanceof RangeError) throw usage(e.message)
-    throw e
+/** Options that only say how to show the run, allowed next to --resume. */
+const DISPLAY_OPTIONS = new Set(['resume', 'report', 'plain', 'json', 'quiet'])
+
+export async function experimentCommand(argv: Record<string, any>, out: Out, usage: Usage, typed: Set<string> = new Set()): Promise<number> {
+  let config: ExperimentConfig = {}
+  if (argv.resume !== undefined) {
+    const extra = [...typed].filter((k) => !DISPLAY_OPTIONS.has(k))
+    if (extra.length) throw usage(`--resume continues the experiment with the settings in its checkpoint; drop ${extra.map((k) => `--${k}`).join(', ')}`)
+  } else {
+    config = await experimentConfigFrom(argv, usage)
+    try {
+      // every setting checked before minutes of training; the seed drawn now is the one recorded
+      const resolved = resolveExperiment(config)
+      searchConfigs(resolved.search, resolved.seed)
+      config.seed = resolved.seed
+    } catch (e) {
+      if (e instanceof RangeError) throw usage(e.message)
+      throw e
+    }
   }
   const ac = new AbortController()
-  const onSignal = () => ac.abort()
+  const onSignal = () => {
+    if (!out.quiet && !out.json) process.stderr.write('\ninterrupt: stopping every model after its current batch and writing a checkpoint (interrupt again to quit at once, without one)\n')
+    ac.abort()
+  }
   process.once('SIGINT', onSignal)
   process.once('SIGTERM', onSignal)
   const say = (line: string) => {
     if (out.json) process.stdout.write(JSON.stringify({ type: 'log', message: line }) + '\n')
     else if (!out.quiet) process.stderr.write(line + '\n')
   }
-  const dir = resolve(argv.out ?? join('runs', `experiment-${new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)}`))
+  const dir = resolve(argv.resume ?? argv.out ?? join('runs', `experiment-${new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)}`))
   try {
-    const r = await runExperiment({ ...config, out: dir, command: process.argv.slice(1), report: argv.report, signal: ac.signal, log: say })
+    const common: ExperimentOptions = { command: process.argv.slice(1), report: argv.report, signal: ac.signal, log: say }
+    const r = await runExperiment(argv.resume !== undefined ? { ...common, resume: dir } : { ...config, ...common, out: dir })
     if (out.json) {
       process.stdout.write(JSON.stringify({ type: 'result', dir: r.dir, report: r.reportPath, seconds: r.seconds, table: r.table, agreement: r.agreement && { epochsCompared: r.agreement.epochsCompared, maxTrainLossRelDiffFirst10: r.agreement.maxTrainLossRelDiffFirst10, testAccuracyDiffPoints: r.agreement.testAccuracyDiffPoints, pass: r.agreement.pass } }) + '\n')
     } else if (!out.quiet) {
@@ -141,7 +156,11 @@ export async function experimentCommand(argv: Record<string, any>, out: Out, usa
     return 0
   } catch (e) {
     if ((e as Error).name === 'AbortError') {
-      if (!out.quiet) process.stderr.write(`\ninterrupted; what was written so far is in ${dir}\n`)
+      const ck = (e as Error & { checkpoint?: ExperimentInterruption }).checkpoint
+      const resume = `kana-native experiment --resume ${shellWord(dir)}`
+      if (out.json) process.stdout.write(JSON.stringify({ type: 'interrupted', dir, checkpoint: ck?.checkpoint, resume: ck?.checkpoint ? resume : undefined, error: ck?.error?.message }) + '\n')
+      else if (ck?.checkpoint) process.stderr.write(`\ninterrupted; checkpoint written to ${ck.checkpoint}\nresume with:\n  ${resume}\n`)
+      else process.stderr.write(`\ninterrupted; what was written so far is in ${dir}${ck?.error ? ` (no checkpoint could be written: ${ck.error.message})` : ''}\n`)
       return 130
     }
     throw e

@@ -36,7 +36,9 @@ import {
   DEFAULT_GRID_SPACE, DEFAULT_RANDOM_SPACE, describeConfig, hiddenLabel, runTrials, searchConfigs, trialsCsv, trialsMarkdown,
   type HalvingOptions, type SearchResult, type SearchSpace, type TrialLog,
 } from './search'
-import { runReferenceInWorker, type ReferenceOutcome } from './reference-trial'
+import { finishedReference, runReferenceInWorker, type ReferenceJob, type ReferenceOutcome, type ReferenceRun } from './reference-trial'
+import { ExperimentStore, hasExperimentCheckpoint, readExperimentCheckpoint, removeExperimentCheckpoint, type LoadedExperimentCheckpoint } from './experiment-checkpoint'
+import { CheckpointError, dataFingerprint } from './checkpoint'
 import { agreementChart, lrEffectChart } from './experiment-plots'
 import { machineFacts } from './machine'
 import { writeReport } from './report'
@@ -91,7 +93,17 @@ export interface ExperimentOptions extends ExperimentConfig {
   command?: string[]
   /** Write report.html at the end (default true). */
   report?: boolean
+  /**
+   * Aborting stops every model after its current mini-batch, writes a checkpoint into the
+   * experiment directory and rejects with an AbortError whose `checkpoint` says where.
+   */
   signal?: AbortSignal
+  /**
+   * Continue the interrupted experiment in this directory from its checkpoint, with its recorded
+   * configuration (give no other settings; in-memory data must be passed again as `inMemory`).
+   * The result equals that of an uninterrupted run with the same threads.
+   */
+  resume?: string
   /** Progress lines (phases, trials, epochs of long runs). */
   log?: (line: string) => void
 }
@@ -172,6 +184,14 @@ export interface Agreement {
   verdict: 'agree' | 'float32-sensitivity' | 'disagree'
 }
 
+/** Attached as `checkpoint` to the AbortError of an interrupted experiment. */
+export interface ExperimentInterruption {
+  dir: string
+  /** The checkpoint folder, or undefined when it could not be written (see `error`). */
+  checkpoint?: string
+  error?: Error
+}
+
 export interface ExperimentResult {
   dir: string
   config: ResolvedExperiment
@@ -199,6 +219,9 @@ export interface SearchSummary {
   best: { config: ModelConfig; valLoss: number; valAccuracy: number; bestEpoch: number }
   files: { csv: string; json: string; markdown: string; plot?: string }
 }
+
+/** The settings that define an experiment (what resume takes from the checkpoint instead). */
+const RUN_KEYS = ['seed', 'split', 'threads', 'data', 'models', 'M0', 'M4', 'search', 'architecture', 'reference'] as const satisfies readonly (keyof ExperimentConfig)[]
 
 export const DEFAULT_M0: Partial<ModelConfig> = { hidden: [100, 80], optimizer: 'gd', lr: 0.1, l2: 0, epochs: 500, schedule: 'constant', earlyStopping: false, restoreBest: false }
 export const DEFAULT_M4: Partial<ModelConfig> = { hidden: [1024, 1024], optimizer: 'adam', lr: 1e-3, batchSize: 32, l2: 0, epochs: 30, schedule: 'constant', earlyStopping: false, restoreBest: false }
@@ -338,21 +361,44 @@ export async function runExperiment(opts: ExperimentOptions = {}): Promise<Exper
     timings[p] = (performance.now() - phaseStart.get(p)!) / 1000
   }
   const log = opts.log ?? (() => {})
-  const cfg = resolveExperiment(opts)
-  const dir = resolve(opts.out ?? join('runs', `experiment-${stamp()}`))
+  let loaded: LoadedExperimentCheckpoint | undefined
+  if (opts.resume !== undefined) {
+    const given = RUN_KEYS.filter((k) => opts[k] !== undefined)
+    if (given.length) throw new RangeError(`resume takes the experiment's configuration from its checkpoint; do not give ${given.join(', ')}`)
+    loaded = await readExperimentCheckpoint(resolve(opts.resume))
+    log(`resuming the experiment in ${loaded.dir} from its checkpoint of ${loaded.createdAt} (${loaded.reason})`)
+  }
+  const cfg = resolveExperiment(loaded ? (loaded.config as ExperimentConfig) : opts)
+  const dir = resolve(opts.resume ?? opts.out ?? join('runs', `experiment-${stamp()}`))
+  if (!loaded && (await hasExperimentCheckpoint(dir))) {
+    throw new CheckpointError('ECONFLICT', `${dir} holds the checkpoint of an interrupted experiment: continue it with \`kana-native experiment --resume ${dir}\` (runExperiment({ resume })), or choose another directory`)
+  }
   await mkdir(dir, { recursive: true })
+  const store = new ExperimentStore(loaded)
+  const priorSeconds = loaded?.seconds ?? 0
+  const interruptions = loaded?.interruptions ?? 0
   const machineAtStart = machineFacts()
   const wants = (m: ModelId) => cfg.models.includes(m)
   const needSearch = wants('M1') || wants('M2') || wants('M3')
 
   begin('data')
   const inputs: Inputs = await loadInputs({ ...cfg.data, data: opts.inMemory, split: cfg.split, seed: cfg.seed })
+  const fingerprint = dataFingerprint(inputs)
+  if (loaded && loaded.data.fingerprint !== fingerprint) {
+    throw new CheckpointError('EDATA', `the data differ from those the interrupted experiment in ${dir} trained on (their fingerprint changed): resume needs the same files${opts.inMemory ? ' (or the same arrays, passed again as inMemory)' : ''}`)
+  }
   const data = trialData(inputs.train, inputs.validation, inputs.features, inputs.classes)
   const testSplit = new TestSplit(inputs.test, inputs.features)
   const K = inputs.classes
   log(`data: ${inputs.train.labels.length} train / ${inputs.validation.labels.length} validation / ${inputs.test.labels.length} test samples, ${K} classes, ${inputs.features} features; seed ${cfg.seed}`)
-  await writeFileAtomic(join(dir, 'experiment-config.json'), json(configForFile(cfg)))
+  if (!loaded) await writeFileAtomic(join(dir, 'experiment-config.json'), json(configForFile(cfg)))
   end('data')
+  const checkpointHeader = (reason: string) => ({
+    config: configForFile(cfg), data: { fingerprint, samples: { train: inputs.train.labels.length, validation: inputs.validation.labels.length, test: inputs.test.labels.length } },
+    reason, seconds: priorSeconds + (performance.now() - started) / 1000, interruptions: interruptions + (reason === 'interrupted' ? 1 : 0), command: opts.command,
+  })
+  // After each phase, so that a process killed outright (no chance to write one) loses one phase at most.
+  const phaseDone = (phase: string) => store.write(dir, checkpointHeader(phase))
 
   const finished = new Map<ModelId, { trial?: Trial; result: Omit<ModelResult, 'metrics' | 'dir' | 'notes'> & { notes?: string } }>()
   const fromTrial = (id: ModelId, t: Trial): Omit<ModelResult, 'metrics' | 'dir' | 'notes'> => ({
@@ -365,61 +411,81 @@ export async function runExperiment(opts: ExperimentOptions = {}): Promise<Exper
     }
   }
 
-  // M0 ------------------------------------------------------------------------------------------
-  if (wants('M0')) {
-    begin('M0')
-    log(`M0: ${archLabel(layersOf(cfg.M0, inputs.features, K))} ${techniques(cfg.M0)}`)
-    const t = new Trial(cfg.M0, data, { threads: cfg.threads, onEpoch: epochLogger('M0', 50) })
-    await t.advance(cfg.M0.epochs, opts.signal)
-    t.finish()
-    finished.set('M0', { trial: t, result: { ...fromTrial('M0', t), notes: `the study's baseline: ${paramCount(t.layers).toLocaleString('en-US')} parameters, one gradient step per epoch on all ${inputs.train.labels.length} training images` } })
-    end('M0')
-  }
-
-  // Search → M1 ---------------------------------------------------------------------------------
+  let reference: ReferenceRun | undefined
+  let refOut: ReferenceOutcome | undefined
+  let prefix: EngineCopy | undefined
+  const twins: EngineCopy[] = []
   let search: SearchResult | undefined
-  if (needSearch) {
-    begin('search')
-    const s = cfg.search
-    const configs = searchConfigs({ ...s }, cfg.seed)
-    log(`search: ${s.mode}, ${configs.length} trials, up to ${s.epochs} epochs each, ${s.halving ? `successive halving (r0 ${s.halving.minEpochs}, η ${s.halving.eta})` : 'no halving'}, ${s.concurrency} at a time × ${s.threads} thread${s.threads === 1 ? '' : 's'}`)
-    search = await runTrials('search', s.mode, configs, data, { epochs: s.epochs, halving: s.halving, concurrency: s.concurrency, threads: s.threads, signal: opts.signal, log })
-    const best = search.best
-    await best.advance(best.config.epochs, opts.signal)
-    best.finish()
-    log(`search: selected trial ${search.bestId} (${describeConfig(best.config)}), best val_loss ${best.bestValLoss.toFixed(4)} at epoch ${best.bestEpoch}; ${search.epochsTrained} epochs trained instead of up to ${search.epochsWithoutHalving}, ${search.seconds.toFixed(1)}s`)
-    finished.set('M1', {
-      trial: best,
-      result: { ...fromTrial('M1', best), notes: `${configs.length === 1 ? `the only ${s.mode}-search trial` : `best of ${configs.length} ${s.mode}-search trials (trial ${search.bestId}; successive halving ${search.rungs.length > 1 ? `at ${search.rungs.join('/')} epochs` : 'off'})`}, val loss ${best.bestValLoss.toFixed(4)}` },
-    })
-    end('search')
-  }
-
-  // M2 on a worker thread ∥ architecture search (M3) and M4 here -------------------------------
-  begin('parallel')
-  const m1 = finished.get('M1')?.trial
-  let reference: ReturnType<typeof runReferenceInWorker> | undefined
-  let referenceOutcome: Promise<ReferenceOutcome> | undefined
-  if (wants('M2') && m1) {
-    // the initial weights: a fresh engine model with M1's seed, as M1 itself started
-    const fresh = new MLP({ layers: m1.layers, seed: m1.config.seed, threads: 1 })
-    const init = fresh.getWeights()
-    fresh.free()
-    log(`M2: the reference trains M1's configuration from the same initial weights on a worker thread, for up to ${cfg.reference.budgetSeconds}s`)
-    phaseStart.set('M2', performance.now())
-    reference = runReferenceInWorker(
-      { config: m1.config, layers: m1.layers, init, train: inputs.train, validation: inputs.validation, features: inputs.features, budgetSeconds: cfg.reference.budgetSeconds },
-      (r) => log(`M2 (reference) epoch ${r.epoch}/${m1.config.epochs}  loss ${r.trainLoss.toFixed(4)}  val_loss ${r.valLoss.toFixed(4)}  val_acc ${r.valAccuracy.toFixed(4)}  ${r.seconds.toFixed(1)}s`),
-    )
-    referenceOutcome = reference.result.then((o) => {
-      timings.M2 = (performance.now() - phaseStart.get('M2')!) / 1000
-      return o
-    })
-  }
-  // while the reference holds one core, this thread's models get the rest
-  const sideThreads = reference ? cfg.architecture.threads : cfg.threads
   let arch: SearchResult | undefined
+  const m1Of = () => finished.get('M1')?.trial
   try {
+    // M0 ------------------------------------------------------------------------------------------
+    if (wants('M0')) {
+      begin('M0')
+      log(`M0: ${archLabel(layersOf(cfg.M0, inputs.features, K))} ${techniques(cfg.M0)}`)
+      const t = store.trial('M0', cfg.M0, data, { threads: cfg.threads, onEpoch: epochLogger('M0', 50) })
+      await t.advance(cfg.M0.epochs, opts.signal)
+      t.finish()
+      finished.set('M0', { trial: t, result: { ...fromTrial('M0', t), notes: `the study's baseline: ${paramCount(t.layers).toLocaleString('en-US')} parameters, one gradient step per epoch on all ${inputs.train.labels.length} training images` } })
+      end('M0')
+      await phaseDone('M0')
+    }
+
+    // Search → M1 ---------------------------------------------------------------------------------
+    if (needSearch) {
+      begin('search')
+      const s = cfg.search
+      const configs = searchConfigs({ ...s }, cfg.seed)
+      log(`search: ${s.mode}, ${configs.length} trials, up to ${s.epochs} epochs each, ${s.halving ? `successive halving (r0 ${s.halving.minEpochs}, η ${s.halving.eta})` : 'no halving'}, ${s.concurrency} at a time × ${s.threads} thread${s.threads === 1 ? '' : 's'}`)
+      search = await runTrials('search', s.mode, configs, data, {
+        epochs: s.epochs, halving: s.halving, concurrency: s.concurrency, threads: s.threads, signal: opts.signal, log,
+        makeTrial: (i, c, threads) => store.trial(`search/${i + 1}`, c, data, { threads }),
+      })
+      const best = search.best
+      await best.advance(best.config.epochs, opts.signal)
+      best.finish()
+      log(`search: selected trial ${search.bestId} (${describeConfig(best.config)}), best val_loss ${best.bestValLoss.toFixed(4)} at epoch ${best.bestEpoch}; ${search.epochsTrained} epochs trained instead of up to ${search.epochsWithoutHalving}, ${search.seconds.toFixed(1)}s`)
+      finished.set('M1', {
+        trial: best,
+        result: { ...fromTrial('M1', best), notes: `${configs.length === 1 ? `the only ${s.mode}-search trial` : `best of ${configs.length} ${s.mode}-search trials (trial ${search.bestId}; successive halving ${search.rungs.length > 1 ? `at ${search.rungs.join('/')} epochs` : 'off'})`}, val loss ${best.bestValLoss.toFixed(4)}` },
+      })
+      end('search')
+      await phaseDone('search')
+    }
+
+    // M2 on a worker thread ∥ architecture search (M3) and M4 here -------------------------------
+    begin('parallel')
+    const m1 = m1Of()
+    let referenceOutcome: Promise<ReferenceOutcome> | undefined
+    if (wants('M2') && m1) {
+      // the initial weights: a fresh engine model with M1's seed, as M1 itself started
+      const fresh = new MLP({ layers: m1.layers, seed: m1.config.seed, threads: 1 })
+      const init = fresh.getWeights()
+      fresh.free()
+      const job: ReferenceJob = { config: m1.config, layers: m1.layers, init, train: inputs.train, validation: inputs.validation, features: inputs.features, budgetSeconds: cfg.reference.budgetSeconds }
+      phaseStart.set('M2', performance.now())
+      if (store.reference.outcome) {
+        log(`M2: the reference run finished before the interruption (${store.reference.outcome.history.length} epochs)`)
+        reference = finishedReference(job, store.reference.outcome)
+      } else {
+        const from = store.reference.state
+        log(from
+          ? `M2: the reference continues on a worker thread from epoch ${from.epoch + 1}, batch ${from.nextBatch + 1} (${from.seconds.toFixed(0)}s of its ${cfg.reference.budgetSeconds}s used)`
+          : `M2: the reference trains M1's configuration from the same initial weights on a worker thread, for up to ${cfg.reference.budgetSeconds}s`)
+        reference = runReferenceInWorker(
+          job,
+          (r) => log(`M2 (reference) epoch ${r.epoch}/${m1.config.epochs}  loss ${r.trainLoss.toFixed(4)}  val_loss ${r.valLoss.toFixed(4)}  val_acc ${r.valAccuracy.toFixed(4)}  ${r.seconds.toFixed(1)}s`),
+          from,
+        )
+      }
+      referenceOutcome = reference.result.then((o) => {
+        timings.M2 = (performance.now() - phaseStart.get('M2')!) / 1000
+        store.reference = { outcome: o }
+        return o
+      })
+    }
+    // while the reference holds one core, this thread's models get the rest
+    const sideThreads = reference ? cfg.architecture.threads : cfg.threads
     if (wants('M3') && m1) {
       begin('M3')
       const a = cfg.architecture
@@ -430,6 +496,7 @@ export async function runExperiment(opts: ExperimentOptions = {}): Promise<Exper
         epochs: m1.config.epochs, halving: a.halving,
         concurrency: reference ? a.concurrency : cfg.search.concurrency, threads: reference ? sideThreads : cfg.search.threads,
         signal: opts.signal, log,
+        makeTrial: (i, c, threads) => store.trial(`architecture/${i + 1}`, c, data, { threads }),
       })
       const best = arch.best
       await best.advance(best.config.epochs, opts.signal)
@@ -441,11 +508,12 @@ export async function runExperiment(opts: ExperimentOptions = {}): Promise<Exper
         result: { ...fromTrial('M3', best), notes: `best of ${configs.length} architectures (depth ${a.depths.join('/')} × width ${a.widths.join('/')}), M1's other settings; val loss ${best.bestValLoss.toFixed(4)}${sameAsM1 ? '; same architecture as M1' : ''}` },
       })
       end('M3')
+      await phaseDone('M3')
     }
     if (wants('M4')) {
       begin('M4')
       log(`M4: ${archLabel(layersOf(cfg.M4, inputs.features, K))} (${paramCount(layersOf(cfg.M4, inputs.features, K)).toLocaleString('en-US')} parameters) ${techniques(cfg.M4)}, ${sideThreads} thread(s)`)
-      const t = new Trial(cfg.M4, data, { threads: sideThreads, onEpoch: epochLogger('M4', 5) })
+      const t = store.trial('M4', cfg.M4, data, { threads: sideThreads, onEpoch: epochLogger('M4', 5) })
       await t.advance(cfg.M4.epochs, opts.signal)
       t.finish()
       const h = t.history
@@ -456,31 +524,10 @@ export async function runExperiment(opts: ExperimentOptions = {}): Promise<Exper
         result: { ...fromTrial('M4', t), notes: `${paramCount(t.layers).toLocaleString('en-US')} parameters for ${inputs.train.labels.length} training images; validation loss lowest at epoch ${t.bestEpoch} (${t.bestValLoss.toFixed(3)}), ${ratio.toFixed(1)}× that at epoch ${last.epoch}; final train accuracy ${pct(last.trainAccuracy)}` },
       })
       end('M4')
+      await phaseDone('M4')
     }
-  } catch (e) {
-    await reference?.terminate()
-    throw e
-  }
-  let refOut: ReferenceOutcome | undefined
-  let prefix: EngineCopy | undefined
-  const twins: EngineCopy[] = []
-  const results: ModelResult[] = []
-  let agreement: Agreement | undefined
-  // from here on the reference's worker may be waiting for the test split: end it whatever happens
-  try {
     if (referenceOutcome) {
-      if (opts.signal) {
-        const abortError = () => Object.assign(new Error('the operation was aborted'), { name: 'AbortError' })
-        const aborted = new Promise<never>((_, reject) => {
-          if (opts.signal!.aborted) reject(abortError())
-          else opts.signal!.addEventListener('abort', () => reject(abortError()), { once: true })
-        })
-        aborted.catch(() => {}) // an abort after the reference finished is someone else's to report
-        refOut = await Promise.race([referenceOutcome, aborted]).catch(async (e) => {
-          await reference!.terminate()
-          throw e
-        })
-      } else refOut = await referenceOutcome
+      refOut = opts.signal ? await untilAborted(referenceOutcome, opts.signal) : await referenceOutcome
     }
     end('parallel')
 
@@ -491,13 +538,41 @@ export async function runExperiment(opts: ExperimentOptions = {}): Promise<Exper
       const init = new MLP({ layers: m1.layers, seed: m1.config.seed, threads: 1 })
       const w0 = init.getWeights()
       init.free()
-      prefix = await engineCopy(m1.config, data, cfg.threads, w0, refOut, opts.signal)
+      prefix = await engineCopy(store, 'agreement/prefix', m1.config, data, cfg.threads, w0, refOut, opts.signal)
+      const steps = stepsPerEpoch(m1.config, inputs.train.labels.length)
       for (let k = 1; k <= SENSITIVITY_TWINS; k++) {
+        // jitter call 1 moves the start, call 2 + (global step) follows each step
         const jitter = jitterer(w0, k)
-        twins.push(await engineCopy(m1.config, data, cfg.threads, jitter.apply(w0), refOut, opts.signal, (m) => m.setWeights(jitter.apply(m.getWeights()))))
+        twins.push(await engineCopy(store, `agreement/twin${k}`, m1.config, data, cfg.threads, jitter.apply(w0, 1), refOut, opts.signal, (m, epoch, batch) => m.setWeights(jitter.apply(m.getWeights(), 2 + epoch * steps + batch))))
       }
       end('agreement-prefix')
+      await phaseDone('agreement')
     }
+  } catch (e) {
+    if ((e as Error)?.name !== 'AbortError') {
+      await reference?.terminate()
+      throw e
+    }
+    // Interrupted. Every engine model is at rest between two mini-batches (each trial awaited its
+    // batch, the search's pool waited for all of them); stop the reference the same way.
+    const info: ExperimentInterruption = { dir }
+    try {
+      if (reference) {
+        const r = await reference.interrupt()
+        store.reference = r.outcome ? { outcome: r.outcome } : { state: r.state }
+      }
+      info.checkpoint = await store.write(dir, checkpointHeader('interrupted'))
+      log(`interrupted: checkpoint written to ${info.checkpoint}`)
+    } catch (err) {
+      info.error = err as Error
+    }
+    throw Object.assign(e as Error, { checkpoint: info })
+  }
+  const m1 = m1Of()
+  const results: ModelResult[] = []
+  let agreement: Agreement | undefined
+  // from here on the reference's worker may be waiting for the test split: end it whatever happens
+  try {
 
     // Selection is over: the test split, once per model ---------------------------------------
     begin('test')
@@ -577,8 +652,8 @@ export async function runExperiment(opts: ExperimentOptions = {}): Promise<Exper
     await writeRendered(join(dir, 'agreement'), await agreementChart(prefix!.trial.history, refOut.history, twins.map((tw) => tw.trial.history)))
   }
   end('files')
-  const seconds = (performance.now() - started) / 1000
-  timings.total = seconds
+  const seconds = priorSeconds + (performance.now() - started) / 1000
+  timings.total = (performance.now() - started) / 1000
   const result: ExperimentResult = { dir, config: cfg, models: results, table, search: searchSummary, architecture: archSummary, agreement, seconds, timings }
   await writeFileAtomic(join(dir, 'experiment.json'), json({
     kind: 'kana-native-experiment',
@@ -590,6 +665,7 @@ export async function runExperiment(opts: ExperimentOptions = {}): Promise<Exper
     machine: { ...machineAtStart, loadAverageAtEnd: machineFacts().loadAverage },
     timings,
     seconds,
+    ...(loaded ? { resumed: { interruptions, secondsBefore: priorSeconds, note: 'finished after being interrupted and resumed from a checkpoint; timings are of the last session, seconds of all' } } : {}),
     table,
     models: results.map((r) => ({
       id: r.id, engine: r.engine, dir: `models/${r.id}`, layers: r.layers, parameters: r.parameters, config: r.config, techniques: r.techniques, notes: r.notes,
@@ -601,6 +677,8 @@ export async function runExperiment(opts: ExperimentOptions = {}): Promise<Exper
     agreement,
     testEvaluations: testSplit.evaluations,
   }))
+  // the experiment is complete: its checkpoint has nothing left to resume
+  await removeExperimentCheckpoint(dir)
   if (opts.report ?? true) {
     result.reportPath = await writeReport(dir)
   }
@@ -648,17 +726,28 @@ interface EngineCopy {
 }
 
 async function engineCopy(
-  c: ModelConfig, data: TrialData, threads: number, init: Float32Array[], ref: ReferenceOutcome, signal?: AbortSignal,
-  afterStep?: (model: MLP) => void,
+  store: ExperimentStore, key: string, c: ModelConfig, data: TrialData, threads: number, init: Float32Array[], ref: ReferenceOutcome, signal?: AbortSignal,
+  afterStep?: (model: MLP, epoch: number, batch: number) => void,
 ): Promise<EngineCopy> {
   // Early stopping only decides when to stop; here the reference decided it, so run exactly its epochs.
-  const trial = new Trial({ ...c, earlyStopping: false, restoreBest: false }, data, { threads, initialWeights: init, afterStep })
-  await trial.advance(ref.weightsEpoch, signal)
-  const at = trial.model.getWeights()
+  const trial = store.trial(key, { ...c, earlyStopping: false, restoreBest: false }, data, { threads, initialWeights: init, afterStep, keepEpoch: ref.weightsEpoch })
   await trial.advance(ref.history.length, signal)
   trial.finish()
-  trial.model.setWeights(at)
+  if (ref.weightsEpoch > 0) trial.model.setWeights(trial.kept!)
   return { trial, atEpoch: ref.weightsEpoch }
+}
+
+/** Optimiser steps in one epoch of configuration `c` on `n` training samples. */
+const stepsPerEpoch = (c: ModelConfig, n: number) => (c.optimizer === 'gd' || c.batchSize >= n ? 1 : Math.ceil(n / c.batchSize))
+
+/** `p`, or an AbortError as soon as `signal` aborts (p keeps running; its result is then someone else's). */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const abort = () => reject(Object.assign(new Error('the operation was aborted'), { name: 'AbortError' }))
+    if (signal.aborted) return abort()
+    signal.addEventListener('abort', abort, { once: true })
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', abort))
+  })
 }
 
 /** Engine twins with jittered weights measure how far this configuration carries rounding noise. */
@@ -670,17 +759,16 @@ export const SENSITIVITY_FACTOR_ACCURACY = 3
 
 /**
  * Multiplies every parameter by 1 ± 2^-24 — a change of about one float32 rounding (0 to 1 unit in
- * the last place) — with signs from a fixed pseudo-random pattern (twin k), shifted at each call.
+ * the last place) — with signs from a fixed pseudo-random pattern (twin k), shifted by the call number.
  * Applied to the start and after every step, it mimics what separates the engine from the
  * reference: the engine rounds its weights to float32 at every step, the reference keeps float64.
  */
-export function jitterer(shape: Float32Array[], k: number): { apply(ws: Float32Array[]): Float32Array[] } {
+export function jitterer(shape: Float32Array[], k: number): { apply(ws: Float32Array[], call: number): Float32Array[] } {
   const rand = mulberry32((0x51ed27 * k) >>> 0)
   const signs = shape.map((w) => Float32Array.from({ length: w.length }, () => (rand() < 0.5 ? -(2 ** -24) : 2 ** -24)))
-  let call = 0
   return {
-    apply(ws) {
-      call++
+    // a pure function of the call number, so that a resumed twin continues the same pattern
+    apply(ws, call) {
       return ws.map((w, l) => {
         const s = signs[l]
         const n = w.length
@@ -850,7 +938,7 @@ export async function readExperimentConfig(path: string): Promise<ExperimentConf
     throw new Error(`${path} is not valid JSON: ${(e as Error).message}`)
   }
   if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error(`${path} must hold a JSON object (see README "Experiments and reports")`)
-  const known = new Set(['seed', 'split', 'threads', 'data', 'models', 'M0', 'M4', 'search', 'architecture', 'reference'])
+  const known = new Set<string>(RUN_KEYS)
   const unknown = Object.keys(v).filter((k) => !known.has(k))
   if (unknown.length) throw new Error(`${path}: unknown key${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k)).join(', ')}; known: ${[...known].join(', ')}`)
   return v as ExperimentConfig

@@ -119,7 +119,7 @@ export class Dataset {
 }
 
 /** The error an aborted call rejects with, the same whether it stopped before or during the work. */
-function abortError(reason: unknown): Error {
+export function abortError(reason?: unknown): Error {
   const err = new Error('the operation was aborted', { cause: reason })
   err.name = 'AbortError'
   ;(err as NodeJS.ErrnoException).code = 'ABORT_ERR'

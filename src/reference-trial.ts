@@ -9,10 +9,15 @@
 // abandoned (its partial steps are not reported). The first epoch always runs. It runs on a worker
 // thread (runReferenceInWorker) so that native training can use the other core meanwhile; the
 // test split is sent only at the end, after model selection, and evaluated once.
+//
+// Interrupting (an experiment's Ctrl-C): the worker's loop is synchronous, so it watches a flag in
+// shared memory before every mini-batch; when it is set, the run stops there and hands back its
+// whole state (ReferenceState: float64 parameters, Adam's moments, the unfinished epoch's sums,
+// the time used against the budget), from which runReference continues exactly.
 import { Worker } from 'node:worker_threads'
 import { join } from 'node:path'
 import { ReferenceMLP, type ReferenceInit } from './reference'
-import { EarlyStopping } from './early-stopping'
+import { EarlyStopping, type EarlyStoppingState } from './early-stopping'
 import { batchAt, epochLr, epochOrder, type ModelConfig } from './trial'
 import type { Part } from './inputs'
 import type { EpochRecord } from './train'
@@ -39,7 +44,32 @@ export interface ReferenceOutcome {
   seconds: number
   /** Weights the run ends with (after restore-best when configured), float32. */
   weights: Float32Array[]
+  /** The same in float64: the model the test split is evaluated with. */
+  weights64: Float64Array[]
   validation: { loss: number; accuracy: number; confusion: number[] }
+}
+
+/** A reference run stopped between two mini-batches: enough to continue it exactly. */
+export interface ReferenceState {
+  /** 0-based epoch in progress, and its next mini-batch. */
+  epoch: number
+  nextBatch: number
+  /** Sample-weighted loss sum and correct count of the epoch's batches done. */
+  loss: number
+  correct: number
+  /** Seconds spent in the unfinished epoch, and in the whole run (the budget counts them). */
+  epochSeconds: number
+  seconds: number
+  lastEpochSeconds: number
+  history: EpochRecord[]
+  earlyStopping: EarlyStoppingState
+  /** [W1, b1, W2, b2, …] in float64. */
+  params: Float64Array[]
+  adam: { t: number; m: Float64Array[]; v: Float64Array[] } | null
+  /** Parameters of the best validation epoch so far. */
+  best?: Float64Array[]
+  /** Parameters at the start of the unfinished epoch (what an over-budget epoch falls back to). */
+  before?: Float64Array[]
 }
 
 export interface ReferenceTest {
@@ -54,35 +84,60 @@ const toInit = (w: ArrayLike<number>[]): ReferenceInit[] => {
   return out
 }
 
+const flat = (ps: { weights: Float64Array; bias: Float64Array }[]): Float64Array[] => ps.flatMap((p) => [p.weights, p.bias])
+
+export interface ReferenceControl {
+  /** Shared Int32Array: when element 0 becomes non-zero the run stops before its next mini-batch. */
+  stop?: Int32Array
+  /** Continue from this state instead of the initial weights. */
+  resume?: ReferenceState
+}
+
+export type ReferenceRunResult = { outcome: ReferenceOutcome; model: ReferenceMLP; state?: undefined } | { state: ReferenceState; outcome?: undefined; model?: undefined }
+
 /** The reference run itself, synchronous. Keeps the final model for the later test evaluation. */
-export function runReference(job: ReferenceJob, onEpoch?: (r: EpochRecord) => void): { outcome: ReferenceOutcome; model: ReferenceMLP } {
+export function runReference(job: ReferenceJob, onEpoch?: (r: EpochRecord) => void, control: ReferenceControl = {}): ReferenceRunResult {
   const c = job.config
-  const started = performance.now()
+  const rs = control.resume
+  const started = performance.now() - (rs?.seconds ?? 0) * 1000
   const elapsed = () => (performance.now() - started) / 1000
-  let model = new ReferenceMLP(job.layers, toInit(job.init))
-  const stopper = new EarlyStopping({ patience: c.earlyStopping ? c.patience : Number.MAX_SAFE_INTEGER, minDelta: c.minDelta, restoreBest: c.restoreBest })
-  const history: EpochRecord[] = []
-  let best: Float64Array[] | undefined
+  let model = new ReferenceMLP(job.layers, toInit(rs ? rs.params : job.init))
+  if (rs) model.setAdamState(rs.adam && { t: rs.adam.t, m: toInit(rs.adam.m), v: toInit(rs.adam.v) })
+  const stopper = rs ? EarlyStopping.fromJSON(rs.earlyStopping) : new EarlyStopping({ patience: c.earlyStopping ? c.patience : Number.MAX_SAFE_INTEGER, minDelta: c.minDelta, restoreBest: c.restoreBest })
+  const history: EpochRecord[] = rs ? rs.history.map((h) => ({ ...h })) : []
+  let best: Float64Array[] | undefined = rs?.best
   let stoppedBy: ReferenceStop | undefined
   const n = job.train.labels.length
   const optimizer = c.optimizer === 'adam' ? 'adam' : 'sgd' // 'gd' = SGD on the full batch
   const batchSize = c.optimizer === 'gd' ? n : Math.min(c.batchSize, n)
-  let lastEpochSeconds = 0
-  for (let t = 0; t < c.epochs; t++) {
-    if (t > 0 && elapsed() + lastEpochSeconds > job.budgetSeconds) {
+  let lastEpochSeconds = rs?.lastEpochSeconds ?? 0
+  const stopRequested = () => control.stop !== undefined && Atomics.load(control.stop, 0) !== 0
+  for (let t = history.length; t < c.epochs; t++) {
+    const partial = rs && rs.epoch === t ? rs : undefined
+    if (!partial && t > 0 && elapsed() + lastEpochSeconds > job.budgetSeconds) {
       stoppedBy = 'budget'
       break
     }
-    const epochStart = performance.now()
+    const epochStart = performance.now() - (partial?.epochSeconds ?? 0) * 1000
     const lr = epochLr(c, t)
     const order = batchSize >= n ? Uint32Array.from({ length: n }, (_, i) => i) : epochOrder(c.seed, t, n)
     const steps = Math.ceil(n / batchSize)
-    let loss = 0
-    let correct = 0
+    let loss = partial?.loss ?? 0
+    let correct = partial?.correct ?? 0
     let abandoned = false
     // a copy of the model to fall back to if this epoch has to be abandoned half-way
-    const before = t > 0 ? model.getWeights64() : undefined
-    for (let b = 0; b < steps; b++) {
+    const before = t > 0 ? (partial ? partial.before : flat(model.getWeights64())) : undefined
+    for (let b = partial?.nextBatch ?? 0; b < steps; b++) {
+      if (stopRequested()) {
+        const adam = model.getAdamState()
+        return {
+          state: {
+            epoch: t, nextBatch: b, loss, correct, epochSeconds: (performance.now() - epochStart) / 1000, seconds: elapsed(), lastEpochSeconds,
+            history, earlyStopping: stopper.toJSON(), params: flat(model.getWeights64()),
+            adam: adam && { t: adam.t, m: flat(adam.m), v: flat(adam.v) }, best, before,
+          },
+        }
+      }
       const batch = batchAt(job.train, job.features, order, batchSize, b)
       const r = model.step(batch.images, batch.labels, batch.n, { optimizer, lr, l2: c.l2, beta1: c.beta1, beta2: c.beta2, eps: c.eps })
       loss += r.loss * batch.n
@@ -95,7 +150,7 @@ export function runReference(job: ReferenceJob, onEpoch?: (r: EpochRecord) => vo
     if (abandoned) {
       // Adam's moments have moved too, so the clean state is the weights of the last full epoch:
       // rebuild from them (moments are only needed to continue, and the run stops here).
-      model = new ReferenceMLP(job.layers, before!.map((p) => ({ weights: p.weights, bias: p.bias })))
+      model = new ReferenceMLP(job.layers, toInit(before!))
       stoppedBy = 'budget'
       break
     }
@@ -112,7 +167,7 @@ export function runReference(job: ReferenceJob, onEpoch?: (r: EpochRecord) => vo
     history.push(record)
     onEpoch?.(record)
     const { improved, stop } = stopper.update(t, val.loss)
-    if (improved) best = model.getWeights64().flatMap((p) => [p.weights, p.bias])
+    if (improved) best = flat(model.getWeights64())
     if (!Number.isFinite(val.loss)) {
       stoppedBy = 'diverged'
       break
@@ -133,7 +188,7 @@ export function runReference(job: ReferenceJob, onEpoch?: (r: EpochRecord) => vo
   return {
     model,
     outcome: {
-      history, stoppedBy, bestEpoch: stopper.bestEpoch + 1, weightsEpoch, seconds: elapsed(), weights,
+      history, stoppedBy, bestEpoch: stopper.bestEpoch + 1, weightsEpoch, seconds: elapsed(), weights, weights64: flat(model.getWeights64()),
       validation: { loss: val.loss, accuracy: val.accuracy, confusion: [...val.confusion] },
     },
   }
@@ -144,43 +199,63 @@ export interface ReferenceRun {
   result: Promise<ReferenceOutcome>
   /** Evaluates the final model on the test split (call once, after `result`), then ends the worker. */
   test(test: Part): Promise<ReferenceTest>
+  /**
+   * Stops the run before its next mini-batch and resolves with its state — or with its outcome, if
+   * it had finished. The worker ends either way.
+   */
+  interrupt(): Promise<{ state?: ReferenceState; outcome?: ReferenceOutcome }>
   /** Whether it runs on a worker thread (false: in this thread, because the worker could not start). */
   readonly onWorker: boolean
   terminate(): Promise<void>
 }
 
+type WorkerMessage = { type: string; record?: EpochRecord; outcome?: ReferenceOutcome; state?: ReferenceState; test?: ReferenceTest; error?: string }
+
 /**
- * Starts the reference run on a worker thread. Under the TypeScript sources (tsx, as the tests
- * run) the worker registers tsx itself, since Node does not hand a loader to worker entry files.
+ * Starts the reference run on a worker thread (continuing `resume` when given). Under the
+ * TypeScript sources (tsx, as the tests run) the worker registers tsx itself, since Node does not
+ * hand a loader to worker entry files.
  */
-export function runReferenceInWorker(job: ReferenceJob, onEpoch?: (r: EpochRecord) => void): ReferenceRun {
+export function runReferenceInWorker(job: ReferenceJob, onEpoch?: (r: EpochRecord) => void, resume?: ReferenceState): ReferenceRun {
   const ts = __filename.endsWith('.ts')
   const entry = join(__dirname, `reference-worker${ts ? '.ts' : '.js'}`)
   const code = `${ts ? "require('tsx/cjs/api').register();" : ''} require(${JSON.stringify(entry)})`
+  const stop = new Int32Array(new SharedArrayBuffer(4))
   let worker: Worker
   try {
-    worker = new Worker(code, { eval: true, workerData: job })
+    worker = new Worker(code, { eval: true, workerData: { job, resume, stop } })
   } catch {
-    return runReferenceHere(job, onEpoch)
+    return runReferenceHere(job, onEpoch, resume)
   }
   let settleTest: ((r: ReferenceTest) => void) | undefined
   let failTest: ((e: Error) => void) | undefined
   let failed: Error | undefined
+  let done: ReferenceOutcome | undefined
+  let stopped: ((s: { state?: ReferenceState; outcome?: ReferenceOutcome }) => void) | undefined
+  let failStop: ((e: Error) => void) | undefined
+  const fail = (e: Error) => {
+    failed = e
+    failTest?.(e)
+    failStop?.(e)
+  }
   const result = new Promise<ReferenceOutcome>((resolve, reject) => {
-    worker.on('message', (m: { type: string; record?: EpochRecord; outcome?: ReferenceOutcome; test?: ReferenceTest; error?: string }) => {
+    worker.on('message', (m: WorkerMessage) => {
       if (m.type === 'epoch') onEpoch?.(m.record!)
-      else if (m.type === 'done') resolve(m.outcome!)
+      else if (m.type === 'done') {
+        done = m.outcome!
+        resolve(done)
+        stopped?.({ outcome: done })
+      } else if (m.type === 'interrupted') stopped?.({ state: m.state! })
       else if (m.type === 'test') settleTest?.(m.test!)
       else if (m.type === 'error') {
-        failed = new Error(`reference run failed: ${m.error}`)
-        reject(failed)
-        failTest?.(failed)
+        const e = new Error(`reference run failed: ${m.error}`)
+        reject(e)
+        fail(e)
       }
     })
     worker.on('error', (e) => {
-      failed = e
       reject(e)
-      failTest?.(e)
+      fail(e)
     })
   })
   result.catch(() => {})
@@ -197,6 +272,17 @@ export function runReferenceInWorker(job: ReferenceJob, onEpoch?: (r: EpochRecor
         failTest = reject
         worker.postMessage({ type: 'test', images: test.images, labels: test.labels })
       }),
+    interrupt: async () => {
+      const r = await new Promise<{ state?: ReferenceState; outcome?: ReferenceOutcome }>((resolve, reject) => {
+        if (failed) return reject(failed)
+        if (done) return resolve({ outcome: done })
+        stopped = resolve
+        failStop = reject
+        Atomics.store(stop, 0, 1)
+      })
+      await worker.terminate()
+      return r
+    },
     terminate: async () => {
       await worker.terminate()
     },
@@ -204,21 +290,38 @@ export function runReferenceInWorker(job: ReferenceJob, onEpoch?: (r: EpochRecor
 }
 
 /** The same, on this thread (blocks the event loop while it runs). */
-export function runReferenceHere(job: ReferenceJob, onEpoch?: (r: EpochRecord) => void): ReferenceRun {
+export function runReferenceHere(job: ReferenceJob, onEpoch?: (r: EpochRecord) => void, resume?: ReferenceState): ReferenceRun {
   let model: ReferenceMLP | undefined
   const result = Promise.resolve().then(() => {
-    const r = runReference(job, onEpoch)
+    const r = runReference(job, onEpoch, { resume })
     model = r.model
-    return r.outcome
+    return r.outcome!
   })
   return {
     result,
     onWorker: false,
     test: async (test) => {
       await result
-      const ev = model!.evaluate(test.images, test.labels, test.labels.length)
-      return { loss: ev.loss, accuracy: ev.accuracy, confusion: [...ev.confusion] }
+      return testOf(model!, test)
     },
+    interrupt: async () => ({ outcome: await result }),
     terminate: async () => {},
   }
+}
+
+/** A finished reference run (from an experiment's checkpoint): its outcome, and its model for the test split. */
+export function finishedReference(job: ReferenceJob, outcome: ReferenceOutcome): ReferenceRun {
+  const model = new ReferenceMLP(job.layers, toInit(outcome.weights64))
+  return {
+    result: Promise.resolve(outcome),
+    onWorker: false,
+    test: async (test) => testOf(model, test),
+    interrupt: async () => ({ outcome }),
+    terminate: async () => {},
+  }
+}
+
+function testOf(model: ReferenceMLP, test: Part): ReferenceTest {
+  const ev = model.evaluate(test.images, test.labels, test.labels.length)
+  return { loss: ev.loss, accuracy: ev.accuracy, confusion: [...ev.confusion] }
 }

@@ -141,6 +141,32 @@ export class ReferenceMLP {
     return this.params.map((p) => ({ weights: p.weights.slice(), bias: p.bias.slice() }));
   }
 
+  /** Adam's step count and moments, copied; null before the first Adam step. */
+  getAdamState(): { t: number; m: ReferenceGradient[]; v: ReferenceGradient[] } | null {
+    if (this.adam === null) return null;
+    const copy = (ps: Params[]) => ps.map((p) => ({ weights: p.weights.slice(), bias: p.bias.slice() }));
+    return { t: this.adam.t, m: copy(this.adam.m), v: copy(this.adam.v) };
+  }
+
+  /** Continues from a state getAdamState() returned (sizes checked). */
+  setAdamState(state: { t: number; m: ReadonlyArray<ReferenceInit>; v: ReadonlyArray<ReferenceInit> } | null): void {
+    if (state === null) {
+      this.adam = null;
+      return;
+    }
+    if (!Number.isInteger(state.t) || state.t < 0) throw new RangeError(`Adam step count must be an integer >= 0, got ${state.t}`);
+    const copy = (ps: ReadonlyArray<ReferenceInit>, what: string): Params[] => {
+      if (ps.length !== this.params.length) throw new RangeError(`Adam ${what}: ${ps.length} layers, expected ${this.params.length}`);
+      return ps.map((p, i) => {
+        if (p.weights.length !== this.params[i].weights.length || p.bias.length !== this.params[i].bias.length) {
+          throw new RangeError(`Adam ${what}: layer ${i + 1} has the wrong size`);
+        }
+        return { weights: Float64Array.from(p.weights), bias: Float64Array.from(p.bias) };
+      });
+    };
+    this.adam = { t: state.t, m: copy(state.m, 'm'), v: copy(state.v, 'v') };
+  }
+
   /** N x K softmax probabilities, row-major. */
   forward(images: Uint8Array, n: number): Float64Array {
     this.checkImages(images, n, false);

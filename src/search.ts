@@ -165,12 +165,26 @@ export function rungsFor(epochs: number, halving: HalvingOptions | false): numbe
   return rungs
 }
 
-/** Runs `f` over `items` with at most `c` running at a time. */
+/**
+ * Runs `f` over `items` with at most `c` running at a time. After a failure (an abort, say) no new
+ * item starts, and the ones running are waited for before the first error is rethrown — so that
+ * every trial is at rest, between two mini-batches, when a checkpoint is taken.
+ */
 async function pool<T>(items: T[], c: number, f: (x: T) => Promise<void>): Promise<void> {
   let next = 0
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(c, items.length)) }, async () => {
-    while (next < items.length) await f(items[next++])
+  let failed = false
+  const runs = await Promise.allSettled(Array.from({ length: Math.max(1, Math.min(c, items.length)) }, async () => {
+    while (!failed && next < items.length) {
+      try {
+        await f(items[next++])
+      } catch (e) {
+        failed = true
+        throw e
+      }
+    }
   }))
+  const bad = runs.find((r): r is PromiseRejectedResult => r.status === 'rejected')
+  if (bad) throw bad.reason
 }
 
 export const hiddenLabel = (h: number[]): string => (h.length ? h.join('-') : 'none')
@@ -193,12 +207,17 @@ export async function runTrials(
   mode: SearchResult['mode'],
   configs: ModelConfig[],
   data: TrialData,
-  opts: { epochs: number; halving: HalvingOptions | false; concurrency: number; threads: number; signal?: AbortSignal; log?: (line: string) => void },
+  opts: {
+    epochs: number; halving: HalvingOptions | false; concurrency: number; threads: number; signal?: AbortSignal; log?: (line: string) => void
+    /** Makes trial `i` (0-based); an experiment's checkpoint store restores saved trials this way. */
+    makeTrial?: (i: number, c: ModelConfig, threads: number) => Trial
+  },
 ): Promise<SearchResult> {
   if (configs.length === 0) throw new RangeError(`${name}: no configurations to try`)
   const started = performance.now()
   const rungs = rungsFor(opts.epochs, configs.length > 1 ? opts.halving : false)
-  const trials = configs.map((c) => new Trial(c, data, { threads: opts.threads }))
+  const make = opts.makeTrial ?? ((_: number, c: ModelConfig, threads: number) => new Trial(c, data, { threads }))
+  const trials = configs.map((c, i) => make(i, c, opts.threads))
   const stoppedBy = new Map<Trial, string>()
   let alive = trials
   for (const [i, rung] of rungs.entries()) {
@@ -214,6 +233,7 @@ export async function runTrials(
     const keep = Math.max(1, Math.ceil(alive.length / (opts.halving ? opts.halving.eta : 1)))
     for (const t of ranked.slice(keep)) {
       if (!t.done) stoppedBy.set(t, `halving@${rung}`)
+      t.release() // never trained again: its memory back now, and nothing of it to checkpoint
     }
     alive = ranked.slice(0, keep)
     if (opts.log && ranked.length > keep) opts.log(`${name}: rung ${rung} epochs — keeping ${keep} of ${ranked.length} (trials ${alive.map((t) => trials.indexOf(t) + 1).join(', ')})`)
@@ -239,7 +259,7 @@ export async function runTrials(
     config: t.config,
     history: t.history.map((h) => ({ epoch: h.epoch, trainLoss: h.trainLoss, valLoss: h.valLoss, valAccuracy: h.valAccuracy })),
   }))
-  for (const t of trials) if (t !== best) t.model.free()
+  for (const t of trials) if (t !== best) t.release()
   return {
     name, mode, trials: logs, best, bestId, rungs, concurrency: opts.concurrency, threads: opts.threads,
     seconds: (performance.now() - started) / 1000,

@@ -18,8 +18,8 @@
 //   of 150 steps against 0.44 s for the engine's own shuffled epoch, on a loaded 2-core machine).
 //
 // The test split never enters a Trial: selection sees validation only.
-import { Dataset, MLP, type OptimizerName } from './mlp'
-import { EarlyStopping } from './early-stopping'
+import { abortError, Dataset, MLP, type OptimizerName, type TrainingState } from './mlp'
+import { EarlyStopping, type EarlyStoppingState } from './early-stopping'
 import { learningRate, type ScheduleName } from './schedule'
 import { mulberry32 } from './split'
 import type { Part } from './inputs'
@@ -150,6 +150,43 @@ function divergedError(e: unknown): boolean {
   return (e as NodeJS.ErrnoException)?.code === 'KANA_DIVERGED'
 }
 
+/**
+ * An epoch stopped between two mini-batches by an abort: where it stood, so the next advance()
+ * continues it with the same order (regenerated from the seed) and the same running sums.
+ */
+export interface PartialTrialEpoch {
+  /** 0-based epoch. */
+  epoch: number
+  /** Index of the next mini-batch to train. */
+  nextBatch: number
+  /** Sample-weighted loss sum and correct count of the batches done. */
+  loss: number
+  correct: number
+  /** Seconds spent in this epoch so far. */
+  seconds: number
+}
+
+/**
+ * Everything that makes a Trial continue exactly where it stood (experiment checkpoints). The
+ * tensors are absent once the trial's model was released: such a trial is never trained again.
+ */
+export interface TrialSnapshot {
+  config: ModelConfig
+  history: EpochRecord[]
+  stopReason: StopReason | null
+  divergence?: string
+  seconds: number
+  weightsEpoch: number
+  finished: boolean
+  released: boolean
+  earlyStopping: EarlyStoppingState
+  partial: PartialTrialEpoch | null
+  weights?: Float32Array[]
+  best?: Float32Array[]
+  kept?: Float32Array[]
+  training?: Omit<TrainingState, 'partialEpoch'>
+}
+
 export interface TrialOptions {
   threads: number
   /** Start from these weights instead of the seed's initialisation (layout of MLP.getWeights()). */
@@ -158,6 +195,8 @@ export interface TrialOptions {
   onEpoch?: (record: EpochRecord, trial: Trial) => void
   /** Called after every optimiser step (0-based epoch and batch), e.g. to disturb the weights on purpose. */
   afterStep?: (model: MLP, epoch: number, batch: number) => void
+  /** Keep a copy of the weights after this (1-based) epoch, as `kept`. */
+  keepEpoch?: number
 }
 
 export class Trial {
@@ -172,7 +211,15 @@ export class Trial {
   seconds = 0
   /** 1-based epoch whose weights the model holds after finish(). */
   weightsEpoch = 0
-  private readonly stopper: EarlyStopping
+  /** finish() has run. */
+  finished = false
+  /** The model was freed (a trial dropped by the search): it keeps only its record. */
+  released = false
+  /** The weights after epoch `keepEpoch` (TrialOptions), once it has run. */
+  kept: Float32Array[] | undefined
+  private readonly keepEpoch?: number
+  private partial: PartialTrialEpoch | null = null
+  private stopper: EarlyStopping
   private best: Float32Array[] | undefined
   private readonly data: TrialData
   private readonly onEpoch?: (record: EpochRecord, trial: Trial) => void
@@ -187,6 +234,7 @@ export class Trial {
     if (opts.initialWeights) this.model.setWeights(opts.initialWeights)
     this.onEpoch = opts.onEpoch
     this.afterStep = opts.afterStep
+    this.keepEpoch = opts.keepEpoch
     this.stopper = new EarlyStopping({ patience: config.earlyStopping ? config.patience : Number.MAX_SAFE_INTEGER, minDelta: config.minDelta, restoreBest: config.restoreBest })
   }
 
@@ -212,24 +260,38 @@ export class Trial {
     return this.bestEpoch > 0 ? this.history[this.bestEpoch - 1].valAccuracy : NaN
   }
 
-  /** Runs epochs until `untilEpoch` have run or the run stops (early stopping, T reached, divergence). */
+  /**
+   * Runs epochs until `untilEpoch` have run or the run stops (early stopping, T reached, divergence).
+   * An abort through `signal` stops it between two mini-batches (the current one finishes) and
+   * rejects with an AbortError; snapshot() then holds the unfinished epoch, and the next advance()
+   * continues it exactly.
+   */
   async advance(untilEpoch: number, signal?: AbortSignal): Promise<void> {
     const c = this.config
     while (!this.done && this.history.length < untilEpoch) {
+      if (this.released) throw new Error('internal error: a released trial was advanced')
       const t = this.history.length
-      const started = performance.now()
+      const resumed = this.partial?.epoch === t ? this.partial : null
+      const started = performance.now() - (resumed?.seconds ?? 0) * 1000
       const lr = epochLr(c, t)
       let fit: { loss: number; accuracy: number }
       try {
-        fit = await nativeEpoch(this.model, this.data, c, t, lr, signal, this.afterStep)
+        fit = await nativeEpoch(this.model, this.data, c, t, lr, signal, this.afterStep, resumed)
+        this.partial = null
       } catch (e) {
+        if (e instanceof EpochInterrupted) {
+          this.partial = { ...e.at, seconds: (performance.now() - started) / 1000 }
+          throw abortError(signal?.reason)
+        }
         if (!divergedError(e)) throw e
+        this.partial = null
         this.stopReason = 'diverged'
         this.divergence = `epoch ${t + 1}: ${(e as Error).message}`
         this.seconds += (performance.now() - started) / 1000
         break
       }
-      const val = await this.model.evaluate(this.data.validationSet, { signal })
+      // validation is not interrupted: it is short, and the epoch is then complete
+      const val = await this.model.evaluate(this.data.validationSet)
       const record: EpochRecord = {
         epoch: t + 1, lr, trainLoss: fit.loss, trainAccuracy: fit.accuracy,
         valLoss: val.loss, valAccuracy: val.accuracy, seconds: (performance.now() - started) / 1000,
@@ -238,6 +300,7 @@ export class Trial {
       this.history.push(record)
       const { improved, stop } = this.stopper.update(t, val.loss)
       if (improved) this.best = this.model.getWeights()
+      if (record.epoch === this.keepEpoch) this.kept = this.model.getWeights()
       this.onEpoch?.(record, this)
       if (!Number.isFinite(val.loss)) {
         this.stopReason = 'diverged'
@@ -247,8 +310,10 @@ export class Trial {
     }
   }
 
-  /** Ends the run: restores the best validation epoch's weights when configured (or after divergence). */
+  /** Ends the run: restores the best validation epoch's weights when configured (or after divergence). Runs once. */
   finish(): void {
+    if (this.finished) return
+    this.finished = true
     this.weightsEpoch = this.history.length
     if (this.best && (this.config.restoreBest || this.stopReason === 'diverged')) {
       this.model.setWeights(this.best)
@@ -259,29 +324,91 @@ export class Trial {
     if (this.stopReason === null) this.stopReason = 'completed'
     this.best = undefined
   }
+
+  /** Frees the model: the trial keeps its record (history, scores) but can no longer train. */
+  release(): void {
+    if (this.released) return
+    this.released = true
+    this.best = undefined
+    this.model.free()
+  }
+
+  /** The trial's whole state, tensors copied (see TrialSnapshot). Call only between advances. */
+  snapshot(): TrialSnapshot {
+    const s: TrialSnapshot = {
+      config: this.config, history: this.history.map((h) => ({ ...h })), stopReason: this.stopReason, divergence: this.divergence,
+      seconds: this.seconds, weightsEpoch: this.weightsEpoch, finished: this.finished, released: this.released,
+      earlyStopping: this.stopper.toJSON(), partial: this.partial && { ...this.partial },
+    }
+    if (!this.released) {
+      const { step, rng, m, v, partialEpoch } = this.model.getTrainingState()
+      // every mini-batch is a whole engine epoch of its own, so the engine never holds half of one
+      if (partialEpoch) throw new Error('internal error: the engine holds an unfinished epoch between trial batches')
+      s.weights = this.model.getWeights()
+      s.best = this.best?.map((w) => w.slice())
+      s.kept = this.kept?.map((w) => w.slice())
+      s.training = { step, rng, m, v }
+    }
+    return s
+  }
+
+  /** Puts this (new) trial into the state of `s`, which must come from a trial of the same configuration. */
+  restore(s: TrialSnapshot): void {
+    if (JSON.stringify(s.config) !== JSON.stringify(this.config)) throw new Error('internal error: a trial snapshot of another configuration')
+    this.history.splice(0, this.history.length, ...s.history.map((h) => ({ ...h })))
+    this.stopReason = s.stopReason
+    this.divergence = s.divergence
+    this.seconds = s.seconds
+    this.weightsEpoch = s.weightsEpoch
+    this.finished = s.finished
+    this.stopper = EarlyStopping.fromJSON(s.earlyStopping)
+    this.partial = s.partial && { ...s.partial }
+    if (s.released) {
+      this.release()
+      return
+    }
+    if (!s.weights || !s.training) throw new Error('internal error: a trial snapshot without its weights')
+    this.model.setWeights(s.weights)
+    this.model.setTrainingState({ ...s.training, partialEpoch: null })
+    this.best = s.best?.map((w) => w.slice())
+    this.kept = s.kept?.map((w) => w.slice())
+  }
+}
+
+/** Thrown by nativeEpoch when an abort stops it between two mini-batches. */
+class EpochInterrupted extends Error {
+  constructor(readonly at: Omit<PartialTrialEpoch, 'seconds'>) {
+    super('epoch interrupted')
+  }
 }
 
 /**
  * One epoch on the engine in the TypeScript-generated order (see the file comment). Returns the
  * sample-weighted mean of the batches' pre-update loss and accuracy, as the engine's own epoch does.
+ * An abort is honoured between mini-batches only (never inside an optimiser step), by throwing
+ * EpochInterrupted with the position and the running sums; `from` continues such an epoch.
  */
 export async function nativeEpoch(
   model: MLP, data: TrialData, c: ModelConfig, t: number, lr: number, signal?: AbortSignal,
   afterStep?: (model: MLP, epoch: number, batch: number) => void,
+  from?: Omit<PartialTrialEpoch, 'seconds'> | null,
 ): Promise<{ loss: number; accuracy: number }> {
-  const common = { lr, l2: c.l2, beta1: c.beta1, beta2: c.beta2, eps: c.eps, signal }
+  const common = { lr, l2: c.l2, beta1: c.beta1, beta2: c.beta2, eps: c.eps }
   const n = data.train.labels.length
+  const interrupted = (b: number, loss: number, correct: number) => new EpochInterrupted({ epoch: t, nextBatch: b, loss, correct })
   if (c.optimizer === 'gd' || c.batchSize >= n) {
     // one step on the whole training set: no order to reproduce
+    if (signal?.aborted) throw interrupted(0, 0, 0)
     const r = await model.fit(data.trainSet, { ...common, optimizer: c.optimizer, batchSize: n })
     afterStep?.(model, t, 0)
     return r
   }
   const order = epochOrder(c.seed, t, n)
-  let loss = 0
-  let correct = 0
+  let loss = from?.loss ?? 0
+  let correct = from?.correct ?? 0
   const steps = Math.ceil(n / c.batchSize)
-  for (let b = 0; b < steps; b++) {
+  for (let b = from?.nextBatch ?? 0; b < steps; b++) {
+    if (signal?.aborted) throw interrupted(b, loss, correct)
     const batch = batchAt(data.train, data.features, order, c.batchSize, b)
     const r = await model.fit(new Dataset(batch.images, batch.labels, data.features), { ...common, optimizer: c.optimizer, batchSize: batch.n })
     loss += r.loss * batch.n

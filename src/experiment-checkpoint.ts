@@ -1,0 +1,253 @@
+// Checkpoints of an interrupted experiment, so that `experiment --resume DIR` finishes it with
+// exactly the result an uninterrupted run gives (same seed, same threads).
+//
+//   EXP_DIR/checkpoint/
+//     experiment-checkpoint.json   the index, written last and renamed into place
+//     tensors.<id>.safetensors     every trial's weights, best weights and Adam moments (F32), and
+//                                  the reference's float64 parameters and moments (F64)
+//
+// How resuming works: an experiment is a deterministic function of its resolved configuration,
+// so a resumed experiment runs the same code from the top, and every trial it creates (M0, each
+// search trial, M4, the agreement runs, …) is restored by its key when the checkpoint holds it.
+// Finished work is then skipped (advancing a trial to an epoch it has reached does nothing, and
+// successive halving ranks the restored scores the same way), unfinished work continues from the
+// exact mini-batch, and the reference continues from its own state. Trials dropped by the search
+// keep only their records (their models were freed).
+//
+// The index records the tensor file's size and SHA-256, as train's checkpoints do (checkpoint.ts):
+// a crash while writing leaves the previous checkpoint or the new one, and a damaged file is
+// refused instead of silently resuming wrong. Non-finite numbers (a diverged trial's loss) are
+// written as the strings "NaN", "Infinity", "-Infinity", since JSON has no such numbers.
+import { createHash, randomBytes } from 'node:crypto'
+import { promises as fsp } from 'node:fs'
+import { join } from 'node:path'
+import { writeFileAtomic } from './atomic'
+import { CheckpointError, decodeTensors, encodeTensors, type Tensor } from './checkpoint'
+import { Trial, type TrialData, type TrialOptions, type TrialSnapshot, type ModelConfig } from './trial'
+import type { ReferenceOutcome, ReferenceState } from './reference-trial'
+
+export const EXPERIMENT_CHECKPOINT_DIR = 'checkpoint'
+export const EXPERIMENT_CHECKPOINT_INDEX = 'experiment-checkpoint.json'
+const FORMAT = 'kana-native-experiment-checkpoint'
+const VERSION = 1
+
+/** What the experiment records about itself next to the trials (its resolved configuration, the data's fingerprint, …). */
+export interface ExperimentCheckpointHeader {
+  /** The resolved configuration (experiments.ts ResolvedExperiment, as configForFile writes it). */
+  config: unknown
+  data: { fingerprint: string; samples: { train: number; validation: number; test: number } }
+  /** 'interrupted', or the phase just completed. */
+  reason: string
+  /** Wall seconds of the experiment so far, over all its sessions. */
+  seconds: number
+  /** How many times it was interrupted before (this one included when reason is 'interrupted'). */
+  interruptions: number
+  command?: string[]
+}
+
+export interface LoadedExperimentCheckpoint extends ExperimentCheckpointHeader {
+  dir: string
+  createdAt: string
+  trials: Map<string, TrialSnapshot>
+  reference: { state?: ReferenceState; outcome?: ReferenceOutcome }
+}
+
+/**
+ * The trials and the reference run of one experiment, by key: restores each trial from a loaded
+ * checkpoint when it is created, and writes them all when asked.
+ */
+export class ExperimentStore {
+  private readonly live = new Map<string, Trial>()
+  reference: { state?: ReferenceState; outcome?: ReferenceOutcome }
+
+  constructor(private readonly loaded?: LoadedExperimentCheckpoint) {
+    this.reference = { ...loaded?.reference }
+  }
+
+  /** A new trial, in the state the checkpoint saved under `key` when it holds one. */
+  trial(key: string, config: ModelConfig, data: TrialData, opts: TrialOptions): Trial {
+    if (this.live.has(key)) throw new Error(`internal error: two trials under the key ${key}`)
+    const t = new Trial(config, data, opts)
+    const saved = this.loaded?.trials.get(key)
+    if (saved) {
+      if (JSON.stringify(saved.config) !== JSON.stringify(config)) {
+        t.release()
+        throw new CheckpointError('ECONFLICT', `the checkpoint in ${this.loaded!.dir} holds trial ${key} with another configuration than this experiment makes: it belongs to a different experiment or kana-native version`)
+      }
+      try {
+        t.restore(saved)
+      } catch (e) {
+        if (!t.released) t.release()
+        throw new CheckpointError('ECORRUPT', `the checkpoint in ${this.loaded!.dir} is damaged: trial ${key}: ${(e as Error).message}`, { cause: e })
+      }
+    }
+    this.live.set(key, t)
+    return t
+  }
+
+  /** Writes every trial (all must be at rest) and the reference into DIR/checkpoint/; returns that folder. */
+  async write(dir: string, header: ExperimentCheckpointHeader): Promise<string> {
+    const cdir = join(dir, EXPERIMENT_CHECKPOINT_DIR)
+    await fsp.mkdir(cdir, { recursive: true })
+    const tensors: [string, Tensor][] = []
+    const list = (prefix: string, xs: Tensor[] | undefined): number => {
+      xs?.forEach((x, i) => tensors.push([`${prefix}.${i}`, x]))
+      return xs?.length ?? 0
+    }
+    const trials: Record<string, unknown> = {}
+    for (const [key, t] of this.live) {
+      const { weights, best, kept, training, ...rest } = t.snapshot()
+      trials[key] = {
+        ...rest,
+        training: training && { step: training.step, rng: training.rng },
+        tensors: {
+          weights: list(`t/${key}/weights`, weights), best: list(`t/${key}/best`, best), kept: list(`t/${key}/kept`, kept),
+          m: list(`t/${key}/m`, training?.m), v: list(`t/${key}/v`, training?.v),
+        },
+      }
+    }
+    let reference: unknown = null
+    const { state, outcome } = this.reference
+    if (outcome) {
+      const { weights, weights64, ...rest } = outcome
+      reference = { outcome: { ...rest, tensors: { weights: list('r/outcome/weights', weights), weights64: list('r/outcome/weights64', weights64) } } }
+    } else if (state) {
+      const { params, adam, best, before, ...rest } = state
+      reference = {
+        state: {
+          ...rest,
+          adam: adam && { t: adam.t },
+          tensors: { params: list('r/params', params), m: list('r/m', adam?.m), v: list('r/v', adam?.v), best: list('r/best', best), before: list('r/before', before) },
+        },
+      }
+    }
+    const bytes = encodeTensors(tensors, { 'kana-native': JSON.stringify({ format: FORMAT, version: VERSION }) })
+    const id = `${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`
+    const name = `tensors.${id}.safetensors`
+    await writeFileAtomic(join(cdir, name), bytes)
+    const index = {
+      format: FORMAT, version: VERSION, createdAt: new Date().toISOString(), ...header,
+      file: { name, size: bytes.length, sha256: sha256(bytes) },
+      trials, reference,
+    }
+    await writeFileAtomic(join(cdir, EXPERIMENT_CHECKPOINT_INDEX), stringify(index))
+    for (const f of await fsp.readdir(cdir)) {
+      if (f.endsWith('.safetensors') && f !== name) await fsp.rm(join(cdir, f), { force: true }).catch(() => {})
+    }
+    return cdir
+  }
+}
+
+const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex')
+
+/** JSON with non-finite numbers as strings (a diverged trial's loss is Infinity or NaN). */
+function stringify(v: unknown): string {
+  return JSON.stringify(v, (_, x) => (typeof x === 'number' && !Number.isFinite(x) ? String(x) : x), 1) + '\n'
+}
+
+const NON_FINITE: Record<string, number> = { NaN: NaN, Infinity: Infinity, '-Infinity': -Infinity }
+
+export async function removeExperimentCheckpoint(dir: string): Promise<void> {
+  const cdir = join(dir, EXPERIMENT_CHECKPOINT_DIR)
+  await fsp.rm(join(cdir, EXPERIMENT_CHECKPOINT_INDEX), { force: true })
+  await fsp.rm(cdir, { recursive: true, force: true })
+}
+
+/** Whether DIR holds an experiment checkpoint (the index). */
+export async function hasExperimentCheckpoint(dir: string): Promise<boolean> {
+  try {
+    await fsp.access(join(dir, EXPERIMENT_CHECKPOINT_DIR, EXPERIMENT_CHECKPOINT_INDEX))
+    return true
+  } catch {
+    return false
+  }
+}
+
+const isObj = (v: unknown): v is Record<string, any> => typeof v === 'object' && v !== null && !Array.isArray(v)
+const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0
+
+/** Reads and checks DIR/checkpoint/: the index, the tensor file's size and hash, every tensor named there. */
+export async function readExperimentCheckpoint(dir: string): Promise<LoadedExperimentCheckpoint> {
+  const cdir = join(dir, EXPERIMENT_CHECKPOINT_DIR)
+  const indexPath = join(cdir, EXPERIMENT_CHECKPOINT_INDEX)
+  let text: string
+  try {
+    text = await fsp.readFile(indexPath, 'utf8')
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new CheckpointError('ECORRUPT', `cannot read ${indexPath}: ${(e as Error).message}`, { cause: e })
+    let exists = true
+    try { await fsp.access(dir) } catch { exists = false }
+    let finished = false
+    try { await fsp.access(join(dir, 'experiment.json')); finished = true } catch { /* not finished */ }
+    throw new CheckpointError('ENOCHECKPOINT', !exists
+      ? `cannot resume ${dir}: no such experiment directory`
+      : finished
+        ? `nothing to resume in ${dir}: the experiment finished (experiment.json is there) and has no checkpoint`
+        : `cannot resume ${dir}: it has no experiment checkpoint (${indexPath} is missing)`)
+  }
+  const bad = (why: string): never => { throw new CheckpointError('ECORRUPT', `the experiment checkpoint in ${cdir} is damaged: ${why}`) }
+  let ix: Record<string, any>
+  try {
+    ix = JSON.parse(text, (_, x) => (typeof x === 'string' && x in NON_FINITE ? NON_FINITE[x] : x))
+  } catch (e) {
+    return bad(`${EXPERIMENT_CHECKPOINT_INDEX} is not valid JSON (${(e as Error).message})`)
+  }
+  if (!isObj(ix) || ix.format !== FORMAT) bad(`${EXPERIMENT_CHECKPOINT_INDEX} is not a kana-native experiment checkpoint`)
+  if (ix.version !== VERSION) throw new CheckpointError('EVERSION', `the experiment checkpoint in ${cdir} has version ${ix.version}; this kana-native reads version ${VERSION}`)
+  if (!isObj(ix.config) || !isObj(ix.data) || typeof ix.data.fingerprint !== 'string' || !isObj(ix.trials) || typeof ix.seconds !== 'number' || !isCount(ix.interruptions)) bad('the index is incomplete')
+  const f = ix.file
+  if (!isObj(f) || typeof f.name !== 'string' || /[/\\]/.test(f.name) || !isCount(f.size) || typeof f.sha256 !== 'string') bad('the tensor file entry is malformed')
+  let bytes: Uint8Array
+  try { bytes = await fsp.readFile(join(cdir, f.name)) } catch (e) { return bad(`${f.name} cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`) }
+  if (bytes.length !== f.size) bad(`${f.name} has ${bytes.length} bytes, the index says ${f.size}`)
+  if (sha256(bytes) !== f.sha256) bad(`${f.name} does not match its SHA-256 in the index`)
+  const { tensors } = decodeTensors(bytes, join(cdir, f.name))
+  const take = <T extends Tensor>(prefix: string, count: unknown, type: { new (n: number): T }): T[] | undefined => {
+    if (!isCount(count)) bad(`the tensor count of ${prefix} is malformed`)
+    if (count === 0) return undefined
+    return Array.from({ length: count as number }, (_, i) => {
+      const t = tensors.get(`${prefix}.${i}`)
+      if (!(t instanceof type)) bad(`tensor ${prefix}.${i} is missing or of the wrong type`)
+      return t as T
+    })
+  }
+  const trials = new Map<string, TrialSnapshot>()
+  for (const [key, r] of Object.entries(ix.trials as Record<string, any>)) {
+    if (!isObj(r) || !isObj(r.tensors) || !isObj(r.config) || !Array.isArray(r.history) || typeof r.released !== 'boolean' || typeof r.finished !== 'boolean') bad(`trial ${key} is malformed`)
+    const tn = r.tensors
+    const snap: TrialSnapshot = {
+      config: r.config, history: r.history, stopReason: r.stopReason, divergence: r.divergence ?? undefined, seconds: r.seconds,
+      weightsEpoch: r.weightsEpoch, finished: r.finished, released: r.released, earlyStopping: r.earlyStopping, partial: r.partial ?? null,
+      weights: take(`t/${key}/weights`, tn.weights, Float32Array), best: take(`t/${key}/best`, tn.best, Float32Array), kept: take(`t/${key}/kept`, tn.kept, Float32Array),
+    }
+    if (!r.released) {
+      if (!snap.weights || !isObj(r.training) || !isCount(r.training.step) || typeof r.training.rng !== 'string') bad(`trial ${key} lacks its weights or optimiser state`)
+      snap.training = { step: r.training.step, rng: r.training.rng, m: take(`t/${key}/m`, tn.m, Float32Array) ?? [], v: take(`t/${key}/v`, tn.v, Float32Array) ?? [] }
+    }
+    trials.set(key, snap)
+  }
+  const reference: LoadedExperimentCheckpoint['reference'] = {}
+  if (ix.reference !== null) {
+    const r = ix.reference
+    if (isObj(r?.outcome) && isObj(r.outcome.tensors)) {
+      const { tensors: tn, ...rest } = r.outcome
+      const weights = take('r/outcome/weights', tn.weights, Float32Array)
+      const weights64 = take('r/outcome/weights64', tn.weights64, Float64Array)
+      if (!weights || !weights64) bad('the reference outcome lacks its weights')
+      reference.outcome = { ...rest, weights: weights!, weights64: weights64! } as ReferenceOutcome
+    } else if (isObj(r?.state) && isObj(r.state.tensors)) {
+      const { tensors: tn, adam, ...rest } = r.state
+      const params = take('r/params', tn.params, Float64Array)
+      if (!params) bad('the reference state lacks its parameters')
+      reference.state = {
+        ...rest, params: params!,
+        adam: adam ? { t: adam.t, m: take('r/m', tn.m, Float64Array) ?? [], v: take('r/v', tn.v, Float64Array) ?? [] } : null,
+        best: take('r/best', tn.best, Float64Array), before: take('r/before', tn.before, Float64Array),
+      } as ReferenceState
+    } else bad('the reference entry is malformed')
+  }
+  return {
+    dir, createdAt: ix.createdAt, config: ix.config, data: ix.data, reason: ix.reason, seconds: ix.seconds, interruptions: ix.interruptions,
+    command: ix.command, trials, reference,
+  }
+}
