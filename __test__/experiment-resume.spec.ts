@@ -36,7 +36,7 @@ async function outcome(r: ExperimentResult) {
 }
 
 /** Progress lines that say a piece of training was done, without their timings. */
-const PROGRESS = /^(M0 epoch|M4 epoch|search trial|architecture trial|M2 \(reference\) epoch)/
+const PROGRESS = /^(M0 epoch|M4 epoch|search trial|architecture trial|M2 \(reference\) epoch|M2 \(re-synchronised\) epoch)/
 const progress = (lines: string[]) => lines.filter((l) => PROGRESS.test(l)).map((l) => l.replace(/\d+\.\d+s\b/g, 'Ts')).sort()
 
 const setup = async () => ({ ...miniConfig, data: hasKmnist ? { classmap } : undefined, inMemory: await miniData(), report: false })

@@ -77,6 +77,11 @@ test.serial('a miniature experiment: M0–M4, search, agreement, files, table, t
   t.true(a.maxAbsWeightDiff < 1e-3, `max |Δw| ${a.maxAbsWeightDiff}`)
   t.true(a.prefixMatchesM1, 'the engine prefix repeats M1 bit for bit')
   t.true(a.referenceOnWorker)
+  // re-synchronised: each epoch from the engine's state, on its own
+  t.deepEqual(a.resync.epochs, [1, 2, 3])
+  t.true(a.resync.pass && a.resync.maxTrainLossRelDiff < 1e-4, `re-synchronised ${a.resync.maxTrainLossRelDiff}`)
+  t.is(a.resync.engineLoss[0], a.engine.trainLoss[0], 'epoch 1 starts from the same state in both comparisons')
+  t.true(a.resync.maxAbsWeightDiff.every((d) => d > 0 && d < 1e-3), `weights after each epoch ${a.resync.maxAbsWeightDiff}`)
 
   // files
   for (const f of ['experiment.json', 'experiment-config.json', 'comparison.md', 'comparison.csv', 'comparison.json', 'curves.svg', 'curves.png', 'curves-accuracy.svg', 'class-distribution.svg', 'samples.svg',

@@ -24,7 +24,7 @@ import { join } from 'node:path'
 import { writeFileAtomic } from './atomic'
 import { CheckpointError, decodeTensors, encodeTensors, type Tensor } from './checkpoint'
 import { Trial, type TrialData, type TrialOptions, type TrialSnapshot, type ModelConfig } from './trial'
-import type { ReferenceOutcome, ReferenceState } from './reference-trial'
+import type { ReferenceOutcome, ReferenceState, ResyncRecord } from './reference-trial'
 
 export const EXPERIMENT_CHECKPOINT_DIR = 'checkpoint'
 export const EXPERIMENT_CHECKPOINT_INDEX = 'experiment-checkpoint.json'
@@ -50,6 +50,7 @@ export interface LoadedExperimentCheckpoint extends ExperimentCheckpointHeader {
   createdAt: string
   trials: Map<string, TrialSnapshot>
   reference: { state?: ReferenceState; outcome?: ReferenceOutcome }
+  resync: ResyncRecord[]
 }
 
 /**
@@ -59,9 +60,12 @@ export interface LoadedExperimentCheckpoint extends ExperimentCheckpointHeader {
 export class ExperimentStore {
   private readonly live = new Map<string, Trial>()
   reference: { state?: ReferenceState; outcome?: ReferenceOutcome }
+  /** The re-synchronised reference epochs done so far (reference-trial.ts runResync). */
+  resync: ResyncRecord[]
 
   constructor(private readonly loaded?: LoadedExperimentCheckpoint) {
     this.reference = { ...loaded?.reference }
+    this.resync = [...(loaded?.resync ?? [])]
   }
 
   /** A new trial, in the state the checkpoint saved under `key` when it holds one. */
@@ -128,7 +132,7 @@ export class ExperimentStore {
     const index = {
       format: FORMAT, version: VERSION, createdAt: new Date().toISOString(), ...header,
       file: { name, size: bytes.length, sha256: sha256(bytes) },
-      trials, reference,
+      trials, reference, resync: this.resync,
     }
     await writeFileAtomic(join(cdir, EXPERIMENT_CHECKPOINT_INDEX), stringify(index))
     for (const f of await fsp.readdir(cdir)) {
@@ -246,8 +250,9 @@ export async function readExperimentCheckpoint(dir: string): Promise<LoadedExper
       } as ReferenceState
     } else bad('the reference entry is malformed')
   }
+  if (!Array.isArray(ix.resync) || !ix.resync.every((r: unknown) => isObj(r) && Number.isSafeInteger(r.epoch) && typeof r.relDiff === 'number')) bad('the re-synchronised epochs are malformed')
   return {
     dir, createdAt: ix.createdAt, config: ix.config, data: ix.data, reason: ix.reason, seconds: ix.seconds, interruptions: ix.interruptions,
-    command: ix.command, trials, reference,
+    command: ix.command, trials, reference, resync: ix.resync,
   }
 }

@@ -151,7 +151,7 @@ export async function experimentCommand(argv: Record<string, any>, out: Out, usa
         process.stderr.write(`kana-native: M1 and M2 disagree (${gap}) by more than rounding explains; see ${join(r.dir, 'agreement.json')}\n`)
         return 1
       }
-      if (!out.quiet) process.stderr.write(`kana-native: warning: M1 and M2 are outside the 1% / 0.5-point criterion (${gap}), but the engine drifts as far from twins of itself whose weights are jittered by one float32 rounding per step (${(a.sensitivity.maxTrainLossRelDiffFirst10 * 100).toPrecision(3)}%, ${a.sensitivity.testAccuracyDiffPoints.toFixed(2)} points): this configuration amplifies rounding; see ${join(r.dir, 'agreement.json')}\n`)
+      if (!out.quiet) process.stderr.write(`kana-native: note: run freely from the same initial weights, M1 and M2 are outside the 1% criterion (${gap}); re-run epoch by epoch from the engine's state they agree within ${(a.resync.maxTrainLossRelDiff * 100).toPrecision(2)}%, and the engine drifts as far from twins of itself whose weights are jittered by one float32 rounding per step (${(a.sensitivity.maxTrainLossRelDiffFirst10 * 100).toPrecision(3)}%, ${a.sensitivity.testAccuracyDiffPoints.toFixed(2)} points): this configuration amplifies rounding; see ${join(r.dir, 'agreement.json')}\n`)
     }
     return 0
   } catch (e) {

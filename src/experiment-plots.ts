@@ -70,15 +70,16 @@ export async function lrEffectChart(trials: TrialLog[], opts: { title?: string }
 
 /**
  * Training loss per epoch of the engine and of the reference from the same start, and (right) how
- * far apart they are next to how far the engine drifts from twins of itself whose weights are
- * jittered by one float32 rounding per step — the yardstick for what float32 against float64
- * arithmetic can explain.
+ * far apart they are, next to how far apart they are when the reference restarts every epoch from
+ * the engine's state (re-synchronised), and how far the engine drifts from twins of itself whose
+ * weights are jittered by one float32 rounding per step — the yardstick for what float32 against
+ * float64 arithmetic can explain.
  */
 export async function agreementChart(
   native: { epoch: number; trainLoss: number }[],
   reference: { epoch: number; trainLoss: number }[],
   twins: { epoch: number; trainLoss: number }[][] = [],
-  opts: { title?: string } = {},
+  opts: { title?: string; resync?: { epoch: number; relDiff: number }[] } = {},
 ): Promise<Rendered> {
   const n = Math.min(native.length, reference.length)
   if (n === 0) throw new RangeError('agreementChart: no common epochs')
@@ -92,7 +93,8 @@ export async function agreementChart(
     const tw = twins.filter((h) => h[i]).map((h) => Math.abs(h[i].trainLoss - native[i].trainLoss) / Math.abs(native[i].trainLoss))
     if (tw.length) diffs.push({ epoch: native[i].epoch, pair: 'jittered engine twin (farthest)', rel: Math.max(floor, ...tw) })
   }
-  const worst = Math.max(...diffs.filter((d) => d.pair.startsWith('reference')).map((d) => d.rel))
+  for (const r of opts.resync ?? []) if (r.epoch <= native[n - 1].epoch) diffs.push({ epoch: r.epoch, pair: 'reference, each epoch from the engine\'s state', rel: Math.max(floor, r.relDiff) })
+  const worst = Math.max(...diffs.filter((d) => d.pair === 'reference').map((d) => d.rel))
   const lastEpoch = Math.max(1, native[n - 1].epoch)
   const ticks = lastEpoch <= 20 ? { values: Array.from({ length: lastEpoch }, (_, i) => i + 1) } : { tickMinStep: 1 }
   const x = { field: 'epoch', type: 'quantitative', title: 'epoch', axis: { format: 'd', ...ticks }, scale: { domain: [1, lastEpoch], nice: false } }
@@ -112,7 +114,7 @@ export async function agreementChart(
         encoding: {
           x,
           y: { field: 'rel', type: 'quantitative', title: 'relative training-loss difference (log)', scale: { type: 'log' }, axis: { format: '.0e' } },
-          color: { field: 'pair', type: 'nominal', scale: { domain: ['reference', 'jittered engine twin (farthest)'], range: ['#e45756', '#999999'] }, legend: { title: 'distance from the engine', orient: 'top', direction: 'vertical', labelLimit: 400 } },
+          color: { field: 'pair', type: 'nominal', scale: { domain: ['reference', 'reference, each epoch from the engine\'s state', 'jittered engine twin (farthest)'], range: ['#e45756', '#54a24b', '#999999'] }, legend: { title: 'distance from the engine', orient: 'top', direction: 'vertical', labelLimit: 400, titleLimit: 400 } },
         },
       },
     ],

@@ -30,13 +30,15 @@ import { writeFileAtomic } from './atomic'
 import { historyCsv } from './csv'
 import { saveModel } from './model-file'
 import { classDistribution, comparisonCurves, confusionHeatmap, lossCurves, sampleGrid, writeRendered, type HistoryRow } from './plots'
-import { resolveModelConfig, Trial, trialData, layersOf, type ModelConfig, type TrialData } from './trial'
+import { epochLr, nativeEpoch, resolveModelConfig, Trial, trialData, layersOf, type ModelConfig, type TrialData } from './trial'
 import { mulberry32 } from './split'
 import {
   DEFAULT_GRID_SPACE, DEFAULT_RANDOM_SPACE, describeConfig, hiddenLabel, runTrials, searchConfigs, trialsCsv, trialsMarkdown,
   type HalvingOptions, type SearchResult, type SearchSpace, type TrialLog,
 } from './search'
-import { finishedReference, runReferenceInWorker, type ReferenceJob, type ReferenceOutcome, type ReferenceRun } from './reference-trial'
+import {
+  finishedReference, runReferenceInWorker, runResyncInWorker, type EpochStart, type ReferenceJob, type ReferenceOutcome, type ReferenceRun, type ResyncRecord,
+} from './reference-trial'
 import { ExperimentStore, hasExperimentCheckpoint, readExperimentCheckpoint, removeExperimentCheckpoint, type LoadedExperimentCheckpoint } from './experiment-checkpoint'
 import { CheckpointError, dataFingerprint } from './checkpoint'
 import { agreementChart, lrEffectChart } from './experiment-plots'
@@ -180,7 +182,17 @@ export interface Agreement {
    * to agree more closely than this.
    */
   sensitivity: { perturbation: string; twins: number; trainLossRelDiff: number[]; maxTrainLossRelDiffFirst10: number; testAccuracy: number[]; testAccuracyDiffPoints: number; factor: number; factorAccuracy: number }
-  /** agree: the criteria hold; float32-sensitivity: they do not, but no worse than rounding explains; disagree: a real difference. */
+  /**
+   * Epochs 1–10 re-synchronised: the reference trains each epoch from the engine's exact state at
+   * its start (reference-trial.ts runResync), so differences cannot build up from epoch to epoch.
+   */
+  resync: { method: string; epochs: number[]; engineLoss: number[]; referenceLoss: number[]; trainLossRelDiff: number[]; maxTrainLossRelDiff: number; maxAbsWeightDiff: number[]; pass: boolean }
+  /**
+   * agree: the criteria hold as stated (free-running, from the same initial weights);
+   * float32-sensitivity: the free-running training losses drift apart by more than 1%, but every
+   * re-synchronised epoch agrees within 1%, the drift is no larger than rounding-size jitter makes
+   * the engine drift from itself, and test accuracy agrees; disagree: anything else.
+   */
   verdict: 'agree' | 'float32-sensitivity' | 'disagree'
 }
 
@@ -412,6 +424,7 @@ export async function runExperiment(opts: ExperimentOptions = {}): Promise<Exper
   }
 
   let reference: ReferenceRun | undefined
+  let resync: ReturnType<typeof runResyncInWorker> | undefined
   let refOut: ReferenceOutcome | undefined
   let prefix: EngineCopy | undefined
   const twins: EngineCopy[] = []
@@ -526,9 +539,24 @@ export async function runExperiment(opts: ExperimentOptions = {}): Promise<Exper
       end('M4')
       await phaseDone('M4')
     }
-    if (referenceOutcome) {
-      refOut = opts.signal ? await untilAborted(referenceOutcome, opts.signal) : await referenceOutcome
+    // Epochs 1–10 again, each from the engine's state at its start, on a second worker (the core
+    // this thread has used so far), while the reference finishes.
+    if (reference && m1) {
+      const epochs = Math.min(10, m1.config.epochs)
+      if (store.resync.length < epochs) {
+        const eng = await engineEpochStarts(m1, data, sideThreads, epochs, opts.signal)
+        log(`M2: the reference also trains epochs ${store.resync.length + 1}–${epochs} each from the engine's state at the epoch's start, on a second worker`)
+        resync = runResyncInWorker(
+          { config: m1.config, layers: m1.layers, train: inputs.train, features: inputs.features, ...eng, budgetSeconds: cfg.reference.budgetSeconds, skip: store.resync.length },
+          (r) => {
+            store.resync.push(r)
+            log(`M2 (re-synchronised) epoch ${r.epoch}: training loss engine ${r.engineLoss.toFixed(6)}, reference ${r.referenceLoss.toFixed(6)} (${relPct(r.relDiff)} apart), weights at most ${r.maxAbsWeightDiff.toExponential(1)} apart`)
+          },
+        )
+      }
     }
+    if (referenceOutcome) refOut = opts.signal ? await untilAborted(referenceOutcome, opts.signal) : await referenceOutcome
+    if (resync) await (opts.signal ? untilAborted(resync.result, opts.signal) : resync.result)
     end('parallel')
 
     // The engine's copy of M2's prefix, for the agreement check, and the same from a start moved
@@ -549,6 +577,7 @@ export async function runExperiment(opts: ExperimentOptions = {}): Promise<Exper
       await phaseDone('agreement')
     }
   } catch (e) {
+    await resync?.terminate() // the epoch under way is recomputed on resume
     if ((e as Error)?.name !== 'AbortError') {
       await reference?.terminate()
       throw e
@@ -599,11 +628,13 @@ export async function runExperiment(opts: ExperimentOptions = {}): Promise<Exper
       const prefixTest = await testSplit.evaluate(`M1 engine at M2's epoch ${refOut.weightsEpoch} (agreement check)`, prefix.trial.model, K)
       const twinTests: SplitMetrics[] = []
       for (const [k, tw] of twins.entries()) twinTests.push(await testSplit.evaluate(`M1 engine with rounding-size jitter ${k + 1} at M2's epoch (sensitivity)`, tw.trial.model, K))
-      agreement = agreementOf(refOut, refTest, prefix, prefixTest, twins, twinTests, m1, cfg.reference.budgetSeconds, reference.onWorker)
+      agreement = agreementOf(refOut, refTest, prefix, prefixTest, twins, twinTests, store.resync, m1, cfg.reference.budgetSeconds, reference.onWorker)
       const e10 = Math.min(10, agreement.epochsCompared)
-      const verdict = agreement.verdict === 'agree' ? '' : agreement.verdict === 'float32-sensitivity'
-        ? ` — outside the 1% / 0.5-point criterion, but no further apart than the engine from itself with its weights jittered by one float32 rounding per step (${relPct(agreement.sensitivity.maxTrainLossRelDiffFirst10)}, Δ ${agreement.sensitivity.testAccuracyDiffPoints.toFixed(2)} points): this configuration amplifies rounding`
-        : ' — DISAGREES'
+      const rs = agreement.resync
+      const resyncNote = rs.epochs.length ? `; each of epochs 1–${rs.epochs.length} re-run by the reference from the engine's state at its start: training loss within ${relPct(rs.maxTrainLossRelDiff)}` : ''
+      const verdict = agreement.verdict === 'agree' ? resyncNote : agreement.verdict === 'float32-sensitivity'
+        ? `${resyncNote} — the free-running losses drift apart by more than 1%, no further than the engine drifts from itself with its weights jittered by one float32 rounding per step (${relPct(agreement.sensitivity.maxTrainLossRelDiffFirst10)}, Δ ${agreement.sensitivity.testAccuracyDiffPoints.toFixed(2)} points): this configuration amplifies rounding`
+        : `${resyncNote} — DISAGREES`
       const note = `pure-TypeScript reference, M1's settings and initial weights: ${refOut.history.length} of ${m1.config.epochs} epochs (${{ budget: `ended by the time budget of ${cfg.reference.budgetSeconds}s`, 'early-stopping': 'ended by early stopping', completed: 'all epochs', diverged: 'diverged' }[refOut.stoppedBy]}); vs the engine on the same batches: training loss within ${relPct(agreement.maxTrainLossRelDiffFirst10)} over epochs 1–${e10}, test accuracy Δ ${agreement.testAccuracyDiffPoints.toFixed(2)} points at epoch ${refOut.weightsEpoch}${refOut.weightsEpoch !== m1.weightsEpoch ? ` (M2 ends with epoch ${refOut.weightsEpoch}'s weights, M1 with epoch ${m1.weightsEpoch}'s: their validation minima fall on different epochs)` : ''}${verdict}`
       results.push({
         id: 'M2', engine: 'reference', config: m1.config, layers: m1.layers, parameters: paramCount(m1.layers), history: refOut.history,
@@ -649,7 +680,7 @@ export async function runExperiment(opts: ExperimentOptions = {}): Promise<Exper
   const archSummary = arch ? await writeSearch(join(dir, 'architecture'), arch) : undefined
   if (agreement && refOut) {
     await writeFileAtomic(join(dir, 'agreement.json'), json(agreement))
-    await writeRendered(join(dir, 'agreement'), await agreementChart(prefix!.trial.history, refOut.history, twins.map((tw) => tw.trial.history)))
+    await writeRendered(join(dir, 'agreement'), await agreementChart(prefix!.trial.history, refOut.history, twins.map((tw) => tw.trial.history), { resync: store.resync }))
   }
   end('files')
   const seconds = priorSeconds + (performance.now() - started) / 1000
@@ -737,6 +768,37 @@ async function engineCopy(
   return { trial, atEpoch: ref.weightsEpoch }
 }
 
+/**
+ * The engine's state at the start of each of the first `epochs` epochs of `m1`'s configuration
+ * (from its seed's initial weights, the same batches), the weights at each epoch's end and the
+ * epoch's training loss: what the re-synchronised reference epochs start from and are compared
+ * with. Cheap next to the reference, so it is recomputed rather than checkpointed.
+ */
+async function engineEpochStarts(m1: Trial, data: TrialData, threads: number, epochs: number, signal?: AbortSignal): Promise<{ starts: EpochStart[]; ends: Float32Array[][]; engineLoss: number[] }> {
+  const model = new MLP({ layers: m1.layers, seed: m1.config.seed, threads })
+  try {
+    const starts: EpochStart[] = []
+    const ends: Float32Array[][] = []
+    const engineLoss: number[] = []
+    for (let t = 0; t < epochs; t++) {
+      if (signal?.aborted) throw Object.assign(new Error('the operation was aborted'), { name: 'AbortError' })
+      const { step, m, v } = model.getTrainingState()
+      starts.push({ epoch: t, weights: model.getWeights(), step, m, v })
+      try {
+        engineLoss.push((await nativeEpoch(model, data, m1.config, t, epochLr(m1.config, t))).loss)
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'KANA_DIVERGED') throw e
+        starts.pop() // a diverging epoch has nothing to compare
+        break
+      }
+      ends.push(model.getWeights())
+    }
+    return { starts, ends, engineLoss }
+  } finally {
+    model.free()
+  }
+}
+
 /** Optimiser steps in one epoch of configuration `c` on `n` training samples. */
 const stepsPerEpoch = (c: ModelConfig, n: number) => (c.optimizer === 'gd' || c.batchSize >= n ? 1 : Math.ceil(n / c.batchSize))
 
@@ -784,7 +846,7 @@ export function jitterer(shape: Float32Array[], k: number): { apply(ws: Float32A
   }
 }
 
-function agreementOf(ref: ReferenceOutcome, refTest: { loss: number; accuracy: number }, prefix: EngineCopy, prefixTest: SplitMetrics, twins: EngineCopy[], twinTests: SplitMetrics[], m1: Trial, budget: number, onWorker: boolean): Agreement {
+function agreementOf(ref: ReferenceOutcome, refTest: { loss: number; accuracy: number }, prefix: EngineCopy, prefixTest: SplitMetrics, twins: EngineCopy[], twinTests: SplitMetrics[], resync: ResyncRecord[], m1: Trial, budget: number, onWorker: boolean): Agreement {
   const p = prefix.trial.history
   const n = Math.min(ref.history.length, p.length)
   const rel = (a: number, b: number) => Math.abs(a - b) / Math.abs(b)
@@ -816,7 +878,10 @@ function agreementOf(ref: ReferenceOutcome, refTest: { loss: number; accuracy: n
   }
   const oneSample = 100 / prefixTest.samples
   const accExplained = accDiff <= Math.max(0.5, SENSITIVITY_FACTOR_ACCURACY * sensAcc, oneSample)
-  const verdict: Agreement['verdict'] = pass.trainLoss && pass.testAccuracy ? 'agree' : lossExplained && accExplained ? 'float32-sensitivity' : 'disagree'
+  const rs = [...resync].sort((a, b) => a.epoch - b.epoch)
+  const resyncMax = rs.length ? Math.max(...rs.map((r) => r.relDiff)) : NaN
+  const resyncPass = rs.length > 0 && resyncMax <= 0.01
+  const verdict: Agreement['verdict'] = pass.trainLoss && pass.testAccuracy ? 'agree' : resyncPass && lossExplained && accExplained ? 'float32-sensitivity' : 'disagree'
   return {
     method: 'both step through the same mini-batches: each epoch\'s order is generated in TypeScript from the seed (trial.ts epochOrder), and each batch is handed to the engine as its own Dataset with batchSize = its length and to the reference\'s step() as arrays (full-batch GD needs no order). Test accuracy is compared at the epoch whose weights M2 ends with',
     epochsConfigured: m1.config.epochs,
@@ -845,6 +910,16 @@ function agreementOf(ref: ReferenceOutcome, refTest: { loss: number; accuracy: n
       testAccuracyDiffPoints: sensAcc,
       factor: SENSITIVITY_FACTOR,
       factorAccuracy: SENSITIVITY_FACTOR_ACCURACY,
+    },
+    resync: {
+      method: 'the reference trains each epoch from the engine\'s weights, Adam step count and moments at the start of that epoch, on the same mini-batches; training loss compared with the engine\'s for the same epoch, weights at its end',
+      epochs: rs.map((r) => r.epoch),
+      engineLoss: rs.map((r) => r.engineLoss),
+      referenceLoss: rs.map((r) => r.referenceLoss),
+      trainLossRelDiff: rs.map((r) => r.relDiff),
+      maxTrainLossRelDiff: resyncMax,
+      maxAbsWeightDiff: rs.map((r) => r.maxAbsWeightDiff),
+      pass: resyncPass,
     },
     verdict,
   }

@@ -194,6 +194,121 @@ export function runReference(job: ReferenceJob, onEpoch?: (r: EpochRecord) => vo
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Re-synchronised epochs: the reference trains epoch e from the engine's exact state at the start
+// of epoch e (weights, Adam's step count and moments) on the same batches, and its training loss
+// is compared with the engine's for that epoch. A free-running comparison (M2 against M1) also
+// measures how far a configuration carries rounding differences from epoch to epoch, which in
+// chaotic training grows far beyond any implementation error; starting every epoch afresh from
+// the same state leaves one epoch's worth of that growth, so what remains is the implementations.
+
+/** The engine's state at the start of (0-based) epoch `epoch`. */
+export interface EpochStart {
+  epoch: number
+  weights: Float32Array[]
+  step: number
+  /** Adam's moments (empty before the first Adam step). */
+  m: Float32Array[]
+  v: Float32Array[]
+}
+
+export interface ResyncJob {
+  config: ModelConfig
+  layers: number[]
+  train: Part
+  features: number
+  starts: EpochStart[]
+  /** The engine's weights at the end of each of those epochs, and its training loss in each. */
+  ends: Float32Array[][]
+  engineLoss: number[]
+  budgetSeconds: number
+  /** Epochs already done (a resumed experiment): start with starts[skip]. */
+  skip: number
+}
+
+export interface ResyncRecord {
+  /** 1-based. */
+  epoch: number
+  engineLoss: number
+  referenceLoss: number
+  /** |engine − reference| / reference. */
+  relDiff: number
+  /** Largest |Δ| between the two implementations' weights at the end of the epoch. */
+  maxAbsWeightDiff: number
+  seconds: number
+}
+
+/** Runs the re-synchronised epochs, within the budget; stops before a batch when `stop` is set. */
+export function runResync(job: ResyncJob, onEpoch: (r: ResyncRecord) => void, stop?: Int32Array): void {
+  const c = job.config
+  const started = performance.now()
+  const n = job.train.labels.length
+  const optimizer = c.optimizer === 'adam' ? 'adam' : 'sgd'
+  const batchSize = c.optimizer === 'gd' ? n : Math.min(c.batchSize, n)
+  const steps = Math.ceil(n / batchSize)
+  let last = 0
+  for (let k = job.skip; k < job.starts.length; k++) {
+    const elapsed = (performance.now() - started) / 1000
+    if (k > job.skip && elapsed + last > job.budgetSeconds) return
+    const epochStart = performance.now()
+    const s = job.starts[k]
+    const model = new ReferenceMLP(job.layers, toInit(s.weights))
+    if (s.m.length) model.setAdamState({ t: s.step, m: toInit(s.m), v: toInit(s.v) })
+    const order = batchSize >= n ? Uint32Array.from({ length: n }, (_, i) => i) : epochOrder(c.seed, s.epoch, n)
+    const lr = epochLr(c, s.epoch)
+    let loss = 0
+    for (let b = 0; b < steps; b++) {
+      if (stop && Atomics.load(stop, 0) !== 0) return
+      const batch = batchAt(job.train, job.features, order, batchSize, b)
+      loss += model.step(batch.images, batch.labels, batch.n, { optimizer, lr, l2: c.l2, beta1: c.beta1, beta2: c.beta2, eps: c.eps }).loss * batch.n
+    }
+    const w = flat(model.getWeights64())
+    let maxAbs = 0
+    job.ends[k].forEach((e, l) => e.forEach((x, i) => (maxAbs = Math.max(maxAbs, Math.abs(x - w[l][i])))))
+    const referenceLoss = loss / n
+    const engineLoss = job.engineLoss[k]
+    last = (performance.now() - epochStart) / 1000
+    onEpoch({ epoch: s.epoch + 1, engineLoss, referenceLoss, relDiff: Math.abs(engineLoss - referenceLoss) / Math.abs(referenceLoss), maxAbsWeightDiff: maxAbs, seconds: last })
+  }
+}
+
+/**
+ * Runs the re-synchronised epochs on a worker thread; the records arrive one by one. Interrupting
+ * ends the worker at once: the epoch under way is recomputed on resume (it is a check, not training).
+ */
+export function runResyncInWorker(job: ResyncJob, onEpoch: (r: ResyncRecord) => void): { result: Promise<void>; terminate(): Promise<void> } {
+  const stop = new Int32Array(new SharedArrayBuffer(4))
+  let worker: Worker
+  try {
+    worker = new Worker(workerCode(), { eval: true, workerData: { kind: 'resync', job, stop } })
+  } catch {
+    return { result: Promise.resolve().then(() => runResync(job, onEpoch)), terminate: async () => {} }
+  }
+  const result = new Promise<void>((resolve, reject) => {
+    worker.on('message', (m: { type: string; record?: ResyncRecord; error?: string }) => {
+      if (m.type === 'resync-epoch') onEpoch(m.record!)
+      else if (m.type === 'resync-done') resolve()
+      else if (m.type === 'error') reject(new Error(`re-synchronised reference epochs failed: ${m.error}`))
+    })
+    worker.on('error', reject)
+  })
+  result.catch(() => {})
+  return {
+    result,
+    terminate: async () => {
+      Atomics.store(stop, 0, 1)
+      await worker.terminate()
+    },
+  }
+}
+
+/** Code that starts reference-worker in a worker thread (registering tsx first under the TypeScript sources, as tests run). */
+function workerCode(): string {
+  const ts = __filename.endsWith('.ts')
+  const entry = join(__dirname, `reference-worker${ts ? '.ts' : '.js'}`)
+  return `${ts ? "require('tsx/cjs/api').register();" : ''} require(${JSON.stringify(entry)})`
+}
+
 /** A reference run under way: its result, and the test evaluation to ask for once selection is done. */
 export interface ReferenceRun {
   result: Promise<ReferenceOutcome>
@@ -211,19 +326,12 @@ export interface ReferenceRun {
 
 type WorkerMessage = { type: string; record?: EpochRecord; outcome?: ReferenceOutcome; state?: ReferenceState; test?: ReferenceTest; error?: string }
 
-/**
- * Starts the reference run on a worker thread (continuing `resume` when given). Under the
- * TypeScript sources (tsx, as the tests run) the worker registers tsx itself, since Node does not
- * hand a loader to worker entry files.
- */
+/** Starts the reference run on a worker thread (continuing `resume` when given). */
 export function runReferenceInWorker(job: ReferenceJob, onEpoch?: (r: EpochRecord) => void, resume?: ReferenceState): ReferenceRun {
-  const ts = __filename.endsWith('.ts')
-  const entry = join(__dirname, `reference-worker${ts ? '.ts' : '.js'}`)
-  const code = `${ts ? "require('tsx/cjs/api').register();" : ''} require(${JSON.stringify(entry)})`
   const stop = new Int32Array(new SharedArrayBuffer(4))
   let worker: Worker
   try {
-    worker = new Worker(code, { eval: true, workerData: { job, resume, stop } })
+    worker = new Worker(workerCode(), { eval: true, workerData: { kind: 'reference', job, resume, stop } })
   } catch {
     return runReferenceHere(job, onEpoch, resume)
   }
