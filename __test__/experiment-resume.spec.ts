@@ -3,8 +3,9 @@
 // while the reference (M2) runs on its worker beside the architecture search, at arbitrary times,
 // twice in a row — then resumed from its checkpoint, must give the same table, histories, trial
 // logs, agreement figures and weights bit for bit (only wall-clock times differ). Also: a damaged
-// checkpoint is refused, a new run into a directory with a checkpoint is refused, and the CLI
-// exits 130 on SIGINT with the resume command, which then finishes the experiment.
+// checkpoint is refused, a new run into a directory with a checkpoint is refused, the CLI exits
+// 130 on SIGINT with the resume command, which then finishes the experiment, and an experiment
+// killed outright resumes from the checkpoint written after its last finished phase.
 import test from 'ava'
 import { spawn, spawnSync } from 'node:child_process'
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
@@ -167,7 +168,7 @@ test.serial('a damaged checkpoint, different data, extra settings and a new run 
 })
 
 const built = existsSync(join(root, 'dist', 'experiment-cli.js'))
-;(built ? test.serial : test.skip)('kana-native experiment: SIGINT exits 130 with the resume command, --resume finishes it', async (t) => {
+;(built ? test.serial : test.skip)('kana-native experiment: SIGINT exits 130 with the resume command, --resume finishes it; after SIGKILL it resumes from the last phase', async (t) => {
   const o = await setup()
   const dir = mkdtempSync(join(tmpdir(), 'kana-resume-cli-'))
   writeFileSync(join(dir, 'X.npy'), npy('|u1', [600, 784], o.inMemory.images))
@@ -202,4 +203,19 @@ const built = existsSync(join(root, 'dist', 'experiment-cli.js'))
   t.is(written.resumed.interruptions, 1)
   // the same data from files as in memory: the same results as the uninterrupted run
   t.deepEqual(written.table.map((row: { testAccuracy: number }) => row.testAccuracy), (baseline!.result as ExperimentResult).table.map((row) => row.testAccuracy))
+
+  // SIGKILL gives no chance to write a checkpoint: the one written after the last finished phase remains
+  const killed = spawn(process.execPath, [bin, 'experiment', '--config', 'exp.json', '--out', 'killed', '--no-report'], { cwd: dir, env: { ...process.env, NO_COLOR: '1' } })
+  let log = ''
+  killed.stderr.on('data', (d) => {
+    log += String(d)
+    if (/^M3: architecture search/m.test(log)) killed.kill('SIGKILL')
+  })
+  t.is(await new Promise<string | null>((resolve) => killed.on('close', (_code, signal) => resolve(signal))), 'SIGKILL')
+  const phase = JSON.parse(readFileSync(join(dir, 'killed', 'checkpoint', 'experiment-checkpoint.json'), 'utf8'))
+  t.is(phase.reason, 'search', 'the checkpoint of the last phase done')
+  const after = cli(['experiment', '--resume', 'killed', '--no-report', '--json'])
+  t.is(after.status, 0, after.stderr)
+  const table = JSON.parse(readFileSync(join(dir, 'killed', 'comparison.json'), 'utf8'))
+  t.deepEqual(table.map((row: { testAccuracy: number; testLoss: number }) => [row.testAccuracy, row.testLoss]), (baseline!.result as ExperimentResult).table.map((row) => [row.testAccuracy, row.testLoss]))
 })

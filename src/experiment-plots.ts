@@ -93,13 +93,20 @@ export async function agreementChart(
     const tw = twins.filter((h) => h[i]).map((h) => Math.abs(h[i].trainLoss - native[i].trainLoss) / Math.abs(native[i].trainLoss))
     if (tw.length) diffs.push({ epoch: native[i].epoch, pair: 'jittered engine twin (farthest)', rel: Math.max(floor, ...tw) })
   }
-  for (const r of opts.resync ?? []) if (r.epoch <= native[n - 1].epoch) diffs.push({ epoch: r.epoch, pair: 'reference, each epoch from the engine\'s state', rel: Math.max(floor, r.relDiff) })
+  for (const r of opts.resync ?? []) if (r.epoch <= native[n - 1].epoch) diffs.push({ epoch: r.epoch, pair: 'reference, re-synchronised each epoch', rel: Math.max(floor, r.relDiff) })
   const worst = Math.max(...diffs.filter((d) => d.pair === 'reference').map((d) => d.rel))
+  const resyncWorst = opts.resync?.length ? Math.max(...opts.resync.map((r) => r.relDiff)) : undefined
   const lastEpoch = Math.max(1, native[n - 1].epoch)
   const ticks = lastEpoch <= 20 ? { values: Array.from({ length: lastEpoch }, (_, i) => i + 1) } : { tickMinStep: 1 }
   const x = { field: 'epoch', type: 'quantitative', title: 'epoch', axis: { format: 'd', ...ticks }, scale: { domain: [1, lastEpoch], nice: false } }
   return render({
-    title: { text: opts.title ?? 'M1 (engine) against M2 (reference): training loss', subtitle: `same split, initial weights and mini-batches · largest relative difference ${(worst * 100).toPrecision(2)}% over ${n} epoch${n === 1 ? '' : 's'}` },
+    title: {
+      text: opts.title ?? 'M1 (engine) against M2 (reference): training loss',
+      subtitle: [
+        `same split, initial weights and mini-batches · largest relative difference ${(worst * 100).toPrecision(2)}% over ${n} epoch${n === 1 ? '' : 's'}`,
+        ...(resyncWorst !== undefined ? [`each epoch re-synchronised (the reference starting from the engine's state): at most ${(resyncWorst * 100).toPrecision(2)}%`] : []),
+      ],
+    },
     hconcat: [
       {
         width: 320, height: 230,
@@ -114,7 +121,7 @@ export async function agreementChart(
         encoding: {
           x,
           y: { field: 'rel', type: 'quantitative', title: 'relative training-loss difference (log)', scale: { type: 'log' }, axis: { format: '.0e' } },
-          color: { field: 'pair', type: 'nominal', scale: { domain: ['reference', 'reference, each epoch from the engine\'s state', 'jittered engine twin (farthest)'], range: ['#e45756', '#54a24b', '#999999'] }, legend: { title: 'distance from the engine', orient: 'top', direction: 'vertical', labelLimit: 400, titleLimit: 400 } },
+          color: { field: 'pair', type: 'nominal', scale: { domain: ['reference', 'reference, re-synchronised each epoch', 'jittered engine twin (farthest)'], range: ['#e45756', '#54a24b', '#999999'] }, legend: { title: 'distance from the engine', orient: 'top', direction: 'vertical', labelLimit: 400, titleLimit: 400 } },
         },
       },
     ],
