@@ -151,6 +151,7 @@ test.serial('a damaged checkpoint, different data, extra settings and a new run 
   const o = await setup()
   await t.throwsAsync(runExperiment({ ...o, out: dir }), { message: /holds the checkpoint of an interrupted experiment: continue it with `kana-native experiment --resume/ })
   await t.throwsAsync(runExperiment({ inMemory: o.inMemory, resume: dir, seed: 8 }), { message: /do not give seed/ })
+  await t.throwsAsync(runExperiment({ inMemory: o.inMemory, resume: dir, out: join(dir, 'elsewhere') }), { message: /do not give another out/ })
   const other = { ...o.inMemory, images: o.inMemory.images.slice() }
   other.images[12345] ^= 1
   await t.throwsAsync(runExperiment({ inMemory: other, resume: dir, report: false }), { message: /the data differ from those the interrupted experiment/ })

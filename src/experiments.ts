@@ -377,6 +377,7 @@ export async function runExperiment(opts: ExperimentOptions = {}): Promise<Exper
   if (opts.resume !== undefined) {
     const given = RUN_KEYS.filter((k) => opts[k] !== undefined)
     if (given.length) throw new RangeError(`resume takes the experiment's configuration from its checkpoint; do not give ${given.join(', ')}`)
+    if (opts.out !== undefined && resolve(opts.out) !== resolve(opts.resume)) throw new RangeError(`resume continues the experiment in its own directory (${resolve(opts.resume)}); do not give another out (${resolve(opts.out)})`)
     loaded = await readExperimentCheckpoint(resolve(opts.resume))
     log(`resuming the experiment in ${loaded.dir} from its checkpoint of ${loaded.createdAt} (${loaded.reason})`)
   }
