@@ -27,6 +27,7 @@ import { EarlyStopping, type EarlyStoppingState } from './early-stopping'
 import type { TrainingState } from './mlp'
 import type { Inputs } from './inputs'
 import type { EpochRecord, ResolvedConfig } from './train'
+import { checkModelConfig } from './model-config'
 
 export const CHECKPOINT_DIR = 'checkpoint'
 export const CHECKPOINT_INDEX = 'checkpoint.json'
@@ -144,6 +145,36 @@ export function dataFingerprint(inputs: Inputs): string {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Sealed JSON: the index of a checkpoint carries the SHA-256 of its own text, so a flipped bit or a
+// hand edit that still parses is refused instead of resuming a different run. Non-finite numbers
+// (a diverged trial's loss) are written as the strings "NaN", "Infinity", "-Infinity".
+
+const NON_FINITE: Record<string, number> = { NaN: NaN, Infinity: Infinity, '-Infinity': -Infinity }
+const encodeNumbers = (_: string, x: unknown) => (typeof x === 'number' && !Number.isFinite(x) ? String(x) : x)
+const textOf = (v: unknown) => JSON.stringify(v, encodeNumbers, 1)
+
+/** `obj` as JSON text with an `integrity` field (SHA-256 of the text without it) at the end. */
+export function sealJson(obj: Record<string, unknown>): string {
+  return textOf({ ...obj, integrity: sha256(new TextEncoder().encode(textOf(obj))) }) + '\n'
+}
+
+/** Parses sealed JSON and checks its integrity; `bad` is called with the reason when it fails. */
+export function openSealedJson(text: string, name: string, bad: (why: string) => never): Record<string, any> {
+  let v: unknown
+  try {
+    v = JSON.parse(text, (_, x) => (typeof x === 'string' && x in NON_FINITE ? NON_FINITE[x] : x))
+  } catch (e) {
+    return bad(`${name} is not valid JSON (${(e as Error).message})`)
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return bad(`${name} does not hold an object`)
+  const { integrity, ...rest } = v as Record<string, unknown>
+  if (typeof integrity !== 'string') return bad(`${name} has no integrity field`)
+  // byte for byte: the hash covers the content, the comparison also the layout (a changed space)
+  if (sha256(new TextEncoder().encode(textOf(rest))) !== integrity || sealJson(rest) !== text) return bad(`${name} does not match its integrity hash: it was changed after it was written`)
+  return rest
+}
+
+// ---------------------------------------------------------------------------------------------
 // A small strict safetensors codec for 1-D F32/U32/F64 tensors (training and experiment state)
 
 export type Tensor = Float32Array | Uint32Array | Float64Array
@@ -254,7 +285,7 @@ export async function writeCheckpoint(runDir: string, c: Checkpoint): Promise<st
     },
     files,
   }
-  await writeFileAtomic(join(dir, CHECKPOINT_INDEX), JSON.stringify(index, null, 1) + '\n')
+  await writeFileAtomic(join(dir, CHECKPOINT_INDEX), sealJson(index))
   // Now the older checkpoint's files are unreferenced.
   const keep = new Set(Object.values(files).map((f) => f.name))
   for (const f of await fsp.readdir(dir)) {
@@ -297,13 +328,19 @@ export async function readCheckpoint(runDir: string): Promise<Checkpoint> {
         : `cannot resume ${runDir}: it has no checkpoint (${indexPath} is missing). A checkpoint is written when a run is interrupted with Ctrl-C/SIGTERM; a run that was killed outright cannot be resumed`)
   }
   const bad = (why: string): never => { throw new CheckpointError('ECORRUPT', `the checkpoint in ${dir} is damaged: ${why}`) }
-  let ix: Record<string, any>
-  try { ix = JSON.parse(text) } catch (e) { return bad(`${CHECKPOINT_INDEX} is not valid JSON (${(e as Error).message})`) }
-  if (!isObj(ix) || ix.format !== CHECKPOINT_FORMAT) bad(`${CHECKPOINT_INDEX} is not a kana-native checkpoint`)
+  const ix = openSealedJson(text, CHECKPOINT_INDEX, bad)
+  if (ix.format !== CHECKPOINT_FORMAT) bad(`${CHECKPOINT_INDEX} is not a kana-native checkpoint`)
   if (ix.version !== CHECKPOINT_VERSION) throw new CheckpointError('EVERSION', `the checkpoint in ${dir} has version ${ix.version}; this kana-native reads version ${CHECKPOINT_VERSION}`)
 
   const config = ix.config as ResolvedConfig
   if (!isObj(config) || !Array.isArray(config.layers) || !config.layers.every((n) => isInt(n, 1)) || config.layers.length < 2 || !isInt(config.epochs, 1) || !isInt(config.seed) || !isInt(config.threads, 1)) bad('config is incomplete')
+  try {
+    checkModelConfig({ ...config, hidden: config.layers.slice(1, -1) })
+  } catch (e) {
+    bad(`config: ${(e as Error).message}`)
+  }
+  const sp = config.split
+  if (!isObj(sp) || ![sp.train, sp.validation, sp.test].every((x) => typeof x === 'number' && x >= 0 && Number.isFinite(x)) || !(sp.train > 0) || Math.abs(sp.train + sp.validation + sp.test - 1) > 1e-9) bad('config: the split is malformed')
   if (!isInt(ix.epoch) || ix.epoch >= config.epochs) bad(`epoch ${ix.epoch} is outside 0..${config.epochs - 1}`)
   if (ix.phase !== 'train' && ix.phase !== 'validate') bad(`phase ${ix.phase} is unknown`)
   if (!isNum(ix.lr) || !isNum(ix.epochSeconds) || !isNum(ix.seconds)) bad('lr or timings are missing')
@@ -321,6 +358,7 @@ export async function readCheckpoint(runDir: string): Promise<Checkpoint> {
   try { earlyStopping = EarlyStopping.fromJSON(ix.earlyStopping).toJSON() } catch (e) { return bad(`early stopping state: ${(e as Error).message}`) }
   const data = ix.data as DataRecord
   if (!isObj(data) || !['files', 'dataset', 'memory'].includes(data.kind) || typeof data.fingerprint !== 'string' || !Array.isArray(data.files) || !Array.isArray(data.classNames)) bad('the data record is incomplete')
+  if (data.classNames.length !== config.layers[config.layers.length - 1] || !data.classNames.every((c) => typeof c === 'string')) bad('the data record\'s class names do not fit the model')
   const tr = ix.training
   if (!isObj(tr) || !isInt(tr.step) || typeof tr.rng !== 'string' || !/^\d+$/.test(tr.rng) || !isInt(tr.moments)) bad('the training state is incomplete')
   const pe = tr.partialEpoch

@@ -14,15 +14,14 @@
 // exact mini-batch, and the reference continues from its own state. Trials dropped by the search
 // keep only their records (their models were freed).
 //
-// The index records the tensor file's size and SHA-256, as train's checkpoints do (checkpoint.ts):
-// a crash while writing leaves the previous checkpoint or the new one, and a damaged file is
-// refused instead of silently resuming wrong. Non-finite numbers (a diverged trial's loss) are
-// written as the strings "NaN", "Infinity", "-Infinity", since JSON has no such numbers.
+// The index records the tensor file's size and SHA-256 and is sealed with the hash of its own
+// text, as train's checkpoints are (checkpoint.ts): a crash while writing leaves the previous
+// checkpoint or the new one, and a damaged file is refused instead of silently resuming wrong.
 import { createHash, randomBytes } from 'node:crypto'
 import { promises as fsp } from 'node:fs'
 import { join } from 'node:path'
 import { writeFileAtomic } from './atomic'
-import { CheckpointError, decodeTensors, encodeTensors, type Tensor } from './checkpoint'
+import { CheckpointError, decodeTensors, encodeTensors, openSealedJson, sealJson, type Tensor } from './checkpoint'
 import { Trial, type TrialData, type TrialOptions, type TrialSnapshot, type ModelConfig } from './trial'
 import type { ReferenceOutcome, ReferenceState, ResyncRecord } from './reference-trial'
 
@@ -134,7 +133,7 @@ export class ExperimentStore {
       file: { name, size: bytes.length, sha256: sha256(bytes) },
       trials, reference, resync: this.resync,
     }
-    await writeFileAtomic(join(cdir, EXPERIMENT_CHECKPOINT_INDEX), stringify(index))
+    await writeFileAtomic(join(cdir, EXPERIMENT_CHECKPOINT_INDEX), sealJson(index))
     for (const f of await fsp.readdir(cdir)) {
       if (f.endsWith('.safetensors') && f !== name) await fsp.rm(join(cdir, f), { force: true }).catch(() => {})
     }
@@ -143,13 +142,6 @@ export class ExperimentStore {
 }
 
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex')
-
-/** JSON with non-finite numbers as strings (a diverged trial's loss is Infinity or NaN). */
-function stringify(v: unknown): string {
-  return JSON.stringify(v, (_, x) => (typeof x === 'number' && !Number.isFinite(x) ? String(x) : x), 1) + '\n'
-}
-
-const NON_FINITE: Record<string, number> = { NaN: NaN, Infinity: Infinity, '-Infinity': -Infinity }
 
 export async function removeExperimentCheckpoint(dir: string): Promise<void> {
   const cdir = join(dir, EXPERIMENT_CHECKPOINT_DIR)
@@ -169,6 +161,23 @@ export async function hasExperimentCheckpoint(dir: string): Promise<boolean> {
 
 const isObj = (v: unknown): v is Record<string, any> => typeof v === 'object' && v !== null && !Array.isArray(v)
 const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0
+
+const STOPS = [null, 'early-stopping', 'completed', 'diverged']
+const EPOCH_FIELDS = ['lr', 'trainLoss', 'trainAccuracy', 'valLoss', 'valAccuracy', 'seconds'] as const
+
+/** The JSON part of a saved trial: history, stop reason, unfinished epoch (the rest is checked as it is restored). */
+function checkTrialRecord(key: string, r: Record<string, any>, bad: (why: string) => never): void {
+  r.history.forEach((h: unknown, i: number) => {
+    // a diverged epoch's losses may be NaN or ±Infinity: numbers all the same
+    if (!isObj(h) || h.epoch !== i + 1 || !EPOCH_FIELDS.every((k) => typeof h[k] === 'number')) bad(`trial ${key}: history entry ${i + 1} is malformed`)
+  })
+  if (!STOPS.includes(r.stopReason)) bad(`trial ${key}: unknown stop reason ${JSON.stringify(r.stopReason)}`)
+  if (typeof r.seconds !== 'number' || !isCount(r.weightsEpoch) || r.weightsEpoch > r.history.length) bad(`trial ${key}: timings or weights epoch malformed`)
+  const p = r.partial
+  if (p !== null && p !== undefined) {
+    if (!isObj(p) || p.epoch !== r.history.length || !isCount(p.nextBatch) || !isCount(p.correct) || typeof p.loss !== 'number' || !Number.isFinite(p.loss) || typeof p.seconds !== 'number') bad(`trial ${key}: the unfinished epoch is malformed`)
+  }
+}
 
 /** Reads and checks DIR/checkpoint/: the index, the tensor file's size and hash, every tensor named there. */
 export async function readExperimentCheckpoint(dir: string): Promise<LoadedExperimentCheckpoint> {
@@ -190,13 +199,8 @@ export async function readExperimentCheckpoint(dir: string): Promise<LoadedExper
         : `cannot resume ${dir}: it has no experiment checkpoint (${indexPath} is missing)`)
   }
   const bad = (why: string): never => { throw new CheckpointError('ECORRUPT', `the experiment checkpoint in ${cdir} is damaged: ${why}`) }
-  let ix: Record<string, any>
-  try {
-    ix = JSON.parse(text, (_, x) => (typeof x === 'string' && x in NON_FINITE ? NON_FINITE[x] : x))
-  } catch (e) {
-    return bad(`${EXPERIMENT_CHECKPOINT_INDEX} is not valid JSON (${(e as Error).message})`)
-  }
-  if (!isObj(ix) || ix.format !== FORMAT) bad(`${EXPERIMENT_CHECKPOINT_INDEX} is not a kana-native experiment checkpoint`)
+  const ix = openSealedJson(text, EXPERIMENT_CHECKPOINT_INDEX, bad)
+  if (ix.format !== FORMAT) bad(`${EXPERIMENT_CHECKPOINT_INDEX} is not a kana-native experiment checkpoint`)
   if (ix.version !== VERSION) throw new CheckpointError('EVERSION', `the experiment checkpoint in ${cdir} has version ${ix.version}; this kana-native reads version ${VERSION}`)
   if (!isObj(ix.config) || !isObj(ix.data) || typeof ix.data.fingerprint !== 'string' || !isObj(ix.trials) || typeof ix.seconds !== 'number' || !isCount(ix.interruptions)) bad('the index is incomplete')
   const f = ix.file
@@ -218,6 +222,7 @@ export async function readExperimentCheckpoint(dir: string): Promise<LoadedExper
   const trials = new Map<string, TrialSnapshot>()
   for (const [key, r] of Object.entries(ix.trials as Record<string, any>)) {
     if (!isObj(r) || !isObj(r.tensors) || !isObj(r.config) || !Array.isArray(r.history) || typeof r.released !== 'boolean' || typeof r.finished !== 'boolean') bad(`trial ${key} is malformed`)
+    checkTrialRecord(key, r, bad)
     const tn = r.tensors
     const snap: TrialSnapshot = {
       config: r.config, history: r.history, stopReason: r.stopReason, divergence: r.divergence ?? undefined, seconds: r.seconds,

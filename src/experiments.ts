@@ -381,7 +381,13 @@ export async function runExperiment(opts: ExperimentOptions = {}): Promise<Exper
     loaded = await readExperimentCheckpoint(resolve(opts.resume))
     log(`resuming the experiment in ${loaded.dir} from its checkpoint of ${loaded.createdAt} (${loaded.reason})`)
   }
-  const cfg = resolveExperiment(loaded ? (loaded.config as ExperimentConfig) : opts)
+  let cfg: ResolvedExperiment
+  try {
+    cfg = resolveExperiment(loaded ? (loaded.config as ExperimentConfig) : opts)
+  } catch (e) {
+    if (!loaded) throw e
+    throw new CheckpointError('ECORRUPT', `the experiment checkpoint in ${loaded.dir} holds an invalid configuration: ${(e as Error).message}`, { cause: e })
+  }
   const dir = resolve(opts.resume ?? opts.out ?? join('runs', `experiment-${stamp()}`))
   if (!loaded && (await hasExperimentCheckpoint(dir))) {
     throw new CheckpointError('ECONFLICT', `${dir} holds the checkpoint of an interrupted experiment: continue it with \`kana-native experiment --resume ${dir}\` (runExperiment({ resume })), or choose another directory`)

@@ -18,71 +18,16 @@
 //   of 150 steps against 0.44 s for the engine's own shuffled epoch, on a loaded 2-core machine).
 //
 // The test split never enters a Trial: selection sees validation only.
-import { abortError, Dataset, MLP, type OptimizerName, type TrainingState } from './mlp'
+import { abortError, Dataset, MLP, type TrainingState } from './mlp'
 import { EarlyStopping, type EarlyStoppingState } from './early-stopping'
-import { learningRate, type ScheduleName } from './schedule'
+import { learningRate } from './schedule'
+import { CheckpointError } from './checkpoint'
+import { checkModelConfig, type ModelConfig } from './model-config'
 import { mulberry32 } from './split'
 import type { Part } from './inputs'
 import type { EpochRecord, StopReason } from './train'
 
-/** Everything that decides a training run (the seed fixes initial weights and batch order). */
-export interface ModelConfig {
-  hidden: number[]
-  optimizer: OptimizerName
-  lr: number
-  batchSize: number
-  l2: number
-  beta1: number
-  beta2: number
-  eps: number
-  epochs: number
-  schedule: ScheduleName
-  lrMin: number
-  earlyStopping: boolean
-  patience: number
-  minDelta: number
-  restoreBest: boolean
-  seed: number
-}
-
-/** The study's defaults (train()'s), with `seed` to be given. */
-export function resolveModelConfig(c: Partial<ModelConfig> & { seed: number }): ModelConfig {
-  const optimizer = c.optimizer ?? 'adam'
-  const lr = c.lr ?? (optimizer === 'adam' ? 1e-3 : 0.1)
-  const cfg: ModelConfig = {
-    hidden: c.hidden ?? [512],
-    optimizer,
-    lr,
-    batchSize: c.batchSize ?? 32,
-    l2: c.l2 ?? 1e-3,
-    beta1: c.beta1 ?? 0.9,
-    beta2: c.beta2 ?? 0.999,
-    eps: c.eps ?? 1e-8,
-    epochs: c.epochs ?? 200,
-    schedule: c.schedule ?? 'constant',
-    lrMin: c.lrMin ?? lr / 100,
-    earlyStopping: c.earlyStopping ?? true,
-    patience: c.patience ?? 20,
-    minDelta: c.minDelta ?? 0,
-    restoreBest: c.restoreBest ?? true,
-    seed: c.seed,
-  }
-  checkModelConfig(cfg)
-  return cfg
-}
-
-export function checkModelConfig(c: ModelConfig): void {
-  const bad = (what: string, v: unknown) => { throw new RangeError(`${what}, got ${JSON.stringify(v)}`) }
-  if (!Array.isArray(c.hidden) || !c.hidden.every((w) => Number.isInteger(w) && w >= 1)) bad('hidden must be a list of positive integer widths', c.hidden)
-  if (!['gd', 'sgd', 'adam'].includes(c.optimizer)) bad('optimizer must be gd, sgd or adam', c.optimizer)
-  if (!(c.lr > 0 && Number.isFinite(c.lr))) bad('lr must be a finite number > 0', c.lr)
-  if (!(Number.isInteger(c.batchSize) && c.batchSize >= 1)) bad('batchSize must be an integer ≥ 1', c.batchSize)
-  if (!(c.l2 >= 0 && Number.isFinite(c.l2))) bad('l2 must be a finite number ≥ 0', c.l2)
-  if (!(Number.isInteger(c.epochs) && c.epochs >= 1)) bad('epochs must be an integer ≥ 1', c.epochs)
-  if (!['constant', 'linear', 'exponential'].includes(c.schedule)) bad('schedule must be constant, linear or exponential', c.schedule)
-  if (!(Number.isInteger(c.patience) && c.patience >= 0)) bad('patience must be an integer ≥ 0', c.patience)
-  if (!Number.isSafeInteger(c.seed)) bad('seed must be an integer', c.seed)
-}
+export { checkModelConfig, resolveModelConfig, type ModelConfig } from './model-config'
 
 /** Layer sizes of a configuration on data with `features` inputs and `classes` classes. */
 export const layersOf = (c: ModelConfig, features: number, classes: number): number[] => [features, ...c.hidden, classes]
@@ -215,6 +160,8 @@ export class Trial {
   finished = false
   /** The model was freed (a trial dropped by the search): it keeps only its record. */
   released = false
+  /** The state came from a snapshot (restore()). */
+  private restored = false
   /** The weights after epoch `keepEpoch` (TrialOptions), once it has run. */
   kept: Float32Array[] | undefined
   private readonly keepEpoch?: number
@@ -269,7 +216,12 @@ export class Trial {
   async advance(untilEpoch: number, signal?: AbortSignal): Promise<void> {
     const c = this.config
     while (!this.done && this.history.length < untilEpoch) {
-      if (this.released) throw new Error('internal error: a released trial was advanced')
+      if (this.released) {
+        // only a checkpoint that does not belong to this configuration can lead here
+        throw this.restored
+          ? new CheckpointError('ECONFLICT', 'the checkpoint has a trial dropped by the search that this experiment would train on: it was written for another configuration')
+          : new Error('internal error: a released trial was advanced')
+      }
       const t = this.history.length
       const resumed = this.partial?.epoch === t ? this.partial : null
       const started = performance.now() - (resumed?.seconds ?? 0) * 1000
@@ -355,6 +307,7 @@ export class Trial {
   /** Puts this (new) trial into the state of `s`, which must come from a trial of the same configuration. */
   restore(s: TrialSnapshot): void {
     if (JSON.stringify(s.config) !== JSON.stringify(this.config)) throw new Error('internal error: a trial snapshot of another configuration')
+    this.restored = true
     this.history.splice(0, this.history.length, ...s.history.map((h) => ({ ...h })))
     this.stopReason = s.stopReason
     this.divergence = s.divergence
