@@ -103,13 +103,14 @@ export interface Checkpoint {
   createdAt?: string
 }
 
-interface FileRef {
+/** A data file of a checkpoint as its index records it. */
+export interface FileRef {
   name: string
   size: number
   sha256: string
 }
 
-const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex')
+export const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex')
 
 export async function fileFingerprint(path: string, role: string): Promise<FileFingerprint> {
   const fh = await fsp.open(path, 'r')
@@ -238,6 +239,47 @@ export function decodeTensors(bytes: Uint8Array, file: string): { meta: Record<s
 }
 
 // ---------------------------------------------------------------------------------------------
+// The mechanics both kinds of checkpoint share (train's here, the experiment's in
+// experiment-checkpoint.ts): data files under fresh names first, then the sealed index that names
+// them, renamed into place, then the older files removed; on reading, each file checked against
+// the size and SHA-256 its index records.
+
+/**
+ * Writes `data` (key → bytes) as `<key>.<id>.safetensors` into `dir`, then the index that
+ * `index(files)` returns, sealed, as `indexName`; removes the data files of older checkpoints.
+ */
+export async function commitCheckpoint(dir: string, indexName: string, data: [string, Uint8Array][], index: (files: Record<string, FileRef>) => Record<string, unknown>): Promise<void> {
+  await fsp.mkdir(dir, { recursive: true })
+  const id = `${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`
+  const files: Record<string, FileRef> = {}
+  for (const [key, bytes] of data) {
+    const name = `${key}.${id}.safetensors`
+    await writeFileAtomic(join(dir, name), bytes)
+    files[key] = { name, size: bytes.length, sha256: sha256(bytes) }
+  }
+  await writeFileAtomic(join(dir, indexName), sealJson(index(files)))
+  // Now the older checkpoint's files are unreferenced.
+  const keep = new Set(Object.values(files).map((f) => f.name))
+  for (const f of await fsp.readdir(dir)) {
+    if (f.endsWith('.safetensors') && !keep.has(f)) await fsp.rm(join(dir, f), { force: true }).catch(() => {})
+  }
+}
+
+/** Reads the data file `ref` (an entry of an index) from `dir`, checked against its recorded size and SHA-256. */
+export async function readRecordedFile(dir: string, ref: unknown, what: string, indexName: string, bad: (why: string) => never): Promise<Uint8Array> {
+  if (!isObj(ref) || typeof ref.name !== 'string' || ref.name.includes('/') || ref.name.includes('\\') || !isInt(ref.size) || typeof ref.sha256 !== 'string') return bad(`the entry for ${what} is malformed`)
+  let bytes: Uint8Array
+  try { bytes = await fsp.readFile(join(dir, ref.name)) } catch (e) { return bad(`${ref.name} cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`) }
+  if (bytes.length !== ref.size) bad(`${ref.name} has ${bytes.length} bytes, ${indexName} says ${ref.size}`)
+  if (sha256(bytes) !== ref.sha256) bad(`${ref.name} does not match its SHA-256 in ${indexName}`)
+  return bytes
+}
+
+export const isObj = (v: unknown): v is Record<string, any> => typeof v === 'object' && v !== null && !Array.isArray(v)
+const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v)
+export const isInt = (v: unknown, min = 0): v is number => Number.isSafeInteger(v) && (v as number) >= min
+
+// ---------------------------------------------------------------------------------------------
 // Writing
 
 const stateMeta = (layers: number[]) => ({ 'kana-native': JSON.stringify({ format: STATE_FORMAT, version: CHECKPOINT_VERSION, layers }) })
@@ -245,25 +287,17 @@ const stateMeta = (layers: number[]) => ({ 'kana-native': JSON.stringify({ forma
 /** Writes a checkpoint into RUN_DIR/checkpoint/ (data files first, checkpoint.json last); returns that folder. */
 export async function writeCheckpoint(runDir: string, c: Checkpoint): Promise<string> {
   const dir = join(runDir, CHECKPOINT_DIR)
-  await fsp.mkdir(dir, { recursive: true })
-  const id = `${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`
-  const files: Record<string, FileRef> = {}
-  const put = async (key: string, bytes: Uint8Array) => {
-    const name = `${key}.${id}.safetensors`
-    await writeFileAtomic(join(dir, name), bytes)
-    files[key] = { name, size: bytes.length, sha256: sha256(bytes) }
-  }
   const { layers, seed } = c.config
-  await put('weights', encodeModel({ layers, seed, classNames: c.data.classNames }, c.weights))
-  if (c.best) await put('best', encodeModel({ layers, seed, classNames: c.data.classNames }, c.best))
   const { m, v, partialEpoch } = c.training
   const tensors: [string, Tensor][] = [
     ...m.map((t, k): [string, Tensor] => [`m.${k}`, t]),
     ...v.map((t, k): [string, Tensor] => [`v.${k}`, t]),
   ]
   if (partialEpoch) tensors.push(['partialEpoch.order', partialEpoch.order])
-  await put('state', encodeTensors(tensors, stateMeta(layers)))
-  const index = {
+  const data: [string, Uint8Array][] = [['weights', encodeModel({ layers, seed, classNames: c.data.classNames }, c.weights)]]
+  if (c.best) data.push(['best', encodeModel({ layers, seed, classNames: c.data.classNames }, c.best)])
+  data.push(['state', encodeTensors(tensors, stateMeta(layers))])
+  await commitCheckpoint(dir, CHECKPOINT_INDEX, data, (files) => ({
     format: CHECKPOINT_FORMAT,
     version: CHECKPOINT_VERSION,
     createdAt: new Date().toISOString(),
@@ -284,29 +318,19 @@ export async function writeCheckpoint(runDir: string, c: Checkpoint): Promise<st
       partialEpoch: partialEpoch && { batchSize: partialEpoch.batchSize, nextStep: partialEpoch.nextStep, loss: partialEpoch.loss, correct: partialEpoch.correct, length: partialEpoch.order.length },
     },
     files,
-  }
-  await writeFileAtomic(join(dir, CHECKPOINT_INDEX), sealJson(index))
-  // Now the older checkpoint's files are unreferenced.
-  const keep = new Set(Object.values(files).map((f) => f.name))
-  for (const f of await fsp.readdir(dir)) {
-    if (f.endsWith('.safetensors') && !keep.has(f)) await fsp.rm(join(dir, f), { force: true }).catch(() => {})
-  }
+  }))
   return dir
 }
 
 /** Removes the checkpoint of a run that has finished (index first, so no half checkpoint is ever visible). */
-export async function removeCheckpoint(runDir: string): Promise<void> {
+export async function removeCheckpoint(runDir: string, indexName = CHECKPOINT_INDEX): Promise<void> {
   const dir = join(runDir, CHECKPOINT_DIR)
-  await fsp.rm(join(dir, CHECKPOINT_INDEX), { force: true })
+  await fsp.rm(join(dir, indexName), { force: true })
   await fsp.rm(dir, { recursive: true, force: true })
 }
 
 // ---------------------------------------------------------------------------------------------
 // Reading
-
-const isObj = (v: unknown): v is Record<string, any> => typeof v === 'object' && v !== null && !Array.isArray(v)
-const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v)
-const isInt = (v: unknown, min = 0): v is number => Number.isSafeInteger(v) && (v as number) >= min
 
 /** Reads and checks RUN_DIR/checkpoint/: every field, every file's size and hash, every shape. */
 export async function readCheckpoint(runDir: string): Promise<Checkpoint> {
@@ -367,16 +391,7 @@ export async function readCheckpoint(runDir: string): Promise<Checkpoint> {
 
   const files = ix.files as Record<string, FileRef>
   if (!isObj(files) || !isObj(files.weights) || !isObj(files.state)) bad('the list of files is incomplete')
-  const load = async (key: string): Promise<Uint8Array | undefined> => {
-    const ref = files[key]
-    if (ref === undefined) return undefined
-    if (!isObj(ref) || typeof ref.name !== 'string' || ref.name.includes('/') || ref.name.includes('\\') || !isInt(ref.size) || typeof ref.sha256 !== 'string') bad(`the entry for ${key} is malformed`)
-    let bytes: Uint8Array
-    try { bytes = await fsp.readFile(join(dir, ref.name)) } catch (e) { return bad(`${ref.name} cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`) }
-    if (bytes.length !== ref.size) bad(`${ref.name} has ${bytes.length} bytes, ${CHECKPOINT_INDEX} says ${ref.size}`)
-    if (sha256(bytes) !== ref.sha256) bad(`${ref.name} does not match its SHA-256 in ${CHECKPOINT_INDEX}`)
-    return bytes
-  }
+  const load = async (key: string): Promise<Uint8Array | undefined> => (files[key] === undefined ? undefined : readRecordedFile(dir, files[key], key, CHECKPOINT_INDEX, bad))
   const weightsOf = (bytes: Uint8Array, name: string) => {
     try {
       const f = decodeModel(bytes, name)

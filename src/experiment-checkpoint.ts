@@ -5,6 +5,7 @@
 //     experiment-checkpoint.json   the index, written last and renamed into place
 //     tensors.<id>.safetensors     every trial's weights, best weights and Adam moments (F32), and
 //                                  the reference's float64 parameters and moments (F64)
+// written and read with train's mechanics (checkpoint.ts commitCheckpoint, readRecordedFile).
 //
 // How resuming works: an experiment is a deterministic function of its resolved configuration,
 // so a resumed experiment runs the same code from the top, and every trial it creates (M0, each
@@ -17,15 +18,13 @@
 // The index records the tensor file's size and SHA-256 and is sealed with the hash of its own
 // text, as train's checkpoints are (checkpoint.ts): a crash while writing leaves the previous
 // checkpoint or the new one, and a damaged file is refused instead of silently resuming wrong.
-import { createHash, randomBytes } from 'node:crypto'
 import { promises as fsp } from 'node:fs'
 import { join } from 'node:path'
-import { writeFileAtomic } from './atomic'
-import { CheckpointError, decodeTensors, encodeTensors, openSealedJson, sealJson, type Tensor } from './checkpoint'
+import { CHECKPOINT_DIR, CheckpointError, commitCheckpoint, removeCheckpoint, decodeTensors, encodeTensors, isInt, isObj, openSealedJson, readRecordedFile, type Tensor } from './checkpoint'
 import { Trial, type TrialData, type TrialOptions, type TrialSnapshot, type ModelConfig } from './trial'
 import type { ReferenceOutcome, ReferenceState, ResyncRecord } from './reference-trial'
 
-export const EXPERIMENT_CHECKPOINT_DIR = 'checkpoint'
+export const EXPERIMENT_CHECKPOINT_DIR = CHECKPOINT_DIR
 export const EXPERIMENT_CHECKPOINT_INDEX = 'experiment-checkpoint.json'
 const FORMAT = 'kana-native-experiment-checkpoint'
 const VERSION = 1
@@ -91,7 +90,6 @@ export class ExperimentStore {
   /** Writes every trial (all must be at rest) and the reference into DIR/checkpoint/; returns that folder. */
   async write(dir: string, header: ExperimentCheckpointHeader): Promise<string> {
     const cdir = join(dir, EXPERIMENT_CHECKPOINT_DIR)
-    await fsp.mkdir(cdir, { recursive: true })
     const tensors: [string, Tensor][] = []
     const list = (prefix: string, xs: Tensor[] | undefined): number => {
       xs?.forEach((x, i) => tensors.push([`${prefix}.${i}`, x]))
@@ -125,29 +123,15 @@ export class ExperimentStore {
       }
     }
     const bytes = encodeTensors(tensors, { 'kana-native': JSON.stringify({ format: FORMAT, version: VERSION }) })
-    const id = `${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`
-    const name = `tensors.${id}.safetensors`
-    await writeFileAtomic(join(cdir, name), bytes)
-    const index = {
-      format: FORMAT, version: VERSION, createdAt: new Date().toISOString(), ...header,
-      file: { name, size: bytes.length, sha256: sha256(bytes) },
-      trials, reference, resync: this.resync,
-    }
-    await writeFileAtomic(join(cdir, EXPERIMENT_CHECKPOINT_INDEX), sealJson(index))
-    for (const f of await fsp.readdir(cdir)) {
-      if (f.endsWith('.safetensors') && f !== name) await fsp.rm(join(cdir, f), { force: true }).catch(() => {})
-    }
+    await commitCheckpoint(cdir, EXPERIMENT_CHECKPOINT_INDEX, [['tensors', bytes]], (files) => ({
+      format: FORMAT, version: VERSION, createdAt: new Date().toISOString(), ...header, files, trials, reference, resync: this.resync,
+    }))
     return cdir
   }
 }
 
-const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex')
 
-export async function removeExperimentCheckpoint(dir: string): Promise<void> {
-  const cdir = join(dir, EXPERIMENT_CHECKPOINT_DIR)
-  await fsp.rm(join(cdir, EXPERIMENT_CHECKPOINT_INDEX), { force: true })
-  await fsp.rm(cdir, { recursive: true, force: true })
-}
+export const removeExperimentCheckpoint = (dir: string): Promise<void> => removeCheckpoint(dir, EXPERIMENT_CHECKPOINT_INDEX)
 
 /** Whether DIR holds an experiment checkpoint (the index). */
 export async function hasExperimentCheckpoint(dir: string): Promise<boolean> {
@@ -159,8 +143,7 @@ export async function hasExperimentCheckpoint(dir: string): Promise<boolean> {
   }
 }
 
-const isObj = (v: unknown): v is Record<string, any> => typeof v === 'object' && v !== null && !Array.isArray(v)
-const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0
+const isCount = (v: unknown): v is number => isInt(v)
 
 const STOPS = [null, 'early-stopping', 'completed', 'diverged']
 const EPOCH_FIELDS = ['lr', 'trainLoss', 'trainAccuracy', 'valLoss', 'valAccuracy', 'seconds'] as const
@@ -203,13 +186,8 @@ export async function readExperimentCheckpoint(dir: string): Promise<LoadedExper
   if (ix.format !== FORMAT) bad(`${EXPERIMENT_CHECKPOINT_INDEX} is not a kana-native experiment checkpoint`)
   if (ix.version !== VERSION) throw new CheckpointError('EVERSION', `the experiment checkpoint in ${cdir} has version ${ix.version}; this kana-native reads version ${VERSION}`)
   if (!isObj(ix.config) || !isObj(ix.data) || typeof ix.data.fingerprint !== 'string' || !isObj(ix.trials) || typeof ix.seconds !== 'number' || !isCount(ix.interruptions)) bad('the index is incomplete')
-  const f = ix.file
-  if (!isObj(f) || typeof f.name !== 'string' || /[/\\]/.test(f.name) || !isCount(f.size) || typeof f.sha256 !== 'string') bad('the tensor file entry is malformed')
-  let bytes: Uint8Array
-  try { bytes = await fsp.readFile(join(cdir, f.name)) } catch (e) { return bad(`${f.name} cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`) }
-  if (bytes.length !== f.size) bad(`${f.name} has ${bytes.length} bytes, the index says ${f.size}`)
-  if (sha256(bytes) !== f.sha256) bad(`${f.name} does not match its SHA-256 in the index`)
-  const { tensors } = decodeTensors(bytes, join(cdir, f.name))
+  const bytes = await readRecordedFile(cdir, ix.files?.tensors, 'the tensors', EXPERIMENT_CHECKPOINT_INDEX, bad)
+  const { tensors } = decodeTensors(bytes, join(cdir, ix.files.tensors.name))
   const take = <T extends Tensor>(prefix: string, count: unknown, type: { new (n: number): T }): T[] | undefined => {
     if (!isCount(count)) bad(`the tensor count of ${prefix} is malformed`)
     if (count === 0) return undefined

@@ -23,14 +23,14 @@ import { mkdir } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { availableParallelism } from 'node:os'
 import { randomInt } from 'node:crypto'
-import { MLP, Dataset } from './mlp'
+import { abortError, MLP, Dataset } from './mlp'
 import { loadInputs, type InputOptions, type Inputs, type Part } from './inputs'
 import { summarize } from './metrics'
 import { writeFileAtomic } from './atomic'
 import { historyCsv } from './csv'
 import { saveModel } from './model-file'
 import { classDistribution, comparisonCurves, confusionHeatmap, lossCurves, sampleGrid, writeRendered, type HistoryRow } from './plots'
-import { epochLr, nativeEpoch, resolveModelConfig, Trial, trialData, layersOf, type ModelConfig, type TrialData } from './trial'
+import { epochLr, nativeEpoch, resolveModelConfig, stepsPerEpoch, Trial, trialData, layersOf, type ModelConfig, type TrialData } from './trial'
 import { mulberry32 } from './split'
 import {
   DEFAULT_GRID_SPACE, DEFAULT_RANDOM_SPACE, describeConfig, hiddenLabel, runTrials, searchConfigs, trialsCsv, trialsMarkdown,
@@ -788,7 +788,7 @@ async function engineEpochStarts(m1: Trial, data: TrialData, threads: number, ep
     const ends: Float32Array[][] = []
     const engineLoss: number[] = []
     for (let t = 0; t < epochs; t++) {
-      if (signal?.aborted) throw Object.assign(new Error('the operation was aborted'), { name: 'AbortError' })
+      if (signal?.aborted) throw abortError(signal.reason)
       const { step, m, v } = model.getTrainingState()
       starts.push({ epoch: t, weights: model.getWeights(), step, m, v })
       try {
@@ -806,13 +806,10 @@ async function engineEpochStarts(m1: Trial, data: TrialData, threads: number, ep
   }
 }
 
-/** Optimiser steps in one epoch of configuration `c` on `n` training samples. */
-const stepsPerEpoch = (c: ModelConfig, n: number) => (c.optimizer === 'gd' || c.batchSize >= n ? 1 : Math.ceil(n / c.batchSize))
-
 /** `p`, or an AbortError as soon as `signal` aborts (p keeps running; its result is then someone else's). */
 function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const abort = () => reject(Object.assign(new Error('the operation was aborted'), { name: 'AbortError' }))
+    const abort = () => reject(abortError(signal.reason))
     if (signal.aborted) return abort()
     signal.addEventListener('abort', abort, { once: true })
     p.then(resolve, reject).finally(() => signal.removeEventListener('abort', abort))

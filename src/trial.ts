@@ -32,6 +32,9 @@ export { checkModelConfig, resolveModelConfig, type ModelConfig } from './model-
 /** Layer sizes of a configuration on data with `features` inputs and `classes` classes. */
 export const layersOf = (c: ModelConfig, features: number, classes: number): number[] => [features, ...c.hidden, classes]
 
+/** Optimiser steps in one epoch of configuration `c` on `n` training samples (full-batch GD: one). */
+export const stepsPerEpoch = (c: ModelConfig, n: number): number => (c.optimizer === 'gd' || c.batchSize >= n ? 1 : Math.ceil(n / c.batchSize))
+
 /** Learning rate of (0-based) epoch t, as train() computes it. */
 export const epochLr = (c: ModelConfig, t: number): number =>
   learningRate({ name: c.schedule, lr: c.lr, lrMin: c.lrMin, epochs: c.epochs }, t)
@@ -349,7 +352,8 @@ export async function nativeEpoch(
   const common = { lr, l2: c.l2, beta1: c.beta1, beta2: c.beta2, eps: c.eps }
   const n = data.train.labels.length
   const interrupted = (b: number, loss: number, correct: number) => new EpochInterrupted({ epoch: t, nextBatch: b, loss, correct })
-  if (c.optimizer === 'gd' || c.batchSize >= n) {
+  const steps = stepsPerEpoch(c, n)
+  if (steps === 1) {
     // one step on the whole training set: no order to reproduce
     if (signal?.aborted) throw interrupted(0, 0, 0)
     const r = await model.fit(data.trainSet, { ...common, optimizer: c.optimizer, batchSize: n })
@@ -359,7 +363,6 @@ export async function nativeEpoch(
   const order = epochOrder(c.seed, t, n)
   let loss = from?.loss ?? 0
   let correct = from?.correct ?? 0
-  const steps = Math.ceil(n / c.batchSize)
   for (let b = from?.nextBatch ?? 0; b < steps; b++) {
     if (signal?.aborted) throw interrupted(b, loss, correct)
     const batch = batchAt(data.train, data.features, order, c.batchSize, b)
