@@ -238,7 +238,9 @@ export async function runTrials(
     alive = ranked.slice(0, keep)
     if (opts.log && ranked.length > keep) opts.log(`${name}: rung ${rung} epochs — keeping ${keep} of ${ranked.length} (trials ${alive.map((t) => trials.indexOf(t) + 1).join(', ')})`)
   }
-  const best = trials.reduce((a, b) => (b.bestValLoss < a.bestValLoss ? b : a))
+  // Among the last survivors: no dropped trial scored lower (survivors only improve), and a dropped
+  // one's model is already freed, so a tie must not select it.
+  const best = alive.reduce((a, b) => (b.bestValLoss < a.bestValLoss ? b : a))
   const bestId = trials.indexOf(best) + 1
   const logs: TrialLog[] = trials.map((t, i) => ({
     id: i + 1,
