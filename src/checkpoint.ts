@@ -275,6 +275,26 @@ export async function readRecordedFile(dir: string, ref: unknown, what: string, 
   return bytes
 }
 
+/**
+ * The text of the index `indexName` in RUN_DIR/checkpoint/; a missing one is explained: no such
+ * directory, a finished run (its `finishedFile` is there), or one never checkpointed.
+ */
+export async function readIndexText(runDir: string, indexName: string, o: { what: string; finishedFile: string; hint?: string }): Promise<string> {
+  const indexPath = join(runDir, CHECKPOINT_DIR, indexName)
+  try {
+    return await fsp.readFile(indexPath, 'utf8')
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new CheckpointError('ECORRUPT', `cannot read ${indexPath}: ${(e as Error).message}`, { cause: e })
+  }
+  const exists = await fsp.access(runDir).then(() => true, () => false)
+  const finished = await fsp.access(join(runDir, o.finishedFile)).then(() => true, () => false)
+  throw new CheckpointError('ENOCHECKPOINT', !exists
+    ? `cannot resume ${runDir}: no such ${o.what} directory`
+    : finished
+      ? `nothing to resume in ${runDir}: the ${o.what} finished (${o.finishedFile} is there) and has no checkpoint`
+      : `cannot resume ${runDir}: it has no ${o.what === 'run' ? '' : `${o.what} `}checkpoint (${indexPath} is missing)${o.hint ? `. ${o.hint}` : ''}`)
+}
+
 export const isObj = (v: unknown): v is Record<string, any> => typeof v === 'object' && v !== null && !Array.isArray(v)
 const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v)
 export const isInt = (v: unknown, min = 0): v is number => Number.isSafeInteger(v) && (v as number) >= min
@@ -335,22 +355,10 @@ export async function removeCheckpoint(runDir: string, indexName = CHECKPOINT_IN
 /** Reads and checks RUN_DIR/checkpoint/: every field, every file's size and hash, every shape. */
 export async function readCheckpoint(runDir: string): Promise<Checkpoint> {
   const dir = join(runDir, CHECKPOINT_DIR)
-  const indexPath = join(dir, CHECKPOINT_INDEX)
-  let text: string
-  try {
-    text = await fsp.readFile(indexPath, 'utf8')
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new CheckpointError('ECORRUPT', `cannot read ${indexPath}: ${(e as Error).message}`, { cause: e })
-    let finished = false
-    try { await fsp.access(join(runDir, 'metrics.json')); finished = true } catch { /* not finished */ }
-    let exists = true
-    try { await fsp.access(runDir) } catch { exists = false }
-    throw new CheckpointError('ENOCHECKPOINT', !exists
-      ? `cannot resume ${runDir}: no such run directory`
-      : finished
-        ? `nothing to resume in ${runDir}: the run finished (metrics.json is there) and has no checkpoint`
-        : `cannot resume ${runDir}: it has no checkpoint (${indexPath} is missing). A checkpoint is written when a run is interrupted with Ctrl-C/SIGTERM; a run that was killed outright cannot be resumed`)
-  }
+  const text = await readIndexText(runDir, CHECKPOINT_INDEX, {
+    what: 'run', finishedFile: 'metrics.json',
+    hint: 'A checkpoint is written when a run is interrupted with Ctrl-C/SIGTERM; a run that was killed outright cannot be resumed',
+  })
   const bad = (why: string): never => { throw new CheckpointError('ECORRUPT', `the checkpoint in ${dir} is damaged: ${why}`) }
   const ix = openSealedJson(text, CHECKPOINT_INDEX, bad)
   if (ix.format !== CHECKPOINT_FORMAT) bad(`${CHECKPOINT_INDEX} is not a kana-native checkpoint`)

@@ -20,7 +20,7 @@
 // checkpoint or the new one, and a damaged file is refused instead of silently resuming wrong.
 import { promises as fsp } from 'node:fs'
 import { join } from 'node:path'
-import { CHECKPOINT_DIR, CheckpointError, commitCheckpoint, removeCheckpoint, decodeTensors, encodeTensors, isInt, isObj, openSealedJson, readRecordedFile, type Tensor } from './checkpoint'
+import { CHECKPOINT_DIR, CheckpointError, commitCheckpoint, readIndexText, removeCheckpoint, decodeTensors, encodeTensors, isInt, isObj, openSealedJson, readRecordedFile, type Tensor } from './checkpoint'
 import { Trial, type TrialData, type TrialOptions, type TrialSnapshot, type ModelConfig } from './trial'
 import type { ReferenceOutcome, ReferenceState, ResyncRecord } from './reference-trial'
 
@@ -165,22 +165,7 @@ function checkTrialRecord(key: string, r: Record<string, any>, bad: (why: string
 /** Reads and checks DIR/checkpoint/: the index, the tensor file's size and hash, every tensor named there. */
 export async function readExperimentCheckpoint(dir: string): Promise<LoadedExperimentCheckpoint> {
   const cdir = join(dir, EXPERIMENT_CHECKPOINT_DIR)
-  const indexPath = join(cdir, EXPERIMENT_CHECKPOINT_INDEX)
-  let text: string
-  try {
-    text = await fsp.readFile(indexPath, 'utf8')
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new CheckpointError('ECORRUPT', `cannot read ${indexPath}: ${(e as Error).message}`, { cause: e })
-    let exists = true
-    try { await fsp.access(dir) } catch { exists = false }
-    let finished = false
-    try { await fsp.access(join(dir, 'experiment.json')); finished = true } catch { /* not finished */ }
-    throw new CheckpointError('ENOCHECKPOINT', !exists
-      ? `cannot resume ${dir}: no such experiment directory`
-      : finished
-        ? `nothing to resume in ${dir}: the experiment finished (experiment.json is there) and has no checkpoint`
-        : `cannot resume ${dir}: it has no experiment checkpoint (${indexPath} is missing)`)
-  }
+  const text = await readIndexText(dir, EXPERIMENT_CHECKPOINT_INDEX, { what: 'experiment', finishedFile: 'experiment.json' })
   const bad = (why: string): never => { throw new CheckpointError('ECORRUPT', `the experiment checkpoint in ${cdir} is damaged: ${why}`) }
   const ix = openSealedJson(text, EXPERIMENT_CHECKPOINT_INDEX, bad)
   if (ix.format !== FORMAT) bad(`${EXPERIMENT_CHECKPOINT_INDEX} is not a kana-native experiment checkpoint`)

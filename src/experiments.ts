@@ -217,17 +217,10 @@ export interface ExperimentResult {
   reportPath?: string
 }
 
-export interface SearchSummary {
-  name: string
-  mode: string
+/** A search as experiment.json records it: its SearchResult without the trials' logs and model, plus its files. */
+export interface SearchSummary extends Pick<SearchResult, 'name' | 'mode' | 'bestId' | 'rungs' | 'concurrency' | 'threads' | 'seconds' | 'epochsTrained' | 'epochsWithoutHalving'> {
+  /** How many trials (their logs are in the files). */
   trials: number
-  bestId: number
-  rungs: number[]
-  concurrency: number
-  threads: number
-  seconds: number
-  epochsTrained: number
-  epochsWithoutHalving: number
   best: { config: ModelConfig; valLoss: number; valAccuracy: number; bestEpoch: number }
   files: { csv: string; json: string; markdown: string; plot?: string }
 }
