@@ -36,17 +36,8 @@ function readRows(off, n) {
   return { images, labels }
 }
 
-/** mulberry32: small seeded generator for the batch permutation */
-function rng(seed) {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+/** mulberry32 (the project's, src/split.ts): the seeded generator for the batch permutation */
+const rng = require(require('node:path').join(__dirname, '..', 'dist', 'split.js')).mulberry32
 
 async function main() {
   await tf.setBackend(spec.backend)

@@ -307,15 +307,10 @@ const tfjsVersion = (() => {
 // speckle elsewhere (so the data is learnable and, like K49, mostly zeros). Every engine reads these
 // exact bytes (raw u8 images, int32 labels) from the temp files.
 // ---------------------------------------------------------------------------------------------
+/** The project's mulberry32 (src/split.ts), as whole 32-bit numbers: its floats are exactly u32 / 2^32. */
 function mulberry32(seed) {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return (t ^ (t >>> 14)) >>> 0
-  }
+  const next = require(path.join(root, 'dist', 'split.js')).mulberry32(seed)
+  return () => next() * 4294967296
 }
 const ROWS = K49_TRAIN + K49_TEST
 const TEST_OFF = K49_TRAIN
