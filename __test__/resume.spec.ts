@@ -91,15 +91,24 @@ test('the uninterrupted reference run stops early with a best epoch before its l
 const STEPS = 225
 
 test.serial('interrupted mid-epoch, resumed: bit-identical to an uninterrupted run', async (t) => {
-  const { ck, err } = await interruptAndResume(t, (abort) => ({ onEpoch: (r) => void (r.epoch === 3 && setImmediate(abort)) }))
-  t.is(ck.phase, 'train')
-  t.is(ck.epoch, 3)
-  t.truthy(ck.training.partialEpoch, 'the unfinished epoch is in the checkpoint')
-  t.true(ck.training.partialEpoch!.nextStep > 0 && ck.training.partialEpoch!.nextStep < STEPS)
-  t.is(err.checkpoint!.step, ck.training.partialEpoch!.nextStep)
-  t.is(ck.history.length, ck.epoch)
-  t.truthy(ck.best)
-  t.log(`interrupted in epoch ${ck.epoch + 1} after step ${ck.training.partialEpoch!.nextStep} of ${STEPS}`)
+  // The abort is sent just after epoch 3 and reaches the engine's worker a moment later: on a busy
+  // machine the whole (short) epoch 4 may be done by then, and the checkpoint is then a
+  // between-phases one, tested below. Up to three attempts to land inside the epoch.
+  for (let attempt = 1; ; attempt++) {
+    const tried = await t.try(async (tt) => {
+      const { ck, err } = await interruptAndResume(tt, (abort) => ({ onEpoch: (r) => void (r.epoch === 3 && setImmediate(abort)) }))
+      tt.is(ck.phase, 'train')
+      tt.is(ck.epoch, 3)
+      tt.truthy(ck.training.partialEpoch, 'the unfinished epoch is in the checkpoint')
+      tt.true(ck.training.partialEpoch!.nextStep > 0 && ck.training.partialEpoch!.nextStep < STEPS)
+      tt.is(err.checkpoint!.step, ck.training.partialEpoch!.nextStep)
+      tt.is(ck.history.length, ck.epoch)
+      tt.truthy(ck.best)
+      tt.log(`attempt ${attempt}: interrupted in epoch ${ck.epoch + 1} after step ${ck.training.partialEpoch!.nextStep} of ${STEPS}`)
+    })
+    if (tried.passed || attempt === 3) return tried.commit()
+    tried.discard()
+  }
 })
 
 test.serial('interrupted between epochs, resumed: bit-identical', async (t) => {
