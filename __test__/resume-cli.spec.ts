@@ -122,6 +122,25 @@ real('--resume refuses other settings and a finished run; other threads only war
   t.regex(r.stderr, /nothing to resume in .*: the run finished/)
 })
 
+real('killed outright, a run resumes from its last autosaved checkpoint, bit-identical to an uninterrupted run', async (t) => {
+  const dir = join(tmp, 'autosaved')
+  // an autosave after every epoch (each takes longer than 1 ms)
+  const run = start(['train', ...settings, '--out', dir, '--checkpoint-every', '0.001'])
+  await run.until(/^epoch 4\/10 /m)
+  run.child.kill('SIGKILL')
+  t.is((await run.exit).signal, 'SIGKILL')
+  const ck = await readCheckpoint(dir)
+  t.is(ck.phase, 'train')
+  t.is(ck.training.partialEpoch, null, 'autosaves are taken between epochs')
+  // "epoch 4/10" is printed before that epoch's autosave: the one after epoch 3 is there for sure
+  t.true(ck.epoch >= 3, `the checkpoint resumes at epoch ${ck.epoch + 1}`)
+  t.log(`killed after epoch 4 was reported; the autosave resumes at epoch ${ck.epoch + 1}`)
+  const r = cli(['train', '--resume', dir])
+  t.is(r.code, 0, r.stderr)
+  sameAsUninterrupted(t, dir)
+  t.is(cli(['train', ...settings, '--out', join(tmp, 'bad'), '--checkpoint-every', '-1']).code, 1)
+})
+
 /** Every file in a run directory is absent or complete: parseable, with its end marker. */
 async function checkNotTorn(t: any, dir: string, label: string) {
   if (!existsSync(dir)) return

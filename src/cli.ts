@@ -85,7 +85,7 @@ async function trainCommand(argv: Record<string, any>, out: Out, args: string[] 
     beta1: argv.beta1, beta2: argv.beta2, eps: argv.eps,
     epochs: argv.epochs, patience: argv.patience, minDelta: argv.minDelta, earlyStopping: argv.earlyStopping, restoreBest: argv.restoreBest,
     schedule: argv.schedule, lrMin: argv.lrMin, threads: argv.threads,
-    out: runDir, command: process.argv.slice(1), signal: ac.signal,
+    out: runDir, command: process.argv.slice(1), signal: ac.signal, checkpointEvery: argv.checkpointEvery,
     onDownloadProgress: download,
     onWarning: (m) => {
       if (!out.quiet) process.stderr.write(`kana-native: warning: ${m}\n`)
@@ -256,6 +256,7 @@ export function parser(args: string[]) {
         .option('threads', { type: 'number', describe: 'Engine threads [default: all cores]' })
         .option('out', { alias: 'o', type: 'string', describe: 'Run directory [default: runs/<timestamp>]' })
         .option('resume', { type: 'string', describe: 'Continue the interrupted run in this run directory from its checkpoint, with its recorded settings and data' })
+        .option('checkpoint-every', { type: 'number', describe: 'Also write a checkpoint between epochs every this many seconds, for a run killed outright (0: only on Ctrl-C) [default: 60]' })
         .option('plain', { type: 'boolean', default: false, describe: 'One plain line per epoch even on a terminal (no progress bar)' })
         .example('$0 train', 'in a folder with X_images.npy and y_images.npy: train with the study\'s best recipe')
         .example('$0 train --images X.npy --labels y.npy --hidden 100,80 --optimizer gd --lr 0.1 --l2 0 --epochs 500 --no-early-stopping --no-restore-best', 'the study\'s M0')

@@ -62,6 +62,12 @@ export interface TrainOptions extends Omit<InputOptions, 'seed'> {
   /** Run directory to write (config, history, metrics, model, pictures); none when omitted. */
   out?: string
   /**
+   * With `out`: also write a checkpoint after an epoch when this many seconds have passed since
+   * the last one (default 60; 0 = only when interrupted), so that a run killed outright (SIGKILL,
+   * power loss) can be resumed from there. Checkpoints are small: weights, Adam's moments, state.
+   */
+  checkpointEvery?: number
+  /**
    * Continue the interrupted run in this run directory from its checkpoint, with its recorded
    * configuration and data: the result equals that of an uninterrupted run (same threads). Options
    * that define the run (hidden, lr, seed, split, …) may be given only with their recorded values;
@@ -295,6 +301,8 @@ export async function train(opts: TrainOptions = {}): Promise<TrainResult> {
   if (sets.validation.length === 0) throw new RangeError('the validation split is empty: early stopping and model selection need one')
   const n = sets.train.length
   const steps = Math.ceil(n / (config.optimizer === 'gd' ? n : Math.min(config.batchSize, n)))
+  const checkpointEvery = opts.checkpointEvery ?? 60
+  if (!(checkpointEvery >= 0 && Number.isFinite(checkpointEvery))) throw new RangeError(`checkpointEvery must be a finite number of seconds ≥ 0, got ${opts.checkpointEvery}`)
 
   let stopper = new EarlyStopping({ patience: config.earlyStopping ? config.patience : Number.MAX_SAFE_INTEGER, minDelta: config.minDelta, restoreBest: config.restoreBest })
   let history: EpochRecord[] = []
@@ -324,6 +332,19 @@ export async function train(opts: TrainOptions = {}): Promise<TrainResult> {
     opts.onResume?.({ runDir: runDir!, epoch: first + 1, epochs: config.epochs, phase: ck.phase, step: ck.phase === 'validate' ? steps : pe?.nextStep ?? 0, steps })
   }
 
+  /** A checkpoint of the run as it stands in (0-based) epoch t: everything that decides the rest. */
+  const checkpoint = async (t: number, lr: number, fit: PendingFit | undefined, epochSeconds: number) => {
+    const training = model.getTrainingState()
+    const phase: Checkpoint['phase'] = fit ? 'validate' : 'train'
+    const dir = await writeCheckpoint(runDir!, {
+      epoch: t, phase, lr, pendingFit: fit && { loss: fit.loss, accuracy: fit.accuracy, steps: fit.steps },
+      epochSeconds, seconds: (performance.now() - started) / 1000,
+      earlyStopping: stopper.toJSON(), history, config, data: dataRecord!, weights: model.getWeights(), best, training,
+    })
+    return { dir, phase, step: phase === 'validate' ? steps : training.partialEpoch?.nextStep ?? 0 }
+  }
+  let lastCheckpoint = performance.now()
+
   let stopReason: StopReason = 'completed'
   let divergence: string | undefined
   for (let t = first; t < config.epochs; t++) {
@@ -343,16 +364,9 @@ export async function train(opts: TrainOptions = {}): Promise<TrainResult> {
       if (isAbort(e) && runDir !== undefined) {
         // Interrupted: everything that decides the rest of the run goes into a checkpoint.
         const err = e as TrainAbortError
-        const training = model.getTrainingState()
-        const phase = fit ? 'validate' : 'train'
-        const now = performance.now()
         try {
-          const dir = await writeCheckpoint(runDir, {
-            epoch: t, phase, lr, pendingFit: fit && { loss: fit.loss, accuracy: fit.accuracy, steps: fit.steps },
-            epochSeconds: (now - epochStart) / 1000, seconds: (now - started) / 1000,
-            earlyStopping: stopper.toJSON(), history, config, data: dataRecord!, weights: model.getWeights(), best, training,
-          })
-          err.checkpoint = { dir, runDir: resolve(runDir), epoch: t + 1, epochs: config.epochs, phase, step: phase === 'validate' ? steps : training.partialEpoch?.nextStep ?? 0, steps }
+          const { dir, phase, step } = await checkpoint(t, lr, fit, (performance.now() - epochStart) / 1000)
+          err.checkpoint = { dir, runDir: resolve(runDir), epoch: t + 1, epochs: config.epochs, phase, step, steps }
         } catch (ce) {
           err.checkpointError = ce as Error
         }
@@ -380,6 +394,11 @@ export async function train(opts: TrainOptions = {}): Promise<TrainResult> {
     if (stop) {
       stopReason = 'early-stopping'
       break
+    }
+    if (runDir !== undefined && checkpointEvery > 0 && t + 1 < config.epochs && performance.now() - lastCheckpoint >= checkpointEvery * 1000) {
+      // an autosave between epochs: what a run killed outright resumes from
+      await checkpoint(t + 1, learningRate({ name: config.schedule, lr: config.lr, lrMin: config.lrMin, epochs: config.epochs }, t + 1), undefined, 0)
+      lastCheckpoint = performance.now()
     }
   }
   // Diverged weights are useless; otherwise restore the best epoch when asked.
