@@ -547,7 +547,8 @@ export async function runExperiment(opts: ExperimentOptions = {}): Promise<Exper
         const eng = await engineEpochStarts(m1, data, sideThreads, epochs, opts.signal)
         log(`M2: the reference also trains epochs ${store.resync.length + 1}–${epochs} each from the engine's state at the epoch's start, on a second worker`)
         resync = runResyncInWorker(
-          { config: m1.config, layers: m1.layers, train: inputs.train, features: inputs.features, ...eng, budgetSeconds: cfg.reference.budgetSeconds, skip: store.resync.length },
+          // the budget counts the epochs done before an interruption too
+          { config: m1.config, layers: m1.layers, train: inputs.train, features: inputs.features, ...eng, budgetSeconds: cfg.reference.budgetSeconds - store.resync.reduce((sum, r) => sum + r.seconds, 0), skip: store.resync.length },
           (r) => {
             store.resync.push(r)
             log(`M2 (re-synchronised) epoch ${r.epoch}: training loss engine ${r.engineLoss.toFixed(6)}, reference ${r.referenceLoss.toFixed(6)} (${relPct(r.relDiff)} apart), weights at most ${r.maxAbsWeightDiff.toExponential(1)} apart`)
