@@ -4,7 +4,7 @@
 import { Dataset, MLP, type OptimizerName } from '../engine/mlp'
 import { EarlyStopping } from './early-stopping'
 import { learningRate, type ScheduleName } from './schedule'
-import { summarize, type Summary } from '../output/metrics'
+import { summarize } from '../output/metrics'
 import { loadInputs, type InputOptions, type Inputs } from '../data/inputs'
 import { finishRunDir, startRunDir } from './run-dir'
 import { writeHistory } from './history'
