@@ -18,7 +18,8 @@
 // (bench/trial-concurrency.ts, README "Experiments and reports"): a tie within noise; the default
 // (experiments.ts DEFAULT_SEARCH_CONCURRENCY) and the reasons are recorded there.
 import { mulberry32 } from '../data/split'
-import { resolveModelConfig, Trial, type ModelConfig, type TrialData } from '../training/trial'
+import { resolveModelConfig, Trial, type ModelConfig } from '../training/trial'
+import type { TrialData } from '../training/sources'
 import type { OptimizerName } from '../engine/mlp'
 import type { ScheduleName } from '../training/schedule'
 
