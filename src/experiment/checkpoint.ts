@@ -23,6 +23,8 @@ import { join } from 'node:path'
 import { CHECKPOINT_DIR, CheckpointError, commitCheckpoint, readIndexText, removeCheckpoint, decodeTensors, encodeTensors, isInt, isObj, openSealedJson, readRecordedFile, type Tensor } from '../training/checkpoint'
 import { Trial, type TrialData, type TrialOptions, type TrialSnapshot, type ModelConfig } from '../training/trial'
 import type { ReferenceOutcome, ReferenceState, ResyncRecord } from './reference-trial'
+import { checkModelConfig } from '../training/config'
+import { checkExperimentConfig, type ExperimentConfig } from './config'
 
 export const EXPERIMENT_CHECKPOINT_DIR = CHECKPOINT_DIR
 export const EXPERIMENT_CHECKPOINT_INDEX = 'experiment-checkpoint.json'
@@ -171,6 +173,11 @@ export async function readExperimentCheckpoint(dir: string): Promise<LoadedExper
   if (ix.format !== FORMAT) bad(`${EXPERIMENT_CHECKPOINT_INDEX} is not a kana-native experiment checkpoint`)
   if (ix.version !== VERSION) throw new CheckpointError('EVERSION', `the experiment checkpoint in ${cdir} has version ${ix.version}; this kana-native reads version ${VERSION}`)
   if (!isObj(ix.config) || !isObj(ix.data) || typeof ix.data.fingerprint !== 'string' || !isObj(ix.trials) || typeof ix.seconds !== 'number' || !isCount(ix.interruptions)) bad('the index is incomplete')
+  try {
+    checkExperimentConfig(ix.config as ExperimentConfig)
+  } catch (e) {
+    bad(`config: ${(e as Error).message}`)
+  }
   const bytes = await readRecordedFile(cdir, ix.files?.tensors, 'the tensors', EXPERIMENT_CHECKPOINT_INDEX, bad)
   const { tensors } = decodeTensors(bytes, join(cdir, ix.files.tensors.name))
   const take = <T extends Tensor>(prefix: string, count: unknown, type: { new (n: number): T }): T[] | undefined => {
@@ -186,6 +193,11 @@ export async function readExperimentCheckpoint(dir: string): Promise<LoadedExper
   for (const [key, r] of Object.entries(ix.trials as Record<string, any>)) {
     if (!isObj(r) || !isObj(r.tensors) || !isObj(r.config) || !Array.isArray(r.history) || typeof r.released !== 'boolean' || typeof r.finished !== 'boolean') bad(`trial ${key} is malformed`)
     checkTrialRecord(key, r, bad)
+    try {
+      checkModelConfig(r.config)
+    } catch (e) {
+      bad(`trial ${key}: config: ${(e as Error).message}`)
+    }
     const tn = r.tensors
     const snap: TrialSnapshot = {
       config: r.config, history: r.history, stopReason: r.stopReason, divergence: r.divergence ?? undefined, seconds: r.seconds,
