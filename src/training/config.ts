@@ -130,14 +130,17 @@ const RULES: ((c: ModelConfig) => string | undefined)[] = [
 // ---------------------------------------------------------------------------------------------
 // Messages from zod's issues, in kana-native's words
 
+/** A value as an error message shows it: JSON, cut short; never throws (cycles, deep nesting). */
 export const show = (v: unknown): string => {
   if (typeof v === 'number' && !Number.isFinite(v)) return String(v)
   if (typeof v === 'bigint') return `${v}n`
+  let s: string
   try {
-    return JSON.stringify(v) ?? String(v)
+    s = JSON.stringify(v) ?? String(v)
   } catch {
-    return String(v)
+    return '(a value that cannot be shown: cyclic or too deeply nested)'
   }
+  return s.length > 200 ? `${s.slice(0, 200)}…` : s
 }
 
 const label = (path: PropertyKey[]) => path.map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`)).join('')
