@@ -18,6 +18,7 @@ export { runTrials, searchConfigs, rungsFor, DEFAULT_RANDOM_SPACE, DEFAULT_GRID_
 export type { SearchSpace, SearchOptions, HalvingOptions, TrialLog } from './experiment/search'
 export { Trial, epochOrder } from './training/trial'
 export type { ModelConfig } from './training/trial'
+export { ModelConfigSchema, PartialModelConfigSchema, TrainFileSchema, resolveModelConfig, checkModelConfig, modelConfigJsonSchema, readTrainConfig } from './training/config'
 export { train, resolveConfig } from './training/train'
 export type { TrainOptions, TrainResult, EpochRecord, ResolvedConfig, StopReason, SplitMetrics, ResumeInfo, InterruptInfo, TrainAbortError } from './training/train'
 export { CheckpointError, readCheckpoint } from './training/checkpoint'
