@@ -16,7 +16,7 @@ import { randomInt } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { join, resolve } from 'node:path'
-import { checkTrainOptions, resolveModelConfig, type ModelConfig } from './config'
+import { FIELD_NAMES, checkTrainOptions, resolveModelConfig, type FieldName, type ModelConfig } from './config'
 import type { EpochRecord, ResolvedConfig, SplitMetrics, StopReason, TrainResult } from './records'
 
 export type { EpochRecord, ResolvedConfig, SplitMetrics, StopReason, TrainResult } from './records'
@@ -110,14 +110,14 @@ async function splitMetrics(model: MLP, data: Dataset, classes: number): Promise
 
 const isAbort = (e: unknown) => (e as Error)?.name === 'AbortError'
 
-/** Options that define a run: on resume each must be absent or equal to the recorded value. */
-const RUN_KEYS = ['optimizer', 'lr', 'batchSize', 'l2', 'beta1', 'beta2', 'eps', 'epochs', 'schedule', 'lrMin', 'earlyStopping', 'patience', 'minDelta', 'restoreBest', 'seed'] as const
+/** Options that define a run: on resume each must be absent or equal to the recorded value (every model setting; hidden is compared as layers). */
+const RUN_KEYS = FIELD_NAMES.filter((k): k is Exclude<FieldName, 'hidden'> => k !== 'hidden')
 
 function checkResumeOptions(opts: TrainOptions, ck: Checkpoint, runDir: string): void {
   const conflicts: string[] = []
   const c = ck.config
   for (const k of RUN_KEYS) {
-    if (opts[k] !== undefined && opts[k] !== c[k]) conflicts.push(`${k} ${String(opts[k])} (the run has ${String(c[k])})`)
+    if (opts[k] !== undefined && JSON.stringify(opts[k]) !== JSON.stringify(c[k])) conflicts.push(`${k} ${String(opts[k])} (the run has ${String(c[k])})`)
   }
   const hidden = c.layers.slice(1, -1)
   if (opts.hidden !== undefined && opts.hidden.join() !== hidden.join()) conflicts.push(`hidden ${opts.hidden.join(',')} (the run has ${hidden.join(',')})`)
