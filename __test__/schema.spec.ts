@@ -104,6 +104,9 @@ test('the JSON Schema export describes every field, strictly', (t) => {
   const js = modelConfigJsonSchema() as { properties: Record<string, { description?: string }>; additionalProperties: boolean }
   t.deepEqual(Object.keys(js.properties), [...FIELD_NAMES])
   t.is(js.additionalProperties, false)
+  for (const k of FIELD_NAMES) t.is(typeof js.properties[k].description, 'string', k)
+  t.like(js.properties.batchSize, { type: 'integer', minimum: 1, default: 32 })
+  t.like(js.properties.lr, { type: 'number', exclusiveMinimum: 0, description: 'initial learning rate (default: 1e-3 (adam), 0.1 (gd/sgd))' })
 })
 
 // ---------------------------------------------------------------------------------------------

@@ -101,7 +101,13 @@ export const FIELDS = {
 export type FieldName = keyof typeof FIELDS
 export const FIELD_NAMES = Object.keys(FIELDS) as FieldName[]
 type Shape = { [K in FieldName]: (typeof FIELDS)[K]['schema'] }
-const shape = Object.fromEntries(FIELD_NAMES.map((k) => [k, FIELDS[k].schema])) as Shape
+// each field's schema with its meaning and plain default as metadata (the JSON Schema shows them)
+const shape = Object.fromEntries(FIELD_NAMES.map((k) => {
+  const f = FIELDS[k] as FieldSpec
+  const plain = f.default !== undefined && typeof f.default !== 'function' ? { default: f.default } : {}
+  const doc = f.defaultText === undefined ? f.doc : `${f.doc} (default: ${f.defaultText})`
+  return [k, f.schema.meta({ ...z.globalRegistry.get(f.schema), description: doc, ...plain })]
+})) as Shape
 
 /** The field schemas, by name, e.g. for the search space's candidate lists. */
 export const fieldSchema = <K extends FieldName>(k: K): Shape[K] => shape[k]
