@@ -274,14 +274,16 @@ test('a new field declared in the schema becomes a flag, a parsed value and a RE
     labelSmoothing: { schema: z.number().min(0).lt(1).meta({ must: 'must be a number in [0, 1)' }), default: 0, arg: 'ε', doc: 'label smoothing ε of the cross-entropy' } as FieldSpec,
     activation: { schema: z.enum(['relu', 'gelu']).meta({ must: 'must be relu or gelu' }), default: 'relu', doc: 'hidden activation' } as FieldSpec,
     dropout: { schema: z.array(z.number()), default: [0], arg: 'p[,p…]', fromFlag: (s: string) => s.split(',').map(Number), doc: 'dropout rate per hidden layer' } as FieldSpec,
+    clipNorm: { schema: z.number().gt(0).optional(), arg: 'c', defaultText: 'off', doc: 'gradient clipping by global L2 norm' } as FieldSpec,
   }
   const y = modelOptions(parser([]).help(false), fields)
-  const argv = await y.parseAsync(['train', '--label-smoothing', '0.1', '--activation', 'gelu', '--dropout', '0.1,0.2'])
-  t.deepEqual(modelSettingsFrom(argv, undefined, fields), { labelSmoothing: 0.1, activation: 'gelu', dropout: [0.1, 0.2] })
+  const argv = await y.parseAsync(['train', '--label-smoothing', '0.1', '--activation', 'gelu', '--dropout', '0.1,0.2', '--clip-norm', '1'])
+  t.deepEqual(modelSettingsFrom(argv, undefined, fields), { labelSmoothing: 0.1, activation: 'gelu', dropout: [0.1, 0.2], clipNorm: 1 })
   const table = trainOptionsTable(fields)
   t.regex(table, /\n\| `--label-smoothing ε` \| 0 \| label smoothing ε of the cross-entropy \|\n/)
   t.regex(table, /\n\| `--activation relu\\\|gelu` \| `relu` \| hidden activation \|\n/)
   t.regex(table, /\n\| `--dropout p\[,p…\]` \| `0` \| dropout rate per hidden layer \|\n/)
+  t.regex(table, /\n\| `--clip-norm c` \| off \| gradient clipping by global L2 norm \|\n/)
 })
 
 test('README.md holds exactly the generated train option table', (t) => {

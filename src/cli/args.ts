@@ -56,7 +56,8 @@ export function defaultShown(k: string, fields: Fields = ALL): string | undefine
 export function flagKind(k: string, fields: Fields = ALL): { type: 'number' | 'boolean' | 'string' } | { choices: string[] } {
   const f = fields[k]
   if (f.fromFlag) return { type: 'string' }
-  const def = (f.schema as any)._zod.def
+  let def = (f.schema as any)._zod.def
+  while (def.type === 'optional' || def.type === 'nullable') def = def.innerType._zod.def // a setting that may stay unset, e.g. a clip norm
   if (def.type === 'enum') return { choices: Object.values(def.entries as Record<string, string>) }
   if (def.type === 'boolean') return { type: 'boolean' }
   if (def.type === 'number') return { type: 'number' }

@@ -49,7 +49,7 @@ type Partly = Record<string, unknown>
 export interface FieldSpec<S extends z.ZodType = z.ZodType> {
   /** Type and range. */
   schema: S
-  /** The study's default, or a function of the settings declared before it; none: required (seed). */
+  /** The study's default, or a function of the settings declared before it; none: required (seed), or unset when the schema is .optional() (e.g. a clip norm that is off unless given). */
   default?: z.infer<S> | ((c: Partly) => z.infer<S>)
   /** What it means: --help, the README table, the JSON Schema's description. */
   doc: string
