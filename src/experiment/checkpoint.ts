@@ -29,6 +29,8 @@ import {
 import { Trial, type TrialOptions, type ModelConfig } from '../training/trial'
 import type { TrialData } from '../training/sources'
 import type { ReferenceOutcome, ReferenceState, ResyncRecord } from './reference-trial'
+import { checkModelConfig } from '../training/config'
+import { checkExperimentConfig, type ExperimentConfig } from './config'
 
 export const EXPERIMENT_CHECKPOINT_DIR = CHECKPOINT_DIR
 export const EXPERIMENT_CHECKPOINT_INDEX = 'experiment-checkpoint.json'
@@ -143,6 +145,11 @@ export async function readExperimentCheckpoint(dir: string): Promise<LoadedExper
   if (ix.format !== FORMAT) bad(`${EXPERIMENT_CHECKPOINT_INDEX} is not a kana-native experiment checkpoint`)
   if (ix.version !== VERSION) throw new CheckpointError('EVERSION', `the experiment checkpoint in ${cdir} has version ${ix.version}; this kana-native reads version ${VERSION}`)
   if (!isObj(ix.config) || !isObj(ix.data) || typeof ix.data.fingerprint !== 'string' || !isObj(ix.trials) || typeof ix.seconds !== 'number' || !isCount(ix.interruptions)) bad('the index is incomplete')
+  try {
+    checkExperimentConfig(ix.config as ExperimentConfig)
+  } catch (e) {
+    bad(`config: ${(e as Error).message}`)
+  }
   const bytes = await readRecordedFile(cdir, ix.files?.tensors, 'the tensors', EXPERIMENT_CHECKPOINT_INDEX, bad)
   const { tensors } = decodeTensors(bytes, join(cdir, ix.files.tensors.name))
   const take = <T extends Tensor>(prefix: string, count: unknown, type: { new (n: number): T }): T[] | undefined => {
@@ -157,6 +164,11 @@ export async function readExperimentCheckpoint(dir: string): Promise<LoadedExper
   const trials: LoadedExperimentCheckpoint['trials'] = new Map()
   for (const [key, r] of Object.entries(ix.trials as Record<string, any>)) {
     if (!isObj(r) || !isObj(r.config)) bad(`trial ${key} is malformed`)
+    try {
+      checkModelConfig(r.config as ModelConfig)
+    } catch (e) {
+      bad(`trial ${key}: config: ${(e as Error).message}`)
+    }
     trials.set(key, { ...decodeSnapshot(`t/${key}/`, r, tensors, Float32Array, bad), config: r.config as ModelConfig })
   }
   const reference: LoadedExperimentCheckpoint['reference'] = {}

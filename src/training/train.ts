@@ -2,8 +2,7 @@
 // hooks, the run directory. Schedule, validation after every epoch, early stopping with
 // restore-best, divergence handling, history files, autosave and checkpoint on interruption all
 // hang on the run; the per-batch math runs in the engine (MLP.fit, sources.ts engineEpochs).
-import { Dataset, MLP, type OptimizerName } from '../engine/mlp'
-import type { ScheduleName } from './schedule'
+import { Dataset, MLP } from '../engine/mlp'
 import { Run } from './run'
 import { engineEpochs } from './sources'
 import { summarize } from '../output/metrics'
@@ -18,39 +17,17 @@ import { randomInt } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { join, resolve } from 'node:path'
-import { resolveModelConfig } from './config'
+import { FIELD_NAMES, checkTrainOptions, resolveModelConfig, type FieldName, type ModelConfig } from './config'
 import type { EpochRecord, ResolvedConfig, SplitMetrics, StopReason, TrainResult } from './records'
 
 export type { EpochRecord, ResolvedConfig, SplitMetrics, StopReason, TrainResult } from './records'
 
-export interface TrainOptions extends Omit<InputOptions, 'seed'> {
-  /** Hidden layer widths; default [512] (the study's best architecture). */
-  hidden?: number[]
-  /** Default 'adam'. */
-  optimizer?: OptimizerName
-  /** Initial learning rate η0; default 1e-3 for Adam, 0.1 for gd/sgd. */
-  lr?: number
-  /** Default 32 (ignored by 'gd'). */
-  batchSize?: number
-  /** L2 λ: (λ/2)·Σ‖W‖² is added to the loss. Default 1e-3. */
-  l2?: number
-  beta1?: number
-  beta2?: number
-  eps?: number
-  /** Maximum epochs T; default 200. */
-  epochs?: number
-  /** 'constant' (default), 'linear' (η0(1 − t/T), floored at lrMin) or 'exponential' (η0·γ^t reaching lrMin at T). */
-  schedule?: ScheduleName
-  /** Default lr / 100. */
-  lrMin?: number
-  /** Early stopping on validation loss (default true) with this patience (default 20) and margin (default 0). */
-  earlyStopping?: boolean
-  patience?: number
-  minDelta?: number
-  /** Restore the weights of the best validation epoch at the end (default true). */
-  restoreBest?: boolean
-  /** Default: random, recorded in the result. Fixes split, initial weights and shuffles. */
-  seed?: number
+/**
+ * train()'s options: the model settings of the one schema (config.ts FIELDS: hidden, optimizer, lr,
+ * batchSize, l2, beta1, beta2, eps, epochs, schedule, lrMin, earlyStopping, patience, minDelta,
+ * restoreBest, seed — each optional, with the study's default), the data (InputOptions) and the run's own.
+ */
+export interface TrainOptions extends Omit<InputOptions, 'seed'>, Partial<ModelConfig> {
   /** Default: the machine's cores. */
   threads?: number
   /**
@@ -133,14 +110,14 @@ async function splitMetrics(model: MLP, data: Dataset, classes: number): Promise
 }
 
 
-/** Options that define a run: on resume each must be absent or equal to the recorded value. */
-const RUN_KEYS = ['optimizer', 'lr', 'batchSize', 'l2', 'beta1', 'beta2', 'eps', 'epochs', 'schedule', 'lrMin', 'earlyStopping', 'patience', 'minDelta', 'restoreBest', 'seed'] as const
+/** Options that define a run: on resume each must be absent or equal to the recorded value (every model setting; hidden is compared as layers). */
+const RUN_KEYS = FIELD_NAMES.filter((k): k is Exclude<FieldName, 'hidden'> => k !== 'hidden')
 
 function checkResumeOptions(opts: TrainOptions, ck: Checkpoint, runDir: string): void {
   const conflicts: string[] = []
   const c = ck.config
   for (const k of RUN_KEYS) {
-    if (opts[k] !== undefined && opts[k] !== c[k]) conflicts.push(`${k} ${String(opts[k])} (the run has ${String(c[k])})`)
+    if (opts[k] !== undefined && JSON.stringify(opts[k]) !== JSON.stringify(c[k])) conflicts.push(`${k} ${String(opts[k])} (the run has ${String(c[k])})`)
   }
   const hidden = c.layers.slice(1, -1)
   if (opts.hidden !== undefined && opts.hidden.join() !== hidden.join()) conflicts.push(`hidden ${opts.hidden.join(',')} (the run has ${hidden.join(',')})`)
@@ -225,6 +202,8 @@ async function loadResumeInputs(opts: TrainOptions, ck: Checkpoint, runDir: stri
 
 /** Loads the data, trains one run (run.ts) with the engine's own shuffled epochs, and evaluates on all three splits. */
 export async function train(opts: TrainOptions = {}): Promise<TrainResult> {
+  // every setting checked before any work (loading, training)
+  checkTrainOptions(opts as Record<string, unknown>)
   let started = performance.now()
   const warn = opts.onWarning ?? ((message: string) => process.emitWarning(message, 'KanaNativeWarning'))
   let runDir = opts.out
