@@ -23,6 +23,7 @@ import { mkdir } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { abortError, MLP, Dataset } from '../engine/mlp'
 import { loadInputs, type InputOptions, type Inputs, type Part } from '../data/inputs'
+import { claimRunDir, type RunDirClaim } from '../training/run-dir'
 import { summarize } from '../output/metrics'
 import { writeFileAtomic } from '../output/atomic'
 import { historyCsv } from '../training/history'
@@ -54,8 +55,13 @@ export type { ModelId, SearchConfig, ArchitectureConfig, ExperimentConfig, Resol
 export interface ExperimentOptions extends ExperimentConfig {
   /** Arrays in memory instead of files (tests, Node callers). */
   inMemory?: InputOptions['data']
-  /** Experiment directory; default runs/experiment-<timestamp>. */
+  /**
+   * Experiment directory; default runs/experiment-<timestamp>. Locked while the experiment works
+   * in it; one holding a finished experiment is refused unless `overwrite` (run-dir.ts claimRunDir).
+   */
   out?: string
+  /** Replace the experiment in `out` if there is one: only the files kana-native writes there are removed. Default false. */
+  overwrite?: boolean
   /** Recorded in experiment.json. */
   command?: string[]
   /** Write report.html at the end (default true). */
@@ -240,6 +246,18 @@ function stamp(): string {
 
 /** Runs the study. Writes everything under `out` and returns the table and the details. */
 export async function runExperiment(opts: ExperimentOptions = {}): Promise<ExperimentResult> {
+  // settings first (a resumed experiment's come from its checkpoint), then the directory's lock
+  if (opts.resume === undefined) resolveExperiment(opts)
+  const dir = resolve(opts.resume ?? opts.out ?? join('runs', `experiment-${stamp()}`))
+  const claim = await claimRunDir(dir, { kind: 'experiment', overwrite: opts.overwrite, resume: opts.resume !== undefined, command: opts.command, onWarning: opts.log && ((m) => opts.log!(`warning: ${m}`)) })
+  try {
+    return await experimentIn(opts, dir, claim)
+  } finally {
+    claim.release()
+  }
+}
+
+async function experimentIn(opts: ExperimentOptions, dir: string, claim: RunDirClaim): Promise<ExperimentResult> {
   const started = performance.now()
   const timings: Record<string, number> = {}
   const phaseStart = new Map<string, number>()
@@ -263,7 +281,6 @@ export async function runExperiment(opts: ExperimentOptions = {}): Promise<Exper
     if (!loaded) throw e
     throw new CheckpointError('ECORRUPT', `the experiment checkpoint in ${loaded.dir} holds an invalid configuration: ${(e as Error).message}`, { cause: e })
   }
-  const dir = resolve(opts.resume ?? opts.out ?? join('runs', `experiment-${stamp()}`))
   if (!loaded && (await hasExperimentCheckpoint(dir))) {
     throw new CheckpointError('ECONFLICT', `${dir} holds the checkpoint of an interrupted experiment: continue it with \`kana-native experiment --resume ${dir}\` (runExperiment({ resume })), or choose another directory`)
   }
@@ -285,7 +302,10 @@ export async function runExperiment(opts: ExperimentOptions = {}): Promise<Exper
   const testSplit = new TestSplit(inputs.test, inputs.features)
   const K = inputs.classes
   log(`data: ${inputs.train.labels.length} train / ${inputs.validation.labels.length} validation / ${inputs.test.labels.length} test samples, ${K} classes, ${inputs.features} features; seed ${cfg.seed}`)
-  if (!loaded) await writeFileAtomic(join(dir, 'experiment-config.json'), json(configForFile(cfg)))
+  if (!loaded) {
+    await claim.clear()
+    await writeFileAtomic(join(dir, 'experiment-config.json'), json(configForFile(cfg)))
+  }
   end('data')
   const checkpointHeader = (reason: string) => ({
     config: configForFile(cfg), data: { fingerprint, samples: { train: inputs.train.labels.length, validation: inputs.validation.labels.length, test: inputs.test.labels.length } },

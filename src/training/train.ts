@@ -5,8 +5,8 @@ import { Dataset, MLP, type OptimizerName } from '../engine/mlp'
 import { EarlyStopping } from './early-stopping'
 import { learningRate, type ScheduleName } from './schedule'
 import { summarize } from '../output/metrics'
-import { loadInputs, type InputOptions, type Inputs } from '../data/inputs'
-import { finishRunDir, startRunDir } from './run-dir'
+import { checkParts, loadInputs, type InputOptions, type Inputs } from '../data/inputs'
+import { claimRunDir, finishRunDir, startRunDir, type RunDirClaim } from './run-dir'
 import { writeHistory } from './history'
 import {
   CHECKPOINT_DIR, CHECKPOINT_INDEX, CheckpointError, dataFingerprint, fileFingerprint, readCheckpoint, removeCheckpoint, writeCheckpoint,
@@ -63,8 +63,14 @@ export interface TrainOptions extends Omit<InputOptions, 'seed'> {
   onProgress?: (p: { epoch: number; step: number; steps: number; loss: number; accuracy: number }) => void
   /** Milliseconds between onProgress reports (default 100). */
   progressInterval?: number
-  /** Run directory to write (config, history, metrics, model, pictures); none when omitted. */
+  /**
+   * Run directory to write (config, history, metrics, model, pictures); none when omitted. The
+   * directory is locked while the run works in it (a second process fails at once), and a
+   * directory holding a finished run is refused unless `overwrite` is set (run-dir.ts claimRunDir).
+   */
   out?: string
+  /** Replace the run in `out` if there is one: only the files kana-native writes there are removed. Default false. */
+  overwrite?: boolean
   /**
    * With `out`: also write a checkpoint after an epoch when this many seconds have passed since
    * the last one (default 60; 0 = only when interrupted), so that a run killed outright (SIGKILL,
@@ -222,8 +228,27 @@ async function loadResumeInputs(opts: TrainOptions, ck: Checkpoint, runDir: stri
   return { inputs, record }
 }
 
-/** Loads the data, trains, and evaluates on all three splits. */
+/**
+ * Loads the data, trains, and evaluates on all three splits (no test metrics, `test: null`, when
+ * the split's test part is empty). Settings and split sizes are checked before any training.
+ */
 export async function train(opts: TrainOptions = {}): Promise<TrainResult> {
+  // Settings that need no data, before the directory is claimed or the data loaded.
+  if (opts.checkpointEvery !== undefined && !(opts.checkpointEvery >= 0 && Number.isFinite(opts.checkpointEvery))) {
+    throw new RangeError(`checkpointEvery must be a finite number of seconds ≥ 0, got ${opts.checkpointEvery}`)
+  }
+  if (opts.resume === undefined) resolveModelConfig({ ...opts, seed: opts.seed ?? 0 })
+  const dir = opts.resume ?? opts.out
+  if (dir === undefined) return trainIn(opts)
+  const claim = await claimRunDir(dir, { kind: 'run', overwrite: opts.overwrite, resume: opts.resume !== undefined, command: opts.command, onWarning: opts.onWarning })
+  try {
+    return await trainIn(opts, claim)
+  } finally {
+    claim.release()
+  }
+}
+
+async function trainIn(opts: TrainOptions, claim?: RunDirClaim): Promise<TrainResult> {
   let started = performance.now()
   const warn = opts.onWarning ?? ((message: string) => process.emitWarning(message, 'KanaNativeWarning'))
   let runDir = opts.out
@@ -247,22 +272,24 @@ export async function train(opts: TrainOptions = {}): Promise<TrainResult> {
     }
     const seed = opts.seed ?? randomInt(0, 2 ** 31)
     inputs = await loadInputs({ ...opts, seed })
+    checkParts(inputs, { emptyTest: true })
     opts.onData?.(inputs)
     config = resolveConfig({ ...opts, seed }, inputs.features, inputs.classes)
     if (runDir !== undefined) dataRecord = await recordData(opts, inputs)
   }
   const model = new MLP({ layers: config.layers, seed: config.seed, threads: config.threads })
-  if (runDir !== undefined && !ck) await startRunDir(runDir, config, inputs, opts.command)
+  if (runDir !== undefined && !ck) {
+    await claim?.clear()
+    await startRunDir(runDir, config, inputs, opts.command)
+  }
   const sets = {
     train: new Dataset(inputs.train.images, inputs.train.labels, inputs.features),
     validation: new Dataset(inputs.validation.images, inputs.validation.labels, inputs.features),
     test: new Dataset(inputs.test.images, inputs.test.labels, inputs.features),
   }
-  if (sets.validation.length === 0) throw new RangeError('the validation split is empty: early stopping and model selection need one')
   const n = sets.train.length
   const steps = Math.ceil(n / (config.optimizer === 'gd' ? n : Math.min(config.batchSize, n)))
   const checkpointEvery = opts.checkpointEvery ?? 60
-  if (!(checkpointEvery >= 0 && Number.isFinite(checkpointEvery))) throw new RangeError(`checkpointEvery must be a finite number of seconds ≥ 0, got ${opts.checkpointEvery}`)
 
   let stopper = new EarlyStopping({ patience: config.earlyStopping ? config.patience : Number.MAX_SAFE_INTEGER, minDelta: config.minDelta, restoreBest: config.restoreBest })
   let history: EpochRecord[] = []
@@ -373,7 +400,7 @@ export async function train(opts: TrainOptions = {}): Promise<TrainResult> {
   const metrics = {
     train: await splitMetrics(model, sets.train, inputs.classes),
     validation: await splitMetrics(model, sets.validation, inputs.classes),
-    test: await splitMetrics(model, sets.test, inputs.classes),
+    test: sets.test.length > 0 ? await splitMetrics(model, sets.test, inputs.classes) : null,
   }
   const result: TrainResult = { model, config, inputs, history, bestEpoch, weightsEpoch, stopReason, divergence, metrics, seconds: (performance.now() - started) / 1000, runDir }
   if (runDir !== undefined) {
