@@ -70,6 +70,23 @@ test('claimRunDir: a stale lock (its process gone) is taken over with a warning;
   t.is(JSON.parse(readFileSync(join(dir, LOCK_FILE), 'utf8')).hostname, 'some-other-host', 'left in place')
 })
 
+test('claimRunDir: a process killed by SIGINT/SIGTERM that nobody handles still removes its lock, then dies by the signal', async (t) => {
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    const dir = newDir()
+    const script = `require('${join(__dirname, '..', 'src', 'training', 'run-dir.ts').replace(/\\/g, '/')}').claimRunDir(${JSON.stringify(dir)}, { kind: 'run' }).then(() => { console.log('claimed'); setInterval(() => {}, 1000) })`
+    const child = spawn(process.execPath, ['--import=tsx', '-e', script], { cwd: join(__dirname, '..') })
+    await new Promise<void>((res, rej) => {
+      child.stdout.on('data', (d) => String(d).includes('claimed') && res())
+      child.on('close', () => rej(new Error('the child ended before claiming')))
+    })
+    t.true(existsSync(join(dir, LOCK_FILE)))
+    child.kill(signal)
+    const how = await new Promise<NodeJS.Signals | null>((res) => child.on('close', (_code, sig) => res(sig)))
+    t.is(how, signal, 'the default action of the signal, as without the lock')
+    t.false(existsSync(join(dir, LOCK_FILE)), `${signal}: lock removed`)
+  }
+})
+
 test('train into a finished run directory is refused; overwrite replaces only the files kana-native writes', async (t) => {
   const dir = newDir()
   mkdirSync(dir)
@@ -247,6 +264,15 @@ real('CLI: Ctrl-C releases the lock; --resume takes it, and a second --resume me
   t.regex(other.stderr, new RegExp(`is in use by another kana-native process: pid ${resumed.child.pid} `))
   t.is(await resumed.exit, 0, resumed.stderr())
   t.false(existsSync(join(dir, LOCK_FILE)))
+
+  // a second Ctrl-C quits at once (killed by it, or 130 if the checkpoint was already written): no lock left either way
+  const twice = join(tmp, 'cli-twice')
+  const run2 = start(['train', ...settings, '--out', twice])
+  await run2.until(/^epoch 1\/12 /m)
+  run2.child.kill('SIGINT')
+  run2.child.kill('SIGINT')
+  await run2.exit
+  t.false(existsSync(join(twice, LOCK_FILE)), run2.stderr())
 })
 
 real('CLI: an empty test split trains and says so; an empty validation split fails before training', (t) => {
