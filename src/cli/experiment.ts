@@ -33,6 +33,7 @@ export const experimentOptions = (y: Argv) =>
     .option('reference-budget', { type: 'number', describe: 'Seconds the pure-TypeScript reference (M2) may train [default: 480]' })
     .option('out', { alias: 'o', type: 'string', describe: 'Experiment directory [default: runs/experiment-<timestamp>]' })
     .option('resume', { type: 'string', describe: 'Continue the interrupted experiment in this directory from its checkpoint, with its recorded settings and data' })
+    .option('overwrite', { type: 'boolean', describe: 'Replace the finished experiment in --out (only the files kana-native writes there are removed)' })
     .option('report', { type: 'boolean', describe: 'Write report.html at the end (--no-report to skip) [default: on]' })
     .option('plain', { type: 'boolean', default: false, describe: 'Plain progress lines' })
 
@@ -139,7 +140,7 @@ export async function experimentCommand(argv: Record<string, any>, out: Out, usa
   const dir = resolve(argv.resume ?? argv.out ?? join('runs', `experiment-${new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)}`))
   try {
     const common: ExperimentOptions = { command: process.argv.slice(1), report: argv.report, signal: ac.signal, log: say }
-    const r = await runExperiment(argv.resume !== undefined ? { ...common, resume: dir } : { ...config, ...common, out: dir })
+    const r = await runExperiment(argv.resume !== undefined ? { ...common, resume: dir } : { ...config, ...common, out: dir, overwrite: argv.overwrite })
     if (out.json) {
       process.stdout.write(JSON.stringify({ type: 'result', dir: r.dir, report: r.reportPath, seconds: r.seconds, table: r.table, agreement: r.agreement && { epochsCompared: r.agreement.epochsCompared, maxTrainLossRelDiffFirst10: r.agreement.maxTrainLossRelDiffFirst10, testAccuracyDiffPoints: r.agreement.testAccuracyDiffPoints, pass: r.agreement.pass } }) + '\n')
     } else if (!out.quiet) {

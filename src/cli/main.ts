@@ -96,7 +96,7 @@ async function trainCommand(argv: Record<string, any>, out: Out): Promise<number
   const download = tty ? terminalProgress() : undefined
   const opts: TrainOptions = {
     ...fromFile, ...typed,
-    out: runDir, command: process.argv.slice(1), signal: ac.signal,
+    out: runDir, overwrite: argv.overwrite, command: process.argv.slice(1), signal: ac.signal,
     onDownloadProgress: download,
     onWarning: (m) => {
       if (!out.quiet) process.stderr.write(`kana-native: warning: ${m}\n`)
@@ -135,11 +135,12 @@ async function trainCommand(argv: Record<string, any>, out: Out): Promise<number
     const result = await train(opts)
     const { test, validation, train: tr } = result.metrics
     if (out.json) {
-      process.stdout.write(JSON.stringify({ type: 'result', runDir, stopReason: result.stopReason, divergence: result.divergence, bestEpoch: result.bestEpoch, seconds: result.seconds, train: brief(tr), validation: brief(validation), test: brief(test) }) + '\n')
+      process.stdout.write(JSON.stringify({ type: 'result', runDir, stopReason: result.stopReason, divergence: result.divergence, bestEpoch: result.bestEpoch, seconds: result.seconds, train: brief(tr), validation: brief(validation), test: test && brief(test) }) + '\n')
     } else {
       const why = { completed: 'ran all epochs', 'early-stopping': `early stopping (patience ${result.config.patience})`, diverged: `diverged: ${result.divergence}` }[result.stopReason]
       log(out, `\n${why}; weights of epoch ${result.weightsEpoch} (best validation loss at epoch ${result.bestEpoch}), ${result.seconds.toFixed(1)}s`)
-      log(out, table([['', 'accuracy', 'loss', 'balanced acc', 'macro-F1'], ...(['train', 'validation', 'test'] as const).map((k) => { const m = result.metrics[k]; return [k, pct(m.accuracy), fmt(m.loss), pct(m.balancedAccuracy), pct(m.macroF1)] })]))
+      log(out, table([['', 'accuracy', 'loss', 'balanced acc', 'macro-F1'], ...(['train', 'validation', 'test'] as const).flatMap((k) => { const m = result.metrics[k]; return m ? [[k, pct(m.accuracy), fmt(m.loss), pct(m.balancedAccuracy), pct(m.macroF1)]] : [] })]))
+      if (!test) log(out, 'no test metrics: the split\'s test part is empty (metrics.json has "test": null)')
       log(out, `\nrun directory: ${runDir}\n  model.safetensors  metrics.json  history.csv  curves.png  confusion.png  class-distribution.png  samples.png`)
     }
     return result.stopReason === 'diverged' ? 1 : 0
@@ -179,7 +180,7 @@ async function predictCommand(argv: Record<string, any>, out: Out): Promise<numb
   const { model, classNames } = await loadTrainedModel(resolve(argv.model), { threads: argv.threads })
   const { images, n, rows, cols } = await loadImages(resolve(argv.images))
   if (rows * cols !== model.inputs) {
-    throw new DataError('ESHAPE', `${argv.images}: images have ${rows * cols} pixels but the model takes ${model.inputs}`, argv.images)
+    throw new DataError('ESHAPE', `images have ${rows * cols} pixels but the model takes ${model.inputs}`, resolve(argv.images))
   }
   const probs = await model.predictProba(new Dataset(images, null, model.inputs))
   const columns = argv.columns === 'names' ? classNames : Array.from({ length: model.classes }, (_, k) => `${argv.columnPrefix}${k}`)
@@ -194,8 +195,8 @@ async function evaluateCommand(argv: Record<string, any>, out: Out): Promise<num
   const { model, classNames } = await loadTrainedModel(resolve(argv.model), { threads: argv.threads })
   const { images, n, rows, cols } = await loadImages(resolve(argv.images))
   const { labels, n: nl } = await loadLabels(resolve(argv.labels))
-  if (n !== nl) throw new DataError('ESHAPE', `${argv.images} holds ${n} images but ${argv.labels} holds ${nl} labels`, argv.images)
-  if (rows * cols !== model.inputs) throw new DataError('ESHAPE', `${argv.images}: images have ${rows * cols} pixels but the model takes ${model.inputs}`, argv.images)
+  if (n !== nl) throw new DataError('ESHAPE', `holds ${n} images but ${resolve(argv.labels)} holds ${nl} labels`, resolve(argv.images))
+  if (rows * cols !== model.inputs) throw new DataError('ESHAPE', `images have ${rows * cols} pixels but the model takes ${model.inputs}`, resolve(argv.images))
   const ev = await model.evaluate(new Dataset(images, labels, model.inputs))
   const m = summarize(ev.confusion, model.classes, ev.loss)
   const names = argv.classmap ? await loadClassmap(resolve(argv.classmap)) : classNames
@@ -247,6 +248,7 @@ export function parser(args: string[]) {
         .option('threads', { type: 'number', describe: 'Engine threads [default: all cores]' })
         .option('out', { alias: 'o', type: 'string', describe: 'Run directory [default: runs/<timestamp>]' })
         .option('resume', { type: 'string', describe: 'Continue the interrupted run in this run directory from its checkpoint, with its recorded settings and data' })
+        .option('overwrite', { type: 'boolean', default: false, describe: 'Replace the finished run in --out (only the files kana-native writes there are removed)' })
         .option('checkpoint-every', { type: 'number', describe: 'Also write a checkpoint between epochs every this many seconds, for a run killed outright (0: only on Ctrl-C) [default: 60]' })
         .option('plain', { type: 'boolean', default: false, describe: 'One plain line per epoch even on a terminal (no progress bar)' })
         .example('$0 train', 'in a folder with X_images.npy and y_images.npy: train with the study\'s best recipe')

@@ -9,7 +9,7 @@ type Row = [option: string, defaultValue: string, meaning: string]
 
 /** Before the model settings: where the data comes from and how it is split. */
 const DATA_ROWS: Row[] = [
-  ['`--images PATH`', '`./X_images.npy`', 'images: `.npy` (N×784 or N×28×28; uint8, or int/float holding integers 0..255), `.npz` (`arr_0`), IDX (gzipped or not)'],
+  ['`--images PATH`', '`./X_images.npy`', 'images: `.npy` (N×784 or N×28×28; uint8, int/float holding integers 0..255, or floats scaled to [0, 1] that are exact multiples of 1/255), `.npz` (`arr_0`), IDX (gzipped or not)'],
   ['`--labels PATH`', '`./y_images.npy`', 'labels: any integer dtype'],
   ['`--dataset k49|kmnist|fashion-mnist`', '', 'a named data set instead of files: downloaded once (md5-verified, progress bar) into the cache; its official test set is the test set and validation comes out of its training set. Offline it says so and says where to put the files by hand. Fashion-MNIST is taken from Debian\'s `dataset-fashion-mnist` when installed.'],
   ['`--cache-dir DIR`', '`$KANA_NATIVE_CACHE` or `~/.cache/kana-native`', 'where named data sets live'],
@@ -21,7 +21,8 @@ const DATA_ROWS: Row[] = [
 const RUN_ROWS: Row[] = [
   ['`--config FILE`', '', 'JSON object of model settings (the keys of the Node API: `hidden`, `optimizer`, `lr`, `batchSize`, … as in this table) and data options (`images`, `labels`, `dataset`, `cacheDir`, `classmap`, `split` {train, validation, test}, `threads`, `checkpointEvery`); relative paths are relative to the file; flags given override it; unknown keys are an error'],
   ['`--threads n`', 'all cores', 'engine threads'],
-  ['`--out DIR`', '`runs/<timestamp>`', 'run directory'],
+  ['`--out DIR`', '`runs/<timestamp>`', 'run directory (locked while in use; see *Run directory safety* below)'],
+  ['`--overwrite`', 'off', 'replace the finished run in `--out`: only the files kana-native writes there are removed'],
   ['`--resume RUN_DIR`', '', 'continue an interrupted run from its checkpoint, to the result it would have had (see *Interrupt and resume* below)'],
   ['`--checkpoint-every s`', '60', 'also write a checkpoint between epochs once this many seconds have passed since the last, for a run killed outright; 0: only on Ctrl-C'],
   ['`--json`, `--quiet`, `--plain`', '', 'output modes'],

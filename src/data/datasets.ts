@@ -601,7 +601,7 @@ export async function loadNamedDataset(name: DatasetName, opts: EnsureOptions = 
     const img = await loadImages(imgPath);
     const lbl = await loadLabels(lblPath);
     if (img.n !== lbl.n) {
-      throw new DataError('ESHAPE', `${img.n} images in ${imgPath} but ${lbl.n} labels in ${lblPath}`, lblPath);
+      throw new DataError('ESHAPE', `${lbl.n} labels, but ${imgPath} holds ${img.n} images`, lblPath);
     }
     for (let i = 0; i < lbl.n; i++) {
       if (lbl.labels[i] >= classNames.length) {

@@ -90,7 +90,7 @@ export async function loadInputs(opts: InputOptions): Promise<Inputs> {
     const img = await loadImages(imagesPath)
     const lab = await loadLabels(labelsPath)
     if (img.n !== lab.n) {
-      throw new DataError('ESHAPE', `${imagesPath} holds ${img.n} images but ${labelsPath} holds ${lab.n} labels`, imagesPath)
+      throw new DataError('ESHAPE', `holds ${img.n} images but ${labelsPath} holds ${lab.n} labels`, imagesPath)
     }
     images = img.images
     labels = lab.labels
@@ -119,7 +119,7 @@ async function classNames(opts: InputOptions, classes: number): Promise<string[]
   if (opts.classmap) {
     const names = await loadClassmap(resolve(opts.classmap))
     if (names.length < classes) {
-      throw new DataError('ECLASSMAP', `${opts.classmap} names ${names.length} classes but the labels use ${classes}`, opts.classmap)
+      throw new DataError('ECLASSMAP', `names ${names.length} classes but the labels use ${classes}`, resolve(opts.classmap))
     }
     return names.slice(0, Math.max(classes, names.length))
   }
@@ -133,4 +133,19 @@ async function classNames(opts: InputOptions, classes: number): Promise<string[]
     }
   }
   return Array.from({ length: classes }, (_, k) => String(k))
+}
+
+/**
+ * Refuses a split that leaves a part the run needs empty, before any training: train and
+ * validation (early stopping, model selection) must hold samples; an empty test part is allowed
+ * when `emptyTest` (the run then reports no test metrics) and refused otherwise.
+ */
+export function checkParts(inputs: Pick<Inputs, 'train' | 'validation' | 'test' | 'source'>, opts: { emptyTest: boolean }): void {
+  const n = { train: inputs.train.labels.length, validation: inputs.validation.labels.length, test: inputs.test.labels.length }
+  const empty = (['train', 'validation', 'test'] as const).filter((p) => n[p] === 0 && (p !== 'test' || !opts.emptyTest))
+  if (empty.length === 0) return
+  const split = inputs.source.split as SplitFractions | undefined
+  const given = split ? `the split ${split.train},${split.validation},${split.test}` : 'the split'
+  const why = { train: 'training needs samples', validation: 'early stopping and model selection need a validation part', test: 'the comparison of models is made on the test part' }
+  throw new DataError('ESPLIT', `${given} leaves the ${empty.join(' and ')} part${empty.length > 1 ? 's' : ''} empty (${n.train} train / ${n.validation} validation / ${n.test} test samples): ${empty.map((p) => why[p]).join('; ')}. Give ${empty.length > 1 ? 'them fractions' : 'it a fraction'} above 0, e.g. 0.6,0.2,0.2`)
 }

@@ -19,6 +19,7 @@ export class DataError extends Error {
   readonly code: string;
   /** The file (or `archive.npz:member.npy`) the problem was found in, when there is one. */
   readonly file?: string;
+  /** `file` prefixes the message (`file: message`), so the message itself must not name it again. */
   constructor(code: string, message: string, file?: string) {
     super(file === undefined ? message : `${file}: ${message}`);
     this.name = 'DataError';
@@ -427,10 +428,51 @@ function describe(v: number | bigint): string {
   return typeof v === 'bigint' ? v.toString() : Object.is(v, -0) ? '-0' : String(v);
 }
 
+/** x rounded to float16 (round to nearest, ties to even), for 0 ≤ x ≤ 1. */
+function toHalf(x: number): number {
+  if (x === 0) return 0;
+  let e = Math.floor(Math.log2(x));
+  if (2 ** e > x) e--;
+  else if (2 ** (e + 1) <= x) e++;
+  const ulp = 2 ** (Math.max(e, -14) - 10);
+  const r = x / ulp;
+  const f = Math.floor(r);
+  const n = r - f > 0.5 || (r - f === 0.5 && f % 2 === 1) ? f + 1 : f;
+  return n * ulp;
+}
+
+const ROUND: Record<string, (x: number) => number> = { float64: (x) => x, float32: Math.fround, float16: toHalf };
+const scaledCache = new Map<string, Map<number, number>>();
+
+/**
+ * The values k/255 (k = 0..255) as a file of this float dtype holds them, each mapped to k: k/255
+ * and k·(1/255) as NumPy computes them (`x / 255`, `x * (1/255)`; in float32 arithmetic too, for a
+ * float32 or float16 file), rounded to the dtype. Every one maps back to its k without loss.
+ */
+function scaledValues(dtype: string): Map<number, number> | undefined {
+  const round = ROUND[dtype];
+  if (!round) return undefined;
+  let m = scaledCache.get(dtype);
+  if (!m) {
+    m = new Map();
+    const r32 = Math.fround(1 / 255);
+    for (let k = 255; k >= 0; k--) {
+      const forms = [k / 255, k * (1 / 255)];
+      if (dtype !== 'float64') forms.push(Math.fround(k * r32)); // computed in float32
+      for (const v of forms) m.set(round(v), k);
+    }
+    scaledCache.set(dtype, m);
+  }
+  return m;
+}
+
 /**
  * Interpret a decoded array as N images of H×W 8-bit pixels. Accepted shapes: N×(H·W) with a
  * square H·W (784 → 28×28), N×H×W, and N×H×W×1 (a channel axis). Values of any dtype must be
- * integers in 0..255: rounding silently would hide a wrongly normalised (0..1) file.
+ * integers in 0..255 — rounding silently would hide a wrongly normalised file — or, for float
+ * data, every one exactly k/255 for an integer k (images divided by 255 before saving): those are
+ * converted back to k without loss. Float data holding only 0 and 1 are read as the integers 0
+ * and 1, as before (they are integers in 0..255): multiply them by 255 if they mean black and white.
  */
 export function toImages(arr: NdArray, file: string): { images: Uint8Array; n: number; rows: number; cols: number } {
   const s = arr.shape;
@@ -453,14 +495,29 @@ export function toImages(arr: NdArray, file: string): { images: Uint8Array; n: n
   const data = arr.data;
   if (data instanceof Uint8Array) return { images: data, n, rows, cols }; // uint8/bool: no copy
   const out = new Uint8Array(data.length);
+  const f = rows * cols;
+  const where = (i: number) => `at flat index ${i} (image ${Math.floor(i / f)}, pixel ${i % f})`;
   for (let i = 0; i < data.length; i++) {
     const v = data[i];
     const ok = typeof v === 'bigint' ? v >= 0n && v <= 255n : Number.isInteger(v) && v >= 0 && v <= 255;
-    if (!ok) {
-      const f = rows * cols;
-      throw new DataError('EPIXEL', `pixel value ${describe(v)} at flat index ${i} (image ${Math.floor(i / f)}, pixel ${i % f}) is not an integer in 0..255 (dtype ${arr.dtype})`, file);
+    if (ok) {
+      out[i] = Number(v);
+      continue;
     }
-    out[i] = Number(v);
+    // Not integers: float images scaled to [0, 1], every value k/255?
+    const scaled = scaledValues(arr.dtype);
+    const unit = scaled && (data as Float32Array | Float64Array).every((x) => x >= 0 && x <= 1);
+    if (!unit) {
+      throw new DataError('EPIXEL', `pixel value ${describe(v)} ${where(i)} is not an integer in 0..255 (dtype ${arr.dtype})${scaled ? ', nor are the values scaled to [0, 1]' : ''}: save the images as integers 0..255 (uint8)`, file);
+    }
+    for (let j = 0; j < data.length; j++) {
+      const k = scaled.get(data[j] as number);
+      if (k === undefined) {
+        throw new DataError('EPIXEL', `values lie in [0, 1] but ${describe(data[j])} ${where(j)} is not a multiple of 1/255 (dtype ${arr.dtype}), so it is no 8-bit pixel: multiply by 255 and round, or save uint8`, file);
+      }
+      out[j] = k;
+    }
+    break;
   }
   return { images: out, n, rows, cols };
 }

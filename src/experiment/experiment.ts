@@ -23,6 +23,7 @@ import { mkdir } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { abortError, MLP, Dataset } from '../engine/mlp'
 import { loadInputs, type InputOptions, type Inputs, type Part } from '../data/inputs'
+import { claimRunDir, type RunDirClaim } from '../training/run-dir'
 import { summarize } from '../output/metrics'
 import { writeFileAtomic } from '../output/atomic'
 import { historyCsv } from '../training/history'
@@ -57,8 +58,13 @@ export type { ModelId, SearchConfig, ArchitectureConfig, ExperimentConfig, Resol
 export interface ExperimentOptions extends ExperimentConfig {
   /** Arrays in memory instead of files (tests, Node callers). */
   inMemory?: InputOptions['data']
-  /** Experiment directory; default runs/experiment-<timestamp>. */
+  /**
+   * Experiment directory; default runs/experiment-<timestamp>. Locked while the experiment works
+   * in it; one holding a finished experiment is refused unless `overwrite` (run-dir.ts claimRunDir).
+   */
   out?: string
+  /** Replace the experiment in `out` if there is one: only the files kana-native writes there are removed. Default false. */
+  overwrite?: boolean
   /** Recorded in experiment.json. */
   command?: string[]
   /** Write report.html at the end (default true). */
@@ -312,7 +318,19 @@ const epochLogger = (log: (line: string) => void, id: string, every: number) => 
  * then — selection over — the test split once per model, and the files.
  */
 export async function runExperiment(opts: ExperimentOptions = {}): Promise<ExperimentResult> {
-  const x = await openStudy(opts)
+  // settings first (a resumed experiment's come from its checkpoint), then the directory's lock
+  if (opts.resume === undefined) resolveExperiment(opts)
+  const dir = resolve(opts.resume ?? opts.out ?? join('runs', `experiment-${stamp()}`))
+  const claim = await claimRunDir(dir, { kind: 'experiment', overwrite: opts.overwrite, resume: opts.resume !== undefined, command: opts.command, onWarning: opts.log && ((m) => opts.log!(`warning: ${m}`)) })
+  try {
+    return await studyIn(opts, dir, claim)
+  } finally {
+    claim.release()
+  }
+}
+
+async function studyIn(opts: ExperimentOptions, dir: string, claim: RunDirClaim): Promise<ExperimentResult> {
+  const x = await openStudy(opts, dir, claim)
   try {
     if (x.wants('M0')) await trainM0(x)
     if (x.wants('M1') || x.wants('M2') || x.wants('M3')) await searchM1(x)
@@ -334,7 +352,7 @@ export async function runExperiment(opts: ExperimentOptions = {}): Promise<Exper
 const m1Of = (x: Study) => x.finished.get('M1')?.trial
 
 /** Configuration (or the checkpoint's, to resume), the directory, the data, the store of trials. */
-async function openStudy(opts: ExperimentOptions): Promise<Study> {
+async function openStudy(opts: ExperimentOptions, dir: string, claim: RunDirClaim): Promise<Study> {
   const clock = new PhaseClock()
   const log = opts.log ?? (() => {})
   let loaded: LoadedExperimentCheckpoint | undefined
@@ -352,7 +370,6 @@ async function openStudy(opts: ExperimentOptions): Promise<Study> {
     if (!loaded) throw e
     throw new CheckpointError('ECORRUPT', `the experiment checkpoint in ${loaded.dir} holds an invalid configuration: ${(e as Error).message}`, { cause: e })
   }
-  const dir = resolve(opts.resume ?? opts.out ?? join('runs', `experiment-${stamp()}`))
   if (!loaded && (await hasExperimentCheckpoint(dir))) {
     throw new CheckpointError('ECONFLICT', `${dir} holds the checkpoint of an interrupted experiment: continue it with \`kana-native experiment --resume ${dir}\` (runExperiment({ resume })), or choose another directory`)
   }
@@ -371,7 +388,10 @@ async function openStudy(opts: ExperimentOptions): Promise<Study> {
   const data = trialData(inputs.train, inputs.validation, inputs.features, inputs.classes)
   const testSplit = new TestSplit(inputs.test, inputs.features)
   log(`data: ${inputs.train.labels.length} train / ${inputs.validation.labels.length} validation / ${inputs.test.labels.length} test samples, ${inputs.classes} classes, ${inputs.features} features; seed ${cfg.seed}`)
-  if (!loaded) await writeFileAtomic(join(dir, 'experiment-config.json'), json(configForFile(cfg)))
+  if (!loaded) {
+    await claim.clear() // an overwritten experiment's files go just before the first new one is written
+    await writeFileAtomic(join(dir, 'experiment-config.json'), json(configForFile(cfg)))
+  }
   clock.end('data')
   const checkpointHeader = (reason: string): ExperimentCheckpointHeader => ({
     config: configForFile(cfg), data: { fingerprint, samples: { train: inputs.train.labels.length, validation: inputs.validation.labels.length, test: inputs.test.labels.length } },

@@ -44,7 +44,8 @@ export interface TrainResult {
   stopReason: StopReason
   /** Present when the run diverged: what happened, in words. */
   divergence?: string
-  metrics: { train: SplitMetrics; validation: SplitMetrics; test: SplitMetrics }
+  /** `test` is null when the split's test part is empty. */
+  metrics: { train: SplitMetrics; validation: SplitMetrics; test: SplitMetrics | null }
   seconds: number
   runDir?: string
 }

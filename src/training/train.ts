@@ -6,8 +6,8 @@ import { Dataset, MLP } from '../engine/mlp'
 import { Run } from './run'
 import { engineEpochs } from './sources'
 import { summarize } from '../output/metrics'
-import { loadInputs, type InputOptions, type Inputs } from '../data/inputs'
-import { finishRunDir, startRunDir } from './run-dir'
+import { checkParts, loadInputs, type InputOptions, type Inputs } from '../data/inputs'
+import { claimRunDir, finishRunDir, startRunDir, type RunDirClaim } from './run-dir'
 import { writeHistory } from './history'
 import {
   CHECKPOINT_DIR, CHECKPOINT_INDEX, CheckpointError, dataFingerprint, fileFingerprint, readCheckpoint, removeCheckpoint, writeCheckpoint,
@@ -42,8 +42,14 @@ export interface TrainOptions extends Omit<InputOptions, 'seed'>, Partial<ModelC
   onProgress?: (p: { epoch: number; step: number; steps: number; loss: number; accuracy: number }) => void
   /** Milliseconds between onProgress reports (default 100). */
   progressInterval?: number
-  /** Run directory to write (config, history, metrics, model, pictures); none when omitted. */
+  /**
+   * Run directory to write (config, history, metrics, model, pictures); none when omitted. The
+   * directory is locked while the run works in it (a second process fails at once), and a
+   * directory holding a finished run is refused unless `overwrite` is set (run-dir.ts claimRunDir).
+   */
   out?: string
+  /** Replace the run in `out` if there is one: only the files kana-native writes there are removed. Default false. */
+  overwrite?: boolean
   /**
    * With `out`: also write a checkpoint after an epoch when this many seconds have passed since
    * the last one (default 60; 0 = only when interrupted), so that a run killed outright (SIGKILL,
@@ -200,10 +206,26 @@ async function loadResumeInputs(opts: TrainOptions, ck: Checkpoint, runDir: stri
   return { inputs, record }
 }
 
-/** Loads the data, trains one run (run.ts) with the engine's own shuffled epochs, and evaluates on all three splits. */
+/**
+ * Loads the data, trains one run (run.ts) with the engine's own shuffled epochs, and evaluates on
+ * all three splits (no test metrics, `test: null`, when the split's test part is empty). Every
+ * setting and the split sizes are checked before any training; the run directory is claimed
+ * (locked, and a finished run in it refused unless `overwrite`) before anything is written there.
+ */
 export async function train(opts: TrainOptions = {}): Promise<TrainResult> {
-  // every setting checked before any work (loading, training)
+  // every setting that needs no data, before the directory is claimed or the data loaded
   checkTrainOptions(opts as Record<string, unknown>)
+  const dir = opts.resume ?? opts.out
+  if (dir === undefined) return trainIn(opts)
+  const claim = await claimRunDir(dir, { kind: 'run', overwrite: opts.overwrite, resume: opts.resume !== undefined, command: opts.command, onWarning: opts.onWarning })
+  try {
+    return await trainIn(opts, claim)
+  } finally {
+    claim.release()
+  }
+}
+
+async function trainIn(opts: TrainOptions, claim?: RunDirClaim): Promise<TrainResult> {
   let started = performance.now()
   const warn = opts.onWarning ?? ((message: string) => process.emitWarning(message, 'KanaNativeWarning'))
   let runDir = opts.out
@@ -227,22 +249,24 @@ export async function train(opts: TrainOptions = {}): Promise<TrainResult> {
     }
     const seed = opts.seed ?? randomInt(0, 2 ** 31)
     inputs = await loadInputs({ ...opts, seed })
+    checkParts(inputs, { emptyTest: true })
     opts.onData?.(inputs)
     config = resolveConfig({ ...opts, seed }, inputs.features, inputs.classes)
     if (runDir !== undefined) dataRecord = await recordData(opts, inputs)
   }
   const model = new MLP({ layers: config.layers, seed: config.seed, threads: config.threads })
-  if (runDir !== undefined && !ck) await startRunDir(runDir, config, inputs, opts.command)
+  if (runDir !== undefined && !ck) {
+    await claim?.clear()
+    await startRunDir(runDir, config, inputs, opts.command)
+  }
   const sets = {
     train: new Dataset(inputs.train.images, inputs.train.labels, inputs.features),
     validation: new Dataset(inputs.validation.images, inputs.validation.labels, inputs.features),
     test: new Dataset(inputs.test.images, inputs.test.labels, inputs.features),
   }
-  if (sets.validation.length === 0) throw new RangeError('the validation split is empty: early stopping and model selection need one')
   const n = sets.train.length
   const steps = Math.ceil(n / (config.optimizer === 'gd' ? n : Math.min(config.batchSize, n)))
   const checkpointEvery = opts.checkpointEvery ?? 60
-  if (!(checkpointEvery >= 0 && Number.isFinite(checkpointEvery))) throw new RangeError(`checkpointEvery must be a finite number of seconds ≥ 0, got ${opts.checkpointEvery}`)
 
   const modelConfig = { ...config, hidden: config.layers.slice(1, -1) }
   const run = new Run(modelConfig, engineEpochs(model, modelConfig, sets, { progressInterval: opts.progressInterval, onProgress: opts.onProgress }), {
@@ -291,7 +315,7 @@ export async function train(opts: TrainOptions = {}): Promise<TrainResult> {
   const metrics = {
     train: await splitMetrics(model, sets.train, inputs.classes),
     validation: await splitMetrics(model, sets.validation, inputs.classes),
-    test: await splitMetrics(model, sets.test, inputs.classes),
+    test: sets.test.length > 0 ? await splitMetrics(model, sets.test, inputs.classes) : null,
   }
   const result: TrainResult = {
     model, config, inputs, history: run.history, bestEpoch: run.bestEpoch, weightsEpoch: run.weightsEpoch, stopReason: run.stopReason as StopReason,
