@@ -15,7 +15,7 @@ import {
   type Activation,
   type ReferenceInit,
   type ReferenceOptions,
-} from '../src/reference';
+} from '../src/engine/reference';
 
 // ---------------------------------------------------------------- helpers --
 
