@@ -433,8 +433,9 @@ test('version 2: batch-norm tensors have PyTorch BatchNorm1d names, shape [out],
 test('version 2 metadata: activation, leakySlope, batchNorm, bnEps, dropout are checked', (t) => {
   rejects(t, rewriteMeta(VALID, (m) => { m.activation = 'tanh'; }), 'EUNSUPPORTED', /activation "tanh" is not supported \(one of "relu", "leaky-relu", "silu", "gelu"\)/);
   rejects(t, rewriteMeta(VALID, (m) => { delete m.activation; }), 'EUNSUPPORTED', /activation undefined is not supported/);
-  rejects(t, rewriteMeta(VALID, (m) => { m.activation = 'leaky-relu'; }), 'EMETA', /leakySlope undefined is not a finite number \(activation "leaky-relu" needs it\)/);
+  rejects(t, rewriteMeta(VALID, (m) => { m.activation = 'leaky-relu'; }), 'EMETA', /leakySlope undefined is not a finite number >= 0 \(activation "leaky-relu" needs it\)/);
   rejects(t, rewriteMeta(VALID, (m) => { m.activation = 'leaky-relu'; m.leakySlope = '0.1'; }), 'EMETA', /leakySlope "0.1" is not a finite number/);
+  rejects(t, rewriteMeta(VALID, (m) => { m.activation = 'leaky-relu'; m.leakySlope = -0.1; }), 'EMETA', /leakySlope -0\.1 is not a finite number >= 0/);
   rejects(t, rewriteMeta(VALID, (m) => { m.leakySlope = 0.1; }), 'EMETA', /leakySlope is given but the activation is "relu", not "leaky-relu"/);
   rejects(t, rewriteMeta(VALID, (m) => { delete m.batchNorm; }), 'EMETA', /batchNorm undefined is not true or false/);
   rejects(t, rewriteMeta(VALID, (m) => { m.batchNorm = 1; }), 'EMETA', /batchNorm 1 is not true or false/);

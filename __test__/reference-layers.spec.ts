@@ -574,12 +574,13 @@ test('construction options are validated, naming the setting', (t) => {
   const init = optInit();
   const bad: Array<[ReferenceOptions, RegExp]> = [
     [{ activation: 'tanh' as Activation }, /activation must be one of relu, leaky-relu, silu, gelu/],
-    [{ leakySlope: NaN }, /leakySlope must be a finite number/],
+    [{ leakySlope: NaN }, /leakySlope must be a finite number >= 0/],
+    [{ leakySlope: -0.5 }, /leakySlope must be a finite number >= 0/],
     [{ dropout: 1 }, /dropout must be a number in \[0, 1\)/],
     [{ dropout: -0.1 }, /dropout must be/],
     [{ dropout: [0.1, 0.2] }, /dropout lists 2 rates, the model has 1 hidden layers/],
     [{ dropout: [1.5] }, /dropout\[0\] must be/],
-    [{ bnMomentum: 0 }, /bnMomentum must be a number in \(0, 1\]/],
+    [{ bnMomentum: -0.1 }, /bnMomentum must be a number in \[0, 1\]/],
     [{ bnMomentum: 1.5 }, /bnMomentum/],
     [{ bnEps: 0 }, /bnEps must be a finite number > 0/],
     [{ seed: -1 }, /seed must be/],

@@ -257,7 +257,7 @@ export interface ReferenceOptions {
   dropout?: number | number[];
   /** Batch normalisation of every hidden layer before its activation. Default false. */
   batchNorm?: boolean;
-  /** Running-statistics momentum m in (0, 1], default 0.1 (PyTorch). */
+  /** Running-statistics momentum m in [0, 1], default 0.1 (PyTorch). */
   bnMomentum?: number;
   /** eps in sqrt(var + eps), > 0, default 1e-5. */
   bnEps?: number;
@@ -379,7 +379,7 @@ export class ReferenceMLP {
     }
     this.activation = activation;
     const slope = options.leakySlope ?? 0.01;
-    if (typeof slope !== 'number' || !Number.isFinite(slope)) throw new RangeError(`leakySlope must be a finite number, got ${String(slope)}`);
+    if (typeof slope !== 'number' || !Number.isFinite(slope) || slope < 0) throw new RangeError(`leakySlope must be a finite number >= 0, got ${String(slope)}`);
     this.leakySlope = slope;
     const hidden = depth - 1;
     const dropout = options.dropout ?? 0;
@@ -392,8 +392,8 @@ export class ReferenceMLP {
     this.batchNorm = options.batchNorm ?? false;
     if (typeof this.batchNorm !== 'boolean') throw new RangeError(`batchNorm must be a boolean, got ${String(this.batchNorm)}`);
     this.bnMomentum = options.bnMomentum ?? 0.1;
-    if (typeof this.bnMomentum !== 'number' || !(this.bnMomentum > 0 && this.bnMomentum <= 1)) {
-      throw new RangeError(`bnMomentum must be a number in (0, 1], got ${String(this.bnMomentum)}`);
+    if (typeof this.bnMomentum !== 'number' || !(this.bnMomentum >= 0 && this.bnMomentum <= 1)) {
+      throw new RangeError(`bnMomentum must be a number in [0, 1], got ${String(this.bnMomentum)}`);
     }
     this.bnEps = options.bnEps ?? 1e-5;
     if (typeof this.bnEps !== 'number' || !Number.isFinite(this.bnEps) || !(this.bnEps > 0)) {

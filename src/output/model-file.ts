@@ -158,7 +158,7 @@ function checkMeta(m: unknown, fail: Fail): ModelFile['meta'] {
   if (version === 2) {
     const { leakySlope, batchNorm, bnEps, dropout } = m;
     if (activation === 'leaky-relu') {
-      if (typeof leakySlope !== 'number' || !Number.isFinite(leakySlope)) fail('EMETA', `leakySlope ${show(leakySlope)} is not a finite number (activation "leaky-relu" needs it)`);
+      if (typeof leakySlope !== 'number' || !Number.isFinite(leakySlope) || leakySlope < 0) fail('EMETA', `leakySlope ${show(leakySlope)} is not a finite number >= 0 (activation "leaky-relu" needs it)`);
       meta.leakySlope = leakySlope;
     } else if (leakySlope !== undefined) {
       fail('EMETA', `leakySlope is given but the activation is ${show(activation)}, not "leaky-relu"`);
