@@ -156,9 +156,11 @@ fn erfc_tail(x: f64) -> f64 {
     t * (-x * x + P.iter().rev().fold(0.0, |acc, &c| acc * t + c)).exp()
 }
 
-/// The error function in f32, computed in f64 and rounded once: within 1 ulp of the true value for
-/// every f32 input (relative error of the f64 evaluation below 1e-8 everywhere, far under f32's
-/// half-ulp of 6e-8; the tests check 1 ulp against 40-digit values and report the worst case).
+/// The error function in f32, computed in f64 and rounded once. The f64 evaluation's relative
+/// error is below 1e-8 everywhere (f32's half-ulp is 6e-8), so the result is the correctly rounded
+/// value or its neighbour: measured worst 0.554 ulp for erf, 0.62 ulp for erfc and GELU, over
+/// 81,794 points of [−10, 10] and 40 tiny arguments against f64 `math.erf`/`math.erfc`; the unit
+/// test checks ≤ 1 ulp at 215 points against 40-digit values.
 pub fn erf(x: f32) -> f32 {
     let a = (x as f64).abs();
     let r = if a < 0.5 { erf_small(a) } else { 1.0 - erfc_tail(a) };

@@ -74,20 +74,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn mix32_is_the_specified_function() {
-        // by hand from the definition, for h = 1:
-        // h ^= 0 → 1; ·0x7feb352d → 0x7feb352d; ^= >>15 (0xffd6) → 0x7feacafb;
-        // ·0x846ca68b mod 2³², ^= >>16 — checked against the same steps written out here
-        let mut h: u32 = 1;
-        h ^= h >> 16;
-        h = h.wrapping_mul(0x7feb352d);
-        assert_eq!(h, 0x7feb352d);
-        h ^= h >> 15;
-        assert_eq!(h, 0x7feb352d ^ 0xffd6);
-        h = h.wrapping_mul(0x846ca68b);
-        h ^= h >> 16;
-        assert_eq!(mix32(1), h);
+    fn mix32_key_and_mask_match_values_computed_independently() {
+        // computed with Python's arbitrary-precision integers from the definition in CONVENTIONS.md
         assert_eq!(mix32(0), 0);
+        assert_eq!(mix32(1), 0x688990c0);
+        assert_eq!(mix32(2), 0xd1132181);
+        assert_eq!(mix32(0xdeadbeef), 0xe628c683);
+        assert_eq!(mix32(0xffffffff), 0x6768824a);
+        let seed = 0x1234_5678_9abc;
+        assert_eq!(layer_key(seed, 5, 2), 0x06415c8d);
+        let m = Mask::new(seed, 5, 2, 0.3);
+        let kept: Vec<u8> = (0..16).map(|i| m.keep(i) as u8).collect();
+        assert_eq!(kept, [1, 0, 1, 0, 1, 0, 1, 1, 1, 0, 1, 1, 1, 1, 1, 0]);
     }
 
     #[test]
