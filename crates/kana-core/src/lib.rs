@@ -5,9 +5,12 @@
 //! * [`rng`]: a seeded generator, so a run is reproducible from one `u64`.
 //! * [`gemm`]: the one heavy operation, `C = αA·B + βC`, through matrixmultiply's SIMD kernels
 //!   (chosen at run time: AVX-512, AVX2+FMA, SSE2 or scalar), split over rayon threads.
-//! * [`mlp`]: dense layers, ReLU, softmax fused with cross-entropy, He initialisation, and the
-//!   forward/backward passes over preallocated workspaces.
-//! * [`optim`]: gradient descent and Adam, with L2 on the weights.
+//! * [`act`]: the hidden activations (ReLU, leaky ReLU, SiLU, GELU) and an f32 erf.
+//! * [`dropout`]: the seeded, thread-independent dropout mask.
+//! * [`mlp`]: dense layers, activation, batch norm, dropout, softmax fused with cross-entropy, He
+//!   initialisation, and the forward/backward passes over preallocated workspaces.
+//! * [`optim`]: gradient descent (with momentum, Nesterov), Adam and AdamW, with L2 on the
+//!   weights, and clipping by global norm.
 //! * [`data`]: the training set, held once as `u8` pixels and normalised per batch.
 //! * [`train`]: the epoch loop, evaluation and prediction, cancellable between batches.
 //!
@@ -19,7 +22,9 @@
 //!   (weights only, not biases), i.e. `λ·W` to each weight gradient — PyTorch's `weight_decay`.
 //!   Reported losses are the cross-entropy alone, without the penalty.
 
+pub mod act;
 pub mod data;
+pub mod dropout;
 pub mod error;
 pub mod gemm;
 pub mod mlp;
@@ -29,7 +34,8 @@ pub mod train;
 
 pub use data::Dataset;
 pub use error::{Error, ErrorKind};
-pub use mlp::Mlp;
+pub use act::Activation;
+pub use mlp::{Mlp, NetConfig};
 pub use optim::{Optimizer, OptimizerState};
 pub use rng::Rng;
 pub use train::{Control, EpochOptions, EpochStats, Evaluation, PartialEpoch, Trainer};
