@@ -202,3 +202,29 @@ test.failing('AdamW + L2: the L2 term sees the pre-step weight, as an L2 loss te
   t.log(`max |Δw| ${diff.toExponential(2)} (engine at the decayed-weight order: 4.8e-4; f32 noise: ~1e-7)`)
   t.true(diff <= 1e-6, `max |Δw| = ${diff}`)
 })
+
+test('training state: Adam moments and the momentum buffer are in the order W, b, γ, β per layer, as the reference', async (t) => {
+  const layers = [24, 16, 12, 5]
+  const data = [0, 1].map((i) => randomData(16, 24, 5, 200 + i))
+  for (const fit of [{ optimizer: 'adam', lr: 1e-3, eps: 1e-3 }, { optimizer: 'sgd', lr: 0.05, momentum: 0.9 }] as Fit[]) {
+    const model = new MLP({ layers, seed: 5, threads: 2, batchNorm: true })
+    const w = model.getWeights()
+    const ref = new ReferenceMLP(layers, layers.slice(1).map((_, l) => ({ weights: w[2 * l], bias: w[2 * l + 1] })), { batchNorm: true, seed: 5 })
+    for (let s = 0; s < 3; s++) {
+      await model.fit(new Dataset(data[s % 2].images, data[s % 2].labels, 24), { ...fit, batchSize: 16 })
+      ref.step(data[s % 2].images, data[s % 2].labels, 16, toStep(fit))
+    }
+    const st = model.getTrainingState()
+    const flat = (ls: { weights: ArrayLike<number>; bias: ArrayLike<number>; gamma?: ArrayLike<number>; beta?: ArrayLike<number> }[]) =>
+      ls.flatMap((l) => (l.gamma ? [l.weights, l.bias, l.gamma, l.beta!] : [l.weights, l.bias]))
+    const want = fit.optimizer === 'adam' ? { m: flat(ref.getAdamState()!.m), v: flat(ref.getAdamState()!.v) } : { m: flat(ref.getMomentumState()!), v: [] }
+    t.is(st.step, 3)
+    t.deepEqual(st.m.map((a) => a.length), want.m.map((a) => a.length), `${fit.optimizer}: tensor sizes in order`)
+    t.is(st.v.length, want.v.length)
+    const dm = maxDiff(st.m, want.m)
+    const dv = want.v.length ? maxDiff(st.v, want.v) : 0
+    t.log(`${fit.optimizer}: max |Δm| ${dm.toExponential(2)}, max |Δv| ${dv.toExponential(2)}`)
+    t.true(dm <= 1e-6 && dv <= 1e-6, `${fit.optimizer}: |Δm| ${dm}, |Δv| ${dv}`)
+    model.free()
+  }
+})
