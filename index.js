@@ -45,6 +45,6 @@ function loadNativeBinding() {
 }
 
 // The raw binding is published on `exports` before the TypeScript layer loads, because that layer
-// (dist/native.js) takes it from here.
+// (dist/engine/native.js) takes it from here.
 module.exports = { native: loadNativeBinding() }
 Object.assign(module.exports, require('./dist/index.js'))
