@@ -325,6 +325,11 @@ impl Mlp {
         self.layers.iter().map(|l| l.w.len() + l.b.len()).sum()
     }
 
+    /// Whether some layer is batch-normalised (batch norm on a network without hidden layers does nothing).
+    pub fn has_batch_norm(&self) -> bool {
+        !self.norms.is_empty()
+    }
+
     /// Number of parameter tensors (see [`slot`]).
     pub fn tensor_count(&self) -> usize {
         tensor_count(self.layers.len(), self.config.batch_norm)
@@ -439,7 +444,7 @@ impl Mlp {
                 }
             }
         }
-        assert!(!(accumulate && self.config.batch_norm), "batch norm needs the whole batch in one pass");
+        assert!(!(accumulate && self.has_batch_norm()), "batch norm needs the whole batch in one pass");
         let beta = if accumulate { 1.0 } else { 0.0 };
         for l in (0..=last).rev() {
             let input = if l == 0 { ws.x.slice(s![..rows, ..]) } else { ws.acts[l - 1].slice(s![..rows, ..]) };

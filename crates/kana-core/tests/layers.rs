@@ -676,3 +676,15 @@ fn bad_settings_are_refused_with_messages_naming_them() {
     t.set_training_state(1, &refs, &[], 0, None).unwrap();
     assert!(fit(&mut t, EpochOptions { optimizer: Optimizer::ADAM_DEFAULT, ..base }).contains("momentum buffer"));
 }
+
+#[test]
+fn batch_norm_without_hidden_layers_does_nothing() {
+    let data = Dataset::new(vec![10, 20, 30, 40, 50, 60], Some(vec![0, 1, 0]), 2).unwrap();
+    let o = EpochOptions { optimizer: Optimizer::Sgd, lr: 0.1, batch_size: 1, ..Default::default() };
+    let mut with = Trainer::with_config(&[2, 2], NetConfig { batch_norm: true, ..NetConfig::plain(&[2, 2]) }, 3, 1).unwrap();
+    let mut without = Trainer::new(&[2, 2], 3, 1).unwrap();
+    with.epoch(&data, &o, &Control::default()).unwrap();
+    without.epoch(&data, &o, &Control::default()).unwrap();
+    assert_eq!(with.params(), without.params());
+    assert!(with.norm_state().is_empty());
+}
