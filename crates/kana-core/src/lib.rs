@@ -21,6 +21,12 @@
 //! * Loss: mean cross-entropy over the batch. L2 with λ adds `(λ/2)·Σ‖W_l‖²` to the objective
 //!   (weights only, not biases), i.e. `λ·W` to each weight gradient — PyTorch's `weight_decay`.
 //!   Reported losses are the cross-entropy alone, without the penalty.
+//! * Optional hidden-layer options (issue F1, `NetConfig`): activation relu / leaky-relu / silu /
+//!   gelu (exact erf form); batch norm before the activation (PyTorch's BatchNorm1d); inverted
+//!   dropout after it, with a mask hashed from (seed, step, layer, row, unit). Training options
+//!   (`EpochOptions`): label smoothing in the gradient only, clipping by global norm before the
+//!   optimiser, AdamW, SGD with momentum / Nesterov. With none of them the arithmetic is exactly
+//!   the original network's.
 
 pub mod act;
 pub mod data;

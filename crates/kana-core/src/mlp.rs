@@ -325,6 +325,11 @@ impl Mlp {
         self.layers.iter().map(|l| l.w.len() + l.b.len()).sum()
     }
 
+    /// Whether some layer is batch-normalised (batch norm on a network without hidden layers does nothing).
+    pub fn has_batch_norm(&self) -> bool {
+        !self.norms.is_empty()
+    }
+
     /// Number of parameter tensors (see [`slot`]).
     pub fn tensor_count(&self) -> usize {
         tensor_count(self.layers.len(), self.config.batch_norm)
@@ -439,7 +444,7 @@ impl Mlp {
                 }
             }
         }
-        assert!(!(accumulate && self.config.batch_norm), "batch norm needs the whole batch in one pass");
+        assert!(!(accumulate && self.has_batch_norm()), "batch norm needs the whole batch in one pass");
         let beta = if accumulate { 1.0 } else { 0.0 };
         for l in (0..=last).rev() {
             let input = if l == 0 { ws.x.slice(s![..rows, ..]) } else { ws.acts[l - 1].slice(s![..rows, ..]) };
@@ -570,18 +575,19 @@ impl Hidden<'_> {
         }
     }
 
-    fn activate_with(&self, mut z: ndarray::ArrayViewMut2<f32>, f: impl Fn(f32) -> f32) {
+    fn activate_with(&self, mut z: ndarray::ArrayViewMut2<f32>, f: impl Fn(f32) -> f32 + Sync) {
         let width = z.ncols();
+        let z = z.as_slice_mut().expect("workspace rows are contiguous");
         match self.mask {
-            None => z.iter_mut().for_each(|v| *v = f(*v)),
-            Some((mask, row0)) => {
-                for (r, mut row) in z.rows_mut().into_iter().enumerate() {
-                    let base = (row0 + r).wrapping_mul(width);
+            None => by_rows(z, &[], width, |_, z, _| z.iter_mut().for_each(|v| *v = f(*v))),
+            Some((mask, row0)) => by_rows(z, &[], width, |r0, z, _| {
+                for (r, row) in z.chunks_exact_mut(width).enumerate() {
+                    let base = (row0 + r0 + r).wrapping_mul(width);
                     for (j, v) in row.iter_mut().enumerate() {
                         *v = f(*v) * mask.factor(base.wrapping_add(j));
                     }
                 }
-            }
+            }),
         }
     }
 }
@@ -589,25 +595,49 @@ impl Hidden<'_> {
 /// `∂Z' = ∂A ⊙ mask·s ⊙ f'(Z')` in place of `∂A`, for a non-ReLU activation. `pre` holds `Z'`, or
 /// `Ẑ` with batch norm (then `Z' = γ⊙Ẑ + β`, recomputed with the forward pass's operations).
 fn activation_backward(act: Activation, d: ndarray::ArrayViewMut2<f32>, pre: ArrayView2<f32>, norm: Option<&Affine>, mask: Option<(Mask, usize)>) {
-    fn go(mut d: ndarray::ArrayViewMut2<f32>, pre: ArrayView2<f32>, norm: Option<&Affine>, mask: Option<(Mask, usize)>, df: impl Fn(f32) -> f32) {
+    fn go(mut d: ndarray::ArrayViewMut2<f32>, pre: ArrayView2<f32>, norm: Option<&Affine>, mask: Option<(Mask, usize)>, df: impl Fn(f32) -> f32 + Sync) {
         let width = d.ncols();
-        for (r, (mut dr, pr)) in d.rows_mut().into_iter().zip(pre.rows()).enumerate() {
-            let base = mask.map_or(0, |(_, row0)| (row0 + r).wrapping_mul(width));
-            for j in 0..width {
-                let zp = match norm {
-                    Some(n) => n.gamma[j] * pr[j] + n.beta[j],
-                    None => pr[j],
-                };
-                let keep = mask.map_or(1.0, |(m, _)| m.factor(base.wrapping_add(j)));
-                dr[j] *= keep * df(zp);
+        let d = d.as_slice_mut().expect("workspace rows are contiguous");
+        let pre = pre.to_slice().expect("workspace rows are contiguous");
+        let (gamma, beta) = norm.map_or((&[][..], &[][..]), |n| (n.gamma.as_slice().unwrap(), n.beta.as_slice().unwrap()));
+        by_rows(d, pre, width, |r0, d, pre| {
+            for (r, (dr, pr)) in d.chunks_exact_mut(width).zip(pre.chunks_exact(width)).enumerate() {
+                let base = mask.map_or(0, |(_, row0)| (row0 + r0 + r).wrapping_mul(width));
+                for j in 0..width {
+                    let zp = if norm.is_some() { gamma[j] * pr[j] + beta[j] } else { pr[j] };
+                    let keep = mask.map_or(1.0, |(m, _)| m.factor(base.wrapping_add(j)));
+                    dr[j] *= keep * df(zp);
+                }
             }
-        }
+        })
     }
     match act {
         Activation::Relu => unreachable!("ReLU goes through the activations"),
         Activation::LeakyRelu { slope } => go(d, pre, norm, mask, move |x| if x > 0.0 { 1.0 } else { slope }),
         Activation::Silu => go(d, pre, norm, mask, crate::act::silu_derivative),
         Activation::Gelu => go(d, pre, norm, mask, crate::act::gelu_derivative),
+    }
+}
+
+/// Below this many elements an element-wise pass runs on one thread.
+const PARALLEL_MIN_ELEMS: usize = 1 << 15;
+
+/// Runs `f(first row, rows of a, the same rows of b)` over blocks of whole rows of `a` (and of `b`,
+/// unless it is empty), in parallel on the current rayon pool when the pass is large enough.
+/// Each element is computed on its own, so the result does not depend on the cut.
+fn by_rows(a: &mut [f32], b: &[f32], width: usize, f: impl Fn(usize, &mut [f32], &[f32]) + Sync) {
+    use rayon::prelude::*;
+    let rows = a.len() / width.max(1);
+    let threads = rayon::current_num_threads();
+    if threads <= 1 || a.len() < PARALLEL_MIN_ELEMS {
+        return f(0, a, b);
+    }
+    let per = rows.div_ceil(threads * 4).max(1);
+    let block = per * width;
+    if b.is_empty() {
+        a.par_chunks_mut(block).enumerate().for_each(|(i, a)| f(i * per, a, &[]));
+    } else {
+        a.par_chunks_mut(block).zip(b.par_chunks(block)).enumerate().for_each(|(i, (a, b))| f(i * per, a, b));
     }
 }
 

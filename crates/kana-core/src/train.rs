@@ -284,7 +284,7 @@ impl Trainer {
                 correct += batch_correct;
                 let seen = (s * batch + idx.len()) as f64;
                 control.report(loss / seen, correct as f64 / seen);
-                if net.config.batch_norm {
+                if net.has_batch_norm() {
                     net.update_running(ws, idx.len());
                 }
                 if let Some(c) = opts.clip_norm {
@@ -309,7 +309,7 @@ impl Trainer {
     /// The options on their own and against this network (batch norm refuses batches of 1).
     pub fn check_options(&self, opts: &EpochOptions) -> Result<()> {
         opts.validate()?;
-        if self.net.config.batch_norm && opts.batch_size == 1 {
+        if self.net.has_batch_norm() && opts.batch_size == 1 {
             return Err(Error::range("batchSize 1 cannot be used with batch norm (a batch of one sample has no variance)"));
         }
         Ok(())
@@ -317,7 +317,7 @@ impl Trainer {
 
     /// Rows pushed through at once for batches of `batch`: the whole batch with batch norm.
     pub fn chunk_rows(&self, batch: usize) -> usize {
-        if self.net.config.batch_norm { batch } else { batch.min(CHUNK_ROWS) }
+        if self.net.has_batch_norm() { batch } else { batch.min(CHUNK_ROWS) }
     }
 
     fn prepare_train_ws(&mut self, chunk: usize) -> Result<()> {
@@ -485,9 +485,9 @@ impl Trainer {
     /// length, that every value is finite and every variance positive; nothing changes on error.
     pub fn set_norm_state(&mut self, arrays: &[&[f32]]) -> Result<()> {
         let hidden = &self.net.sizes[1..self.net.sizes.len() - 1];
-        let expected = if self.net.config.batch_norm { 4 * hidden.len() } else { 0 };
+        let expected = 4 * self.net.norms.len();
         if arrays.len() != expected {
-            let why = if self.net.config.batch_norm { format!("γ, β, running mean and variance for each of {} hidden layers", hidden.len()) } else { "the model has no batch norm".to_string() };
+            let why = if self.net.has_batch_norm() { format!("γ, β, running mean and variance for each of {} hidden layers", hidden.len()) } else { "the model has no batch norm".to_string() };
             return Err(Error::range(format!("norm state must hold {expected} arrays ({why}), got {}", arrays.len())));
         }
         for (i, a) in arrays.iter().enumerate() {
