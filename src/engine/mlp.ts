@@ -5,6 +5,7 @@ import { availableParallelism, totalmem } from 'node:os'
 import { randomInt } from 'node:crypto'
 import {
   native,
+  type Activation,
   type DatasetHandle,
   type EpochResult,
   type Evaluation,
@@ -13,7 +14,7 @@ import {
   type TrainingState,
 } from './native'
 
-export type { EpochResult, Evaluation, TrainingState } from './native'
+export type { Activation, EpochResult, Evaluation, TrainingState } from './native'
 
 /** Labels as any integer typed array (BigInt64Array too, as int64 `.npy` files load) or plain numbers. */
 export type Labels = LabelArray | BigInt64Array | BigUint64Array | ArrayLike<number>
@@ -122,15 +123,30 @@ export { abortError } from './abort'
 
 import { abortError } from './abort'
 
+/** The study's optimisers (the run schema and the search draw from these). */
 export type OptimizerName = 'gd' | 'sgd' | 'adam'
+/** Every optimiser fit accepts: the study's and AdamW. */
+export type FitOptimizerName = OptimizerName | 'adamw'
 
 export interface MLPOptions {
   /** Layer sizes, input first and classes last, e.g. [784, 512, 49]. */
   layers: number[]
-  /** Fixes the initial weights and every shuffle. Default: a random seed, readable as `model.seed`. */
+  /** Fixes the initial weights, every shuffle and the dropout masks. Default: a random seed, readable as `model.seed`. */
   seed?: number
   /** Worker threads for the engine. Default: the machine's available cores. */
   threads?: number
+  /** Hidden-layer activation: 'relu' (default), 'leaky-relu', 'silu' or 'gelu' (exact erf form). */
+  activation?: Activation
+  /** Slope of 'leaky-relu' for x ≤ 0 (finite, ≥ 0). Default 0.01. */
+  leakySlope?: number
+  /** Inverted dropout after each hidden activation (training only): one rate, or one per hidden layer; each in [0, 1). Default 0. */
+  dropout?: number | number[]
+  /** Batch norm of the hidden layers, before the activation (batch statistics in training, running ones in evaluate/predict). */
+  batchNorm?: boolean
+  /** Batch norm's running-statistics momentum in [0, 1). Default 0.1. */
+  bnMomentum?: number
+  /** Batch norm's ε (> 0). Default 1e-5. */
+  bnEps?: number
 }
 
 export interface Progress {
@@ -155,8 +171,8 @@ export interface CallOptions {
 export interface FitOptions extends CallOptions {
   /** Default 1. */
   epochs?: number
-  /** 'gd' = full-batch gradient descent, 'sgd' = mini-batch SGD, 'adam' (default). */
-  optimizer?: OptimizerName
+  /** 'gd' = full-batch gradient descent, 'sgd' = mini-batch SGD, 'adam' (default), 'adamw' (Adam with decoupled weight decay). */
+  optimizer?: FitOptimizerName
   /** Learning rate. Default 1e-3 for Adam, 0.1 for gd/sgd. */
   lr?: number
   /** Mini-batch size for 'sgd' and 'adam'. Default 32. */
@@ -166,15 +182,33 @@ export interface FitOptions extends CallOptions {
   beta1?: number
   beta2?: number
   eps?: number
+  /** 'adamw' only: decoupled weight decay λw (weights only). Default 1e-2. */
+  weightDecay?: number
+  /** 'gd'/'sgd' only: momentum μ in [0, 1). Default 0 (plain SGD). */
+  momentum?: number
+  /** 'gd'/'sgd' with momentum > 0: Nesterov momentum. */
+  nesterov?: boolean
+  /** Label smoothing ε in [0, 1) in the training gradient; reported losses stay the plain cross-entropy. Default 0. */
+  labelSmoothing?: number
+  /** Clip gradients to this global L2 norm (> 0) before each step. Default: no clipping. */
+  clipNorm?: number
   /** Called after every epoch (awaited). */
   onEpoch?: (result: EpochResult & { epoch: number }) => void | Promise<void>
 }
 
-/** A multilayer perceptron: ReLU hidden layers, softmax output, cross-entropy loss. */
+/** A multilayer perceptron: hidden layers (ReLU by default; optional batch norm and dropout), softmax output, cross-entropy loss. */
 export class MLP {
   readonly layers: readonly number[]
   readonly seed: number
   readonly threads: number
+  readonly activation: Activation
+  /** Only for 'leaky-relu'. */
+  readonly leakySlope: number | undefined
+  /** Dropout rate of each hidden layer. */
+  readonly dropout: readonly number[]
+  readonly batchNorm: boolean
+  readonly bnMomentum: number
+  readonly bnEps: number
   readonly #handle: ModelHandle
 
   constructor(options: MLPOptions) {
@@ -182,8 +216,16 @@ export class MLP {
     this.seed = options.seed ?? randomInt(0, 2 ** 47)
     this.threads = options.threads ?? availableParallelism()
     checkModelMemory(options.layers)
-    this.#handle = native.createModel(options.layers, this.seed, this.threads)
-    this.layers = Object.freeze([...native.modelInfo(this.#handle).layers])
+    const { activation, leakySlope, dropout, batchNorm, bnMomentum, bnEps } = options
+    this.#handle = native.createModel(options.layers, this.seed, this.threads, { activation, leakySlope, dropout, batchNorm, bnMomentum, bnEps })
+    const info = native.modelInfo(this.#handle)
+    this.layers = Object.freeze([...info.layers])
+    this.activation = info.activation
+    this.leakySlope = info.leakySlope
+    this.dropout = Object.freeze([...info.dropout])
+    this.batchNorm = info.batchNorm
+    this.bnMomentum = info.bnMomentum
+    this.bnEps = info.bnEps
   }
 
   get inputs(): number {
@@ -243,12 +285,17 @@ export class MLP {
     const optimizer = opts.optimizer ?? 'adam'
     const native_opts = {
       optimizer,
-      lr: opts.lr ?? (optimizer === 'adam' ? 1e-3 : 0.1),
+      lr: opts.lr ?? (optimizer === 'adam' || optimizer === 'adamw' ? 1e-3 : 0.1),
       l2: opts.l2 ?? 0,
       batchSize: opts.batchSize ?? 32,
       beta1: opts.beta1,
       beta2: opts.beta2,
       eps: opts.eps,
+      weightDecay: opts.weightDecay,
+      momentum: opts.momentum,
+      nesterov: opts.nesterov,
+      labelSmoothing: opts.labelSmoothing,
+      clipNorm: opts.clipNorm,
     }
     let last: EpochResult | undefined
     for (let epoch = 0; epoch < epochs; epoch++) {
@@ -284,7 +331,21 @@ export class MLP {
     native.setWeights(this.#handle, weights)
   }
 
-  /** Optimiser moments, step count and shuffling state: with the weights, all a resume needs. */
+  /**
+   * Batch norm's learned scale and shift and its running statistics: [γ, β, runningMean, runningVar]
+   * for each hidden layer (empty without batch norm). Part of the model (evaluate and predict use
+   * the running statistics), so save it with the weights.
+   */
+  getNormState(): Float32Array[] {
+    return native.getNormState(this.#handle)
+  }
+
+  /** Replaces them (layout of getNormState); checks lengths, finiteness and runningVar > 0. */
+  setNormState(state: Float32Array[]): void {
+    native.setNormState(this.#handle, state)
+  }
+
+  /** Optimiser moments (or momentum buffer), step count and shuffling state: with the weights and the norm state, all a resume needs. */
   getTrainingState(): TrainingState {
     return native.getTrainingState(this.#handle)
   }

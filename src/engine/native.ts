@@ -9,15 +9,59 @@ export interface DatasetHandle { readonly __kanaDataset: unique symbol }
 
 export type LabelArray = Uint8Array | Int8Array | Uint16Array | Int16Array | Uint32Array | Int32Array
 
+export type Activation = 'relu' | 'leaky-relu' | 'silu' | 'gelu'
+
+/** Architecture options of createModel; all optional (ReLU, no dropout, no batch norm). */
+export interface NativeModelOptions {
+  /** Hidden-layer activation. Default 'relu'. GELU is the exact erf form. */
+  activation?: Activation
+  /** Slope α of 'leaky-relu' for x ≤ 0 (finite, ≥ 0). Default 0.01; refused with other activations. */
+  leakySlope?: number
+  /** Inverted dropout after each hidden activation: one rate for all hidden layers or one per hidden layer, each in [0, 1). */
+  dropout?: number | number[]
+  /** Batch norm of every hidden layer, before its activation. */
+  batchNorm?: boolean
+  /** Weight of each batch in the running statistics, in [0, 1). Default 0.1 (PyTorch's). Only with batchNorm. */
+  bnMomentum?: number
+  /** Added to the variance, > 0. Default 1e-5. Only with batchNorm. */
+  bnEps?: number
+}
+
 export interface NativeEpochOptions {
-  optimizer: 'gd' | 'sgd' | 'adam'
+  optimizer: 'gd' | 'sgd' | 'adam' | 'adamw'
   lr: number
   l2?: number
-  /** Required for 'sgd' and 'adam'; 'gd' always uses the whole data set. */
+  /** Required for 'sgd', 'adam' and 'adamw'; 'gd' always uses the whole data set. */
   batchSize?: number
   beta1?: number
   beta2?: number
   eps?: number
+  /** 'adamw' only: decoupled decay of the weights (not biases, γ, β), W ← W·(1 − lr·λw). Default 1e-2. */
+  weightDecay?: number
+  /** 'gd'/'sgd' only: momentum μ in [0, 1) (PyTorch's SGD, dampening 0). Default 0 = plain SGD. */
+  momentum?: number
+  /** 'gd'/'sgd' only, with momentum > 0: Nesterov's variant. */
+  nesterov?: boolean
+  /** ε in [0, 1): training targets (1 − ε)·onehot + ε/K. Reported losses stay the plain cross-entropy. */
+  labelSmoothing?: number
+  /** Clip the gradients to this global L2 norm (> 0) before the step. Default: no clipping. */
+  clipNorm?: number
+}
+
+export interface ModelInfo {
+  layers: number[]
+  threads: number
+  steps: number
+  /** Weights and biases (γ, β not counted). */
+  params: number
+  activation: Activation
+  /** Only for 'leaky-relu'. */
+  leakySlope?: number
+  /** Dropout rate of each hidden layer. */
+  dropout: number[]
+  batchNorm: boolean
+  bnMomentum: number
+  bnEps: number
 }
 
 export interface EpochResult {
@@ -40,7 +84,12 @@ export interface TrainingState {
   step: number
   /** The shuffling generator's 64-bit state, as a decimal string. */
   rng: string
-  /** Adam's first and second moments, laid out like the weights (empty before the first Adam step). */
+  /**
+   * Adam's first and second moments, one array per parameter tensor: for each layer W, b, then
+   * (hidden layers with batch norm) γ, β — the layout of the weights when there is no batch norm.
+   * With SGD momentum, `m` is the momentum buffer and `v` is empty. Both empty before the first
+   * step of an optimiser that uses them.
+   */
   m: Float32Array[]
   v: Float32Array[]
   /** An epoch stopped part-way by an abort, continued by the next fit on the same data and batch size. */
@@ -48,11 +97,15 @@ export interface TrainingState {
 }
 
 export interface NativeBinding {
-  createModel(layers: number[], seed: number, threads: number): ModelHandle
+  createModel(layers: number[], seed: number, threads: number, options?: NativeModelOptions): ModelHandle
   freeModel(model: ModelHandle): void
-  modelInfo(model: ModelHandle): { layers: number[]; threads: number; steps: number; params: number }
+  modelInfo(model: ModelHandle): ModelInfo
   getWeights(model: ModelHandle): Float32Array[]
   setWeights(model: ModelHandle, weights: Float32Array[]): void
+  /** Batch norm's tensors, [γ, β, runningMean, runningVar] for each hidden layer (empty without batch norm). */
+  getNormState(model: ModelHandle): Float32Array[]
+  /** Replaces them (same layout); checks lengths, finiteness and runningVar > 0. */
+  setNormState(model: ModelHandle, state: Float32Array[]): void
   getTrainingState(model: ModelHandle): TrainingState
   setTrainingState(model: ModelHandle, state: TrainingState): void
   cancel(model: ModelHandle): void
