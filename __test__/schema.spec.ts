@@ -60,7 +60,7 @@ test('a bad value of every field is a RangeError naming the setting and the valu
     beta2: [1, -0.1, NaN],
     eps: [0, -1, Infinity],
     epochs: [0, 2.5, -1, NaN],
-    schedule: ['cosine', '', null],
+    schedule: ['step', '', null],
     lrMin: [-1, NaN, Infinity],
     earlyStopping: ['yes', 1, null],
     patience: [-1, 0.5, NaN],
@@ -84,7 +84,7 @@ test('a bad value of every field is a RangeError naming the setting and the valu
   t.throws(() => checkModelConfig({ ...valid, lr: NaN }), { message: 'lr must be a finite number > 0, got NaN' })
   t.throws(() => checkModelConfig({ ...valid, batchSize: 0 }), { message: 'batchSize must be an integer ≥ 1, got 0' })
   t.throws(() => checkModelConfig({ ...valid, beta2: 1 }), { message: 'beta2 must be a number in [0, 1), got 1' })
-  t.throws(() => checkModelConfig({ ...valid, schedule: 'cosine' as never }), { message: 'schedule must be constant, linear or exponential, got "cosine"' })
+  t.throws(() => checkModelConfig({ ...valid, schedule: 'step' as never }), { message: 'schedule must be constant, linear, exponential, cosine or one-cycle, got "step"' })
   t.throws(() => checkModelConfig({ ...valid, restoreBest: 'no' as never }), { message: 'restoreBest must be true or false, got "no"' })
 })
 
@@ -145,7 +145,7 @@ test('experiment JSON: nested values checked by the same field schemas, named by
     [{ search: { base: { beta1: 1 } } }, /search\.base\.beta1 must be a number in \[0, 1\), got 1/],
     [{ search: { space: { lr: { adam: [1e-3, -1] } } } }, /search\.space\.lr\.adam\[1\] must be a finite number > 0, got -1/],
     [{ search: { space: { batchSize: [32, 0] } } }, /search\.space\.batchSize\[1\] must be an integer ≥ 1, got 0/],
-    [{ search: { space: { schedule: ['cosine'] } } }, /search\.space\.schedule\[0\] must be constant, linear or exponential/],
+    [{ search: { space: { schedule: ['step'] } } }, /search\.space\.schedule\[0\] must be constant, linear, exponential, cosine or one-cycle/],
     [{ search: { space: { hidden: [] } } }, /search\.space\.hidden must be a non-empty list of hidden-layer lists, got \[\]/],
     [{ search: { halving: { eta: 1 } } }, /search\.halving\.eta must be a number > 1, got 1/],
     [{ search: { halving: true } }, /search\.halving must be false or \{minEpochs, eta\}, got true/],
@@ -265,7 +265,7 @@ test('every field is a train flag of its type, with its default shown; absent fl
   t.deepEqual(modelSettingsFrom(argv), { hidden: [100, 80], batchSize: 64, schedule: 'linear', earlyStopping: false })
   const none = await parser([]).parseAsync(['train'])
   t.deepEqual(modelSettingsFrom(none), {}, 'no yargs defaults: the schema\'s apply')
-  await t.throwsAsync(async () => parser([]).parseAsync(['train', '--schedule', 'cosine']), { message: /Invalid values|Choices/ })
+  await t.throwsAsync(async () => parser([]).parseAsync(['train', '--schedule', 'step']), { message: /Invalid values|Choices/ })
 })
 
 test('a new field declared in the schema becomes a flag, a parsed value and a README row', async (t) => {

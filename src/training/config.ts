@@ -73,7 +73,7 @@ export const numberList = (s: string): number[] => {
 }
 
 export const OPTIMIZERS = ['gd', 'sgd', 'adam'] as const satisfies readonly OptimizerName[]
-export const SCHEDULES = ['constant', 'linear', 'exponential'] as const satisfies readonly ScheduleName[]
+export const SCHEDULES = ['constant', 'linear', 'exponential', 'cosine', 'one-cycle'] as const satisfies readonly ScheduleName[]
 
 /**
  * Every setting of a training run. The order is the order of ModelConfig's keys (config.json,
