@@ -12,6 +12,7 @@
 //! * [`optim`]: gradient descent (with momentum, Nesterov), Adam and AdamW, with L2 on the
 //!   weights, and clipping by global norm.
 //! * [`data`]: the training set, held once as `u8` pixels and normalised per batch.
+//! * [`augment`]: seeded random affine and elastic augmentation of the training batches.
 //! * [`train`]: the epoch loop, evaluation and prediction, cancellable between batches.
 //!
 //! Conventions (shared with the TypeScript reference implementation, `src/reference.ts`):
@@ -29,6 +30,7 @@
 //!   the original network's.
 
 pub mod act;
+pub mod augment;
 pub mod data;
 pub mod dropout;
 pub mod error;
@@ -38,6 +40,7 @@ pub mod optim;
 pub mod rng;
 pub mod train;
 
+pub use augment::{Augment, Elastic};
 pub use data::Dataset;
 pub use error::{Error, ErrorKind};
 pub use act::Activation;

@@ -3,6 +3,7 @@
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
+use crate::augment::{self, Augment};
 use crate::dropout::Mask;
 use crate::mlp::{argmax, check_sizes, layers_from_slices, log_sum_exp, softmax_in_place, try_zeroed_vec, Grads, Mlp, NetConfig, TrainPass, Workspace};
 use crate::optim::{self, Optimizer, OptimizerState};
@@ -76,12 +77,14 @@ pub struct EpochOptions {
     pub label_smoothing: f32,
     /// Clip the gradients to this global L2 norm before the step (`None`: no clipping).
     pub clip_norm: Option<f32>,
+    /// Random affine / elastic augmentation of every training batch (`None`: the images as they are).
+    pub augment: Option<Augment>,
 }
 
 impl Default for EpochOptions {
     /// Plain SGD, lr 0.1, full batch, none of the extras.
     fn default() -> Self {
-        EpochOptions { optimizer: Optimizer::Sgd, lr: 0.1, l2: 0.0, batch_size: usize::MAX, label_smoothing: 0.0, clip_norm: None }
+        EpochOptions { optimizer: Optimizer::Sgd, lr: 0.1, l2: 0.0, batch_size: usize::MAX, label_smoothing: 0.0, clip_norm: None, augment: None }
     }
 }
 
@@ -103,6 +106,9 @@ impl EpochOptions {
             if !(c > 0.0 && c.is_finite()) {
                 return Err(Error::range(format!("clipNorm must be a positive finite number, got {c}")));
             }
+        }
+        if let Some(a) = &self.augment {
+            a.validate()?;
         }
         self.optimizer.validate()
     }
@@ -240,6 +246,9 @@ impl Trainer {
     pub fn epoch(&mut self, data: &Dataset, opts: &EpochOptions, control: &Control) -> Result<EpochStats> {
         self.check_options(opts)?;
         self.check_data(data)?;
+        if opts.augment.is_some() {
+            Augment::side(data.features())?;
+        }
         let labels = data.labels_for(self.net.classes())?;
         let n = data.len();
         let batch = opts.batch_size.min(n);
@@ -273,7 +282,8 @@ impl Trainer {
         let outcome = pool.install(|| -> Result<()> {
             for (s, idx) in order.chunks(batch).enumerate().skip(first_step) {
                 set_masks(masks, net, *seed, optimizer_state.step);
-                let (batch_loss, batch_correct) = batch_gradients(net, ws, data, labels, idx, chunk, masks, opts.label_smoothing, ybuf, grads);
+                let aug = opts.augment.as_ref().map(|a| (a, *seed, optimizer_state.step));
+                let (batch_loss, batch_correct) = batch_gradients(net, ws, data, labels, idx, chunk, masks, opts.label_smoothing, aug, ybuf, grads);
                 if !batch_loss.is_finite() {
                     return Err(Error::diverged(format!(
                         "training diverged at step {} of {steps}: the loss became {}; the learning rate ({:?}) is probably too high",
@@ -337,6 +347,9 @@ impl Trainer {
     pub fn gradients(&mut self, data: &Dataset, opts: &EpochOptions) -> Result<(Vec<Vec<f32>>, f64)> {
         opts.validate()?;
         self.check_data(data)?;
+        if opts.augment.is_some() {
+            Augment::side(data.features())?;
+        }
         let labels = data.labels_for(self.net.classes())?;
         let n = data.len();
         let chunk = self.chunk_rows(n);
@@ -346,7 +359,8 @@ impl Trainer {
         let ws = train_ws.as_mut().unwrap();
         let (loss, _) = pool.install(|| {
             set_masks(masks, net, *seed, optimizer_state.step);
-            batch_gradients(net, ws, data, labels, &idx, chunk, masks, opts.label_smoothing, ybuf, grads)
+            let aug = opts.augment.as_ref().map(|a| (a, *seed, optimizer_state.step));
+            batch_gradients(net, ws, data, labels, &idx, chunk, masks, opts.label_smoothing, aug, ybuf, grads)
         });
         Ok(((0..grads.count()).map(|i| grads.tensor(i).to_vec()).collect(), loss / n as f64))
     }
@@ -541,6 +555,7 @@ fn batch_gradients(
     chunk: usize,
     masks: &[Option<Mask>],
     label_smoothing: f32,
+    augment: Option<(&Augment, u64, u64)>,
     ybuf: &mut [u32],
     grads: &mut Grads,
 ) -> (f64, usize) {
@@ -548,7 +563,14 @@ fn batch_gradients(
     let (mut loss, mut correct) = (0.0, 0);
     for (c, cidx) in idx.chunks(chunk).enumerate() {
         let rows = cidx.len();
-        data.gather(cidx, ws.x.slice_mut(s![..rows, ..]));
+        match augment {
+            // (the data's features were checked to be square when the epoch began)
+            Some((a, seed, step)) => {
+                let out = ws.x.as_slice_mut().expect("workspace is contiguous");
+                augment::gather(data.pixels(), data.features(), cidx, c * chunk, a, seed, step, out).expect("square images");
+            }
+            None => data.gather(cidx, ws.x.slice_mut(s![..rows, ..])),
+        }
         for (y, &i) in ybuf.iter_mut().zip(cidx) {
             *y = labels[i as usize];
         }
