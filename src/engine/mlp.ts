@@ -6,6 +6,7 @@ import { randomInt } from 'node:crypto'
 import {
   native,
   type Activation,
+  type AugmentOptions,
   type DatasetHandle,
   type EpochResult,
   type Evaluation,
@@ -14,7 +15,7 @@ import {
   type TrainingState,
 } from './native'
 
-export type { Activation, EpochResult, Evaluation, TrainingState } from './native'
+export type { Activation, AugmentOptions, EpochResult, Evaluation, TrainingState } from './native'
 
 /** Labels as any integer typed array (BigInt64Array too, as int64 `.npy` files load) or plain numbers. */
 export type Labels = LabelArray | BigInt64Array | BigUint64Array | ArrayLike<number>
@@ -192,6 +193,8 @@ export interface FitOptions extends CallOptions {
   labelSmoothing?: number
   /** Clip gradients to this global L2 norm (> 0) before each step. Default: no clipping. */
   clipNorm?: number
+  /** Random affine / elastic augmentation of every training batch (never of evaluate/predict). Default: none. */
+  augment?: AugmentOptions | null
   /** Called after every epoch (awaited). */
   onEpoch?: (result: EpochResult & { epoch: number }) => void | Promise<void>
 }
@@ -296,6 +299,7 @@ export class MLP {
       nesterov: opts.nesterov,
       labelSmoothing: opts.labelSmoothing,
       clipNorm: opts.clipNorm,
+      augment: opts.augment ?? undefined,
     }
     let last: EpochResult | undefined
     for (let epoch = 0; epoch < epochs; epoch++) {
@@ -358,4 +362,12 @@ export class MLP {
   free(): void {
     native.freeModel(this.#handle)
   }
+}
+
+/**
+ * The engine's augmentation of `n` images (u8, square) as optimiser step `step` of a model seeded
+ * `seed` sees them in training: n × features values in [0, 1]. For tests and for looking at it.
+ */
+export function augmentBatch(images: Uint8Array, n: number, options: AugmentOptions, seed: number, step: number): Float32Array {
+  return native.augmentBatch(images, n, options, seed, step)
 }

@@ -27,6 +27,21 @@ export interface NativeModelOptions {
   bnEps?: number
 }
 
+/**
+ * Random augmentation of every training batch (kana-core/src/augment.rs has the exact math): per
+ * sample a rotation uniform in ±rotate degrees, a scale in 1 ± scale, a horizontal shear in ±shear,
+ * a shift in ±shift pixels per axis, then (optional) an elastic distortion (Simard et al. 2003) of
+ * strength alpha pixels, smoothed with sigma pixels; bilinear, zero outside the image. Each
+ * range defaults to 0. Seeded by (model seed, optimiser step, row in the batch).
+ */
+export interface AugmentOptions {
+  rotate?: number
+  scale?: number
+  shear?: number
+  shift?: number
+  elastic?: { alpha: number; sigma: number } | null
+}
+
 export interface NativeEpochOptions {
   optimizer: 'gd' | 'sgd' | 'adam' | 'adamw'
   lr: number
@@ -46,6 +61,8 @@ export interface NativeEpochOptions {
   labelSmoothing?: number
   /** Clip the gradients to this global L2 norm (> 0) before the step. Default: no clipping. */
   clipNorm?: number
+  /** Augment every training batch (square images only). Default: none (null/undefined). */
+  augment?: AugmentOptions | null
 }
 
 export interface ModelInfo {
@@ -115,6 +132,8 @@ export interface NativeBinding {
   fitEpoch(model: ModelHandle, dataset: DatasetHandle, options: NativeEpochOptions): Promise<EpochResult>
   evaluate(model: ModelHandle, dataset: DatasetHandle): Promise<Evaluation>
   predictProba(model: ModelHandle, dataset: DatasetHandle): Promise<Float32Array>
+  /** The n images as training step `step` of a model seeded `seed` sees them, augmented, pixels ÷ 255 (for tests). */
+  augmentBatch(images: Uint8Array, n: number, options: AugmentOptions, seed: number, step: number): Float32Array
   cpuFeatures(): { arch: string; avx512f?: boolean; avx2?: boolean; fma?: boolean }
   /** Test hook: panics in Rust on purpose ('sync' on this thread, 'async' in a worker). */
   debugPanic(mode: 'sync' | 'async'): Promise<void> | void

@@ -565,7 +565,7 @@ export class ReferenceMLP {
    * gradient (grads include lambda W; gamma/beta gradients for batch-norm layers).
    */
   lossAndGradients(
-    images: Uint8Array,
+    images: Uint8Array | Float64Array,
     labels: ArrayLike<number>,
     n: number,
     l2 = 0,
@@ -575,7 +575,7 @@ export class ReferenceMLP {
     return { loss, accuracy, objective, grads };
   }
 
-  private backprop(images: Uint8Array, labels: ArrayLike<number>, n: number, l2: number, smoothing: number) {
+  private backprop(images: Uint8Array | Float64Array, labels: ArrayLike<number>, n: number, l2: number, smoothing: number) {
     this.checkImages(images, n, true);
     this.checkLabels(labels, n);
     checkRate('labelSmoothing', smoothing, 0, 1);
@@ -695,7 +695,7 @@ export class ReferenceMLP {
 
   /** One optimiser step on this batch; returns the pre-step loss and accuracy (plain CE, training mode). */
   step(
-    images: Uint8Array,
+    images: Uint8Array | Float64Array,
     labels: ArrayLike<number>,
     n: number,
     opts: StepOptions,
@@ -830,10 +830,12 @@ export class ReferenceMLP {
    * Forward pass keeping what backprop needs. `training`: batch statistics and dropout (this
    * step's masks); otherwise running statistics and no dropout.
    */
-  private trace(images: Uint8Array, n: number, training: boolean): ForwardTrace {
+  private trace(images: Uint8Array | Float64Array, n: number, training: boolean): ForwardTrace {
     const n0 = this.layers[0];
     const x = new Float64Array(n * n0);
-    for (let q = 0; q < x.length; q++) x[q] = images[q] / 255;
+    // u8 pixels enter as p/255; a Float64Array is already in [0, 1] (an augmented batch, augment.ts)
+    if (images instanceof Float64Array) x.set(images);
+    else for (let q = 0; q < x.length; q++) x[q] = images[q] / 255;
     const tr: ForwardTrace = { acts: [x], pre: [], hats: [], invStd: [], batchMean: [], batchVar: [], masks: [] };
     let a = x;
     this.params.forEach((p, idx) => {
@@ -905,7 +907,7 @@ export class ReferenceMLP {
     return tr;
   }
 
-  private checkImages(images: Uint8Array, n: number, needRows: boolean): void {
+  private checkImages(images: Uint8Array | Float64Array, n: number, needRows: boolean): void {
     if (!Number.isInteger(n) || n < (needRows ? 1 : 0)) {
       throw new RangeError(`n must be an integer >= ${needRows ? 1 : 0}, got ${n}`);
     }

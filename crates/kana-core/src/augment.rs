@@ -139,18 +139,34 @@ struct Scratch {
     tmp: Vec<f64>,
 }
 
+/// One sample's affine parameters: angle (radians), scale, shear, shift.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Params {
+    pub theta: f64,
+    pub s: f64,
+    pub h: f64,
+    pub tx: f64,
+    pub ty: f64,
+}
+
+impl Params {
+    /// Drawn from the stream of key `kr`.
+    fn draw(aug: &Augment, kr: u32) -> Self {
+        Params {
+            theta: aug.rotate * uniform(kr, 0) * std::f64::consts::PI / 180.0,
+            s: 1.0 + aug.scale * uniform(kr, 1),
+            h: aug.shear * uniform(kr, 2),
+            tx: aug.shift * uniform(kr, 3),
+            ty: aug.shift * uniform(kr, 4),
+        }
+    }
+}
+
 /// One sample: `src` (n×n u8) transformed into `dst` (n×n f32, ÷255) with the parameters of row `r`.
 fn transform(src: &[u8], dst: &mut [f32], n: usize, aug: &Augment, key: u32, r: u32, kernel: Option<&[f64]>, scratch: &mut Scratch) {
     let kr = mix32(key ^ r);
-    let theta = aug.rotate * uniform(kr, 0) * std::f64::consts::PI / 180.0;
-    let s = 1.0 + aug.scale * uniform(kr, 1);
-    let h = aug.shear * uniform(kr, 2);
-    let tx = aug.shift * uniform(kr, 3);
-    let ty = aug.shift * uniform(kr, 4);
-    let (sin, cos) = (theta.sin(), theta.cos());
-    let c = (n as f64 - 1.0) / 2.0;
     let p = n * n;
-    let alpha = match (aug.elastic, kernel) {
+    let field = match (aug.elastic, kernel) {
         (Some(e), Some(g)) => {
             let Scratch { ex, ey, tmp } = scratch;
             for (buf, base) in [(&mut *ex, FIELD0), (&mut *ey, FIELD0 + p as u32)] {
@@ -160,22 +176,33 @@ fn transform(src: &[u8], dst: &mut [f32], n: usize, aug: &Augment, key: u32, r: 
             tmp.resize(p, 0.0);
             smooth(ex, tmp, n, g);
             smooth(ey, tmp, n, g);
-            e.alpha
+            Some((&scratch.ex[..], &scratch.ey[..], e.alpha))
         }
-        _ => 0.0,
+        _ => None,
     };
+    sample(src, dst, n, &Params::draw(aug, kr), field);
+}
+
+/// The inverse map and bilinear sampling of the file comment, with given parameters and
+/// (optionally) elastic fields (ex, ey, α).
+pub fn sample(src: &[u8], dst: &mut [f32], n: usize, p: &Params, field: Option<(&[f64], &[f64], f64)>) {
+    let (sin, cos) = (p.theta.sin(), p.theta.cos());
+    let c = (n as f64 - 1.0) / 2.0;
     let pixel = |yy: i64, xx: i64| -> f64 {
         if yy >= 0 && xx >= 0 && (yy as usize) < n && (xx as usize) < n { src[yy as usize * n + xx as usize] as f64 } else { 0.0 }
     };
     for y in 0..n {
         for x in 0..n {
-            let (dx, dy) = if alpha != 0.0 { (alpha * scratch.ex[y * n + x], alpha * scratch.ey[y * n + x]) } else { (0.0, 0.0) };
-            let qx = x as f64 + dx - c - tx;
-            let qy = y as f64 + dy - c - ty;
+            let (dx, dy) = match field {
+                Some((ex, ey, alpha)) if alpha != 0.0 => (alpha * ex[y * n + x], alpha * ey[y * n + x]),
+                _ => (0.0, 0.0),
+            };
+            let qx = x as f64 + dx - c - p.tx;
+            let qy = y as f64 + dy - c - p.ty;
             let u = cos * qx + sin * qy;
             let v = -sin * qx + cos * qy;
-            let sx = (u - h * v) / s + c;
-            let sy = v / s + c;
+            let sx = (u - p.h * v) / p.s + c;
+            let sy = v / p.s + c;
             let (x0, y0) = (sx.floor(), sy.floor());
             let (fx, fy) = (sx - x0, sy - y0);
             let (x0, y0) = (x0 as i64, y0 as i64);
@@ -245,38 +272,23 @@ mod tests {
 
     #[test]
     fn a_quarter_turn_and_an_integer_shift_match_the_hand_computed_images() {
-        // θ = ±90° exactly needs u(0) = ±1, which the stream never gives: use the transform itself
-        // with a key whose u(0) is known, scaled so that θ is 90°.
         let img = image(5);
-        let key = layer_key(11, 0, AUG_TAG);
-        let kr = mix32(key);
-        let u0 = uniform(kr, 0);
-        let aug = Augment { rotate: 90.0 / u0.abs(), ..Default::default() };
         let mut out = vec![0f32; 784];
-        transform(&img, &mut out, 28, &aug, key, 0, None, &mut Scratch::default());
-        // θ = 90° sign(u0); for +90°: u = qy, v = −qx ⇒ X = y, Y = 27 − x; for −90°: X = 27 − y, Y = x
+        let id = Params { theta: 0.0, s: 1.0, h: 0.0, tx: 0.0, ty: 0.0 };
+        // θ = 90°: u = qy, v = −qx ⇒ X = y, Y = 27 − x: out(y, x) = in(27 − x, y)
+        sample(&img, &mut out, 28, &Params { theta: std::f64::consts::FRAC_PI_2, ..id }, None);
         for y in 0..28 {
             for x in 0..28 {
-                let want = if u0 > 0.0 { img[(27 - x) * 28 + y] } else { img[x * 28 + 27 - y] } as f32 / 255.0;
+                let want = img[(27 - x) * 28 + y] as f32 / 255.0;
                 assert!((out[y * 28 + x] - want).abs() < 1e-6, "({y},{x}) {} vs {want}", out[y * 28 + x]);
             }
         }
-        // shift: choose the range so that tx = u(3)·T is exactly ... use a direct integer shift check
-        // through the inverse map: with only translation, X = x − tx, Y = y − ty.
-        let u3 = uniform(kr, 3);
-        let u4 = uniform(kr, 4);
-        let aug = Augment { shift: 2.0 / u3.abs(), ..Default::default() };
-        transform(&img, &mut out, 28, &aug, key, 0, None, &mut Scratch::default());
-        let (tx, ty) = (2.0 * u3.signum(), 2.0 / u3.abs() * u4);
-        for y in 0..28i64 {
-            for x in 0..28i64 {
-                // X = x − tx (integer), Y = y − ty (fractional): bilinear along y only
-                let sx = x - tx as i64;
-                let sy = y as f64 - ty;
-                let (y0, fy) = (sy.floor() as i64, sy - sy.floor());
-                let p = |yy: i64| if (0..28).contains(&yy) && (0..28).contains(&sx) { img[(yy * 28 + sx) as usize] as f64 } else { 0.0 };
-                let want = ((1.0 - fy) * p(y0) + fy * p(y0 + 1)) / 255.0;
-                assert!((out[(y * 28 + x) as usize] as f64 - want).abs() < 1e-6);
+        // shift (2, −3): out(y, x) = in(y + 3, x − 2), zero where that is outside
+        sample(&img, &mut out, 28, &Params { tx: 2.0, ty: -3.0, ..id }, None);
+        for y in 0..28 {
+            for x in 0..28 {
+                let want = if x >= 2 && y + 3 < 28 { img[(y + 3) * 28 + x - 2] as f32 / 255.0 } else { 0.0 };
+                assert_eq!(out[y * 28 + x], want, "({y},{x})");
             }
         }
     }

@@ -9,7 +9,7 @@ mod js;
 mod napi;
 
 use js::{call, error, range_error, spawn, type_error, Env, JsError, JsResult, Task, TypedArray};
-use kana_core::{Activation, Control, Dataset, EpochOptions, EpochStats, Evaluation, NetConfig, Optimizer, Trainer};
+use kana_core::{Activation, Augment, Control, Elastic, Dataset, EpochOptions, EpochStats, Evaluation, NetConfig, Optimizer, Trainer};
 use napi::*;
 use std::ffi::c_void;
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
@@ -604,9 +604,58 @@ fn epoch_options(env: Env, o: napi_value) -> JsResult<EpochOptions> {
             return Err(range_error(format!("clipNorm must be a positive finite number, got {c}")));
         }
     }
-    let opts = EpochOptions { optimizer, lr, l2, batch_size, label_smoothing: label_smoothing as f32, clip_norm: clip_norm.map(|c| c as f32) };
+    let augment = match env.get_field(o, "augment")? {
+        Some(v) if !matches!(env.type_of(v)?, NAPI_NULL) => Some(augment_options(env, v, "options.augment")?),
+        _ => None,
+    };
+    let opts = EpochOptions { optimizer, lr, l2, batch_size, label_smoothing: label_smoothing as f32, clip_norm: clip_norm.map(|c| c as f32), augment };
     opts.validate()?;
     Ok(opts)
+}
+
+/// { rotate, scale, shear, shift, elastic: { alpha, sigma } | null }, each range optional (0).
+fn augment_options(env: Env, o: napi_value, name: &str) -> JsResult<Augment> {
+    env.expect_object(o, name)?;
+    let num = |o: napi_value, k: &str, what: &str| -> JsResult<Option<f64>> { env.get_field(o, k)?.map(|v| env.get_number(v, &format!("{what}.{k}"))).transpose() };
+    let mut a = Augment::default();
+    for (k, slot) in [("rotate", &mut a.rotate), ("scale", &mut a.scale), ("shear", &mut a.shear), ("shift", &mut a.shift)] {
+        if let Some(x) = num(o, k, name)? {
+            *slot = x;
+        }
+    }
+    if let Some(e) = env.get_field(o, "elastic")? {
+        if !matches!(env.type_of(e)?, NAPI_NULL) {
+            let what = format!("{name}.elastic");
+            env.expect_object(e, &what)?;
+            let alpha = num(e, "alpha", &what)?.ok_or_else(|| type_error(format!("{what}.alpha is required")))?;
+            let sigma = num(e, "sigma", &what)?.ok_or_else(|| type_error(format!("{what}.sigma is required")))?;
+            a.elastic = Some(Elastic { alpha, sigma });
+        }
+    }
+    a.validate()?;
+    Ok(a)
+}
+
+/// augmentBatch(images: Uint8Array, n, options, seed, step): Float32Array — the n images as the
+/// training step `step` of a model with this seed would see them (pixels ÷ 255). For tests.
+unsafe extern "C" fn augment_batch(env: napi_env, info: napi_callback_info) -> napi_value {
+    call(env, info, |env, [images, n, options, seed, step]| {
+        let aug = augment_options(env, options, "options")?;
+        let n = env.get_integer(n, "n", 1.0, (1u64 << 32) as f64)? as usize;
+        let seed = env.get_integer(seed, "seed", 0.0, 9_007_199_254_740_991.0)? as u64;
+        let step = env.get_integer(step, "step", 0.0, 9_007_199_254_740_991.0)? as u64;
+        // (no JavaScript runs between this borrow and the copy)
+        let pixels = match env.get_typed_array(images, "images")? {
+            TypedArray::U8(s) => try_copy(s, "images")?,
+            _ => return Err(type_error("images must be a Uint8Array of pixel values 0..255")),
+        };
+        if pixels.len() % n != 0 {
+            return Err(range_error(format!("images has {} bytes, not n = {n} samples of equal size", pixels.len())));
+        }
+        Augment::side(pixels.len() / n)?;
+        let out = kana_core::augment::augment_batch(&pixels, n, &aug, seed, step)?;
+        env.f32_array(&out)
+    })
 }
 
 /// fitEpoch(model, dataset, options): Promise<{ loss, accuracy, steps }>
@@ -676,7 +725,7 @@ unsafe extern "C" fn debug_panic(env: napi_env, info: napi_callback_info) -> nap
 
 #[no_mangle]
 pub unsafe extern "C" fn napi_register_module_v1(env: napi_env, exports: napi_value) -> napi_value {
-    let functions: [(&str, napi_callback); 18] = [
+    let functions: [(&str, napi_callback); 19] = [
         ("createModel", create_model),
         ("freeModel", free_model),
         ("modelInfo", model_info),
@@ -693,6 +742,7 @@ pub unsafe extern "C" fn napi_register_module_v1(env: napi_env, exports: napi_va
         ("fitEpoch", fit_epoch),
         ("evaluate", evaluate),
         ("predictProba", predict_proba),
+        ("augmentBatch", augment_batch),
         ("cpuFeatures", cpu_features),
         ("debugPanic", debug_panic),
     ];
