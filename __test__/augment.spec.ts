@@ -92,3 +92,26 @@ test('bad augmentation settings are refused with a message naming the setting', 
   await t.throwsAsync(m.fit(d, { augment: { rotate: 5 } }), { message: /square images/ })
   await t.throwsAsync(m.fit(d, { augment: { shear: 2 } }), { message: /augment\.shear must be in \[0, 1\]/ })
 })
+
+test('the engine trained on augmented batches matches the reference fed the reference\'s augmentation of the same batches', async (t) => {
+  const { ReferenceMLP } = await import('../src/engine/reference')
+  const { referenceInit } = await import('../src/training/reference-source')
+  const n = 12
+  const x = images(n, 8)
+  const y = Int32Array.from({ length: n }, (_, i) => i % 3)
+  const seed = 21
+  const engine = new MLP({ layers: [784, 10, 3], seed, threads: 2 })
+  const ref = new ReferenceMLP([784, 10, 3], referenceInit(engine.getWeights()))
+  for (let step = 0; step < 3; step++) {
+    // one optimiser step on the whole batch: rows 0..n-1, the step counter before the step
+    await engine.fit(new Dataset(x, y, 784), { optimizer: 'sgd', lr: 0.5, batchSize: n, l2: 0, augment: FULL })
+    ref.step(referenceAugment(x, n, 784, FULL, seed, ref.steps), y, n, { optimizer: 'sgd', lr: 0.5 })
+  }
+  const e = engine.getWeights()
+  const r = ref.getWeights64().flatMap((p) => [p.weights, p.bias])
+  for (let i = 0; i < e.length; i++) t.true(maxDiff(e[i], r[i]) < 1e-4, `tensor ${i}: ${maxDiff(e[i], r[i])}`)
+  // and it is not the unaugmented training
+  const plain = new MLP({ layers: [784, 10, 3], seed, threads: 2 })
+  for (let step = 0; step < 3; step++) await plain.fit(new Dataset(x, y, 784), { optimizer: 'sgd', lr: 0.5, batchSize: n, l2: 0 })
+  t.true(maxDiff(plain.getWeights()[0], e[0]) > 1e-3)
+})

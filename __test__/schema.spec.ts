@@ -28,6 +28,7 @@ const bin = join(root, 'bin', 'kana-native.js')
 const STUDY: Omit<ModelConfig, 'seed'> = {
   hidden: [512], optimizer: 'adam', lr: 1e-3, batchSize: 32, l2: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, epochs: 200,
   schedule: 'constant', lrMin: 1e-5, earlyStopping: true, patience: 20, minDelta: 0, restoreBest: true,
+  augment: false, rotate: 0, scale: 0, shear: 0, shift: 0, elastic: 'off',
 }
 
 test('every field resolves to the study\'s default, in the declared key order', (t) => {
@@ -49,6 +50,12 @@ test('dependent defaults: lr by optimizer, lrMin = lr / 100; undefined means abs
   t.deepEqual(resolveModelConfig({ seed: 1, images: 'x.npy' } as never), { ...STUDY, seed: 1 })
 })
 
+test('augment switches the ranges\' defaults to F2\'s recipe; each range can be set alone', (t) => {
+  t.like(resolveModelConfig({ seed: 1, augment: true }), { rotate: 12, scale: 0.1, shear: 0.15, shift: 1.7, elastic: 'off' })
+  t.like(resolveModelConfig({ seed: 1, augment: true, rotate: 0, elastic: [34, 4] }), { rotate: 0, scale: 0.1, elastic: [34, 4] })
+  t.like(resolveModelConfig({ seed: 1, rotate: 5 }), { augment: false, rotate: 5, scale: 0 })
+})
+
 test('a bad value of every field is a RangeError naming the setting and the value', (t) => {
   const bad: Record<keyof ModelConfig, unknown[]> = {
     hidden: [[0], [1.5], [-3], 'abc', [null], 512],
@@ -66,6 +73,12 @@ test('a bad value of every field is a RangeError naming the setting and the valu
     patience: [-1, 0.5, NaN],
     minDelta: [-0.1, NaN],
     restoreBest: ['true', 0],
+    augment: ['yes', 1],
+    rotate: [-1, 181, NaN],
+    scale: [1, -0.1],
+    shear: [1.5, -1],
+    shift: [-1, 1e4],
+    elastic: ['on', [1], [1, 0], [-1, 2], 3, null],
     seed: [1.5, NaN, 2 ** 60, '1'],
   }
   const valid = resolveModelConfig({ seed: 1 })

@@ -17,6 +17,16 @@ export interface AugmentSettings {
   elastic?: { alpha: number; sigma: number } | null
 }
 
+/**
+ * The augmentation a configuration asks for (its rotate, scale, shear, shift, elastic settings),
+ * or null when every range is 0 and elastic is off (the images as they are).
+ */
+export function augmentOf(c: { rotate?: number; scale?: number; shear?: number; shift?: number; elastic?: 'off' | readonly [number, number] }): AugmentSettings | null {
+  const { rotate = 0, scale = 0, shear = 0, shift = 0 } = c
+  const elastic = c.elastic === undefined || c.elastic === 'off' ? null : { alpha: c.elastic[0], sigma: c.elastic[1] }
+  return rotate === 0 && scale === 0 && shear === 0 && shift === 0 && elastic === null ? null : { rotate, scale, shear, shift, elastic }
+}
+
 /** The hash "layer" of the augmentation key ("aug1"), as in the engine. */
 const AUG_TAG = 0x61756731
 const FIELD0 = 8

@@ -95,6 +95,19 @@ export const FIELDS = {
   patience: field({ schema: ranges.intAtLeast(0), default: 20, arg: 'p', doc: 'epochs without a validation improvement before early stopping' }),
   minDelta: field({ schema: ranges.nonNegative(), default: 0, arg: 'd', doc: 'an improvement must lower the best validation loss by more than d' }),
   restoreBest: field({ schema: ranges.boolean(), default: true, doc: 'end with the weights of the best validation epoch' }),
+  // Augmentation of the training batches (issue F2; kana-core/src/augment.rs has the math). On when
+  // any range is > 0 or elastic is set; `augment` only switches the ranges' defaults to F2's recipe.
+  augment: field({ schema: ranges.boolean(), default: false, doc: 'augment every training batch with the defaults of rotate, scale, shear and shift below (F2\'s measured recipe; no elastic); each range can also be set alone' }),
+  rotate: field({ schema: range(z.number().min(0).max(180), 'must be a number of degrees in [0, 180]'), default: (c) => (c.augment ? 12 : 0), defaultText: '12 with --augment, else 0', arg: 'deg', doc: 'augmentation: random rotation uniform in ±deg degrees' }),
+  scale: field({ schema: ranges.unit(), default: (c) => (c.augment ? 0.1 : 0), defaultText: '0.1 with --augment, else 0', arg: 's', doc: 'augmentation: random scale factor uniform in 1 ± s' }),
+  shear: field({ schema: range(z.number().min(0).max(1), 'must be a number in [0, 1]'), default: (c) => (c.augment ? 0.15 : 0), defaultText: '0.15 with --augment, else 0', arg: 's', doc: 'augmentation: random horizontal shear x += s·y, s uniform in ±s' }),
+  shift: field({ schema: range(z.number().min(0).max(1000), 'must be a number of pixels in [0, 1000]'), default: (c) => (c.augment ? 1.7 : 0), defaultText: '1.7 with --augment, else 0', arg: 'px', doc: 'augmentation: random translation uniform in ±px pixels along each axis' }),
+  elastic: field({
+    schema: range(z.union([z.literal('off'), z.tuple([z.number().min(0).max(1000), z.number().gt(0).max(100)])]), 'must be off or [α, σ] with α in [0, 1000] and σ in (0, 100] pixels'),
+    default: 'off', arg: 'α,σ',
+    fromFlag: (s: string) => (String(s).trim() === 'off' ? 'off' : numberList(s)),
+    doc: 'augmentation: elastic distortion (Simard et al. 2003), a random displacement field smoothed by a Gaussian of σ px and scaled by α px (`34,4` is Simard\'s MNIST setting)',
+  }),
   seed: field({ schema: ranges.integer(), defaultText: 'random, recorded in `config.json`', arg: 'N', doc: 'fixes split, initial weights and every shuffle' }),
 }
 

@@ -5,6 +5,7 @@ import { batchAt, epochOrder } from './batches'
 import { EpochAbandoned, EpochInterrupted, type EpochSource } from './run'
 import type { ModelConfig } from './config'
 import type { Part } from '../data/inputs'
+import { augmentBatch, augmentOf } from '../engine/augment'
 
 /** [W1, b1, W2, b2, …] → the reference's per-layer form. */
 export const referenceInit = (w: ArrayLike<number>[]): ReferenceInit[] => {
@@ -35,6 +36,7 @@ export function referenceBatches(
   const optimizer = c.optimizer === 'adam' ? 'adam' : 'sgd' // 'gd' = SGD on the full batch
   const batchSize = c.optimizer === 'gd' ? n : Math.min(c.batchSize, n)
   const steps = Math.ceil(n / batchSize)
+  const augment = augmentOf(c)
   const src: ReferenceSource = {
     model: new ReferenceMLP(layers, referenceInit(init)),
     async trainEpoch(t, lr, _signal, from) {
@@ -45,7 +47,9 @@ export function referenceBatches(
       for (let b = from?.nextBatch ?? 0; b < steps; b++) {
         if (control.stop && Atomics.load(control.stop, 0) !== 0) throw new EpochInterrupted({ nextBatch: b, loss, correct })
         const batch = batchAt(train, features, order, batchSize, b)
-        const r = src.model.step(batch.images, batch.labels, batch.n, { optimizer, lr, l2: c.l2, beta1: c.beta1, beta2: c.beta2, eps: c.eps })
+        // augmented as the engine augments it: keyed by the engine model's seed (the run's), this step and the row
+        const images = augment ? augmentBatch(batch.images, batch.n, features, augment, c.seed, src.model.steps) : batch.images
+        const r = src.model.step(images, batch.labels, batch.n, { optimizer, lr, l2: c.l2, beta1: c.beta1, beta2: c.beta2, eps: c.eps })
         loss += r.loss * batch.n
         correct += Math.round(r.accuracy * batch.n)
         if (t > 0 && control.abandon?.()) {

@@ -18,6 +18,7 @@ import { batchAt, epochOrder, stepsPerEpoch } from './batches'
 import { EpochInterrupted, type EpochFit, type EpochSource } from './run'
 import type { ModelConfig } from './config'
 import type { Part } from '../data/inputs'
+import { augmentOf } from '../engine/augment'
 
 /** Training and validation data held once in native memory and shared by every trial. */
 export interface TrialData {
@@ -40,7 +41,7 @@ export function trialData(train: Part, validation: Part, features: number, class
 
 /** The engine's fit options of one epoch of `c` at rate `lr`: the one place a configuration reaches the engine's optimiser. */
 export function fitOptions(c: ModelConfig, lr: number): FitOptions {
-  return { optimizer: c.optimizer, lr, batchSize: c.batchSize, l2: c.l2, beta1: c.beta1, beta2: c.beta2, eps: c.eps }
+  return { optimizer: c.optimizer, lr, batchSize: c.batchSize, l2: c.l2, beta1: c.beta1, beta2: c.beta2, eps: c.eps, augment: augmentOf(c) }
 }
 
 const evaluation = async (model: MLP, set: Dataset, signal?: AbortSignal): Promise<EpochFit> => {
