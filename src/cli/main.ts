@@ -11,6 +11,8 @@ import { Dataset } from '../engine/mlp'
 import { loadImages, loadLabels, DataError } from '../data/readers'
 import { loadClassmap } from '../data/classmap'
 import { loadTrainedModel } from '../output/saved-model'
+import { loadEnsemble, type Ensemble } from '../output/ensemble'
+import { evaluateNoise, noiseTable, parseNoiseSpec, writeNoise } from '../output/noise'
 import { probabilitiesCsv } from '../output/csv'
 import { writeFileAtomic } from '../output/atomic'
 import { summarize } from '../output/metrics'
@@ -176,8 +178,20 @@ function table(rows: string[][]): string {
   return rows.map((r) => r.map((x, c) => (c === 0 ? x.padEnd(widths[c]) : x.padStart(widths[c]))).join('  ')).join('\n')
 }
 
+/** `--model a.safetensors[,b.safetensors,…]`: one model, or an ensemble averaging the models' probabilities. */
+async function loadModels(arg: string, threads: number | undefined): Promise<{ model: Ensemble | Awaited<ReturnType<typeof loadTrainedModel>>['model']; classNames: string[]; ensemble: number }> {
+  const paths = String(arg).split(',').map((p) => p.trim()).filter(Boolean).map((p) => resolve(p))
+  if (paths.length === 0) throw new UsageError('--model needs a model file')
+  if (paths.length === 1) {
+    const { model, classNames } = await loadTrainedModel(paths[0], { threads })
+    return { model, classNames, ensemble: 1 }
+  }
+  const e = await loadEnsemble(paths, { threads })
+  return { model: e, classNames: e.classNames, ensemble: paths.length }
+}
+
 async function predictCommand(argv: Record<string, any>, out: Out): Promise<number> {
-  const { model, classNames } = await loadTrainedModel(resolve(argv.model), { threads: argv.threads })
+  const { model, classNames } = await loadModels(argv.model, argv.threads)
   const { images, n, rows, cols } = await loadImages(resolve(argv.images))
   if (rows * cols !== model.inputs) {
     throw new DataError('ESHAPE', `images have ${rows * cols} pixels but the model takes ${model.inputs}`, resolve(argv.images))
@@ -192,25 +206,38 @@ async function predictCommand(argv: Record<string, any>, out: Out): Promise<numb
 }
 
 async function evaluateCommand(argv: Record<string, any>, out: Out): Promise<number> {
-  const { model, classNames } = await loadTrainedModel(resolve(argv.model), { threads: argv.threads })
+  let noise
+  try {
+    noise = argv.noise === undefined ? undefined : parseNoiseSpec(argv.noise)
+  } catch (e) {
+    throw new UsageError(`--noise: ${(e as Error).message}`)
+  }
+  if (argv.seed !== undefined && !(Number.isSafeInteger(argv.seed) && argv.seed >= 0)) throw new UsageError(`--seed must be an integer ≥ 0, got ${argv.seed}`)
+  const { model, classNames, ensemble } = await loadModels(argv.model, argv.threads)
   const { images, n, rows, cols } = await loadImages(resolve(argv.images))
   const { labels, n: nl } = await loadLabels(resolve(argv.labels))
   if (n !== nl) throw new DataError('ESHAPE', `holds ${n} images but ${resolve(argv.labels)} holds ${nl} labels`, resolve(argv.images))
   if (rows * cols !== model.inputs) throw new DataError('ESHAPE', `images have ${rows * cols} pixels but the model takes ${model.inputs}`, resolve(argv.images))
-  const ev = await model.evaluate(new Dataset(images, labels, model.inputs))
+  const ev = await model.evaluate(images, labels)
   const m = summarize(ev.confusion, model.classes, ev.loss)
+  const robust = noise && (await evaluateNoise(model, images, labels, noise, argv.seed ?? 0))
   const names = argv.classmap ? await loadClassmap(resolve(argv.classmap)) : classNames
   if (argv.out) {
     const dir = resolve(argv.out)
     await mkdir(dir, { recursive: true })
     await writeFileAtomic(join(dir, 'metrics.json'), JSON.stringify({ ...m, samples: n, confusion: [...ev.confusion], classNames: names }, null, 2) + '\n')
     await writeRendered(join(dir, 'confusion'), await confusionHeatmap(ev.confusion, names, { title: `Confusion matrix (accuracy ${pct(m.accuracy)})` }))
+    if (robust) await writeNoise(dir, robust)
   }
-  if (out.json) process.stdout.write(JSON.stringify({ type: 'evaluation', samples: n, ...brief({ ...m, loss: ev.loss }) }) + '\n')
-  else {
+  if (out.json) {
+    process.stdout.write(JSON.stringify({ type: 'evaluation', samples: n, ...(ensemble > 1 ? { models: ensemble } : {}), ...brief({ ...m, loss: ev.loss }) }) + '\n')
+    if (robust) process.stdout.write(JSON.stringify({ type: 'noise', ...robust }) + '\n')
+  } else {
+    if (ensemble > 1) log(out, `ensemble of ${ensemble} models (mean of their probabilities)`)
     log(out, table([['samples', 'accuracy', 'loss', 'balanced acc', 'macro-F1'], [String(n), pct(m.accuracy), fmt(ev.loss), pct(m.balancedAccuracy), pct(m.macroF1)]]))
     log(out, '\n' + table([['class', 'precision', 'recall', 'F1', 'support'], ...m.perClass.map((c, k) => [names[k] ?? String(k), pct(c.precision), pct(c.recall), pct(c.f1), String(c.support)])]))
-    if (argv.out) log(out, `\nwrote metrics.json and confusion.png to ${resolve(argv.out)}`)
+    if (robust) log(out, `\nunder ${robust.kind} noise (seed ${robust.seed}):\n` + table(noiseTable(robust)))
+    if (argv.out) log(out, `\nwrote metrics.json and confusion.png${robust ? ', noise.json, noise.csv and noise.png' : ''} to ${resolve(argv.out)}`)
   }
   return 0
 }
@@ -258,7 +285,7 @@ export function parser(args: string[]) {
     )
     .command('predict', 'Write the softmax probabilities of a trained model as CSV', (y) =>
       outputOptions(y)
-        .option('model', { alias: 'm', type: 'string', demandOption: true, describe: 'model.safetensors from a run directory' })
+        .option('model', { alias: 'm', type: 'string', demandOption: true, describe: 'model.safetensors from a run directory; a,b,… for an ensemble (mean of the models\' probabilities)' })
         .option('images', { type: 'string', demandOption: true, describe: 'Images to classify (.npy/.npz/IDX; e.g. X_COMP.npy)' })
         .option('out', { alias: 'o', type: 'string', demandOption: true, describe: 'CSV file to write, e.g. Apellido_Nombre_predicciones.csv' })
         .option('column-prefix', { type: 'string', default: 'Clase_', describe: 'Header is <prefix>0 … <prefix>K-1' })
@@ -269,13 +296,16 @@ export function parser(args: string[]) {
     )
     .command('evaluate', 'Metrics of a trained model on labelled data', (y) =>
       outputOptions(y)
-        .option('model', { alias: 'm', type: 'string', demandOption: true, describe: 'model.safetensors' })
+        .option('model', { alias: 'm', type: 'string', demandOption: true, describe: 'model.safetensors; a,b,… for an ensemble (mean of the models\' probabilities)' })
+        .option('noise', { type: 'string', describe: 'Also evaluate under input noise, the clean level first: gaussian:σ,… (σ in pixel units, 0..255), salt-pepper:p,… or occlusion:size,… (a size×size black square)' })
+        .option('seed', { type: 'number', describe: 'Seed of the noise [default: 0]' })
         .option('images', { type: 'string', demandOption: true, describe: 'Images (.npy/.npz/IDX)' })
         .option('labels', { type: 'string', demandOption: true, describe: 'Labels (.npy/.npz/IDX)' })
         .option('classmap', { type: 'string', describe: 'Class names CSV [default: the names stored in the model]' })
         .option('out', { alias: 'o', type: 'string', describe: 'Directory for metrics.json and confusion.png' })
         .option('threads', { type: 'number', describe: 'Engine threads [default: all cores]' })
-        .example('$0 evaluate --model runs/m3/model.safetensors --images X_test.npy --labels y_test.npy --out eval', ''),
+        .example('$0 evaluate --model runs/m3/model.safetensors --images X_test.npy --labels y_test.npy --out eval', '')
+        .example('$0 evaluate --model a.safetensors,b.safetensors --images X_test.npy --labels y_test.npy --noise gaussian:16,32,64 --out eval', 'an ensemble of two, and its accuracy under Gaussian noise'),
     )
     .command('inspect', 'Describe a data set: counts, class distribution, sample grid', (y) =>
       outputOptions(dataOptions(y)).option('out', { alias: 'o', type: 'string', describe: 'Directory for class-distribution.png and samples.png' })
