@@ -142,6 +142,11 @@ export function sample(src: Uint8Array, side: number, p: AffineParams, field?: {
   const c = (side - 1) / 2
   const sin = Math.sin(p.theta)
   const cos = Math.cos(p.theta)
+  // the inverse map's matrix, once per sample (augment.rs): rotation by −θ, inverse shear, inverse scale
+  const m00 = (cos + p.h * sin) / p.s
+  const m01 = (sin - p.h * cos) / p.s
+  const m10 = -sin / p.s
+  const m11 = cos / p.s
   const alpha = field?.alpha ?? 0
   const pixel = (yy: number, xx: number) => (yy >= 0 && xx >= 0 && yy < side && xx < side ? src[yy * side + xx] : 0)
   for (let y = 0; y < side; y++) {
@@ -150,10 +155,8 @@ export function sample(src: Uint8Array, side: number, p: AffineParams, field?: {
       const dy = alpha !== 0 ? alpha * field!.ey[y * side + x] : 0
       const qx = x + dx - c - p.tx
       const qy = y + dy - c - p.ty
-      const u = cos * qx + sin * qy
-      const v = -sin * qx + cos * qy
-      const sx = (u - p.h * v) / p.s + c
-      const sy = v / p.s + c
+      const sx = m00 * qx + m01 * qy + c
+      const sy = m10 * qx + m11 * qy + c
       const x0 = Math.floor(sx)
       const y0 = Math.floor(sy)
       const fx = sx - x0

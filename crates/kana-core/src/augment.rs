@@ -19,8 +19,10 @@
 //!   increasing i; then multiplied by α (pixels).
 //! Output pixel (row y, column x) is sampled at input point (X, Y), the inverse map:
 //!   qx = x + α·ex − c − tx,   qy = y + α·ey − c − ty
-//!   u  =  cos θ·qx + sin θ·qy,   v = −sin θ·qx + cos θ·qy        (rotation by −θ)
-//!   X  = (u − h·v)/s + c,        Y = v/s + c                     (inverse shear, inverse scale)
+//!   X  = m00·qx + m01·qy + c,    Y = m10·qx + m11·qy + c,   with, once per sample,
+//!   m00 = (cos θ + h·sin θ)/s,  m01 = (sin θ − h·cos θ)/s,  m10 = −sin θ/s,  m11 = cos θ/s
+//!   (that is: rotation by −θ, then the inverse shear and the inverse scale: X − c = (u − h·v)/s,
+//!   Y − c = v/s with u = cos θ·qx + sin θ·qy, v = −sin θ·qx + cos θ·qy)
 //! i.e. the forward map is p_out = c + t + s·R(θ)·[[1, h], [0, 1]]·(p_in − c) (before the elastic
 //! displacement), R(θ) = [[cos θ, −sin θ], [sin θ, cos θ]] in (x right, y down) coordinates.
 //! Bilinear: x0 = floor(X), fx = X − x0 (same for y); pixels outside the image are 0;
@@ -101,32 +103,31 @@ fn gaussian(sigma: f64) -> Vec<f64> {
     raw.iter().map(|g| g / sum).collect()
 }
 
-/// Smooths the n×n field `f` in place (rows, then columns; zero outside), via `tmp`.
+/// Smooths the n×n field `f` in place (rows, then columns; zero outside), via `tmp`. Only the taps
+/// that land inside are summed, in increasing order (the same sum as adding zeros for the others).
 fn smooth(f: &mut [f64], tmp: &mut [f64], n: usize, g: &[f64]) {
-    let rho = (g.len() / 2) as i64;
-    let n_ = n as i64;
+    let rho = g.len() / 2;
+    // taps t with 0 ≤ i + t − ρ < n
+    let taps = |i: usize| (rho.saturating_sub(i), (n + rho - i).min(g.len()));
     for y in 0..n {
-        for x in 0..n as i64 {
+        let row = &f[y * n..(y + 1) * n];
+        for x in 0..n {
+            let (lo, hi) = taps(x);
             let mut s = 0.0;
-            for (t, &w) in g.iter().enumerate() {
-                let xx = x + t as i64 - rho;
-                if (0..n_).contains(&xx) {
-                    s += w * f[y * n + xx as usize];
-                }
+            for t in lo..hi {
+                s += g[t] * row[x + t - rho];
             }
-            tmp[y * n + x as usize] = s;
+            tmp[y * n + x] = s;
         }
     }
-    for y in 0..n as i64 {
+    for y in 0..n {
+        let (lo, hi) = taps(y);
         for x in 0..n {
             let mut s = 0.0;
-            for (t, &w) in g.iter().enumerate() {
-                let yy = y + t as i64 - rho;
-                if (0..n_).contains(&yy) {
-                    s += w * tmp[yy as usize * n + x];
-                }
+            for t in lo..hi {
+                s += g[t] * tmp[(y + t - rho) * n + x];
             }
-            f[y as usize * n + x] = s;
+            f[y * n + x] = s;
         }
     }
 }
@@ -187,27 +188,35 @@ fn transform(src: &[u8], dst: &mut [f32], n: usize, aug: &Augment, key: u32, r: 
 /// (optionally) elastic fields (ex, ey, α).
 pub fn sample(src: &[u8], dst: &mut [f32], n: usize, p: &Params, field: Option<(&[f64], &[f64], f64)>) {
     let (sin, cos) = (p.theta.sin(), p.theta.cos());
+    let (m00, m01, m10, m11) = ((cos + p.h * sin) / p.s, (sin - p.h * cos) / p.s, -sin / p.s, cos / p.s);
     let c = (n as f64 - 1.0) / 2.0;
+    let field = field.filter(|f| f.2 != 0.0);
+    let last = n as i64 - 1;
     let pixel = |yy: i64, xx: i64| -> f64 {
-        if yy >= 0 && xx >= 0 && (yy as usize) < n && (xx as usize) < n { src[yy as usize * n + xx as usize] as f64 } else { 0.0 }
+        if yy >= 0 && xx >= 0 && yy <= last && xx <= last { src[yy as usize * n + xx as usize] as f64 } else { 0.0 }
     };
     for y in 0..n {
         for x in 0..n {
             let (dx, dy) = match field {
-                Some((ex, ey, alpha)) if alpha != 0.0 => (alpha * ex[y * n + x], alpha * ey[y * n + x]),
-                _ => (0.0, 0.0),
+                Some((ex, ey, alpha)) => (alpha * ex[y * n + x], alpha * ey[y * n + x]),
+                None => (0.0, 0.0),
             };
             let qx = x as f64 + dx - c - p.tx;
             let qy = y as f64 + dy - c - p.ty;
-            let u = cos * qx + sin * qy;
-            let v = -sin * qx + cos * qy;
-            let sx = (u - p.h * v) / p.s + c;
-            let sy = v / p.s + c;
+            let sx = m00 * qx + m01 * qy + c;
+            let sy = m10 * qx + m11 * qy + c;
             let (x0, y0) = (sx.floor(), sy.floor());
             let (fx, fy) = (sx - x0, sy - y0);
             let (x0, y0) = (x0 as i64, y0 as i64);
-            let top = (1.0 - fx) * pixel(y0, x0) + fx * pixel(y0, x0 + 1);
-            let bottom = (1.0 - fx) * pixel(y0 + 1, x0) + fx * pixel(y0 + 1, x0 + 1);
+            let (p00, p01, p10, p11) = if x0 >= 0 && y0 >= 0 && x0 < last && y0 < last {
+                // all four inside (the common case): no per-pixel bounds tests
+                let i = y0 as usize * n + x0 as usize;
+                (src[i] as f64, src[i + 1] as f64, src[i + n] as f64, src[i + n + 1] as f64)
+            } else {
+                (pixel(y0, x0), pixel(y0, x0 + 1), pixel(y0 + 1, x0), pixel(y0 + 1, x0 + 1))
+            };
+            let top = (1.0 - fx) * p00 + fx * p01;
+            let bottom = (1.0 - fx) * p10 + fx * p11;
             let val = (1.0 - fy) * top + fy * bottom;
             dst[y * n + x] = val as f32 / 255.0;
         }
