@@ -104,6 +104,7 @@ export async function runReference(job: ReferenceJob, onEpoch?: (r: EpochRecord)
   if (rs) {
     const m = rs.model!
     src.model.setAdamState(m.m.length ? { t: m.step, m: referenceInit(m.m), v: referenceInit(m.v) } : null)
+    src.model.setSteps(m.step) // the augmentation (and dropout) keys depend on the step count, SGD's too
     src.epochStart = m.epochStart
     run.restore(rs)
   }
@@ -115,7 +116,7 @@ export async function runReference(job: ReferenceJob, onEpoch?: (r: EpochRecord)
     return {
       state: {
         ...run.state(), released: false,
-        model: { weights: src.getWeights(), step: adam?.t ?? 0, rng: null, m: adam ? flatParams(adam.m) : [], v: adam ? flatParams(adam.v) : [], partialEpoch: null, epochStart: src.epochStart },
+        model: { weights: src.getWeights(), step: src.model.steps, rng: null, m: adam ? flatParams(adam.m) : [], v: adam ? flatParams(adam.v) : [], partialEpoch: null, epochStart: src.epochStart },
         extra: { budget: { ...budget, seconds: elapsed() } },
       },
     }
@@ -193,6 +194,7 @@ export async function runResync(job: ResyncJob, onEpoch: (r: ResyncRecord) => vo
     const s = job.starts[k]
     const src = referenceBatches(job.layers, s.weights, c, job.train, job.train, job.features, { stop })
     if (s.m.length) src.model.setAdamState({ t: s.step, m: referenceInit(s.m), v: referenceInit(s.v) })
+    src.model.setSteps(s.step) // (the engine's step count at the epoch's start: the augmentation keys)
     let referenceLoss: number
     try {
       referenceLoss = (await src.trainEpoch(s.epoch, epochLr(c, s.epoch), undefined, null)).loss
