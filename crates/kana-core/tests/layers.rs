@@ -565,7 +565,7 @@ fn train_run(threads: usize, cfg: &NetConfig, optimizer: Optimizer, data: &Datas
     let sizes = [64, 96, 48, 10];
     let mut t = Trainer::with_config(&sizes, cfg.clone(), 11, threads).unwrap();
     // batches of 500 × 96 units: large enough for the element-wise passes to run in parallel
-    let o = EpochOptions { optimizer, lr: 1e-2, l2: 1e-4, batch_size: 500, label_smoothing: 0.1, clip_norm: Some(1.0) };
+    let o = EpochOptions { optimizer, lr: 1e-2, l2: 1e-4, batch_size: 500, label_smoothing: 0.1, clip_norm: Some(1.0), augment: None };
     for _ in 0..2 {
         t.epoch(data, &o, &Control::default()).unwrap();
     }
@@ -597,7 +597,7 @@ fn a_resumed_run_with_batch_norm_dropout_and_momentum_continues_bit_identically(
     let sizes = [16, 20, 12, 5];
     let cfg = NetConfig { dropout: vec![0.2, 0.4], ..config(&sizes, Activation::LeakyRelu { slope: 0.02 }, 0.0, true) };
     for optimizer in [Optimizer::Momentum { momentum: 0.8, nesterov: false }, Optimizer::AdamW { beta1: 0.9, beta2: 0.99, eps: 1e-8, weight_decay: 0.05 }] {
-        let o = EpochOptions { optimizer, lr: 0.02, l2: 0.0, batch_size: 64, label_smoothing: 0.05, clip_norm: Some(2.0) };
+        let o = EpochOptions { optimizer, lr: 0.02, l2: 0.0, batch_size: 64, label_smoothing: 0.05, clip_norm: Some(2.0), augment: None };
         let mut whole = Trainer::with_config(&sizes, cfg.clone(), 77, 2).unwrap();
         let mut first = Trainer::with_config(&sizes, cfg.clone(), 77, 2).unwrap();
         for _ in 0..3 {
