@@ -115,3 +115,26 @@ test('the engine trained on augmented batches matches the reference fed the refe
   for (let step = 0; step < 3; step++) await plain.fit(new Dataset(x, y, 784), { optimizer: 'sgd', lr: 0.5, batchSize: n, l2: 0 })
   t.true(maxDiff(plain.getWeights()[0], e[0]) > 1e-3)
 })
+
+test('the flags: --augment, --rotate, --elastic α,σ reach the configuration; bad ones are refused', async (t) => {
+  const { parser } = await import('../src/cli/main')
+  const { modelSettingsFrom } = await import('../src/cli/args')
+  const { resolveModelConfig } = await import('../src/training/config')
+  const { augmentOf } = await import('../src/engine/augment')
+  const argv = (args: string[]) => modelSettingsFrom(parser(['train', ...args]).parseSync() as Record<string, unknown>)
+  t.deepEqual(argv(['--augment', '--rotate', '5', '--elastic', '34,4']), { augment: true, rotate: 5, elastic: [34, 4] })
+  const c = resolveModelConfig({ ...argv(['--augment', '--elastic', '34,4']), seed: 1 })
+  t.deepEqual(augmentOf(c), { rotate: 12, scale: 0.1, shear: 0.15, shift: 1.7, elastic: { alpha: 34, sigma: 4 } })
+  t.is(augmentOf(resolveModelConfig({ ...argv(['--elastic', 'off']), seed: 1 })), null, 'off by default: the images as they are')
+  t.throws(() => resolveModelConfig({ ...argv(['--elastic', '34']), seed: 1 }), { message: /^elastic must be off or \[α, σ\]/ })
+  t.throws(() => resolveModelConfig({ ...argv(['--rotate', '200']), seed: 1 }), { message: 'rotate must be a number of degrees in [0, 180], got 200' })
+})
+
+test('the binding checks the augment option\'s types', async (t) => {
+  const m = new MLP({ layers: [784, 4, 2], seed: 1, threads: 1 })
+  const d = new Dataset(images(2), new Int32Array(2), 784)
+  await t.throwsAsync(m.fit(d, { augment: 5 as never }), { instanceOf: TypeError, message: 'options.augment must be an object' })
+  await t.throwsAsync(m.fit(d, { augment: { rotate: '5' } as never }), { instanceOf: TypeError, message: 'options.augment.rotate must be a number' })
+  await t.throwsAsync(m.fit(d, { augment: { elastic: { alpha: 1 } } as never }), { instanceOf: TypeError, message: 'options.augment.elastic.sigma is required' })
+  t.throws(() => augmentBatch(images(2), 3, {}, 1, 0), { message: /not n = 3 samples/ })
+})
