@@ -38,7 +38,7 @@ function loadNativeBinding() {
 }
 
 // The raw binding is published on `exports` before the TypeScript layer loads, because that layer
-// (dist/native.js) takes it from here.
+// (dist/engine/native.js) takes it from here.
 const native = loadNativeBinding()
 module.exports.native = native
 // Written as `module.exports = require(…)` because that is the form Node's ES module loader

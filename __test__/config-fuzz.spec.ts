@@ -5,9 +5,9 @@ import fc from 'fast-check'
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { parseClassmap } from '../src/classmap'
-import { DataError } from '../src/data'
-import { readExperimentConfig, resolveExperiment } from '../src/experiments'
+import { parseClassmap } from '../src/data/classmap'
+import { DataError } from '../src/data/readers'
+import { readExperimentConfig, resolveExperiment } from '../src/experiment/experiment'
 
 const k49 = join(__dirname, '..', '..', 'shared', 'data', 'k49', 'k49_classmap.csv')
 const validMap = (() => {

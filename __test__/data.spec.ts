@@ -7,8 +7,8 @@ import * as path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { zipSync } from 'fflate';
 
-import { DataError, loadImages, loadLabels, parseArray, readArray, toImages, toLabels, validateLabels } from '../src/data';
-import { loadClassmap, parseClassmap } from '../src/classmap';
+import { DataError, loadImages, loadLabels, parseArray, readArray, toImages, toLabels, validateLabels } from '../src/data/readers';
+import { loadClassmap, parseClassmap } from '../src/data/classmap';
 
 const SHARED = path.resolve(__dirname, '..', '..', 'shared', 'data');
 const haveShared = fs.existsSync(SHARED);

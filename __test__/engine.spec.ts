@@ -2,7 +2,7 @@
 // and a specific error for each kind of bad argument.
 import test from 'ava'
 import { Dataset, MLP, ReferenceMLP, native } from '../index'
-import { mulberry32 } from '../src/split'
+import { mulberry32 } from '../src/data/split'
 
 /** Seeded uniform generator for test data: the split's own mulberry32. */
 const rand = mulberry32

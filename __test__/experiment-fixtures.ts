@@ -3,8 +3,8 @@
 import { existsSync, mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { loadImages, loadLabels } from '../src/data'
-import type { ExperimentConfig } from '../src/experiments'
+import { loadImages, loadLabels } from '../src/data/readers'
+import type { ExperimentConfig } from '../src/experiment/experiment'
 import { npy } from './helpers/npy'
 
 export const kmnist = join(__dirname, '..', '..', 'shared', 'data', 'kmnist')

@@ -11,9 +11,9 @@ import { spawn, spawnSync } from 'node:child_process'
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { runExperiment, MODEL_IDS, type ExperimentInterruption, type ExperimentResult } from '../src/experiments'
-import { loadModel } from '../src/model-file'
-import { resolveModelConfig, Trial, trialData } from '../src/trial'
+import { runExperiment, MODEL_IDS, type ExperimentInterruption, type ExperimentResult } from '../src/experiment/experiment'
+import { loadModel } from '../src/output/model-file'
+import { resolveModelConfig, Trial, trialData } from '../src/training/trial'
 import { hasKmnist, classmap, miniConfig, miniData, npy } from './experiment-fixtures'
 
 const root = join(__dirname, '..')
@@ -168,7 +168,7 @@ test.serial('a damaged checkpoint, different data, extra settings and a new run 
   await t.throwsAsync(runExperiment({ inMemory: o.inMemory, resume: join(dir, 'nowhere') }), { message: /no such experiment directory/ })
 })
 
-const built = existsSync(join(root, 'dist', 'experiment-cli.js'))
+const built = existsSync(join(root, 'dist', 'cli', 'experiment.js'))
 ;(built ? test.serial : test.skip)('kana-native experiment: SIGINT exits 130 with the resume command, --resume finishes it; after SIGKILL it resumes from the last phase', async (t) => {
   const o = await setup()
   const dir = mkdtempSync(join(tmpdir(), 'kana-resume-cli-'))

@@ -4,9 +4,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { decodeModel, encodeModel, loadModel, ModelFileError, saveModel } from '../src/model-file';
-import type { ModelFile, ModelMeta } from '../src/model-file';
-import { mulberry32 } from '../src/split';
+import { decodeModel, encodeModel, loadModel, ModelFileError, saveModel } from '../src/output/model-file';
+import type { ModelFile, ModelMeta } from '../src/output/model-file';
+import { mulberry32 } from '../src/data/split';
 
 // ---------------------------------------------------------------------------------------------
 // Helpers

@@ -1,8 +1,8 @@
 import test from 'ava';
 import type { ExecutionContext } from 'ava';
 
-import { ReferenceMLP } from '../src/reference';
-import type { ReferenceInit } from '../src/reference';
+import { ReferenceMLP } from '../src/engine/reference';
+import type { ReferenceInit } from '../src/engine/reference';
 
 // ---------------------------------------------------------------- helpers --
 

@@ -7,8 +7,8 @@ import { spawn, spawnSync } from 'node:child_process'
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { decodeModel } from '../src/model-file'
-import { readCheckpoint } from '../src/checkpoint'
+import { decodeModel } from '../src/output/model-file'
+import { readCheckpoint } from '../src/training/checkpoint'
 
 const root = join(__dirname, '..')
 const bin = join(root, 'bin', 'kana-native.js')

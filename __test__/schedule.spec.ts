@@ -1,6 +1,6 @@
 import test from 'ava'
 
-import { learningRate, schedule, type ScheduleOptions } from '../src/schedule'
+import { learningRate, schedule, type ScheduleOptions } from '../src/training/schedule'
 
 const EPS = 1e-12
 

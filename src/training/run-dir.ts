@@ -6,12 +6,12 @@
 //   curves.png/.svg, confusion.png/.svg (test), class-distribution.png/.svg, samples.png/.svg
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
-import { writeFileAtomic } from './atomic'
-import { historyCsv } from './csv'
-import { saveModel } from './model-file'
-import { classDistribution, confusionHeatmap, lossCurves, sampleGrid, writeRendered } from './plots'
-import type { Inputs } from './inputs'
-import type { EpochRecord, ResolvedConfig, SplitMetrics, TrainResult } from './train'
+import { writeFileAtomic } from '../output/atomic'
+import { writeHistory } from './history'
+import { saveModel } from '../output/model-file'
+import { classDistribution, confusionHeatmap, lossCurves, sampleGrid, writeRendered } from '../output/plots'
+import type { Inputs } from '../data/inputs'
+import type { ResolvedConfig, SplitMetrics, TrainResult } from './records'
 
 export const MODEL_FILE = 'model.safetensors'
 
@@ -28,12 +28,6 @@ export async function startRunDir(dir: string, config: ResolvedConfig, inputs: I
     node: process.version,
     createdAt: new Date().toISOString(),
   }))
-}
-
-/** Rewritten after every epoch, so an interrupted run still has its log. */
-export async function writeHistory(dir: string, history: EpochRecord[]): Promise<void> {
-  await writeFileAtomic(join(dir, 'history.csv'), historyCsv(history))
-  await writeFileAtomic(join(dir, 'history.json'), json(history))
 }
 
 function briefMetrics(m: SplitMetrics) {

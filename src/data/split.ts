@@ -5,7 +5,7 @@
  * a plain random split can leave a class nearly absent from validation, and then its accuracy
  * there means nothing.
  */
-import { DataError } from './data';
+import { DataError } from './readers';
 
 export interface SplitFractions {
   train: number;

@@ -1,6 +1,6 @@
 // The settings that decide one training run, their defaults (the study's, shared by `train` and
 // the experiments) and their checks.
-import type { OptimizerName } from './mlp'
+import type { OptimizerName } from '../engine/mlp'
 import type { ScheduleName } from './schedule'
 
 /** Everything that decides a training run (the seed fixes initial weights and batch order). */

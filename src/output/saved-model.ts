@@ -1,5 +1,5 @@
 // A trained model on disk ⇄ a ready MLP: the safetensors file (model-file.ts) plus the engine.
-import { MLP } from './mlp'
+import { MLP } from '../engine/mlp'
 import { loadModel, saveModel, type ModelFile, type ModelMeta } from './model-file'
 
 export interface LoadedModel {

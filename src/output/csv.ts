@@ -1,14 +1,4 @@
-// CSV text for the files a run hands over: the per-epoch history and the posterior probabilities.
-
-import type { EpochRecord } from './train'
-
-const HISTORY_COLUMNS: (keyof EpochRecord)[] = ['epoch', 'lr', 'trainLoss', 'trainAccuracy', 'valLoss', 'valAccuracy', 'seconds']
-
-export function historyCsv(history: EpochRecord[]): string {
-  const lines = [HISTORY_COLUMNS.join(',')]
-  for (const r of history) lines.push(HISTORY_COLUMNS.map((c) => String(r[c])).join(','))
-  return lines.join('\n') + '\n'
-}
+// CSV text of the posterior probabilities a model hands over (the course's submission format).
 
 /** A header cell: quoted only when it must be (commas, quotes, line breaks). */
 function cell(s: string): string {

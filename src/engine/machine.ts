@@ -22,7 +22,7 @@ export interface MachineFacts {
 
 function packageVersion(): string {
   try {
-    return JSON.parse(readFileSync(join(__dirname, '..', 'package.json'), 'utf8')).version
+    return JSON.parse(readFileSync(join(__dirname, '..', '..', 'package.json'), 'utf8')).version
   } catch {
     return 'unknown'
   }

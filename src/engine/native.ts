@@ -69,4 +69,4 @@ export interface NativeBinding {
 
 // index.js has set `native` on its exports before it loads this module (see the note there).
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-export const native: NativeBinding = require('../index.js').native
+export const native: NativeBinding = require('../../index.js').native

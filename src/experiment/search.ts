@@ -17,10 +17,10 @@
 // 2-core machine two 1-thread trials against one 2-thread trial at a time were measured
 // (bench/trial-concurrency.ts, README "Experiments and reports"): a tie within noise; the default
 // (experiments.ts DEFAULT_SEARCH_CONCURRENCY) and the reasons are recorded there.
-import { mulberry32 } from './split'
-import { resolveModelConfig, Trial, type ModelConfig, type TrialData } from './trial'
-import type { OptimizerName } from './mlp'
-import type { ScheduleName } from './schedule'
+import { mulberry32 } from '../data/split'
+import { resolveModelConfig, Trial, type ModelConfig, type TrialData } from '../training/trial'
+import type { OptimizerName } from '../engine/mlp'
+import type { ScheduleName } from '../training/schedule'
 
 /** Candidate values per hyper-parameter. Random search draws lr log-uniformly over [min, max] of its optimizer's list. */
 export interface SearchSpace {

@@ -1,10 +1,10 @@
 // The `experiment` and `report` commands of the CLI (registered in cli.ts).
 import type { Argv } from 'yargs'
 import { dirname, join, resolve } from 'node:path'
-import { comparisonMarkdown, readExperimentConfig, resolveExperiment, runExperiment, MODEL_IDS, type ExperimentConfig, type ExperimentInterruption, type ExperimentOptions, type ModelId } from './experiments'
-import { writeReport } from './report'
-import { searchConfigs } from './search'
-import { shellWord } from './cli-args'
+import { comparisonMarkdown, readExperimentConfig, resolveExperiment, runExperiment, MODEL_IDS, type ExperimentConfig, type ExperimentInterruption, type ExperimentOptions, type ModelId } from '../experiment/experiment'
+import { writeReport } from '../output/report'
+import { searchConfigs } from '../experiment/search'
+import { shellWord } from './args'
 
 type Out = { json: boolean; quiet: boolean; plain: boolean }
 type Usage = (message: string) => Error

@@ -3,7 +3,7 @@
 // memory; then the stratified train/validation/test split and the class names.
 import { existsSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
-import { DataError, loadImages, loadLabels, validateLabels } from './data'
+import { DataError, loadImages, loadLabels, validateLabels } from './readers'
 import { loadClassmap } from './classmap'
 import { gather, stratifiedSplit, type SplitFractions } from './split'
 import { loadNamedDataset, type DatasetName } from './datasets'

@@ -4,7 +4,7 @@
  * shifted or missing row silently relabels every prediction after it.
  */
 import { promises as fsp } from 'node:fs';
-import { DataError } from './data';
+import { DataError } from './readers';
 
 /** Parse classmap CSV text into class names (the characters) indexed by class. */
 export function parseClassmap(text: string, file = 'classmap'): string[] {

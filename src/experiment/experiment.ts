@@ -21,70 +21,35 @@
 // evaluations, the files and the report.
 import { mkdir } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
-import { availableParallelism } from 'node:os'
-import { randomInt } from 'node:crypto'
-import { abortError, MLP, Dataset } from './mlp'
-import { loadInputs, type InputOptions, type Inputs, type Part } from './inputs'
-import { summarize } from './metrics'
-import { writeFileAtomic } from './atomic'
-import { historyCsv } from './csv'
-import { saveModel } from './model-file'
-import { classDistribution, comparisonCurves, confusionHeatmap, lossCurves, sampleGrid, writeRendered, type HistoryRow } from './plots'
-import { epochLr, nativeEpoch, resolveModelConfig, stepsPerEpoch, Trial, trialData, layersOf, type ModelConfig, type TrialData } from './trial'
-import { mulberry32 } from './split'
+import { abortError, MLP, Dataset } from '../engine/mlp'
+import { loadInputs, type InputOptions, type Inputs, type Part } from '../data/inputs'
+import { summarize } from '../output/metrics'
+import { writeFileAtomic } from '../output/atomic'
+import { historyCsv } from '../training/history'
+import { saveModel } from '../output/model-file'
+import { classDistribution, comparisonCurves, confusionHeatmap, lossCurves, sampleGrid, writeRendered, type HistoryRow } from '../output/plots'
+import { epochLr, nativeEpoch, stepsPerEpoch, Trial, trialData, layersOf, type ModelConfig, type TrialData } from '../training/trial'
+import { mulberry32 } from '../data/split'
 import {
-  DEFAULT_GRID_SPACE, DEFAULT_RANDOM_SPACE, describeConfig, hiddenLabel, runTrials, searchConfigs, trialsCsv, trialsMarkdown,
-  type HalvingOptions, type SearchResult, type SearchSpace, type TrialLog,
+  describeConfig, hiddenLabel, runTrials, searchConfigs, trialsCsv, trialsMarkdown,
+  type SearchResult, type TrialLog,
 } from './search'
 import {
   finishedReference, runReferenceInWorker, runResyncInWorker, type EpochStart, type ReferenceJob, type ReferenceOutcome, type ReferenceRun, type ResyncRecord,
 } from './reference-trial'
-import { ExperimentStore, hasExperimentCheckpoint, readExperimentCheckpoint, removeExperimentCheckpoint, type LoadedExperimentCheckpoint } from './experiment-checkpoint'
-import { CheckpointError, dataFingerprint } from './checkpoint'
-import { agreementChart, lrEffectChart } from './experiment-plots'
-import { machineFacts } from './machine'
-import { writeReport } from './report'
-import type { EpochRecord, SplitMetrics } from './train'
-import type { SplitFractions } from './split'
+import { ExperimentStore, hasExperimentCheckpoint, readExperimentCheckpoint, removeExperimentCheckpoint, type LoadedExperimentCheckpoint } from './checkpoint'
+import { CheckpointError, dataFingerprint } from '../training/checkpoint'
+import { agreementChart, lrEffectChart } from './plots'
+import { machineFacts } from '../engine/machine'
+import { writeReport } from '../output/report'
+import type { EpochRecord, SplitMetrics } from '../training/records'
+import {
+  configForFile, resolveExperiment, RUN_KEYS, MODEL_IDS,
+  type ExperimentConfig, type ModelId, type ResolvedExperiment,
+} from './config'
 
-export type ModelId = 'M0' | 'M1' | 'M2' | 'M3' | 'M4'
-export const MODEL_IDS: ModelId[] = ['M0', 'M1', 'M2', 'M3', 'M4']
-
-export interface SearchConfig {
-  mode?: 'grid' | 'random'
-  trials?: number
-  epochs?: number
-  halving?: Partial<HalvingOptions> | false
-  concurrency?: number
-  /** Engine threads per trial. */
-  threads?: number
-  space?: Partial<SearchSpace>
-  base?: Partial<ModelConfig>
-}
-
-export interface ArchitectureConfig {
-  depths?: number[]
-  widths?: number[]
-  halving?: Partial<HalvingOptions> | false
-  concurrency?: number
-  threads?: number
-}
-
-/** What `--config exp.json` holds; every field optional. Flags override it. */
-export interface ExperimentConfig {
-  seed?: number
-  split?: SplitFractions
-  /** Engine threads (default: all cores). */
-  threads?: number
-  data?: Pick<InputOptions, 'images' | 'labels' | 'dataset' | 'cacheDir' | 'classmap'>
-  /** Which models to run (M2 and M3 need M1's search, which then runs even if M1 is not listed). */
-  models?: ModelId[]
-  M0?: Partial<ModelConfig>
-  M4?: Partial<ModelConfig>
-  search?: SearchConfig
-  architecture?: ArchitectureConfig
-  reference?: { budgetSeconds?: number }
-}
+export { MODEL_IDS, resolveExperiment, readExperimentConfig, configForFile, DEFAULT_M0, DEFAULT_M4, DEFAULT_REFERENCE_BUDGET, DEFAULT_SEARCH_CONCURRENCY } from './config'
+export type { ModelId, SearchConfig, ArchitectureConfig, ExperimentConfig, ResolvedExperiment } from './config'
 
 export interface ExperimentOptions extends ExperimentConfig {
   /** Arrays in memory instead of files (tests, Node callers). */
@@ -108,19 +73,6 @@ export interface ExperimentOptions extends ExperimentConfig {
   resume?: string
   /** Progress lines (phases, trials, epochs of long runs). */
   log?: (line: string) => void
-}
-
-export interface ResolvedExperiment {
-  seed: number
-  split: SplitFractions
-  threads: number
-  data: ExperimentConfig['data']
-  models: ModelId[]
-  M0: ModelConfig
-  M4: ModelConfig
-  search: { mode: 'grid' | 'random'; trials: number; epochs: number; halving: HalvingOptions | false; concurrency: number; threads: number; space: SearchSpace; base: Partial<ModelConfig> }
-  architecture: { depths: number[]; widths: number[]; halving: HalvingOptions | false; concurrency: number; threads: number }
-  reference: { budgetSeconds: number }
 }
 
 export interface ModelResult {
@@ -225,77 +177,7 @@ export interface SearchSummary extends Pick<SearchResult, 'name' | 'mode' | 'bes
   files: { csv: string; json: string; markdown: string; plot?: string }
 }
 
-/** The settings that define an experiment (what resume takes from the checkpoint instead). */
-const RUN_KEYS = ['seed', 'split', 'threads', 'data', 'models', 'M0', 'M4', 'search', 'architecture', 'reference'] as const satisfies readonly (keyof ExperimentConfig)[]
-
-export const DEFAULT_M0: Partial<ModelConfig> = { hidden: [100, 80], optimizer: 'gd', lr: 0.1, l2: 0, epochs: 500, schedule: 'constant', earlyStopping: false, restoreBest: false }
-export const DEFAULT_M4: Partial<ModelConfig> = { hidden: [1024, 1024], optimizer: 'adam', lr: 1e-3, batchSize: 32, l2: 0, epochs: 30, schedule: 'constant', earlyStopping: false, restoreBest: false }
-export const DEFAULT_REFERENCE_BUDGET = 480
-/**
- * Trials side by side. Measured on the 2-core build machine (bench/trial-concurrency.ts, three
- * typical search models, 2 trials × 3 epochs, medians of 3 rounds): two 1-thread trials at a time
- * 3.85 s against one 2-thread trial after another 3.75 s at load 2; 6.09 s against 6.19 s under
- * heavy load from other jobs — a tie within noise, because these GEMMs (batch 32–128, widths
- * ≤ 512) gain little from a second thread. Two at a time is kept: it also keeps the second core
- * busy during the per-batch JavaScript work and the validation passes. README "Experiments and reports".
- */
-export const DEFAULT_SEARCH_CONCURRENCY = 2
-
 const json = (v: unknown) => JSON.stringify(v, (_, x) => (typeof x === 'number' && !Number.isFinite(x) ? String(x) : x), 2) + '\n'
-
-function checkSplit(s: SplitFractions): SplitFractions {
-  const parts = [s?.train, s?.validation, s?.test]
-  if (!parts.every((x) => typeof x === 'number' && x >= 0 && Number.isFinite(x)) || !(s.train > 0 && s.validation > 0 && s.test > 0)) {
-    throw new RangeError(`split must give positive train, validation and test fractions, got ${JSON.stringify(s)}`)
-  }
-  return s
-}
-
-/** Fills every default; the result, saved as experiment-config.json, reproduces the experiment. */
-export function resolveExperiment(o: ExperimentConfig): ResolvedExperiment {
-  const seed = o.seed ?? randomInt(0, 2 ** 31)
-  if (!Number.isSafeInteger(seed) || seed < 0) throw new RangeError(`seed must be a non-negative integer, got ${o.seed}`)
-  const threads = o.threads ?? availableParallelism()
-  if (!(Number.isInteger(threads) && threads >= 1)) throw new RangeError(`threads must be an integer ≥ 1, got ${o.threads}`)
-  const models = o.models ?? MODEL_IDS
-  for (const m of models) if (!MODEL_IDS.includes(m)) throw new RangeError(`unknown model ${JSON.stringify(m)}: choose from ${MODEL_IDS.join(', ')}`)
-  const s = o.search ?? {}
-  const mode = s.mode ?? 'random'
-  if (mode !== 'grid' && mode !== 'random') throw new RangeError(`search mode must be grid or random, got ${JSON.stringify(mode)}`)
-  const defaultSpace = mode === 'grid' ? DEFAULT_GRID_SPACE : DEFAULT_RANDOM_SPACE
-  const halving = (h: Partial<HalvingOptions> | false | undefined): HalvingOptions | false => (h === false ? false : { minEpochs: h?.minEpochs ?? 3, eta: h?.eta ?? 3 })
-  const conc = s.concurrency ?? Math.min(DEFAULT_SEARCH_CONCURRENCY, threads)
-  const a = o.architecture ?? {}
-  const budget = o.reference?.budgetSeconds ?? DEFAULT_REFERENCE_BUDGET
-  if (!(budget > 0)) throw new RangeError(`reference budgetSeconds must be > 0, got ${budget}`)
-  return {
-    seed,
-    split: checkSplit(o.split ?? { train: 0.6, validation: 0.2, test: 0.2 }),
-    threads,
-    data: o.data ?? {},
-    models: MODEL_IDS.filter((m) => models.includes(m)),
-    M0: resolveModelConfig({ ...DEFAULT_M0, ...o.M0, seed: o.M0?.seed ?? seed }),
-    M4: resolveModelConfig({ ...DEFAULT_M4, ...o.M4, seed: o.M4?.seed ?? seed }),
-    search: {
-      mode,
-      trials: s.trials ?? (mode === 'grid' ? 0 : 12),
-      epochs: s.epochs ?? 30,
-      halving: halving(s.halving),
-      concurrency: conc,
-      threads: s.threads ?? Math.max(1, Math.floor(threads / conc)),
-      space: { ...defaultSpace, ...s.space, lr: { ...defaultSpace.lr, ...s.space?.lr } },
-      base: s.base ?? {},
-    },
-    architecture: {
-      depths: a.depths ?? [1, 2],
-      widths: a.widths ?? [128, 256, 512, 1024],
-      halving: halving(a.halving),
-      concurrency: a.concurrency ?? 1,
-      threads: a.threads ?? Math.max(1, threads - 1),
-    },
-    reference: { budgetSeconds: budget },
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Descriptions
@@ -721,13 +603,6 @@ function brief(m: SplitMetrics) {
   return { accuracy: m.accuracy, loss: m.loss, balancedAccuracy: m.balancedAccuracy, macroF1: m.macroF1, samples: m.samples }
 }
 
-/** The resolved configuration as `--config` reads it back (data paths included, seed fixed). */
-export function configForFile(cfg: ResolvedExperiment): ResolvedExperiment {
-  const d = { ...cfg.data }
-  for (const k of ['images', 'labels', 'classmap', 'cacheDir'] as const) if (d[k]) d[k] = resolve(d[k]!)
-  return { ...cfg, data: d }
-}
-
 export function dataSummary(inputs: Inputs) {
   const counts = new Array<number>(inputs.classes).fill(0)
   const perSplit: Record<string, number[]> = {}
@@ -994,26 +869,3 @@ async function writeSearch(dir: string, s: SearchResult, plotTitle?: string): Pr
     files: { csv: 'trials.csv', json: 'trials.json', markdown: 'trials.md', plot },
   }
 }
-
-/** Reads a JSON experiment configuration (the `--config` file), with a clear message when it is bad. */
-export async function readExperimentConfig(path: string): Promise<ExperimentConfig> {
-  const { readFile } = await import('node:fs/promises')
-  let text: string
-  try {
-    text = await readFile(path, 'utf8')
-  } catch (e) {
-    throw new Error(`cannot read the configuration ${path}: ${(e as Error).message}`)
-  }
-  let v: unknown
-  try {
-    v = JSON.parse(text)
-  } catch (e) {
-    throw new Error(`${path} is not valid JSON: ${(e as Error).message}`)
-  }
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error(`${path} must hold a JSON object (see README "Experiments and reports")`)
-  const known = new Set<string>(RUN_KEYS)
-  const unknown = Object.keys(v).filter((k) => !known.has(k))
-  if (unknown.length) throw new Error(`${path}: unknown key${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k)).join(', ')}; known: ${[...known].join(', ')}`)
-  return v as ExperimentConfig
-}
-

@@ -20,8 +20,8 @@
 // checkpoint or the new one, and a damaged file is refused instead of silently resuming wrong.
 import { promises as fsp } from 'node:fs'
 import { join } from 'node:path'
-import { CHECKPOINT_DIR, CheckpointError, commitCheckpoint, readIndexText, removeCheckpoint, decodeTensors, encodeTensors, isInt, isObj, openSealedJson, readRecordedFile, type Tensor } from './checkpoint'
-import { Trial, type TrialData, type TrialOptions, type TrialSnapshot, type ModelConfig } from './trial'
+import { CHECKPOINT_DIR, CheckpointError, commitCheckpoint, readIndexText, removeCheckpoint, decodeTensors, encodeTensors, isInt, isObj, openSealedJson, readRecordedFile, type Tensor } from '../training/checkpoint'
+import { Trial, type TrialData, type TrialOptions, type TrialSnapshot, type ModelConfig } from '../training/trial'
 import type { ReferenceOutcome, ReferenceState, ResyncRecord } from './reference-trial'
 
 export const EXPERIMENT_CHECKPOINT_DIR = CHECKPOINT_DIR

@@ -1,12 +1,13 @@
 // The study's training procedure around the native engine: per-epoch learning-rate schedule,
 // validation after every epoch, early stopping with restore-best-weights, divergence handling,
 // and the final train/validation/test metrics. The per-batch math runs in the engine (MLP.fit).
-import { Dataset, MLP, type OptimizerName } from './mlp'
+import { Dataset, MLP, type OptimizerName } from '../engine/mlp'
 import { EarlyStopping } from './early-stopping'
 import { learningRate, type ScheduleName } from './schedule'
-import { summarize, type Summary } from './metrics'
-import { loadInputs, type InputOptions, type Inputs } from './inputs'
-import { finishRunDir, startRunDir, writeHistory } from './run-dir'
+import { summarize } from '../output/metrics'
+import { loadInputs, type InputOptions, type Inputs } from '../data/inputs'
+import { finishRunDir, startRunDir } from './run-dir'
+import { writeHistory } from './history'
 import {
   CHECKPOINT_DIR, CHECKPOINT_INDEX, CheckpointError, dataFingerprint, fileFingerprint, readCheckpoint, removeCheckpoint, writeCheckpoint,
   type Checkpoint, type DataRecord, type FileFingerprint, type PendingFit,
@@ -15,7 +16,10 @@ import { randomInt } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { join, resolve } from 'node:path'
-import { resolveModelConfig, type ModelConfig } from './trial'
+import { resolveModelConfig } from './config'
+import type { EpochRecord, ResolvedConfig, SplitMetrics, StopReason, TrainResult } from './records'
+
+export type { EpochRecord, ResolvedConfig, SplitMetrics, StopReason, TrainResult } from './records'
 
 export interface TrainOptions extends Omit<InputOptions, 'seed'> {
   /** Hidden layer widths; default [512] (the study's best architecture). */
@@ -108,50 +112,6 @@ export interface TrainAbortError extends Error {
   checkpoint?: InterruptInfo
   /** Why no checkpoint could be written, when that failed. */
   checkpointError?: Error
-}
-
-export interface EpochRecord {
-  /** 1-based. */
-  epoch: number
-  lr: number
-  /** Mean over the epoch's batches, each measured before its update. */
-  trainLoss: number
-  trainAccuracy: number
-  valLoss: number
-  valAccuracy: number
-  seconds: number
-}
-
-export interface SplitMetrics extends Summary {
-  loss: number
-  confusion: number[]
-  samples: number
-}
-
-/** A run's full configuration: a model configuration (trial.ts) placed on data, with threads and split. */
-export type ResolvedConfig = Omit<ModelConfig, 'hidden'> & {
-  layers: number[]
-  threads: number
-  split: { train: number; validation: number; test: number }
-}
-
-export type StopReason = 'completed' | 'early-stopping' | 'diverged'
-
-export interface TrainResult {
-  model: MLP
-  config: ResolvedConfig
-  inputs: Inputs
-  history: EpochRecord[]
-  /** 1-based epoch of the lowest validation loss. */
-  bestEpoch: number
-  /** 1-based epoch whose weights the model holds at the end (bestEpoch when restored). */
-  weightsEpoch: number
-  stopReason: StopReason
-  /** Present when the run diverged: what happened, in words. */
-  divergence?: string
-  metrics: { train: SplitMetrics; validation: SplitMetrics; test: SplitMetrics }
-  seconds: number
-  runDir?: string
 }
 
 /** The study's defaults (one table, shared with the experiments: trial.ts resolveModelConfig), checked. */

@@ -18,16 +18,16 @@
 //   of 150 steps against 0.44 s for the engine's own shuffled epoch, on a loaded 2-core machine).
 //
 // The test split never enters a Trial: selection sees validation only.
-import { abortError, Dataset, MLP, type TrainingState } from './mlp'
+import { abortError, Dataset, MLP, type TrainingState } from '../engine/mlp'
 import { EarlyStopping, type EarlyStoppingState } from './early-stopping'
 import { learningRate } from './schedule'
 import { CheckpointError } from './checkpoint'
-import { checkModelConfig, type ModelConfig } from './model-config'
-import { mulberry32 } from './split'
-import type { Part } from './inputs'
-import type { EpochRecord, StopReason } from './train'
+import { checkModelConfig, type ModelConfig } from './config'
+import { mulberry32 } from '../data/split'
+import type { Part } from '../data/inputs'
+import type { EpochRecord, StopReason } from './records'
 
-export { checkModelConfig, resolveModelConfig, type ModelConfig } from './model-config'
+export { checkModelConfig, resolveModelConfig, type ModelConfig } from './config'
 
 /** Layer sizes of a configuration on data with `features` inputs and `classes` classes. */
 export const layersOf = (c: ModelConfig, features: number, classes: number): number[] => [features, ...c.hidden, classes]

@@ -24,7 +24,7 @@ import { promises as fsp, createReadStream } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Presets, SingleBar } from 'cli-progress';
-import { DataError, loadImages, loadLabels } from './data';
+import { DataError, loadImages, loadLabels } from './readers';
 import { loadClassmap } from './classmap';
 
 export type DatasetName = 'k49' | 'kmnist' | 'fashion-mnist';

@@ -9,7 +9,7 @@
 import { existsSync, promises as fsp } from 'node:fs'
 import { basename, join, resolve } from 'node:path'
 import { writeFileAtomic } from './atomic'
-import { machineFacts, type MachineFacts } from './machine'
+import { machineFacts, type MachineFacts } from '../engine/machine'
 import type { ClassMetrics } from './metrics'
 
 export interface ReportOptions {

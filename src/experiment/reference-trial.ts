@@ -16,11 +16,11 @@
 // the time used against the budget), from which runReference continues exactly.
 import { Worker } from 'node:worker_threads'
 import { join } from 'node:path'
-import { ReferenceMLP, type ReferenceInit } from './reference'
-import { EarlyStopping, type EarlyStoppingState } from './early-stopping'
-import { batchAt, epochLr, epochOrder, type ModelConfig } from './trial'
-import type { Part } from './inputs'
-import type { EpochRecord } from './train'
+import { ReferenceMLP, type ReferenceInit } from '../engine/reference'
+import { EarlyStopping, type EarlyStoppingState } from '../training/early-stopping'
+import { batchAt, epochLr, epochOrder, type ModelConfig } from '../training/trial'
+import type { Part } from '../data/inputs'
+import type { EpochRecord } from '../training/records'
 
 export interface ReferenceJob {
   config: ModelConfig

@@ -3,7 +3,7 @@
 // flag, sends its state instead. With kind 'resync' it runs the re-synchronised epochs instead.
 import { parentPort, workerData } from 'node:worker_threads'
 import { runReference, runResync, type ReferenceJob, type ReferenceState, type ResyncJob } from './reference-trial'
-import type { ReferenceMLP } from './reference'
+import type { ReferenceMLP } from '../engine/reference'
 
 const port = parentPort!
 let model: ReferenceMLP | undefined
