@@ -10,10 +10,14 @@ import { spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { ensureCargoSource } from './cargo-source.mjs'
-import { PORTABLE_TRIPLE, portableToolchainAvailable, portableToolchainEnv } from './cross-toolchain.mjs'
+import { PORTABLE_TRIPLE, crossTargets, portableToolchainAvailable, portableToolchainEnv } from './cross-toolchain.mjs'
 
 const root = resolve(import.meta.dirname, '..')
-const args = new Set(process.argv.slice(2))
+const argv = process.argv.slice(2)
+const args = new Set(argv)
+// --target TRIPLE: another target (the release workflow: aarch64-unknown-linux-gnu from Linux x64,
+// or each macOS/Windows runner's own triple)
+const target = argv.includes('--target') ? argv[argv.indexOf('--target') + 1] : undefined
 
 function run(cmd, argv, env = process.env) {
   const r = spawnSync(cmd, argv, { stdio: 'inherit', cwd: root, env })
@@ -33,7 +37,13 @@ if (!args.has('--ts-only')) {
   await ensureCargoSource()
   const napiArgs = ['build', '--platform', '--release', '--manifest-path', 'crates/kana-node/Cargo.toml', '--package-json-path', 'package.json', '--output-dir', '.', '--no-js', '--no-dts-header']
   let env = process.env
-  if (process.env.KANA_PORTABLE !== '0' && portableToolchainAvailable()) {
+  if (target && crossTargets().includes(target) && target !== PORTABLE_TRIPLE) {
+    if (!portableToolchainAvailable(target)) throw new Error(`build: a ${target} toolchain runs on a Linux x64 host only`)
+    napiArgs.push('--target', target)
+    env = { ...process.env, ...portableToolchainEnv(target) }
+  } else if (target && target !== PORTABLE_TRIPLE) {
+    napiArgs.push('--target', target)
+  } else if (process.env.KANA_PORTABLE !== '0' && portableToolchainAvailable()) {
     // an explicit --target keeps these artifacts (target/x86_64-unknown-linux-gnu/) apart from
     // `cargo test`'s host-linked ones (target/release/)
     napiArgs.push('--target', PORTABLE_TRIPLE)
