@@ -3,6 +3,8 @@
 // where the browser tests look for Chromium. (What cannot be run here is listed in the README.)
 import test from 'ava'
 import { spawnSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { interruptSignals, shellWord } from '../src/cli/args'
 import { RENAME_RETRY_MS, renameReplacing, renameReplacingSync, retryRename } from '../src/output/atomic'
 import { chromiumCandidates, findChromium } from './helpers/chromium'
@@ -88,4 +90,24 @@ test('the browser tests find Chromium, Chrome or Edge where each platform instal
   t.is(win.at(-1), 'C:\\Program Files (x86)\\Microsoft\\Edge\\Application\\msedge.exe')
   t.is(findChromium('win32', {}, (p) => p.endsWith('msedge.exe')), 'C:\\Program Files\\Microsoft\\Edge\\Application\\msedge.exe')
   t.is(findChromium('darwin', {}, () => false), '/Applications/Chromium.app/Contents/MacOS/Chromium')
+})
+
+test('the release workflow builds and tests every target of package.json, and publishes with provenance', (t) => {
+  let yaml: { load(s: string): unknown }
+  try {
+    yaml = require('js-yaml') // in node_modules through @napi-rs/cli and ava; skipped if that changes
+  } catch {
+    t.log('js-yaml not installed: workflow not parsed')
+    t.pass()
+    return
+  }
+  const wf = yaml.load(readFileSync(join(__dirname, '..', '.github', 'workflows', 'release.yml'), 'utf8')) as any
+  const { napi } = require('../package.json') as { napi: { targets: string[] } }
+  const build = wf.jobs.build.strategy.matrix.include as { platform: string; target: string }[]
+  t.deepEqual(build.map((b) => b.target), napi.targets)
+  t.deepEqual((wf.jobs.test.strategy.matrix.include as { platform: string }[]).map((x) => x.platform), build.map((b) => b.platform))
+  t.is(wf.jobs.publish.permissions['id-token'], 'write')
+  const publish = (wf.jobs.publish.steps as { run?: string }[]).map((s) => s.run ?? '').join('\n')
+  t.regex(publish, /package\.mjs --no-build --require-all/)
+  t.regex(publish, /npm publish .*--provenance/)
 })
