@@ -48,6 +48,16 @@ function npmPack(dir) {
   return info
 }
 
+/** Debug info out, with the target's own strip (the glibc toolchain's, else the host's); a strip
+ * that cannot read the file leaves it as it is, with a warning, rather than failing the release. */
+function stripDebug(triple, file) {
+  const napiCross = join(root, 'target', 'napi-cross')
+  const dir = existsSync(napiCross) ? readdirSync(napiCross).find((d) => d.startsWith(`${triple}-`) && existsSync(join(napiCross, d, 'bin', `${triple}-strip`))) : undefined
+  const strip = dir ? join(napiCross, dir, 'bin', `${triple}-strip`) : 'strip'
+  const r = spawnSync(strip, ['--strip-debug', file], { encoding: 'utf8' })
+  if (r.status !== 0) console.error(`kana-native: ${strip} could not strip ${file} (${(r.stderr || r.error?.message || '').trim()}); shipping it with debug info`)
+}
+
 if (!args.has('--no-build')) run(process.execPath, [join(root, 'scripts', 'build.mjs'), '--native-only'])
 
 rmSync(stage, { recursive: true, force: true })
@@ -81,7 +91,7 @@ for (const platform of platforms) {
   copyFileSync(found, join(dest, file))
   // debug info (profile.release has debug = 1, for local backtraces) would triple the download;
   // symbols stay, so a panic's message still names the function
-  if (!platform.startsWith('win32') && !platform.startsWith('darwin')) run('strip', ['--strip-debug', join(dest, file)])
+  if (platform.startsWith('linux-')) stripDebug(targets[platforms.indexOf(platform)], join(dest, file))
   packed.push(npmPack(dest))
 }
 if (missing.length && args.has('--require-all')) throw new Error(`package: no binary for ${missing.join(', ')} (looked in ./ and artifacts/bindings/)`)
