@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # linux-arm64 on a Linux x64 machine that reaches only npm and Debian: cross-build the engine and
 # the addon for aarch64-unknown-linux-gnu, run kana-core's tests and an addon smoke test under
-# qemu-user. Not part of `npm test` or .ci/run (about 10 minutes on 2 cores); `npm run test:arm64`.
+# qemu-user. Not part of `npm test` or .ci/run (10–15 minutes on 2 cores); `npm run test:arm64`.
 #
 # rustup cannot download the aarch64 standard library here, and a std must come from the very
 # rustc that uses it, so the compiler is Debian's too: rustc-web (bookworm-security, a current
