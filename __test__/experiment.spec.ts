@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { readExperimentConfig, runExperiment, resolveExperiment, MODEL_IDS, type ExperimentResult } from '../src/experiment/experiment'
 import { rungsFor, searchConfigs, DEFAULT_RANDOM_SPACE } from '../src/experiment/search'
-import { epochOrder } from '../src/training/trial'
+import { epochOrder } from '../src/training/batches'
 import { classmap, hasKmnist, miniConfig, miniData, npy } from './experiment-fixtures'
 
 const root = join(__dirname, '..')

@@ -4,7 +4,7 @@ import { dirname, join, resolve } from 'node:path'
 import { comparisonMarkdown, readExperimentConfig, resolveExperiment, runExperiment, MODEL_IDS, type ExperimentConfig, type ExperimentInterruption, type ExperimentOptions, type ModelId } from '../experiment/experiment'
 import { writeReport } from '../output/report'
 import { searchConfigs } from '../experiment/search'
-import { interruptSignals, shellWord } from './args'
+import { defined, fieldFromArgv, fieldOption, interruptSignals, shellWord } from './args'
 
 type Out = { json: boolean; quiet: boolean; plain: boolean }
 type Usage = (message: string) => Error
@@ -26,9 +26,10 @@ export const experimentOptions = (y: Argv) =>
     .option('trial-threads', { type: 'number', describe: 'Engine threads of each search trial [default: threads / concurrency]' })
     .option('depths', { type: 'string', describe: 'Architecture search (M3): hidden-layer counts [default: 1,2]' })
     .option('widths', { type: 'string', describe: 'Architecture search (M3): layer widths [default: 128,256,512,1024]' })
-    .option('m0-epochs', { type: 'number', describe: 'M0 epochs [default: 500]' })
-    .option('m4-hidden', { type: 'string', describe: 'M4 hidden widths [default: 1024,1024]' })
-    .option('m4-epochs', { type: 'number', describe: 'M4 epochs [default: 30]' })
+    // model settings of M0 and M4: typed and parsed as the schema's fields (train's --epochs, --hidden)
+    .option('m0-epochs', fieldOption('epochs', 'M0 epochs [default: 500]'))
+    .option('m4-hidden', fieldOption('hidden', 'M4 hidden widths [default: 1024,1024]'))
+    .option('m4-epochs', fieldOption('epochs', 'M4 epochs [default: 30]'))
     .option('reference-budget', { type: 'number', describe: 'Seconds the pure-TypeScript reference (M2) may train [default: 480]' })
     .option('out', { alias: 'o', type: 'string', describe: 'Experiment directory [default: runs/experiment-<timestamp>]' })
     .option('resume', { type: 'string', describe: 'Continue the interrupted experiment in this directory from its checkpoint, with its recorded settings and data' })
@@ -47,7 +48,6 @@ function list(s: unknown, name: string, usage: Usage): number[] | undefined {
   return xs
 }
 
-const defined = <T extends Record<string, unknown>>(o: T): Partial<T> => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>
 
 /** The configuration file, with the command line's flags laid over it. */
 export async function experimentConfigFrom(argv: Record<string, any>, usage: Usage): Promise<ExperimentConfig> {
@@ -89,15 +89,16 @@ export async function experimentConfigFrom(argv: Record<string, any>, usage: Usa
     halving = { ...(fs.halving || {}), ...defined({ minEpochs: argv.minEpochs, eta: argv.eta }) }
   }
   const fa = file.architecture ?? {}
-  const widthsHidden = list(argv.m4Hidden, 'm4-hidden', usage)
+  const m0 = { epochs: fieldFromArgv(argv, 'epochs', 'm0-epochs', usage) as number | undefined }
+  const m4 = { hidden: fieldFromArgv(argv, 'hidden', 'm4-hidden', usage) as number[] | undefined, epochs: fieldFromArgv(argv, 'epochs', 'm4-epochs', usage) as number | undefined }
   return {
     ...file,
     ...defined({ seed: argv.seed, threads: argv.threads }),
     split,
     data,
     models,
-    M0: { ...file.M0, ...defined({ epochs: argv.m0Epochs }) },
-    M4: { ...file.M4, ...defined({ hidden: widthsHidden, epochs: argv.m4Epochs }) },
+    M0: { ...file.M0, ...defined(m0) },
+    M4: { ...file.M4, ...defined(m4) },
     search: { ...fs, ...defined({ mode: argv.search, trials: argv.trials, epochs: argv.searchEpochs, concurrency: argv.concurrency, threads: argv.trialThreads }), halving },
     architecture: { ...fa, ...defined({ depths: list(argv.depths, 'depths', usage), widths: list(argv.widths, 'widths', usage) }), halving: argv.halving === false ? false : fa.halving },
     reference: { ...file.reference, ...defined({ budgetSeconds: argv.referenceBudget }) },

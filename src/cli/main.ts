@@ -17,7 +17,8 @@ import { summarize } from '../output/metrics'
 import { classDistribution, confusionHeatmap, sampleGrid, writeRendered } from '../output/plots'
 import { terminalProgress, type DatasetName } from '../data/datasets'
 import { experimentCommand, experimentOptions, reportCommand, reportOptions } from './experiment'
-import { explicitOptions, interruptSignals, shellWord } from './args'
+import { defined, explicitOptions, interruptSignals, modelSettingsFrom, modelOptions, shellWord } from './args'
+import { readTrainConfig, type TrainFile } from '../training/config'
 
 type Out = { json: boolean; quiet: boolean; plain: boolean }
 
@@ -48,22 +49,38 @@ const dataOptions = (y: Argv) =>
     .option('classmap', { type: 'string', describe: 'Class names CSV (index,codepoint,char), e.g. k49_classmap.csv' })
 
 const splitOptions = (y: Argv) =>
-  y
-    .option('split', { type: 'string', default: '0.6,0.2,0.2', describe: 'train,validation,test fractions (stratified)' })
-    .option('seed', { type: 'number', describe: 'Seed for split, initial weights and shuffling [default: random, recorded]' })
+  y.option('split', { type: 'string', defaultDescription: '0.6,0.2,0.2', describe: 'train,validation,test fractions (stratified)' })
 
 const outputOptions = (y: Argv) =>
   y
     .option('json', { type: 'boolean', default: false, describe: 'Machine-readable output: one JSON object per line on stdout' })
     .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'Only errors' })
 
-function splitOption(s: string) {
+function splitOption(s: string | undefined) {
+  if (s === undefined) return undefined
   const f = parseList(s, 'split', Number)!
   if (f.length !== 3) throw new UsageError(`--split needs three fractions train,validation,test, got "${s}"`)
   return { train: f[0], validation: f[1], test: f[2] }
 }
 
-async function trainCommand(argv: Record<string, any>, out: Out, args: string[] = []): Promise<number> {
+async function trainCommand(argv: Record<string, any>, out: Out): Promise<number> {
+  // --config FILE, then the flags typed over it (an absent flag is undefined: there are no yargs
+  // defaults, the schema's defaults apply in train())
+  let file: TrainFile = {}
+  if (argv.config !== undefined) {
+    try {
+      file = await readTrainConfig(resolve(argv.config))
+    } catch (e) {
+      throw new UsageError((e as Error).message)
+    }
+  }
+  const typed = defined({
+    images: argv.images, labels: argv.labels, dataset: argv.dataset as DatasetName | undefined, cacheDir: argv.cacheDir, classmap: argv.classmap,
+    split: splitOption(argv.split), threads: argv.threads, checkpointEvery: argv.checkpointEvery,
+    ...modelSettingsFrom(argv, (m) => new UsageError(m)),
+  })
+  // data named on the command line replaces the file's data source as a whole
+  const fromFile = typed.images !== undefined || typed.labels !== undefined || typed.dataset !== undefined ? { ...file, images: undefined, labels: undefined, dataset: undefined } : file
   const ac = new AbortController()
   const onSignal = () => {
     bar?.stop()
@@ -77,14 +94,8 @@ async function trainCommand(argv: Record<string, any>, out: Out, args: string[] 
   let bar: SingleBar | undefined
   const download = tty ? terminalProgress() : undefined
   const opts: TrainOptions = {
-    images: argv.images, labels: argv.labels, dataset: argv.dataset as DatasetName | undefined, cacheDir: argv.cacheDir, classmap: argv.classmap,
-    split: splitOption(argv.split), seed: argv.seed,
-    hidden: parseList(argv.hidden, 'hidden', (x) => Number(x)),
-    optimizer: argv.optimizer, lr: argv.lr, batchSize: argv.batchSize, l2: argv.l2,
-    beta1: argv.beta1, beta2: argv.beta2, eps: argv.eps,
-    epochs: argv.epochs, patience: argv.patience, minDelta: argv.minDelta, earlyStopping: argv.earlyStopping, restoreBest: argv.restoreBest,
-    schedule: argv.schedule, lrMin: argv.lrMin, threads: argv.threads,
-    out: runDir, command: process.argv.slice(1), signal: ac.signal, checkpointEvery: argv.checkpointEvery,
+    ...fromFile, ...typed,
+    out: runDir, command: process.argv.slice(1), signal: ac.signal,
     onDownloadProgress: download,
     onWarning: (m) => {
       if (!out.quiet) process.stderr.write(`kana-native: warning: ${m}\n`)
@@ -115,13 +126,7 @@ async function trainCommand(argv: Record<string, any>, out: Out, args: string[] 
     },
   }
   if (argv.resume !== undefined) {
-    // Checked against the checkpoint: only what was typed, not yargs' defaults.
-    const given = explicitOptions(args)
-    const defaulted: [string, keyof TrainOptions][] = [
-      ['split', 'split'], ['hidden', 'hidden'], ['optimizer', 'optimizer'], ['batch-size', 'batchSize'], ['l2', 'l2'], ['beta1', 'beta1'], ['beta2', 'beta2'],
-      ['eps', 'eps'], ['epochs', 'epochs'], ['schedule', 'schedule'], ['early-stopping', 'earlyStopping'], ['patience', 'patience'], ['min-delta', 'minDelta'], ['restore-best', 'restoreBest'],
-    ]
-    for (const [flag, key] of defaulted) if (!given.has(flag)) delete opts[key]
+    // checked against the checkpoint: only what was typed or is in --config (there are no yargs defaults)
     opts.resume = runDir
     opts.out = argv.out === undefined ? undefined : resolve(argv.out)
   }
@@ -235,22 +240,8 @@ export function parser(args: string[]) {
     .scriptName('kana-native')
     .usage('$0 <command> [options]\n\nTrain and use MLP classifiers for 28×28 handwritten characters (Kuzushiji, KMNIST, Fashion-MNIST).')
     .command('train', 'Train a model, evaluate it on train/validation/test, and write a run directory', (y) =>
-      outputOptions(splitOptions(dataOptions(y)))
-        .option('hidden', { type: 'string', default: '512', describe: 'Hidden layer widths, e.g. 512 or 100,80' })
-        .option('optimizer', { choices: ['gd', 'sgd', 'adam'] as const, default: 'adam' as const, describe: 'gd = full-batch gradient descent; sgd = mini-batch SGD; adam' })
-        .option('lr', { type: 'number', describe: 'Learning rate η0 [default: 1e-3 for adam, 0.1 for gd/sgd]' })
-        .option('batch-size', { type: 'number', default: 32, describe: 'Mini-batch size (sgd, adam)' })
-        .option('l2', { type: 'number', default: 1e-3, describe: 'L2 λ: (λ/2)·Σ‖W‖² added to the loss (weights, not biases)' })
-        .option('beta1', { type: 'number', default: 0.9, describe: 'Adam β1' })
-        .option('beta2', { type: 'number', default: 0.999, describe: 'Adam β2' })
-        .option('eps', { type: 'number', default: 1e-8, describe: 'Adam ε' })
-        .option('epochs', { type: 'number', default: 200, describe: 'Maximum epochs T' })
-        .option('schedule', { choices: ['constant', 'linear', 'exponential'] as const, default: 'constant' as const, describe: 'Learning-rate schedule over T epochs' })
-        .option('lr-min', { type: 'number', describe: 'Floor (linear) or end point (exponential) of the schedule [default: lr/100]' })
-        .option('early-stopping', { type: 'boolean', default: true, describe: 'Stop when validation loss stops improving (--no-early-stopping to run all epochs)' })
-        .option('patience', { type: 'number', default: 20, describe: 'Epochs without validation improvement before stopping' })
-        .option('min-delta', { type: 'number', default: 0, describe: 'Smallest decrease of validation loss that counts as improvement' })
-        .option('restore-best', { type: 'boolean', default: true, describe: 'End with the weights of the best validation epoch' })
+      modelOptions(outputOptions(splitOptions(dataOptions(y))))
+        .option('config', { alias: 'c', type: 'string', describe: 'JSON file of model settings and data options (keys as in the Node API: hidden, lr, batchSize, …, images, labels, split {train, validation, test}, threads); flags given override it; unknown keys are an error' })
         .option('threads', { type: 'number', describe: 'Engine threads [default: all cores]' })
         .option('out', { alias: 'o', type: 'string', describe: 'Run directory [default: runs/<timestamp>]' })
         .option('resume', { type: 'string', describe: 'Continue the interrupted run in this run directory from its checkpoint, with its recorded settings and data' })
@@ -318,7 +309,7 @@ export async function main(args: string[] = hideBin(process.argv)): Promise<numb
   const command = String(argv._[0])
   try {
     switch (command) {
-      case 'train': return await trainCommand(argv, out, args)
+      case 'train': return await trainCommand(argv, out)
       case 'predict': return await predictCommand(argv, out)
       case 'evaluate': return await evaluateCommand(argv, out)
       case 'inspect': return await inspectCommand(argv, out)

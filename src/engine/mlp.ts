@@ -118,13 +118,9 @@ export class Dataset {
   }
 }
 
-/** The error an aborted call rejects with, the same whether it stopped before or during the work. */
-export function abortError(reason?: unknown): Error {
-  const err = new Error('the operation was aborted', { cause: reason })
-  err.name = 'AbortError'
-  ;(err as NodeJS.ErrnoException).code = 'ABORT_ERR'
-  return err
-}
+export { abortError } from './abort'
+
+import { abortError } from './abort'
 
 export type OptimizerName = 'gd' | 'sgd' | 'adam'
 

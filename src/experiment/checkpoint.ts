@@ -5,7 +5,9 @@
 //     experiment-checkpoint.json   the index, written last and renamed into place
 //     tensors.<id>.safetensors     every trial's weights, best weights and Adam moments (F32), and
 //                                  the reference's float64 parameters and moments (F64)
-// written and read with train's mechanics (checkpoint.ts commitCheckpoint, readRecordedFile).
+// Each trial and the reference run are a RunSnapshot, written and read by the one codec of
+// training/checkpoint.ts (encodeSnapshot/decodeSnapshot) with train's mechanics (commitCheckpoint,
+// readRecordedFile).
 //
 // How resuming works: an experiment is a deterministic function of its resolved configuration,
 // so a resumed experiment runs the same code from the top, and every trial it creates (M0, each
@@ -20,14 +22,20 @@
 // checkpoint or the new one, and a damaged file is refused instead of silently resuming wrong.
 import { promises as fsp } from 'node:fs'
 import { join } from 'node:path'
-import { CHECKPOINT_DIR, CheckpointError, commitCheckpoint, readIndexText, removeCheckpoint, decodeTensors, encodeTensors, isInt, isObj, openSealedJson, readRecordedFile, type Tensor } from '../training/checkpoint'
-import { Trial, type TrialData, type TrialOptions, type TrialSnapshot, type ModelConfig } from '../training/trial'
+import {
+  CHECKPOINT_DIR, CheckpointError, commitCheckpoint, readIndexText, removeCheckpoint, decodeTensors, encodeTensors, isInt, isObj, openSealedJson, readRecordedFile,
+  decodeSnapshot, encodeSnapshot, type RunSnapshot, type Tensor,
+} from '../training/checkpoint'
+import { Trial, type TrialOptions, type ModelConfig } from '../training/trial'
+import type { TrialData } from '../training/sources'
 import type { ReferenceOutcome, ReferenceState, ResyncRecord } from './reference-trial'
+import { checkModelConfig } from '../training/config'
+import { checkExperimentConfig, type ExperimentConfig } from './config'
 
 export const EXPERIMENT_CHECKPOINT_DIR = CHECKPOINT_DIR
 export const EXPERIMENT_CHECKPOINT_INDEX = 'experiment-checkpoint.json'
 const FORMAT = 'kana-native-experiment-checkpoint'
-const VERSION = 1
+const VERSION = 2
 
 /** What the experiment records about itself next to the trials (its resolved configuration, the data's fingerprint, …). */
 export interface ExperimentCheckpointHeader {
@@ -46,7 +54,7 @@ export interface ExperimentCheckpointHeader {
 export interface LoadedExperimentCheckpoint extends ExperimentCheckpointHeader {
   dir: string
   createdAt: string
-  trials: Map<string, TrialSnapshot>
+  trials: Map<string, RunSnapshot & { config: ModelConfig }>
   reference: { state?: ReferenceState; outcome?: ReferenceOutcome }
   resync: ResyncRecord[]
 }
@@ -96,31 +104,14 @@ export class ExperimentStore {
       return xs?.length ?? 0
     }
     const trials: Record<string, unknown> = {}
-    for (const [key, t] of this.live) {
-      const { weights, best, kept, training, ...rest } = t.snapshot()
-      trials[key] = {
-        ...rest,
-        training: training && { step: training.step, rng: training.rng },
-        tensors: {
-          weights: list(`t/${key}/weights`, weights), best: list(`t/${key}/best`, best), kept: list(`t/${key}/kept`, kept),
-          m: list(`t/${key}/m`, training?.m), v: list(`t/${key}/v`, training?.v),
-        },
-      }
-    }
+    for (const [key, t] of this.live) trials[key] = { config: t.config, ...encodeSnapshot(`t/${key}/`, t.snapshot(), tensors) }
     let reference: unknown = null
     const { state, outcome } = this.reference
     if (outcome) {
       const { weights, weights64, ...rest } = outcome
       reference = { outcome: { ...rest, tensors: { weights: list('r/outcome/weights', weights), weights64: list('r/outcome/weights64', weights64) } } }
     } else if (state) {
-      const { params, adam, best, before, ...rest } = state
-      reference = {
-        state: {
-          ...rest,
-          adam: adam && { t: adam.t },
-          tensors: { params: list('r/params', params), m: list('r/m', adam?.m), v: list('r/v', adam?.v), best: list('r/best', best), before: list('r/before', before) },
-        },
-      }
+      reference = { state: encodeSnapshot('r/', state, tensors) }
     }
     const bytes = encodeTensors(tensors, { 'kana-native': JSON.stringify({ format: FORMAT, version: VERSION }) })
     await commitCheckpoint(cdir, EXPERIMENT_CHECKPOINT_INDEX, [['tensors', bytes]], (files) => ({
@@ -145,23 +136,6 @@ export async function hasExperimentCheckpoint(dir: string): Promise<boolean> {
 
 const isCount = (v: unknown): v is number => isInt(v)
 
-const STOPS = [null, 'early-stopping', 'completed', 'diverged']
-const EPOCH_FIELDS = ['lr', 'trainLoss', 'trainAccuracy', 'valLoss', 'valAccuracy', 'seconds'] as const
-
-/** The JSON part of a saved trial: history, stop reason, unfinished epoch (the rest is checked as it is restored). */
-function checkTrialRecord(key: string, r: Record<string, any>, bad: (why: string) => never): void {
-  r.history.forEach((h: unknown, i: number) => {
-    // a diverged epoch's losses may be NaN or ±Infinity: numbers all the same
-    if (!isObj(h) || h.epoch !== i + 1 || !EPOCH_FIELDS.every((k) => typeof h[k] === 'number')) bad(`trial ${key}: history entry ${i + 1} is malformed`)
-  })
-  if (!STOPS.includes(r.stopReason)) bad(`trial ${key}: unknown stop reason ${JSON.stringify(r.stopReason)}`)
-  if (typeof r.seconds !== 'number' || !isCount(r.weightsEpoch) || r.weightsEpoch > r.history.length) bad(`trial ${key}: timings or weights epoch malformed`)
-  const p = r.partial
-  if (p !== null && p !== undefined) {
-    if (!isObj(p) || p.epoch !== r.history.length || !isCount(p.nextBatch) || !isCount(p.correct) || typeof p.loss !== 'number' || !Number.isFinite(p.loss) || typeof p.seconds !== 'number') bad(`trial ${key}: the unfinished epoch is malformed`)
-  }
-}
-
 /** Reads and checks DIR/checkpoint/: the index, the tensor file's size and hash, every tensor named there. */
 export async function readExperimentCheckpoint(dir: string): Promise<LoadedExperimentCheckpoint> {
   const cdir = join(dir, EXPERIMENT_CHECKPOINT_DIR)
@@ -171,6 +145,11 @@ export async function readExperimentCheckpoint(dir: string): Promise<LoadedExper
   if (ix.format !== FORMAT) bad(`${EXPERIMENT_CHECKPOINT_INDEX} is not a kana-native experiment checkpoint`)
   if (ix.version !== VERSION) throw new CheckpointError('EVERSION', `the experiment checkpoint in ${cdir} has version ${ix.version}; this kana-native reads version ${VERSION}`)
   if (!isObj(ix.config) || !isObj(ix.data) || typeof ix.data.fingerprint !== 'string' || !isObj(ix.trials) || typeof ix.seconds !== 'number' || !isCount(ix.interruptions)) bad('the index is incomplete')
+  try {
+    checkExperimentConfig(ix.config as ExperimentConfig)
+  } catch (e) {
+    bad(`config: ${(e as Error).message}`)
+  }
   const bytes = await readRecordedFile(cdir, ix.files?.tensors, 'the tensors', EXPERIMENT_CHECKPOINT_INDEX, bad)
   const { tensors } = decodeTensors(bytes, join(cdir, ix.files.tensors.name))
   const take = <T extends Tensor>(prefix: string, count: unknown, type: { new (n: number): T }): T[] | undefined => {
@@ -182,21 +161,15 @@ export async function readExperimentCheckpoint(dir: string): Promise<LoadedExper
       return t as T
     })
   }
-  const trials = new Map<string, TrialSnapshot>()
+  const trials: LoadedExperimentCheckpoint['trials'] = new Map()
   for (const [key, r] of Object.entries(ix.trials as Record<string, any>)) {
-    if (!isObj(r) || !isObj(r.tensors) || !isObj(r.config) || !Array.isArray(r.history) || typeof r.released !== 'boolean' || typeof r.finished !== 'boolean') bad(`trial ${key} is malformed`)
-    checkTrialRecord(key, r, bad)
-    const tn = r.tensors
-    const snap: TrialSnapshot = {
-      config: r.config, history: r.history, stopReason: r.stopReason, divergence: r.divergence ?? undefined, seconds: r.seconds,
-      weightsEpoch: r.weightsEpoch, finished: r.finished, released: r.released, earlyStopping: r.earlyStopping, partial: r.partial ?? null,
-      weights: take(`t/${key}/weights`, tn.weights, Float32Array), best: take(`t/${key}/best`, tn.best, Float32Array), kept: take(`t/${key}/kept`, tn.kept, Float32Array),
+    if (!isObj(r) || !isObj(r.config)) bad(`trial ${key} is malformed`)
+    try {
+      checkModelConfig(r.config as ModelConfig)
+    } catch (e) {
+      bad(`trial ${key}: config: ${(e as Error).message}`)
     }
-    if (!r.released) {
-      if (!snap.weights || !isObj(r.training) || !isCount(r.training.step) || typeof r.training.rng !== 'string') bad(`trial ${key} lacks its weights or optimiser state`)
-      snap.training = { step: r.training.step, rng: r.training.rng, m: take(`t/${key}/m`, tn.m, Float32Array) ?? [], v: take(`t/${key}/v`, tn.v, Float32Array) ?? [] }
-    }
-    trials.set(key, snap)
+    trials.set(key, { ...decodeSnapshot(`t/${key}/`, r, tensors, Float32Array, bad), config: r.config as ModelConfig })
   }
   const reference: LoadedExperimentCheckpoint['reference'] = {}
   if (ix.reference !== null) {
@@ -207,15 +180,10 @@ export async function readExperimentCheckpoint(dir: string): Promise<LoadedExper
       const weights64 = take('r/outcome/weights64', tn.weights64, Float64Array)
       if (!weights || !weights64) bad('the reference outcome lacks its weights')
       reference.outcome = { ...rest, weights: weights!, weights64: weights64! } as ReferenceOutcome
-    } else if (isObj(r?.state) && isObj(r.state.tensors)) {
-      const { tensors: tn, adam, ...rest } = r.state
-      const params = take('r/params', tn.params, Float64Array)
-      if (!params) bad('the reference state lacks its parameters')
-      reference.state = {
-        ...rest, params: params!,
-        adam: adam ? { t: adam.t, m: take('r/m', tn.m, Float64Array) ?? [], v: take('r/v', tn.v, Float64Array) ?? [] } : null,
-        best: take('r/best', tn.best, Float64Array), before: take('r/before', tn.before, Float64Array),
-      } as ReferenceState
+    } else if (isObj(r?.state)) {
+      const state = decodeSnapshot('r/', r.state, tensors, Float64Array, bad)
+      if (!state.model || state.released) bad('the reference state lacks its parameters')
+      reference.state = state
     } else bad('the reference entry is malformed')
   }
   if (!Array.isArray(ix.resync) || !ix.resync.every((r: unknown) => isObj(r) && Number.isSafeInteger(r.epoch) && typeof r.relDiff === 'number')) bad('the re-synchronised epochs are malformed')

@@ -3,8 +3,9 @@
 import { availableParallelism } from 'node:os'
 import { randomInt } from 'node:crypto'
 import { resolve } from 'node:path'
-import { resolveModelConfig, type ModelConfig } from '../training/config'
-import { DEFAULT_GRID_SPACE, DEFAULT_RANDOM_SPACE, type HalvingOptions, type SearchSpace } from './search'
+import { z } from 'zod'
+import { PartialModelConfigSchema, RUN_FIELDS, parseWith, ranges, resolveModelConfig, show, type ModelConfig } from '../training/config'
+import { DEFAULT_GRID_SPACE, DEFAULT_RANDOM_SPACE, SearchSpaceSchema, searchConfigs, type HalvingOptions, type SearchSpace } from './search'
 import type { InputOptions } from '../data/inputs'
 import type { SplitFractions } from '../data/split'
 
@@ -76,39 +77,89 @@ export const DEFAULT_REFERENCE_BUDGET = 480
  */
 export const DEFAULT_SEARCH_CONCURRENCY = 2
 
-function checkSplit(s: SplitFractions): SplitFractions {
-  const parts = [s?.train, s?.validation, s?.test]
-  if (!parts.every((x) => typeof x === 'number' && x >= 0 && Number.isFinite(x)) || !(s.train > 0 && s.validation > 0 && s.test > 0)) {
-    throw new RangeError(`split must give positive train, validation and test fractions, got ${JSON.stringify(s)}`)
-  }
-  return s
+// The experiment file's schema (zod, strict at every level: unknown keys are errors). Model
+// settings (M0, M4, search.base) are partial model configurations of the one schema
+// (training/config.ts), and the search space checks each candidate with its setting's schema.
+const halvingSchema = z.union([
+  z.literal(false),
+  z.strictObject({ minEpochs: ranges.intAtLeast(1), eta: z.number().gt(1).meta({ must: 'must be a number > 1' }) }).partial(),
+]).meta({ must: 'must be false or {minEpochs, eta}' })
+const gt0 = z.number().gt(0)
+
+export const ExperimentFileSchema = z.strictObject({
+  seed: z.number().int().min(0).meta({ must: 'must be a non-negative integer' }),
+  split: z.strictObject({ train: gt0, validation: gt0, test: gt0 }).meta({ must: 'must give positive train, validation and test fractions' }),
+  threads: ranges.intAtLeast(1),
+  data: z.strictObject({ images: RUN_FIELDS.images, labels: RUN_FIELDS.labels, dataset: RUN_FIELDS.dataset, cacheDir: RUN_FIELDS.cacheDir, classmap: RUN_FIELDS.classmap }).partial(),
+  models: z.array(ranges.oneOf(MODEL_IDS as [ModelId, ...ModelId[]])).meta({ must: `must be a list of model ids (${MODEL_IDS.join(', ')})` }),
+  M0: PartialModelConfigSchema,
+  M4: PartialModelConfigSchema,
+  search: z.strictObject({
+    mode: ranges.oneOf(['grid', 'random']),
+    trials: ranges.intAtLeast(0),
+    epochs: ranges.intAtLeast(1),
+    halving: halvingSchema,
+    concurrency: ranges.intAtLeast(1),
+    threads: ranges.intAtLeast(1),
+    space: SearchSpaceSchema.partial(),
+    base: PartialModelConfigSchema,
+  }).partial(),
+  architecture: z.strictObject({
+    depths: z.array(z.number().int().min(0)).min(1).meta({ must: 'must be a non-empty list of hidden-layer counts ≥ 0' }),
+    widths: z.array(z.number().int().min(1)).min(1).meta({ must: 'must be a non-empty list of positive integer widths' }),
+    halving: halvingSchema,
+    concurrency: ranges.intAtLeast(1),
+    threads: ranges.intAtLeast(1),
+  }).partial(),
+  reference: z.strictObject({ budgetSeconds: z.number().gt(0).meta({ must: 'must be > 0' }) }).partial(),
+}).partial()
+
+// what the schema accepts is an ExperimentConfig
+const _fileIsConfig: z.infer<typeof ExperimentFileSchema> extends ExperimentConfig ? true : never = true
+void _fileIsConfig
+
+/** Today's message for a model id that does not exist (before the schema's, which would say less). */
+function checkModels(models: unknown): void {
+  if (!Array.isArray(models)) return
+  for (const m of models) if (!MODEL_IDS.includes(m)) throw new RangeError(`unknown model ${show(m)}: choose from ${MODEL_IDS.join(', ')}`)
+}
+
+/** The settings of `o` that define an experiment (RUN_KEYS; other keys are runExperiment's own), checked by the schema. */
+export function checkExperimentConfig(o: ExperimentConfig, where = ''): ExperimentConfig {
+  const run = Object.fromEntries(RUN_KEYS.filter((k) => o[k] !== undefined).map((k) => [k, o[k]]))
+  checkModels(run.models)
+  return parseWith(ExperimentFileSchema, run, where) as ExperimentConfig
 }
 
 /** Fills every default; the result, saved as experiment-config.json, reproduces the experiment. */
-export function resolveExperiment(o: ExperimentConfig): ResolvedExperiment {
+export function resolveExperiment(options: ExperimentConfig): ResolvedExperiment {
+  // every setting checked by the schema first: nothing fails later, after minutes of training
+  const o = checkExperimentConfig(options)
   const seed = o.seed ?? randomInt(0, 2 ** 31)
-  if (!Number.isSafeInteger(seed) || seed < 0) throw new RangeError(`seed must be a non-negative integer, got ${o.seed}`)
   const threads = o.threads ?? availableParallelism()
-  if (!(Number.isInteger(threads) && threads >= 1)) throw new RangeError(`threads must be an integer ≥ 1, got ${o.threads}`)
   const models = o.models ?? MODEL_IDS
-  for (const m of models) if (!MODEL_IDS.includes(m)) throw new RangeError(`unknown model ${JSON.stringify(m)}: choose from ${MODEL_IDS.join(', ')}`)
   const s = o.search ?? {}
   const mode = s.mode ?? 'random'
-  if (mode !== 'grid' && mode !== 'random') throw new RangeError(`search mode must be grid or random, got ${JSON.stringify(mode)}`)
   const defaultSpace = mode === 'grid' ? DEFAULT_GRID_SPACE : DEFAULT_RANDOM_SPACE
   const halving = (h: Partial<HalvingOptions> | false | undefined): HalvingOptions | false => (h === false ? false : { minEpochs: h?.minEpochs ?? 3, eta: h?.eta ?? 3 })
   const conc = s.concurrency ?? Math.min(DEFAULT_SEARCH_CONCURRENCY, threads)
   const a = o.architecture ?? {}
   const budget = o.reference?.budgetSeconds ?? DEFAULT_REFERENCE_BUDGET
-  if (!(budget > 0)) throw new RangeError(`reference budgetSeconds must be > 0, got ${budget}`)
-  return {
+  const model = (id: 'M0' | 'M4', defaults: Partial<ModelConfig>) => {
+    try {
+      return resolveModelConfig({ ...defaults, ...o[id], seed: o[id]?.seed ?? seed })
+    } catch (e) {
+      throw e instanceof RangeError ? new RangeError(`${id}: ${e.message}`) : e
+    }
+  }
+  const resolved: ResolvedExperiment = {
     seed,
-    split: checkSplit(o.split ?? { train: 0.6, validation: 0.2, test: 0.2 }),
+    split: o.split ?? { train: 0.6, validation: 0.2, test: 0.2 },
     threads,
     data: o.data ?? {},
     models: MODEL_IDS.filter((m) => models.includes(m)),
-    M0: resolveModelConfig({ ...DEFAULT_M0, ...o.M0, seed: o.M0?.seed ?? seed }),
-    M4: resolveModelConfig({ ...DEFAULT_M4, ...o.M4, seed: o.M4?.seed ?? seed }),
+    M0: model('M0', DEFAULT_M0),
+    M4: model('M4', DEFAULT_M4),
     search: {
       mode,
       trials: s.trials ?? (mode === 'grid' ? 0 : 12),
@@ -128,6 +179,9 @@ export function resolveExperiment(o: ExperimentConfig): ResolvedExperiment {
     },
     reference: { budgetSeconds: budget },
   }
+  // the search's candidates (and so search.base with each of them) resolve, when a search will run
+  if (resolved.models.some((m) => m === 'M1' || m === 'M2' || m === 'M3')) searchConfigs(resolved.search, seed)
+  return resolved
 }
 
 /** The resolved configuration as `--config` reads it back (data paths included, seed fixed). */
@@ -153,9 +207,11 @@ export async function readExperimentConfig(path: string): Promise<ExperimentConf
     throw new Error(`${path} is not valid JSON: ${(e as Error).message}`)
   }
   if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error(`${path} must hold a JSON object (see README "Experiments and reports")`)
-  const known = new Set<string>(RUN_KEYS)
-  const unknown = Object.keys(v).filter((k) => !known.has(k))
-  if (unknown.length) throw new Error(`${path}: unknown key${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k)).join(', ')}; known: ${[...known].join(', ')}`)
-  return v as ExperimentConfig
+  try {
+    checkModels((v as ExperimentConfig).models)
+    return parseWith(ExperimentFileSchema, v) as ExperimentConfig
+  } catch (e) {
+    throw e instanceof RangeError ? new RangeError(`${path}: ${e.message}`) : e
+  }
 }
 

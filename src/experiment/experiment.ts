@@ -28,7 +28,10 @@ import { writeFileAtomic } from '../output/atomic'
 import { historyCsv } from '../training/history'
 import { saveModel } from '../output/model-file'
 import { classDistribution, comparisonCurves, confusionHeatmap, lossCurves, sampleGrid, writeRendered, type HistoryRow } from '../output/plots'
-import { epochLr, nativeEpoch, stepsPerEpoch, Trial, trialData, layersOf, type ModelConfig, type TrialData } from '../training/trial'
+import { Trial, layersOf, type ModelConfig } from '../training/trial'
+import { trialData, type AfterStep, type TrialData } from '../training/sources'
+import { stepsPerEpoch } from '../training/batches'
+import type { Run } from '../training/run'
 import { mulberry32 } from '../data/split'
 import {
   describeConfig, hiddenLabel, runTrials, searchConfigs, trialsCsv, trialsMarkdown,
@@ -37,7 +40,7 @@ import {
 import {
   finishedReference, runReferenceInWorker, runResyncInWorker, type EpochStart, type ReferenceJob, type ReferenceOutcome, type ReferenceRun, type ResyncRecord,
 } from './reference-trial'
-import { ExperimentStore, hasExperimentCheckpoint, readExperimentCheckpoint, removeExperimentCheckpoint, type LoadedExperimentCheckpoint } from './checkpoint'
+import { ExperimentStore, hasExperimentCheckpoint, readExperimentCheckpoint, removeExperimentCheckpoint, type ExperimentCheckpointHeader, type LoadedExperimentCheckpoint } from './checkpoint'
 import { CheckpointError, dataFingerprint } from '../training/checkpoint'
 import { agreementChart, lrEffectChart } from './plots'
 import { machineFacts } from '../engine/machine'
@@ -238,15 +241,101 @@ function stamp(): string {
   return new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)
 }
 
-/** Runs the study. Writes everything under `out` and returns the table and the details. */
-export async function runExperiment(opts: ExperimentOptions = {}): Promise<ExperimentResult> {
-  const started = performance.now()
-  const timings: Record<string, number> = {}
-  const phaseStart = new Map<string, number>()
-  const begin = (p: string) => phaseStart.set(p, performance.now())
-  const end = (p: string) => {
-    timings[p] = (performance.now() - phaseStart.get(p)!) / 1000
+/** What one model's phase leaves for the test split and the files. */
+interface Finished {
+  trial?: Trial
+  result: Omit<ModelResult, 'metrics' | 'dir' | 'notes'> & { notes?: string }
+}
+
+/**
+ * An experiment under way: its configuration, directory, data and checkpoint store, and what its
+ * phases have produced so far. Each phase below takes it and adds to it.
+ */
+interface Study {
+  opts: ExperimentOptions
+  cfg: ResolvedExperiment
+  dir: string
+  loaded?: LoadedExperimentCheckpoint
+  store: ExperimentStore
+  inputs: Inputs
+  data: TrialData
+  testSplit: TestSplit
+  log: (line: string) => void
+  clock: PhaseClock
+  machineAtStart: ReturnType<typeof machineFacts>
+  /** Writes the checkpoint after a phase, so that a process killed outright loses one phase at most. */
+  phaseDone(phase: string): Promise<string>
+  checkpointHeader(reason: string): ExperimentCheckpointHeader
+  wants(m: ModelId): boolean
+  finished: Map<ModelId, Finished>
+  search?: SearchResult
+  arch?: SearchResult
+  reference?: ReferenceRun
+  /** The reference's outcome, recorded in the store as soon as it arrives (for the next checkpoint). */
+  referenceOutcome?: Promise<ReferenceOutcome>
+  resync?: ReturnType<typeof runResyncInWorker>
+  refOut?: ReferenceOutcome
+  prefix?: EngineCopy
+  twins: EngineCopy[]
+  /** Threads for this thread's models while the reference holds one core. */
+  sideThreads: number
+}
+
+/** Wall seconds per phase (experiment.json `timings`). */
+class PhaseClock {
+  readonly started = performance.now()
+  readonly timings: Record<string, number> = {}
+  private readonly starts = new Map<string, number>()
+  begin(p: string): void {
+    this.starts.set(p, performance.now())
   }
+  end(p: string): void {
+    this.timings[p] = (performance.now() - this.starts.get(p)!) / 1000
+  }
+}
+
+const fromTrial = (id: ModelId, t: Trial): Finished['result'] => ({
+  id, engine: 'native', config: t.config, layers: t.layers, parameters: paramCount(t.layers), history: t.history,
+  bestEpoch: t.bestEpoch, weightsEpoch: t.weightsEpoch, stoppedBy: t.stopReason ?? 'completed', seconds: t.seconds, techniques: techniques(t.config),
+})
+
+const epochLogger = (log: (line: string) => void, id: string, every: number) => (r: EpochRecord, t: Run<Float32Array>) => {
+  if (r.epoch % every === 0 || r.epoch === 1 || r.epoch === t.config.epochs) {
+    log(`${id} epoch ${r.epoch}/${t.config.epochs}  loss ${r.trainLoss.toFixed(4)}  acc ${r.trainAccuracy.toFixed(4)}  val_loss ${r.valLoss.toFixed(4)}  val_acc ${r.valAccuracy.toFixed(4)}  ${r.seconds.toFixed(2)}s`)
+  }
+}
+
+/**
+ * Runs the study. Writes everything under `out` and returns the table and the details. Its phases,
+ * in order: open (configuration, directory, data), M0, the search (M1), the reference (M2) on a
+ * worker beside the architecture search (M3) and M4, the engine's copies for the agreement check,
+ * then — selection over — the test split once per model, and the files.
+ */
+export async function runExperiment(opts: ExperimentOptions = {}): Promise<ExperimentResult> {
+  const x = await openStudy(opts)
+  try {
+    if (x.wants('M0')) await trainM0(x)
+    if (x.wants('M1') || x.wants('M2') || x.wants('M3')) await searchM1(x)
+    x.clock.begin('parallel')
+    startReference(x)
+    if (x.wants('M3') && m1Of(x)) await architectureM3(x)
+    if (x.wants('M4')) await trainM4(x)
+    await resyncReference(x)
+    await waitForReference(x)
+    x.clock.end('parallel')
+    await agreementCopies(x)
+  } catch (e) {
+    await interrupted(x, e)
+  }
+  const { results, agreement } = await testSplitOnce(x)
+  return writeStudy(x, results, agreement)
+}
+
+const m1Of = (x: Study) => x.finished.get('M1')?.trial
+
+/** Configuration (or the checkpoint's, to resume), the directory, the data, the store of trials. */
+async function openStudy(opts: ExperimentOptions): Promise<Study> {
+  const clock = new PhaseClock()
   const log = opts.log ?? (() => {})
   let loaded: LoadedExperimentCheckpoint | undefined
   if (opts.resume !== undefined) {
@@ -272,10 +361,8 @@ export async function runExperiment(opts: ExperimentOptions = {}): Promise<Exper
   const priorSeconds = loaded?.seconds ?? 0
   const interruptions = loaded?.interruptions ?? 0
   const machineAtStart = machineFacts()
-  const wants = (m: ModelId) => cfg.models.includes(m)
-  const needSearch = wants('M1') || wants('M2') || wants('M3')
 
-  begin('data')
+  clock.begin('data')
   const inputs: Inputs = await loadInputs({ ...cfg.data, data: opts.inMemory, split: cfg.split, seed: cfg.seed })
   const fingerprint = dataFingerprint(inputs)
   if (loaded && loaded.data.fingerprint !== fingerprint) {
@@ -283,224 +370,245 @@ export async function runExperiment(opts: ExperimentOptions = {}): Promise<Exper
   }
   const data = trialData(inputs.train, inputs.validation, inputs.features, inputs.classes)
   const testSplit = new TestSplit(inputs.test, inputs.features)
-  const K = inputs.classes
-  log(`data: ${inputs.train.labels.length} train / ${inputs.validation.labels.length} validation / ${inputs.test.labels.length} test samples, ${K} classes, ${inputs.features} features; seed ${cfg.seed}`)
+  log(`data: ${inputs.train.labels.length} train / ${inputs.validation.labels.length} validation / ${inputs.test.labels.length} test samples, ${inputs.classes} classes, ${inputs.features} features; seed ${cfg.seed}`)
   if (!loaded) await writeFileAtomic(join(dir, 'experiment-config.json'), json(configForFile(cfg)))
-  end('data')
-  const checkpointHeader = (reason: string) => ({
+  clock.end('data')
+  const checkpointHeader = (reason: string): ExperimentCheckpointHeader => ({
     config: configForFile(cfg), data: { fingerprint, samples: { train: inputs.train.labels.length, validation: inputs.validation.labels.length, test: inputs.test.labels.length } },
-    reason, seconds: priorSeconds + (performance.now() - started) / 1000, interruptions: interruptions + (reason === 'interrupted' ? 1 : 0), command: opts.command,
+    reason, seconds: priorSeconds + (performance.now() - clock.started) / 1000, interruptions: interruptions + (reason === 'interrupted' ? 1 : 0), command: opts.command,
   })
-  // After each phase, so that a process killed outright (no chance to write one) loses one phase at most.
-  const phaseDone = (phase: string) => store.write(dir, checkpointHeader(phase))
-
-  const finished = new Map<ModelId, { trial?: Trial; result: Omit<ModelResult, 'metrics' | 'dir' | 'notes'> & { notes?: string } }>()
-  const fromTrial = (id: ModelId, t: Trial): Omit<ModelResult, 'metrics' | 'dir' | 'notes'> => ({
-    id, engine: 'native', config: t.config, layers: t.layers, parameters: paramCount(t.layers), history: t.history,
-    bestEpoch: t.bestEpoch, weightsEpoch: t.weightsEpoch, stoppedBy: t.stopReason ?? 'completed', seconds: t.seconds, techniques: techniques(t.config),
-  })
-  const epochLogger = (id: string, every: number) => (r: EpochRecord, t: Trial) => {
-    if (r.epoch % every === 0 || r.epoch === 1 || r.epoch === t.config.epochs) {
-      log(`${id} epoch ${r.epoch}/${t.config.epochs}  loss ${r.trainLoss.toFixed(4)}  acc ${r.trainAccuracy.toFixed(4)}  val_loss ${r.valLoss.toFixed(4)}  val_acc ${r.valAccuracy.toFixed(4)}  ${r.seconds.toFixed(2)}s`)
-    }
+  return {
+    opts, cfg, dir, loaded, store, inputs, data, testSplit, log, clock, machineAtStart, checkpointHeader,
+    phaseDone: (phase) => store.write(dir, checkpointHeader(phase)),
+    wants: (m) => cfg.models.includes(m),
+    finished: new Map(), twins: [], sideThreads: cfg.threads,
   }
+}
 
-  let reference: ReferenceRun | undefined
-  let resync: ReturnType<typeof runResyncInWorker> | undefined
-  let refOut: ReferenceOutcome | undefined
-  let prefix: EngineCopy | undefined
-  const twins: EngineCopy[] = []
-  let search: SearchResult | undefined
-  let arch: SearchResult | undefined
-  const m1Of = () => finished.get('M1')?.trial
+/** M0: the study's baseline, full-batch gradient descent. */
+async function trainM0(x: Study): Promise<void> {
+  const { cfg, inputs } = x
+  x.clock.begin('M0')
+  x.log(`M0: ${archLabel(layersOf(cfg.M0, inputs.features, inputs.classes))} ${techniques(cfg.M0)}`)
+  const t = x.store.trial('M0', cfg.M0, x.data, { threads: cfg.threads, onEpoch: epochLogger(x.log, 'M0', 50) })
+  await t.advance(cfg.M0.epochs, x.opts.signal)
+  t.finish()
+  x.finished.set('M0', { trial: t, result: { ...fromTrial('M0', t), notes: `the study's baseline: ${paramCount(t.layers).toLocaleString('en-US')} parameters, one gradient step per epoch on all ${inputs.train.labels.length} training images` } })
+  x.clock.end('M0')
+  await x.phaseDone('M0')
+}
+
+/** The hyper-parameter search (successive halving); its best trial, trained to its end, is M1. */
+async function searchM1(x: Study): Promise<void> {
+  const { cfg, log } = x
+  x.clock.begin('search')
+  const s = cfg.search
+  const configs = searchConfigs({ ...s }, cfg.seed)
+  log(`search: ${s.mode}, ${configs.length} trials, up to ${s.epochs} epochs each, ${s.halving ? `successive halving (r0 ${s.halving.minEpochs}, η ${s.halving.eta})` : 'no halving'}, ${s.concurrency} at a time × ${s.threads} thread${s.threads === 1 ? '' : 's'}`)
+  const search = await runTrials('search', s.mode, configs, x.data, {
+    epochs: s.epochs, halving: s.halving, concurrency: s.concurrency, threads: s.threads, signal: x.opts.signal, log,
+    makeTrial: (i, c, threads) => x.store.trial(`search/${i + 1}`, c, x.data, { threads }),
+  })
+  x.search = search
+  const best = search.best
+  await best.advance(best.config.epochs, x.opts.signal)
+  best.finish()
+  log(`search: selected trial ${search.bestId} (${describeConfig(best.config)}), best val_loss ${best.bestValLoss.toFixed(4)} at epoch ${best.bestEpoch}; ${search.epochsTrained} epochs trained instead of up to ${search.epochsWithoutHalving}, ${search.seconds.toFixed(1)}s`)
+  x.finished.set('M1', {
+    trial: best,
+    result: { ...fromTrial('M1', best), notes: `${configs.length === 1 ? `the only ${s.mode}-search trial` : `best of ${configs.length} ${s.mode}-search trials (trial ${search.bestId}; successive halving ${search.rungs.length > 1 ? `at ${search.rungs.join('/')} epochs` : 'off'})`}, val loss ${best.bestValLoss.toFixed(4)}` },
+  })
+  x.clock.end('search')
+  await x.phaseDone('search')
+}
+
+/** M2: M1's configuration trained by the reference, on a worker thread, from the same initial weights. */
+function startReference(x: Study): void {
+  const { cfg, inputs, store, log } = x
+  const m1 = m1Of(x)
+  if (!x.wants('M2') || !m1) return
+  // the initial weights: a fresh engine model with M1's seed, as M1 itself started
+  const fresh = new MLP({ layers: m1.layers, seed: m1.config.seed, threads: 1 })
+  const init = fresh.getWeights()
+  fresh.free()
+  const job: ReferenceJob = { config: m1.config, layers: m1.layers, init, train: inputs.train, validation: inputs.validation, features: inputs.features, budgetSeconds: cfg.reference.budgetSeconds }
+  x.clock.begin('M2')
+  if (store.reference.outcome) {
+    log(`M2: the reference run finished before the interruption (${store.reference.outcome.history.length} epochs)`)
+    x.reference = finishedReference(job, store.reference.outcome)
+  } else {
+    const from = store.reference.state
+    log(from
+      ? `M2: the reference continues on a worker thread from epoch ${from.progress.epoch + 1}, batch ${(from.progress.partial?.nextBatch ?? 0) + 1} (${from.progress.seconds.toFixed(0)}s of its ${cfg.reference.budgetSeconds}s used)`
+      : `M2: the reference trains M1's configuration from the same initial weights on a worker thread, for up to ${cfg.reference.budgetSeconds}s`)
+    x.reference = runReferenceInWorker(
+      job,
+      (r) => log(`M2 (reference) epoch ${r.epoch}/${m1.config.epochs}  loss ${r.trainLoss.toFixed(4)}  val_loss ${r.valLoss.toFixed(4)}  val_acc ${r.valAccuracy.toFixed(4)}  ${r.seconds.toFixed(1)}s`),
+      from,
+    )
+  }
+  x.referenceOutcome = x.reference.result.then((o) => {
+    x.clock.end('M2')
+    store.reference = { outcome: o }
+    return o
+  })
+  x.referenceOutcome.catch(() => {}) // awaited (and its failure reported) by waitForReference
+  // while the reference holds one core, this thread's models get the rest
+  x.sideThreads = cfg.architecture.threads
+}
+
+/** M3: the best architecture of a depth × width grid, M1's other settings (successive halving). */
+async function architectureM3(x: Study): Promise<void> {
+  const { cfg, log } = x
+  const m1 = m1Of(x)!
+  x.clock.begin('M3')
+  const a = cfg.architecture
+  const configs: ModelConfig[] = []
+  for (const d of a.depths) for (const w of a.widths) configs.push({ ...m1.config, hidden: Array<number>(d).fill(w) })
+  const beside = x.reference !== undefined
+  log(`M3: architecture search over depth ${a.depths.join('/')} × width ${a.widths.join('/')} (${configs.length} networks) with M1's other settings, ${a.halving ? `successive halving (r0 ${a.halving.minEpochs}, η ${a.halving.eta})` : 'no halving'}, ${beside ? a.concurrency : cfg.search.concurrency} at a time × ${beside ? x.sideThreads : cfg.search.threads} thread(s)`)
+  const arch = await runTrials('architecture', 'architecture', configs, x.data, {
+    epochs: m1.config.epochs, halving: a.halving,
+    concurrency: beside ? a.concurrency : cfg.search.concurrency, threads: beside ? x.sideThreads : cfg.search.threads,
+    signal: x.opts.signal, log,
+    makeTrial: (i, c, threads) => x.store.trial(`architecture/${i + 1}`, c, x.data, { threads }),
+  })
+  x.arch = arch
+  const best = arch.best
+  await best.advance(best.config.epochs, x.opts.signal)
+  best.finish()
+  const sameAsM1 = hiddenLabel(best.config.hidden) === hiddenLabel(m1.config.hidden)
+  log(`M3: selected ${archLabel(best.layers)}, best val_loss ${best.bestValLoss.toFixed(4)} at epoch ${best.bestEpoch}${sameAsM1 ? ' (M1\'s architecture again)' : ''}`)
+  x.finished.set('M3', {
+    trial: best,
+    result: { ...fromTrial('M3', best), notes: `best of ${configs.length} architectures (depth ${a.depths.join('/')} × width ${a.widths.join('/')}), M1's other settings; val loss ${best.bestValLoss.toFixed(4)}${sameAsM1 ? '; same architecture as M1' : ''}` },
+  })
+  x.clock.end('M3')
+  await x.phaseDone('M3')
+}
+
+/** M4: a deliberately huge network without regularisation, to show overfitting. */
+async function trainM4(x: Study): Promise<void> {
+  const { cfg, inputs } = x
+  x.clock.begin('M4')
+  const layers = layersOf(cfg.M4, inputs.features, inputs.classes)
+  x.log(`M4: ${archLabel(layers)} (${paramCount(layers).toLocaleString('en-US')} parameters) ${techniques(cfg.M4)}, ${x.sideThreads} thread(s)`)
+  const t = x.store.trial('M4', cfg.M4, x.data, { threads: x.sideThreads, onEpoch: epochLogger(x.log, 'M4', 5) })
+  await t.advance(cfg.M4.epochs, x.opts.signal)
+  t.finish()
+  const h = t.history
+  const last = h[h.length - 1]
+  const ratio = last.valLoss / t.bestValLoss
+  x.finished.set('M4', {
+    trial: t,
+    result: { ...fromTrial('M4', t), notes: `${paramCount(t.layers).toLocaleString('en-US')} parameters for ${inputs.train.labels.length} training images; validation loss lowest at epoch ${t.bestEpoch} (${t.bestValLoss.toFixed(3)}), ${ratio.toFixed(1)}× that at epoch ${last.epoch}; final train accuracy ${pct(last.trainAccuracy)}` },
+  })
+  x.clock.end('M4')
+  await x.phaseDone('M4')
+}
+
+/**
+ * Epochs 1–10 again, each from the engine's state at its start, on a second worker (the core this
+ * thread has used so far), while the reference finishes.
+ */
+async function resyncReference(x: Study): Promise<void> {
+  const { cfg, inputs, store, log } = x
+  const m1 = m1Of(x)
+  if (!x.reference || !m1) return
+  const epochs = Math.min(10, m1.config.epochs)
+  if (store.resync.length >= epochs) return
+  const eng = await engineEpochStarts(m1, x.data, x.sideThreads, epochs, x.opts.signal)
+  log(`M2: the reference also trains epochs ${store.resync.length + 1}–${epochs} each from the engine's state at the epoch's start, on a second worker`)
+  x.resync = runResyncInWorker(
+    // the budget counts the epochs done before an interruption too
+    { config: m1.config, layers: m1.layers, train: inputs.train, features: inputs.features, ...eng, budgetSeconds: cfg.reference.budgetSeconds - store.resync.reduce((sum, r) => sum + r.seconds, 0), skip: store.resync.length },
+    (r) => {
+      store.resync.push(r)
+      log(`M2 (re-synchronised) epoch ${r.epoch}: training loss engine ${r.engineLoss.toFixed(6)}, reference ${r.referenceLoss.toFixed(6)} (${relPct(r.relDiff)} apart), weights at most ${r.maxAbsWeightDiff.toExponential(1)} apart`)
+    },
+  )
+}
+
+/** The reference's outcome, and the re-synchronised epochs' end (or an AbortError as soon as the signal aborts). */
+async function waitForReference(x: Study): Promise<void> {
+  const signal = x.opts.signal
+  const wait = <T>(p: Promise<T>) => (signal ? untilAborted(p, signal) : p)
+  if (x.referenceOutcome) x.refOut = await wait(x.referenceOutcome)
+  if (x.resync) await wait(x.resync.result)
+}
+
+/**
+ * The engine's copy of M2's prefix, for the agreement check, and the same from a start moved by one
+ * float32 rounding: how far this configuration's own arithmetic noise carries.
+ */
+async function agreementCopies(x: Study): Promise<void> {
+  const { cfg, inputs, store, refOut } = x
+  const m1 = m1Of(x)
+  if (!refOut || !m1) return
+  x.clock.begin('agreement-prefix')
+  const init = new MLP({ layers: m1.layers, seed: m1.config.seed, threads: 1 })
+  const w0 = init.getWeights()
+  init.free()
+  x.prefix = await engineCopy(store, 'agreement/prefix', m1.config, x.data, cfg.threads, w0, refOut, x.opts.signal)
+  const steps = stepsPerEpoch(m1.config, inputs.train.labels.length)
+  for (let k = 1; k <= SENSITIVITY_TWINS; k++) {
+    // jitter call 1 moves the start, call 2 + (global step) follows each step
+    const jitter = jitterer(w0, k)
+    x.twins.push(await engineCopy(store, `agreement/twin${k}`, m1.config, x.data, cfg.threads, jitter.apply(w0, 1), refOut, x.opts.signal, (m, epoch, batch) => m.setWeights(jitter.apply(m.getWeights(), 2 + epoch * steps + batch))))
+  }
+  x.clock.end('agreement-prefix')
+  await x.phaseDone('agreement')
+}
+
+/**
+ * An error out of the phases. Interrupted: every engine model is at rest between two mini-batches
+ * (each trial awaited its batch, the search's pool waited for all of them); stop the reference the
+ * same way, write one checkpoint of everything, and rethrow with where it is. Anything else: end
+ * the workers and rethrow.
+ */
+async function interrupted(x: Study, e: unknown): Promise<never> {
+  await x.resync?.terminate() // the epoch under way is recomputed on resume
+  if ((e as Error)?.name !== 'AbortError') {
+    await x.reference?.terminate()
+    throw e
+  }
+  const info: ExperimentInterruption = { dir: x.dir }
   try {
-    // M0 ------------------------------------------------------------------------------------------
-    if (wants('M0')) {
-      begin('M0')
-      log(`M0: ${archLabel(layersOf(cfg.M0, inputs.features, K))} ${techniques(cfg.M0)}`)
-      const t = store.trial('M0', cfg.M0, data, { threads: cfg.threads, onEpoch: epochLogger('M0', 50) })
-      await t.advance(cfg.M0.epochs, opts.signal)
-      t.finish()
-      finished.set('M0', { trial: t, result: { ...fromTrial('M0', t), notes: `the study's baseline: ${paramCount(t.layers).toLocaleString('en-US')} parameters, one gradient step per epoch on all ${inputs.train.labels.length} training images` } })
-      end('M0')
-      await phaseDone('M0')
+    if (x.reference) {
+      const r = await x.reference.interrupt()
+      x.store.reference = r.outcome ? { outcome: r.outcome } : { state: r.state }
     }
-
-    // Search → M1 ---------------------------------------------------------------------------------
-    if (needSearch) {
-      begin('search')
-      const s = cfg.search
-      const configs = searchConfigs({ ...s }, cfg.seed)
-      log(`search: ${s.mode}, ${configs.length} trials, up to ${s.epochs} epochs each, ${s.halving ? `successive halving (r0 ${s.halving.minEpochs}, η ${s.halving.eta})` : 'no halving'}, ${s.concurrency} at a time × ${s.threads} thread${s.threads === 1 ? '' : 's'}`)
-      search = await runTrials('search', s.mode, configs, data, {
-        epochs: s.epochs, halving: s.halving, concurrency: s.concurrency, threads: s.threads, signal: opts.signal, log,
-        makeTrial: (i, c, threads) => store.trial(`search/${i + 1}`, c, data, { threads }),
-      })
-      const best = search.best
-      await best.advance(best.config.epochs, opts.signal)
-      best.finish()
-      log(`search: selected trial ${search.bestId} (${describeConfig(best.config)}), best val_loss ${best.bestValLoss.toFixed(4)} at epoch ${best.bestEpoch}; ${search.epochsTrained} epochs trained instead of up to ${search.epochsWithoutHalving}, ${search.seconds.toFixed(1)}s`)
-      finished.set('M1', {
-        trial: best,
-        result: { ...fromTrial('M1', best), notes: `${configs.length === 1 ? `the only ${s.mode}-search trial` : `best of ${configs.length} ${s.mode}-search trials (trial ${search.bestId}; successive halving ${search.rungs.length > 1 ? `at ${search.rungs.join('/')} epochs` : 'off'})`}, val loss ${best.bestValLoss.toFixed(4)}` },
-      })
-      end('search')
-      await phaseDone('search')
-    }
-
-    // M2 on a worker thread ∥ architecture search (M3) and M4 here -------------------------------
-    begin('parallel')
-    const m1 = m1Of()
-    let referenceOutcome: Promise<ReferenceOutcome> | undefined
-    if (wants('M2') && m1) {
-      // the initial weights: a fresh engine model with M1's seed, as M1 itself started
-      const fresh = new MLP({ layers: m1.layers, seed: m1.config.seed, threads: 1 })
-      const init = fresh.getWeights()
-      fresh.free()
-      const job: ReferenceJob = { config: m1.config, layers: m1.layers, init, train: inputs.train, validation: inputs.validation, features: inputs.features, budgetSeconds: cfg.reference.budgetSeconds }
-      phaseStart.set('M2', performance.now())
-      if (store.reference.outcome) {
-        log(`M2: the reference run finished before the interruption (${store.reference.outcome.history.length} epochs)`)
-        reference = finishedReference(job, store.reference.outcome)
-      } else {
-        const from = store.reference.state
-        log(from
-          ? `M2: the reference continues on a worker thread from epoch ${from.epoch + 1}, batch ${from.nextBatch + 1} (${from.seconds.toFixed(0)}s of its ${cfg.reference.budgetSeconds}s used)`
-          : `M2: the reference trains M1's configuration from the same initial weights on a worker thread, for up to ${cfg.reference.budgetSeconds}s`)
-        reference = runReferenceInWorker(
-          job,
-          (r) => log(`M2 (reference) epoch ${r.epoch}/${m1.config.epochs}  loss ${r.trainLoss.toFixed(4)}  val_loss ${r.valLoss.toFixed(4)}  val_acc ${r.valAccuracy.toFixed(4)}  ${r.seconds.toFixed(1)}s`),
-          from,
-        )
-      }
-      referenceOutcome = reference.result.then((o) => {
-        timings.M2 = (performance.now() - phaseStart.get('M2')!) / 1000
-        store.reference = { outcome: o }
-        return o
-      })
-    }
-    // while the reference holds one core, this thread's models get the rest
-    const sideThreads = reference ? cfg.architecture.threads : cfg.threads
-    if (wants('M3') && m1) {
-      begin('M3')
-      const a = cfg.architecture
-      const configs: ModelConfig[] = []
-      for (const d of a.depths) for (const w of a.widths) configs.push({ ...m1.config, hidden: Array<number>(d).fill(w) })
-      log(`M3: architecture search over depth ${a.depths.join('/')} × width ${a.widths.join('/')} (${configs.length} networks) with M1's other settings, ${a.halving ? `successive halving (r0 ${a.halving.minEpochs}, η ${a.halving.eta})` : 'no halving'}, ${reference ? a.concurrency : cfg.search.concurrency} at a time × ${reference ? sideThreads : cfg.search.threads} thread(s)`)
-      arch = await runTrials('architecture', 'architecture', configs, data, {
-        epochs: m1.config.epochs, halving: a.halving,
-        concurrency: reference ? a.concurrency : cfg.search.concurrency, threads: reference ? sideThreads : cfg.search.threads,
-        signal: opts.signal, log,
-        makeTrial: (i, c, threads) => store.trial(`architecture/${i + 1}`, c, data, { threads }),
-      })
-      const best = arch.best
-      await best.advance(best.config.epochs, opts.signal)
-      best.finish()
-      const sameAsM1 = hiddenLabel(best.config.hidden) === hiddenLabel(m1.config.hidden)
-      log(`M3: selected ${archLabel(best.layers)}, best val_loss ${best.bestValLoss.toFixed(4)} at epoch ${best.bestEpoch}${sameAsM1 ? ' (M1\'s architecture again)' : ''}`)
-      finished.set('M3', {
-        trial: best,
-        result: { ...fromTrial('M3', best), notes: `best of ${configs.length} architectures (depth ${a.depths.join('/')} × width ${a.widths.join('/')}), M1's other settings; val loss ${best.bestValLoss.toFixed(4)}${sameAsM1 ? '; same architecture as M1' : ''}` },
-      })
-      end('M3')
-      await phaseDone('M3')
-    }
-    if (wants('M4')) {
-      begin('M4')
-      log(`M4: ${archLabel(layersOf(cfg.M4, inputs.features, K))} (${paramCount(layersOf(cfg.M4, inputs.features, K)).toLocaleString('en-US')} parameters) ${techniques(cfg.M4)}, ${sideThreads} thread(s)`)
-      const t = store.trial('M4', cfg.M4, data, { threads: sideThreads, onEpoch: epochLogger('M4', 5) })
-      await t.advance(cfg.M4.epochs, opts.signal)
-      t.finish()
-      const h = t.history
-      const last = h[h.length - 1]
-      const ratio = last.valLoss / t.bestValLoss
-      finished.set('M4', {
-        trial: t,
-        result: { ...fromTrial('M4', t), notes: `${paramCount(t.layers).toLocaleString('en-US')} parameters for ${inputs.train.labels.length} training images; validation loss lowest at epoch ${t.bestEpoch} (${t.bestValLoss.toFixed(3)}), ${ratio.toFixed(1)}× that at epoch ${last.epoch}; final train accuracy ${pct(last.trainAccuracy)}` },
-      })
-      end('M4')
-      await phaseDone('M4')
-    }
-    // Epochs 1–10 again, each from the engine's state at its start, on a second worker (the core
-    // this thread has used so far), while the reference finishes.
-    if (reference && m1) {
-      const epochs = Math.min(10, m1.config.epochs)
-      if (store.resync.length < epochs) {
-        const eng = await engineEpochStarts(m1, data, sideThreads, epochs, opts.signal)
-        log(`M2: the reference also trains epochs ${store.resync.length + 1}–${epochs} each from the engine's state at the epoch's start, on a second worker`)
-        resync = runResyncInWorker(
-          // the budget counts the epochs done before an interruption too
-          { config: m1.config, layers: m1.layers, train: inputs.train, features: inputs.features, ...eng, budgetSeconds: cfg.reference.budgetSeconds - store.resync.reduce((sum, r) => sum + r.seconds, 0), skip: store.resync.length },
-          (r) => {
-            store.resync.push(r)
-            log(`M2 (re-synchronised) epoch ${r.epoch}: training loss engine ${r.engineLoss.toFixed(6)}, reference ${r.referenceLoss.toFixed(6)} (${relPct(r.relDiff)} apart), weights at most ${r.maxAbsWeightDiff.toExponential(1)} apart`)
-          },
-        )
-      }
-    }
-    if (referenceOutcome) refOut = opts.signal ? await untilAborted(referenceOutcome, opts.signal) : await referenceOutcome
-    if (resync) await (opts.signal ? untilAborted(resync.result, opts.signal) : resync.result)
-    end('parallel')
-
-    // The engine's copy of M2's prefix, for the agreement check, and the same from a start moved
-    // by one float32 rounding: how far this configuration's own arithmetic noise carries -----------
-    if (refOut && m1) {
-      begin('agreement-prefix')
-      const init = new MLP({ layers: m1.layers, seed: m1.config.seed, threads: 1 })
-      const w0 = init.getWeights()
-      init.free()
-      prefix = await engineCopy(store, 'agreement/prefix', m1.config, data, cfg.threads, w0, refOut, opts.signal)
-      const steps = stepsPerEpoch(m1.config, inputs.train.labels.length)
-      for (let k = 1; k <= SENSITIVITY_TWINS; k++) {
-        // jitter call 1 moves the start, call 2 + (global step) follows each step
-        const jitter = jitterer(w0, k)
-        twins.push(await engineCopy(store, `agreement/twin${k}`, m1.config, data, cfg.threads, jitter.apply(w0, 1), refOut, opts.signal, (m, epoch, batch) => m.setWeights(jitter.apply(m.getWeights(), 2 + epoch * steps + batch))))
-      }
-      end('agreement-prefix')
-      await phaseDone('agreement')
-    }
-  } catch (e) {
-    await resync?.terminate() // the epoch under way is recomputed on resume
-    if ((e as Error)?.name !== 'AbortError') {
-      await reference?.terminate()
-      throw e
-    }
-    // Interrupted. Every engine model is at rest between two mini-batches (each trial awaited its
-    // batch, the search's pool waited for all of them); stop the reference the same way.
-    const info: ExperimentInterruption = { dir }
-    try {
-      if (reference) {
-        const r = await reference.interrupt()
-        store.reference = r.outcome ? { outcome: r.outcome } : { state: r.state }
-      }
-      info.checkpoint = await store.write(dir, checkpointHeader('interrupted'))
-      log(`interrupted: checkpoint written to ${info.checkpoint}`)
-    } catch (err) {
-      info.error = err as Error
-    }
-    throw Object.assign(e as Error, { checkpoint: info })
+    info.checkpoint = await x.store.write(x.dir, x.checkpointHeader('interrupted'))
+    x.log(`interrupted: checkpoint written to ${info.checkpoint}`)
+  } catch (err) {
+    info.error = err as Error
   }
-  const m1 = m1Of()
+  throw Object.assign(e as Error, { checkpoint: info })
+}
+
+/** Selection is over: the test split, once per model (and for the agreement check's copies). */
+async function testSplitOnce(x: Study): Promise<{ results: ModelResult[]; agreement?: Agreement }> {
+  const { inputs, testSplit, refOut, reference, prefix, twins, cfg } = x
+  const K = inputs.classes
+  const m1 = m1Of(x)
   const results: ModelResult[] = []
   let agreement: Agreement | undefined
   // from here on the reference's worker may be waiting for the test split: end it whatever happens
   try {
-
-    // Selection is over: the test split, once per model ---------------------------------------
-    begin('test')
+    x.clock.begin('test')
     testSplit.unlock()
-    const modelDir = (id: ModelId) => join(dir, 'models', id)
+    const modelDir = (id: ModelId) => join(x.dir, 'models', id)
     for (const id of MODEL_IDS) {
-      const f = finished.get(id)
-      if (id === 'M2' || !f || !wants(id)) continue
+      const f = x.finished.get(id)
+      if (id === 'M2' || !f || !x.wants(id)) continue
       const t = f.trial!
       results.push({
         ...f.result,
         notes: f.result.notes ?? '',
         dir: modelDir(id),
         metrics: {
-          train: metricsOf(await t.model.evaluate(data.trainSet), K, inputs.train.labels.length),
-          validation: metricsOf(await t.model.evaluate(data.validationSet), K, inputs.validation.labels.length),
+          train: metricsOf(await t.model.evaluate(x.data.trainSet), K, inputs.train.labels.length),
+          validation: metricsOf(await t.model.evaluate(x.data.validationSet), K, inputs.validation.labels.length),
           test: await testSplit.evaluate(id, t.model, K),
         },
       })
@@ -511,14 +619,8 @@ export async function runExperiment(opts: ExperimentOptions = {}): Promise<Exper
       const prefixTest = await testSplit.evaluate(`M1 engine at M2's epoch ${refOut.weightsEpoch} (agreement check)`, prefix.trial.model, K)
       const twinTests: SplitMetrics[] = []
       for (const [k, tw] of twins.entries()) twinTests.push(await testSplit.evaluate(`M1 engine with rounding-size jitter ${k + 1} at M2's epoch (sensitivity)`, tw.trial.model, K))
-      agreement = agreementOf(refOut, refTest, prefix, prefixTest, twins, twinTests, store.resync, m1, cfg.reference.budgetSeconds, reference.onWorker)
-      const e10 = Math.min(10, agreement.epochsCompared)
-      const rs = agreement.resync
-      const resyncNote = rs.epochs.length ? `; each of epochs 1–${rs.epochs.length} re-run by the reference from the engine's state at its start: training loss within ${relPct(rs.maxTrainLossRelDiff)}` : ''
-      const verdict = agreement.verdict === 'agree' ? resyncNote : agreement.verdict === 'float32-sensitivity'
-        ? `${resyncNote} — the free-running losses drift apart by more than 1%, no further than the engine drifts from itself with its weights jittered by one float32 rounding per step (${relPct(agreement.sensitivity.maxTrainLossRelDiffFirst10)}, Δ ${agreement.sensitivity.testAccuracyDiffPoints.toFixed(2)} points): this configuration amplifies rounding`
-        : `${resyncNote} — DISAGREES`
-      const note = `pure-TypeScript reference, M1's settings and initial weights: ${refOut.history.length} of ${m1.config.epochs} epochs (${{ budget: `ended by the time budget of ${cfg.reference.budgetSeconds}s`, 'early-stopping': 'ended by early stopping', completed: 'all epochs', diverged: 'diverged' }[refOut.stoppedBy]}); vs the engine on the same batches: training loss within ${relPct(agreement.maxTrainLossRelDiffFirst10)} over epochs 1–${e10}, test accuracy Δ ${agreement.testAccuracyDiffPoints.toFixed(2)} points at epoch ${refOut.weightsEpoch}${refOut.weightsEpoch !== m1.weightsEpoch ? ` (M2 ends with epoch ${refOut.weightsEpoch}'s weights, M1 with epoch ${m1.weightsEpoch}'s: their validation minima fall on different epochs)` : ''}${verdict}`
+      agreement = agreementOf(refOut, refTest, prefix, prefixTest, twins, twinTests, x.store.resync, m1, cfg.reference.budgetSeconds, reference.onWorker)
+      const note = referenceNote(agreement, refOut, m1, cfg.reference.budgetSeconds)
       results.push({
         id: 'M2', engine: 'reference', config: m1.config, layers: m1.layers, parameters: paramCount(m1.layers), history: refOut.history,
         bestEpoch: refOut.bestEpoch, weightsEpoch: refOut.weightsEpoch, stoppedBy: refOut.stoppedBy, seconds: refOut.seconds,
@@ -529,20 +631,35 @@ export async function runExperiment(opts: ExperimentOptions = {}): Promise<Exper
         },
       })
       results.sort((a, b) => MODEL_IDS.indexOf(a.id) - MODEL_IDS.indexOf(b.id))
-      log(`M2: ${note}`)
+      x.log(`M2: ${note}`)
     }
   } finally {
     await reference?.terminate()
   }
-  end('test')
+  x.clock.end('test')
+  return { results, agreement }
+}
 
-  // Files -------------------------------------------------------------------------------------
-  begin('files')
+/** The M2 row's notes: how far the reference ran, and how it agrees with the engine. */
+function referenceNote(agreement: Agreement, refOut: ReferenceOutcome, m1: Trial, budgetSeconds: number): string {
+  const e10 = Math.min(10, agreement.epochsCompared)
+  const rs = agreement.resync
+  const resyncNote = rs.epochs.length ? `; each of epochs 1–${rs.epochs.length} re-run by the reference from the engine's state at its start: training loss within ${relPct(rs.maxTrainLossRelDiff)}` : ''
+  const verdict = agreement.verdict === 'agree' ? resyncNote : agreement.verdict === 'float32-sensitivity'
+    ? `${resyncNote} — the free-running losses drift apart by more than 1%, no further than the engine drifts from itself with its weights jittered by one float32 rounding per step (${relPct(agreement.sensitivity.maxTrainLossRelDiffFirst10)}, Δ ${agreement.sensitivity.testAccuracyDiffPoints.toFixed(2)} points): this configuration amplifies rounding`
+    : `${resyncNote} — DISAGREES`
+  return `pure-TypeScript reference, M1's settings and initial weights: ${refOut.history.length} of ${m1.config.epochs} epochs (${{ budget: `ended by the time budget of ${budgetSeconds}s`, 'early-stopping': 'ended by early stopping', completed: 'all epochs', diverged: 'diverged' }[refOut.stoppedBy]}); vs the engine on the same batches: training loss within ${relPct(agreement.maxTrainLossRelDiffFirst10)} over epochs 1–${e10}, test accuracy Δ ${agreement.testAccuracyDiffPoints.toFixed(2)} points at epoch ${refOut.weightsEpoch}${refOut.weightsEpoch !== m1.weightsEpoch ? ` (M2 ends with epoch ${refOut.weightsEpoch}'s weights, M1 with epoch ${m1.weightsEpoch}'s: their validation minima fall on different epochs)` : ''}${verdict}`
+}
+
+/** The table, every model's directory, the pictures, the searches, the agreement, experiment.json and the report. */
+async function writeStudy(x: Study, results: ModelResult[], agreement: Agreement | undefined): Promise<ExperimentResult> {
+  const { dir, cfg, inputs, refOut, clock } = x
+  clock.begin('files')
   const table: TableRow[] = results.map((r) => ({
     model: r.id, testAccuracy: r.metrics.test.accuracy, testLoss: r.metrics.test.loss, balancedAccuracy: r.metrics.test.balancedAccuracy,
     macroF1: r.metrics.test.macroF1, techniques: `${archLabel(r.layers)} ${r.techniques}`, notes: r.notes, seconds: r.seconds,
   }))
-  for (const r of results) await writeModelDir(r, inputs, r.id === 'M2' ? refOut!.weights : finished.get(r.id)!.trial!.model.getWeights(), cfg)
+  for (const r of results) await writeModelDir(r, inputs, r.id === 'M2' ? refOut!.weights : x.finished.get(r.id)!.trial!.model.getWeights(), cfg)
   await writeFileAtomic(join(dir, 'comparison.md'), comparisonMarkdown(table))
   await writeFileAtomic(join(dir, 'comparison.csv'), comparisonCsv(table))
   await writeFileAtomic(join(dir, 'comparison.json'), json(table))
@@ -559,27 +676,29 @@ export async function runExperiment(opts: ExperimentOptions = {}): Promise<Exper
       await writeRendered(join(dir, 'curves-zoom'), await comparisonCurves(zoom, { title: `Validation loss, first ${cut} epochs`, metric: 'valLoss' }))
     }
   }
-  const searchSummary = search ? await writeSearch(join(dir, 'search'), search, 'Search: validation loss against learning rate') : undefined
-  const archSummary = arch ? await writeSearch(join(dir, 'architecture'), arch) : undefined
+  const searchSummary = x.search ? await writeSearch(join(dir, 'search'), x.search, 'Search: validation loss against learning rate') : undefined
+  const archSummary = x.arch ? await writeSearch(join(dir, 'architecture'), x.arch) : undefined
   if (agreement && refOut) {
     await writeFileAtomic(join(dir, 'agreement.json'), json(agreement))
-    await writeRendered(join(dir, 'agreement'), await agreementChart(prefix!.trial.history, refOut.history, twins.map((tw) => tw.trial.history), { resync: store.resync }))
+    await writeRendered(join(dir, 'agreement'), await agreementChart(x.prefix!.trial.history, refOut.history, x.twins.map((tw) => tw.trial.history), { resync: x.store.resync }))
   }
-  end('files')
-  const seconds = priorSeconds + (performance.now() - started) / 1000
-  timings.total = (performance.now() - started) / 1000
-  const result: ExperimentResult = { dir, config: cfg, models: results, table, search: searchSummary, architecture: archSummary, agreement, seconds, timings }
+  clock.end('files')
+  const priorSeconds = x.loaded?.seconds ?? 0
+  const interruptions = x.loaded?.interruptions ?? 0
+  const seconds = priorSeconds + (performance.now() - clock.started) / 1000
+  clock.timings.total = (performance.now() - clock.started) / 1000
+  const result: ExperimentResult = { dir, config: cfg, models: results, table, search: searchSummary, architecture: archSummary, agreement, seconds, timings: clock.timings }
   await writeFileAtomic(join(dir, 'experiment.json'), json({
     kind: 'kana-native-experiment',
     version: 1,
     createdAt: new Date().toISOString(),
-    command: opts.command,
+    command: x.opts.command,
     config: configForFile(cfg),
     data: dataSummary(inputs),
-    machine: { ...machineAtStart, loadAverageAtEnd: machineFacts().loadAverage },
-    timings,
+    machine: { ...x.machineAtStart, loadAverageAtEnd: machineFacts().loadAverage },
+    timings: clock.timings,
     seconds,
-    ...(loaded ? { resumed: { interruptions, secondsBefore: priorSeconds, note: 'finished after being interrupted and resumed from a checkpoint; timings are of the last session, seconds of all' } } : {}),
+    ...(x.loaded ? { resumed: { interruptions, secondsBefore: priorSeconds, note: 'finished after being interrupted and resumed from a checkpoint; timings are of the last session, seconds of all' } } : {}),
     table,
     models: results.map((r) => ({
       id: r.id, engine: r.engine, dir: `models/${r.id}`, layers: r.layers, parameters: r.parameters, config: r.config, techniques: r.techniques, notes: r.notes,
@@ -589,11 +708,11 @@ export async function runExperiment(opts: ExperimentOptions = {}): Promise<Exper
     search: searchSummary,
     architecture: archSummary,
     agreement,
-    testEvaluations: testSplit.evaluations,
+    testEvaluations: x.testSplit.evaluations,
   }))
   // the experiment is complete: its checkpoint has nothing left to resume
   await removeExperimentCheckpoint(dir)
-  if (opts.report ?? true) {
+  if (x.opts.report ?? true) {
     result.reportPath = await writeReport(dir)
   }
   return result
@@ -634,7 +753,7 @@ interface EngineCopy {
 
 async function engineCopy(
   store: ExperimentStore, key: string, c: ModelConfig, data: TrialData, threads: number, init: Float32Array[], ref: ReferenceOutcome, signal?: AbortSignal,
-  afterStep?: (model: MLP, epoch: number, batch: number) => void,
+  afterStep?: AfterStep,
 ): Promise<EngineCopy> {
   // Early stopping only decides when to stop; here the reference decided it, so run exactly its epochs.
   const trial = store.trial(key, { ...c, earlyStopping: false, restoreBest: false }, data, { threads, initialWeights: init, afterStep, keepEpoch: ref.weightsEpoch })
@@ -651,27 +770,32 @@ async function engineCopy(
  * with. Cheap next to the reference, so it is recomputed rather than checkpointed.
  */
 async function engineEpochStarts(m1: Trial, data: TrialData, threads: number, epochs: number, signal?: AbortSignal): Promise<{ starts: EpochStart[]; ends: Float32Array[][]; engineLoss: number[] }> {
-  const model = new MLP({ layers: m1.layers, seed: m1.config.seed, threads })
+  const starts: EpochStart[] = []
+  const ends: Float32Array[][] = []
+  const engineLoss: number[] = []
+  const stateOf = (t: Trial, epoch: number): EpochStart => {
+    const { step, m, v } = t.model.getTrainingState()
+    return { epoch, weights: t.model.getWeights(), step, m, v }
+  }
+  // M1's configuration (its schedule over all its epochs) from its seed, run for `epochs` whatever
+  // early stopping would say; each epoch's end is the next one's start
+  const copy = new Trial({ ...m1.config, earlyStopping: false }, data, {
+    threads,
+    onEpoch: (r, run) => {
+      const t = run as Trial
+      engineLoss.push(r.trainLoss)
+      ends.push(t.model.getWeights())
+      if (r.epoch < epochs) starts.push(stateOf(t, r.epoch))
+    },
+  })
   try {
-    const starts: EpochStart[] = []
-    const ends: Float32Array[][] = []
-    const engineLoss: number[] = []
-    for (let t = 0; t < epochs; t++) {
-      if (signal?.aborted) throw abortError(signal.reason)
-      const { step, m, v } = model.getTrainingState()
-      starts.push({ epoch: t, weights: model.getWeights(), step, m, v })
-      try {
-        engineLoss.push((await nativeEpoch(model, data, m1.config, t, epochLr(m1.config, t))).loss)
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'KANA_DIVERGED') throw e
-        starts.pop() // a diverging epoch has nothing to compare
-        break
-      }
-      ends.push(model.getWeights())
-    }
+    starts.push(stateOf(copy, 0))
+    await copy.advance(epochs, signal)
+    // a diverging epoch has nothing to compare
+    if (starts.length > ends.length) starts.length = ends.length
     return { starts, ends, engineLoss }
   } finally {
-    model.free()
+    copy.release()
   }
 }
 

@@ -1,6 +1,7 @@
 // M2: a model configuration trained by the independent pure-TypeScript reference (reference.ts)
 // instead of the engine — same split, same initial weights, same mini-batches in the same order
-// (trial.ts's epochOrder), same learning rate per epoch, same early stopping and restore-best.
+// (sources.ts epochOrder), same learning rate per epoch, same early stopping and restore-best: the
+// same Run (run.ts) as every engine model, with the reference as its batch source.
 //
 // The reference computes in float64 with plain loops and is slow (≈ 0.15–0.4 s per batch of 32 on
 // [784,512,10]: tens of seconds per epoch of 4,800 images), so it runs the longest prefix of the
@@ -16,9 +17,11 @@
 // the time used against the budget), from which runReference continues exactly.
 import { Worker } from 'node:worker_threads'
 import { join } from 'node:path'
-import { ReferenceMLP, type ReferenceInit } from '../engine/reference'
-import { EarlyStopping, type EarlyStoppingState } from '../training/early-stopping'
-import { batchAt, epochLr, epochOrder, type ModelConfig } from '../training/trial'
+import { ReferenceMLP } from '../engine/reference'
+import { EpochInterrupted, Run, epochLr } from '../training/run'
+import { flatParams, referenceBatches, referenceInit } from '../training/reference-source'
+import type { ModelConfig } from '../training/config'
+import type { RunSnapshot } from '../training/checkpoint'
 import type { Part } from '../data/inputs'
 import type { EpochRecord } from '../training/records'
 
@@ -49,42 +52,18 @@ export interface ReferenceOutcome {
   validation: { loss: number; accuracy: number; confusion: number[] }
 }
 
-/** A reference run stopped between two mini-batches: enough to continue it exactly. */
-export interface ReferenceState {
-  /** 0-based epoch in progress, and its next mini-batch. */
-  epoch: number
-  nextBatch: number
-  /** Sample-weighted loss sum and correct count of the epoch's batches done. */
-  loss: number
-  correct: number
-  /** Seconds spent in the unfinished epoch, and in the whole run (the budget counts them). */
-  epochSeconds: number
-  seconds: number
-  lastEpochSeconds: number
-  history: EpochRecord[]
-  earlyStopping: EarlyStoppingState
-  /** [W1, b1, W2, b2, …] in float64. */
-  params: Float64Array[]
-  adam: { t: number; m: Float64Array[]; v: Float64Array[] } | null
-  /** Parameters of the best validation epoch so far. */
-  best?: Float64Array[]
-  /** Parameters at the start of the unfinished epoch (what an over-budget epoch falls back to). */
-  before?: Float64Array[]
-}
+/**
+ * A reference run stopped between two mini-batches: enough to continue it exactly. The run's
+ * snapshot in float64 (model: parameters, Adam's step and moments, the parameters at the epoch's
+ * start), with the time budget's state in `extra.budget` (seconds used, the last epoch's duration).
+ */
+export type ReferenceState = RunSnapshot<Float64Array>
 
 export interface ReferenceTest {
   loss: number
   accuracy: number
   confusion: number[]
 }
-
-const toInit = (w: ArrayLike<number>[]): ReferenceInit[] => {
-  const out: ReferenceInit[] = []
-  for (let l = 0; l < w.length; l += 2) out.push({ weights: w[l], bias: w[l + 1] })
-  return out
-}
-
-const flat = (ps: { weights: Float64Array; bias: Float64Array }[]): Float64Array[] => ps.flatMap((p) => [p.weights, p.bias])
 
 export interface ReferenceControl {
   /** Shared Int32Array: when element 0 becomes non-zero the run stops before its next mini-batch. */
@@ -95,100 +74,60 @@ export interface ReferenceControl {
 
 export type ReferenceRunResult = { outcome: ReferenceOutcome; model: ReferenceMLP; state?: undefined } | { state: ReferenceState; outcome?: undefined; model?: undefined }
 
-/** The reference run itself, synchronous. Keeps the final model for the later test evaluation. */
-export function runReference(job: ReferenceJob, onEpoch?: (r: EpochRecord) => void, control: ReferenceControl = {}): ReferenceRunResult {
+/** The time budget's state: wall seconds used over every session, and the last epoch's duration. */
+interface BudgetState {
+  seconds: number
+  lastEpochSeconds: number
+}
+
+/** The reference run itself. Keeps the final model for the later test evaluation. */
+export async function runReference(job: ReferenceJob, onEpoch?: (r: EpochRecord) => void, control: ReferenceControl = {}): Promise<ReferenceRunResult> {
   const c = job.config
   const rs = control.resume
-  const started = performance.now() - (rs?.seconds ?? 0) * 1000
+  const budget: BudgetState = { seconds: 0, lastEpochSeconds: 0, ...(rs?.extra?.budget as BudgetState | undefined) }
+  const started = performance.now() - budget.seconds * 1000
   const elapsed = () => (performance.now() - started) / 1000
-  let model = new ReferenceMLP(job.layers, toInit(rs ? rs.params : job.init))
-  if (rs) model.setAdamState(rs.adam && { t: rs.adam.t, m: toInit(rs.adam.m), v: toInit(rs.adam.v) })
-  const stopper = rs ? EarlyStopping.fromJSON(rs.earlyStopping) : new EarlyStopping({ patience: c.earlyStopping ? c.patience : Number.MAX_SAFE_INTEGER, minDelta: c.minDelta, restoreBest: c.restoreBest })
-  const history: EpochRecord[] = rs ? rs.history.map((h) => ({ ...h })) : []
-  let best: Float64Array[] | undefined = rs?.best
-  let stoppedBy: ReferenceStop | undefined
-  const n = job.train.labels.length
-  const optimizer = c.optimizer === 'adam' ? 'adam' : 'sgd' // 'gd' = SGD on the full batch
-  const batchSize = c.optimizer === 'gd' ? n : Math.min(c.batchSize, n)
-  let lastEpochSeconds = rs?.lastEpochSeconds ?? 0
-  const stopRequested = () => control.stop !== undefined && Atomics.load(control.stop, 0) !== 0
-  for (let t = history.length; t < c.epochs; t++) {
-    const partial = rs && rs.epoch === t ? rs : undefined
-    if (!partial && t > 0 && elapsed() + lastEpochSeconds > job.budgetSeconds) {
-      stoppedBy = 'budget'
-      break
-    }
-    const epochStart = performance.now() - (partial?.epochSeconds ?? 0) * 1000
-    const lr = epochLr(c, t)
-    const order = batchSize >= n ? Uint32Array.from({ length: n }, (_, i) => i) : epochOrder(c.seed, t, n)
-    const steps = Math.ceil(n / batchSize)
-    let loss = partial?.loss ?? 0
-    let correct = partial?.correct ?? 0
-    let abandoned = false
-    // a copy of the model to fall back to if this epoch has to be abandoned half-way
-    const before = t > 0 ? (partial ? partial.before : flat(model.getWeights64())) : undefined
-    for (let b = partial?.nextBatch ?? 0; b < steps; b++) {
-      if (stopRequested()) {
-        const adam = model.getAdamState()
-        return {
-          state: {
-            epoch: t, nextBatch: b, loss, correct, epochSeconds: (performance.now() - epochStart) / 1000, seconds: elapsed(), lastEpochSeconds,
-            history, earlyStopping: stopper.toJSON(), params: flat(model.getWeights64()),
-            adam: adam && { t: adam.t, m: flat(adam.m), v: flat(adam.v) }, best, before,
-          },
-        }
-      }
-      const batch = batchAt(job.train, job.features, order, batchSize, b)
-      const r = model.step(batch.images, batch.labels, batch.n, { optimizer, lr, l2: c.l2, beta1: c.beta1, beta2: c.beta2, eps: c.eps })
-      loss += r.loss * batch.n
-      correct += Math.round(r.accuracy * batch.n)
-      if (t > 0 && elapsed() > job.budgetSeconds * 1.5) {
-        abandoned = true
-        break
-      }
-    }
-    if (abandoned) {
-      // Adam's moments have moved too, so the clean state is the weights of the last full epoch:
-      // rebuild from them (moments are only needed to continue, and the run stops here).
-      model = new ReferenceMLP(job.layers, toInit(before!))
-      stoppedBy = 'budget'
-      break
-    }
-    if (!Number.isFinite(loss)) {
-      stoppedBy = 'diverged'
-      break
-    }
-    const val = model.evaluate(job.validation.images, job.validation.labels, job.validation.labels.length)
-    const record: EpochRecord = {
-      epoch: t + 1, lr, trainLoss: loss / n, trainAccuracy: correct / n,
-      valLoss: val.loss, valAccuracy: val.accuracy, seconds: (performance.now() - epochStart) / 1000,
-    }
-    lastEpochSeconds = record.seconds
-    history.push(record)
-    onEpoch?.(record)
-    const { improved, stop } = stopper.update(t, val.loss)
-    if (improved) best = flat(model.getWeights64())
-    if (!Number.isFinite(val.loss)) {
-      stoppedBy = 'diverged'
-      break
-    }
-    if (stop) {
-      stoppedBy = 'early-stopping'
-      break
+  // One that overruns the budget by half is abandoned (the first epoch always runs to its end).
+  const src = referenceBatches(job.layers, rs?.model ? rs.model.weights : job.init, c, job.train, job.validation, job.features, {
+    stop: control.stop, abandon: () => elapsed() > job.budgetSeconds * 1.5,
+  })
+  const run = new Run<Float64Array>(c, src, {
+    hooks: {
+      // an epoch starts only when the time used so far plus the last epoch's duration fits
+      before: [(_r, t) => (t > 0 && elapsed() + budget.lastEpochSeconds > job.budgetSeconds ? 'budget' : null)],
+      onEpoch: [(record) => {
+        budget.lastEpochSeconds = record.seconds
+        onEpoch?.(record)
+      }],
+    },
+  })
+  if (rs) {
+    const m = rs.model!
+    src.model.setAdamState(m.m.length ? { t: m.step, m: referenceInit(m.m), v: referenceInit(m.v) } : null)
+    src.epochStart = m.epochStart
+    run.restore(rs)
+  }
+  try {
+    await run.advance(c.epochs)
+  } catch (e) {
+    if ((e as Error)?.name !== 'AbortError') throw e
+    const adam = src.model.getAdamState()
+    return {
+      state: {
+        ...run.state(), released: false,
+        model: { weights: src.getWeights(), step: adam?.t ?? 0, rng: null, m: adam ? flatParams(adam.m) : [], v: adam ? flatParams(adam.v) : [], partialEpoch: null, epochStart: src.epochStart },
+        extra: { budget: { ...budget, seconds: elapsed() } },
+      },
     }
   }
-  stoppedBy ??= 'completed'
-  let weightsEpoch = history.length
-  if (best && (c.restoreBest || stoppedBy === 'diverged')) {
-    model = new ReferenceMLP(job.layers, toInit(best))
-    weightsEpoch = stopper.bestEpoch + 1
-  }
+  run.finish()
+  const model = src.model
   const val = model.evaluate(job.validation.images, job.validation.labels, job.validation.labels.length)
   const weights = model.getWeights().flatMap((p) => [p.weights, p.bias])
   return {
     model,
     outcome: {
-      history, stoppedBy, bestEpoch: stopper.bestEpoch + 1, weightsEpoch, seconds: elapsed(), weights, weights64: flat(model.getWeights64()),
+      history: run.history, stoppedBy: run.stopReason as ReferenceStop, bestEpoch: run.bestEpoch, weightsEpoch: run.weightsEpoch, seconds: elapsed(), weights, weights64: flatParams(model.getWeights64()),
       validation: { loss: val.loss, accuracy: val.accuracy, confusion: [...val.confusion] },
     },
   }
@@ -238,34 +177,32 @@ export interface ResyncRecord {
   seconds: number
 }
 
-/** Runs the re-synchronised epochs, within the budget; stops before a batch when `stop` is set. */
-export function runResync(job: ResyncJob, onEpoch: (r: ResyncRecord) => void, stop?: Int32Array): void {
+/**
+ * Runs the re-synchronised epochs, within the budget; stops before a batch when `stop` is set.
+ * Each is one epoch of the reference's batch source from an engine state — a measurement, not a
+ * run: nothing is validated, kept or stopped early.
+ */
+export async function runResync(job: ResyncJob, onEpoch: (r: ResyncRecord) => void, stop?: Int32Array): Promise<void> {
   const c = job.config
   const started = performance.now()
-  const n = job.train.labels.length
-  const optimizer = c.optimizer === 'adam' ? 'adam' : 'sgd'
-  const batchSize = c.optimizer === 'gd' ? n : Math.min(c.batchSize, n)
-  const steps = Math.ceil(n / batchSize)
   let last = 0
   for (let k = job.skip; k < job.starts.length; k++) {
     const elapsed = (performance.now() - started) / 1000
     if (k > job.skip && elapsed + last > job.budgetSeconds) return
     const epochStart = performance.now()
     const s = job.starts[k]
-    const model = new ReferenceMLP(job.layers, toInit(s.weights))
-    if (s.m.length) model.setAdamState({ t: s.step, m: toInit(s.m), v: toInit(s.v) })
-    const order = batchSize >= n ? Uint32Array.from({ length: n }, (_, i) => i) : epochOrder(c.seed, s.epoch, n)
-    const lr = epochLr(c, s.epoch)
-    let loss = 0
-    for (let b = 0; b < steps; b++) {
-      if (stop && Atomics.load(stop, 0) !== 0) return
-      const batch = batchAt(job.train, job.features, order, batchSize, b)
-      loss += model.step(batch.images, batch.labels, batch.n, { optimizer, lr, l2: c.l2, beta1: c.beta1, beta2: c.beta2, eps: c.eps }).loss * batch.n
+    const src = referenceBatches(job.layers, s.weights, c, job.train, job.train, job.features, { stop })
+    if (s.m.length) src.model.setAdamState({ t: s.step, m: referenceInit(s.m), v: referenceInit(s.v) })
+    let referenceLoss: number
+    try {
+      referenceLoss = (await src.trainEpoch(s.epoch, epochLr(c, s.epoch), undefined, null)).loss
+    } catch (e) {
+      if (e instanceof EpochInterrupted) return
+      throw e
     }
-    const w = flat(model.getWeights64())
+    const w = src.getWeights()
     let maxAbs = 0
     job.ends[k].forEach((e, l) => e.forEach((x, i) => (maxAbs = Math.max(maxAbs, Math.abs(x - w[l][i])))))
-    const referenceLoss = loss / n
     const engineLoss = job.engineLoss[k]
     last = (performance.now() - epochStart) / 1000
     onEpoch({ epoch: s.epoch + 1, engineLoss, referenceLoss, relDiff: Math.abs(engineLoss - referenceLoss) / Math.abs(referenceLoss), maxAbsWeightDiff: maxAbs, seconds: last })
@@ -282,7 +219,7 @@ export function runResyncInWorker(job: ResyncJob, onEpoch: (r: ResyncRecord) => 
   try {
     worker = new Worker(workerCode(), { eval: true, workerData: { kind: 'resync', job, stop } })
   } catch {
-    return { result: Promise.resolve().then(() => runResync(job, onEpoch)), terminate: async () => {} }
+    return { result: runResync(job, onEpoch), terminate: async () => {} }
   }
   const result = new Promise<void>((resolve, reject) => {
     worker.on('message', (m: { type: string; record?: ResyncRecord; error?: string }) => {
@@ -400,8 +337,7 @@ export function runReferenceInWorker(job: ReferenceJob, onEpoch?: (r: EpochRecor
 /** The same, on this thread (blocks the event loop while it runs). */
 export function runReferenceHere(job: ReferenceJob, onEpoch?: (r: EpochRecord) => void, resume?: ReferenceState): ReferenceRun {
   let model: ReferenceMLP | undefined
-  const result = Promise.resolve().then(() => {
-    const r = runReference(job, onEpoch, { resume })
+  const result = runReference(job, onEpoch, { resume }).then((r) => {
     model = r.model
     return r.outcome!
   })
@@ -419,7 +355,7 @@ export function runReferenceHere(job: ReferenceJob, onEpoch?: (r: EpochRecord) =
 
 /** A finished reference run (from an experiment's checkpoint): its outcome, and its model for the test split. */
 export function finishedReference(job: ReferenceJob, outcome: ReferenceOutcome): ReferenceRun {
-  const model = new ReferenceMLP(job.layers, toInit(outcome.weights64))
+  const model = new ReferenceMLP(job.layers, referenceInit(outcome.weights64))
   return {
     result: Promise.resolve(outcome),
     onWorker: false,

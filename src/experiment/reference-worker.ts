@@ -8,31 +8,24 @@ import type { ReferenceMLP } from '../engine/reference'
 const port = parentPort!
 let model: ReferenceMLP | undefined
 const data = workerData as { kind: 'reference'; job: ReferenceJob; resume?: ReferenceState; stop: Int32Array } | { kind: 'resync'; job: ResyncJob; stop: Int32Array }
+const fail = (e: unknown) => port.postMessage({ type: 'error', error: (e as Error).stack ?? String(e) })
 if (data.kind === 'resync') {
-  try {
-    runResync(data.job, (record) => port.postMessage({ type: 'resync-epoch', record }), data.stop)
-    port.postMessage({ type: 'resync-done' })
-  } catch (e) {
-    port.postMessage({ type: 'error', error: (e as Error).stack ?? String(e) })
-  }
+  runResync(data.job, (record) => port.postMessage({ type: 'resync-epoch', record }), data.stop).then(() => port.postMessage({ type: 'resync-done' }), fail)
 } else {
-  try {
-    const r = runReference(data.job, (record) => port.postMessage({ type: 'epoch', record }), { stop: data.stop, resume: data.resume })
+  runReference(data.job, (record) => port.postMessage({ type: 'epoch', record }), { stop: data.stop, resume: data.resume }).then((r) => {
     if (r.state) port.postMessage({ type: 'interrupted', state: r.state })
     else {
       model = r.model
       port.postMessage({ type: 'done', outcome: r.outcome })
     }
-  } catch (e) {
-    port.postMessage({ type: 'error', error: (e as Error).stack ?? String(e) })
-  }
+  }, fail)
   port.on('message', (m: { type: string; images: Uint8Array; labels: Int32Array }) => {
     if (m.type !== 'test' || !model) return
     try {
       const ev = model.evaluate(m.images, m.labels, m.labels.length)
       port.postMessage({ type: 'test', test: { loss: ev.loss, accuracy: ev.accuracy, confusion: [...ev.confusion] } })
     } catch (e) {
-      port.postMessage({ type: 'error', error: (e as Error).stack ?? String(e) })
+      fail(e)
     }
   })
 }

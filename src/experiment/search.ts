@@ -18,9 +18,26 @@
 // (bench/trial-concurrency.ts, README "Experiments and reports"): a tie within noise; the default
 // (experiments.ts DEFAULT_SEARCH_CONCURRENCY) and the reasons are recorded there.
 import { mulberry32 } from '../data/split'
-import { resolveModelConfig, Trial, type ModelConfig, type TrialData } from '../training/trial'
+import { resolveModelConfig, Trial, type ModelConfig } from '../training/trial'
+import type { TrialData } from '../training/sources'
+import { z } from 'zod'
+import { fieldSchema, parseWith } from '../training/config'
 import type { OptimizerName } from '../engine/mlp'
 import type { ScheduleName } from '../training/schedule'
+
+/** Candidate values of one setting: a non-empty list, each value checked by the setting's own schema. */
+const candidates = <S extends z.ZodType>(s: S, what: string) => z.array(s).min(1).meta({ must: `must be a non-empty list of ${what}` })
+
+/** The search space's schema: the model settings' own schemas for every candidate (strict: unknown keys are refused). */
+export const SearchSpaceSchema = z.strictObject({
+  optimizer: candidates(fieldSchema('optimizer'), 'optimizers'),
+  lr: z.partialRecord(fieldSchema('optimizer'), candidates(fieldSchema('lr'), 'learning rates')),
+  batchSize: candidates(fieldSchema('batchSize'), 'batch sizes'),
+  hidden: candidates(fieldSchema('hidden'), 'hidden-layer lists'),
+  l2: candidates(fieldSchema('l2'), 'L2 λ values'),
+  schedule: candidates(fieldSchema('schedule'), 'schedules'),
+  patience: candidates(fieldSchema('patience'), 'patience values'),
+})
 
 /** Candidate values per hyper-parameter. Random search draws lr log-uniformly over [min, max] of its optimizer's list. */
 export interface SearchSpace {
@@ -32,6 +49,9 @@ export interface SearchSpace {
   schedule: ScheduleName[]
   patience: number[]
 }
+// the interface is what the search reads; the schema must describe exactly it
+const _sameSpace: [z.infer<typeof SearchSpaceSchema>] extends [SearchSpace] ? ([SearchSpace] extends [z.infer<typeof SearchSpaceSchema>] ? true : never) : never = true
+void _sameSpace
 
 export const DEFAULT_RANDOM_SPACE: SearchSpace = {
   optimizer: ['adam', 'sgd'],
@@ -118,13 +138,11 @@ export interface SearchResult {
 
 const pick = <T>(rand: () => number, xs: T[]): T => xs[Math.floor(rand() * xs.length)]
 
-function checkSpace(s: SearchSpace): void {
-  for (const k of ['optimizer', 'batchSize', 'hidden', 'l2', 'schedule', 'patience'] as const) {
-    if (!Array.isArray(s[k]) || s[k].length === 0) throw new RangeError(`search space: ${k} must be a non-empty list`)
-  }
+/** Checks a complete search space (RangeError naming the entry, e.g. `search.space.lr.adam[0]`). */
+export function checkSpace(s: SearchSpace, where = 'search.space'): void {
+  parseWith(SearchSpaceSchema, s, where)
   for (const o of s.optimizer) {
-    const lrs = s.lr?.[o]
-    if (!Array.isArray(lrs) || lrs.length === 0 || !lrs.every((x) => x > 0)) throw new RangeError(`search space: lr.${o} must list positive learning rates`)
+    if (s.lr[o] === undefined) throw new RangeError(`${where}.lr.${o} must list positive learning rates: ${o} is among the optimizers searched`)
   }
 }
 

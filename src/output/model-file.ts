@@ -16,6 +16,7 @@
  */
 import { promises as fsp } from 'node:fs';
 import { writeFileAtomic } from './atomic';
+import { trainingRecordProblem } from '../training/config';
 
 export const MODEL_FORMAT = 'kana-native-model';
 export const MODEL_VERSION = 1;
@@ -127,6 +128,8 @@ function checkMeta(m: unknown, fail: Fail): ModelFile['meta'] {
   }
   if (training !== undefined) {
     if (!isRecord(training)) fail('EMETA', 'training is not a JSON object');
+    const problem = trainingRecordProblem(training);
+    if (problem !== undefined) fail('EMETA', `training: ${problem}`);
     meta.training = training;
   }
   if (metrics !== undefined) {

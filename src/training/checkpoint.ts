@@ -1,39 +1,38 @@
-// Checkpoints of an interrupted training run, so that `train --resume RUN_DIR` continues it to
-// exactly the result an uninterrupted run gives.
+// Checkpoints: a run (run.ts) with its model, written so that resuming continues it to exactly
+// the result an uninterrupted run gives. One format for a run — `RunSnapshot`: the loop's progress
+// counters, the history, each component's state (early stopping, best weights, the kept epoch, the
+// stop policies') and the model's (weights, optimiser moments and step, the generator, the
+// engine's unfinished epoch) — written and read by one codec (encodeSnapshot/decodeSnapshot).
+// `train`'s checkpoint holds one snapshot; an experiment's (experiment/checkpoint.ts) one per trial
+// and one for the reference.
 //
 //   RUN_DIR/checkpoint/
 //     checkpoint.json            the index, written last and renamed into place: no index, no checkpoint
-//     weights.<id>.safetensors   the weights at the interruption (the model-file format)
-//     best.<id>.safetensors      the weights of the best validation epoch so far (once one improved)
-//     state.<id>.safetensors     Adam's moments `m.{k}`, `v.{k}` (F32) and the unfinished epoch's
-//                                permutation `partialEpoch.order` (U32), safetensors as well
+//     tensors.<id>.safetensors   the snapshot's tensors (weights, best, m, v, the epoch's order)
 //
-// Every checkpoint writes its data files under fresh names (<id>) and only then replaces
-// checkpoint.json, which records each file's size and SHA-256; files of older checkpoints are
+// Every checkpoint writes its data file under a fresh name (<id>) and only then replaces
+// checkpoint.json, which records the file's size and SHA-256; files of older checkpoints are
 // removed afterwards. A crash at any moment therefore leaves the previous checkpoint or the new
 // one, never a mix, and a damaged file is refused by its hash instead of silently resuming wrong.
-//
-// checkpoint.json holds the rest: the epoch index and phase (training, or training done and
-// validation pending), the rate of that epoch (the schedule's position), the running sums of the
-// unfinished epoch, the generator state and step count, the early-stopping state, the history so
-// far, the resolved configuration and where the data came from with a fingerprint of it.
-// JSON carries every float64 exactly (shortest round-trip form), so the sums resume bit for bit.
+// checkpoint.json also holds the resolved configuration and where the data came from with a
+// fingerprint of it. JSON carries every float64 exactly (shortest round-trip form), so the
+// running sums resume bit for bit.
 import { createHash, randomBytes } from 'node:crypto'
 import { promises as fsp } from 'node:fs'
 import { join } from 'node:path'
 import { writeFileAtomic } from '../output/atomic'
-import { decodeModel, encodeModel } from '../output/model-file'
-import { EarlyStopping, type EarlyStoppingState } from './early-stopping'
+import { EarlyStopping } from './early-stopping'
 import type { TrainingState } from '../engine/mlp'
 import type { Inputs } from '../data/inputs'
-import type { EpochRecord, ResolvedConfig } from './records'
+import type { ResolvedConfig } from './records'
+import type { RunState } from './run'
 import { checkModelConfig } from './config'
 
 export const CHECKPOINT_DIR = 'checkpoint'
 export const CHECKPOINT_INDEX = 'checkpoint.json'
 export const CHECKPOINT_FORMAT = 'kana-native-checkpoint'
-export const CHECKPOINT_VERSION = 1
-const STATE_FORMAT = 'kana-native-training-state'
+export const CHECKPOINT_VERSION = 2
+const TENSORS_FORMAT = 'kana-native-checkpoint-tensors'
 /** Bytes hashed at each end of a data file for its fingerprint. */
 const FINGERPRINT_SPAN = 1 << 20
 const HOST_LE = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1
@@ -75,31 +74,41 @@ export interface DataRecord {
   fingerprint: string
 }
 
-export interface PendingFit {
-  loss: number
-  accuracy: number
-  steps: number
+/**
+ * A run and its model, as every checkpoint holds them. `model` is absent once the model was freed
+ * (a trial dropped by the search: it keeps only its record). The engine's weights are Float32Array,
+ * the reference's Float64Array.
+ */
+export interface RunSnapshot<W extends Float32Array | Float64Array = Float32Array> extends RunState<W> {
+  released: boolean
+  model?: ModelState<W>
+  /** States of the stop policies and sources beside the loop, by name (JSON; e.g. the reference's budget). */
+  extra?: Record<string, unknown>
 }
 
+/** What decides the rest of a model's training: its weights and its optimiser's state. */
+export interface ModelState<W extends Float32Array | Float64Array = Float32Array> {
+  weights: W[]
+  /** Optimiser steps taken. */
+  step: number
+  /** The engine's shuffling generator (a decimal string); null for the reference. */
+  rng: string | null
+  /** Adam's moments, or SGD's momentum in `m`; empty before the first step that makes them. */
+  m: W[]
+  v: W[]
+  /** The engine's own unfinished epoch (train's engine-shuffled epochs). */
+  partialEpoch: TrainingState['partialEpoch']
+  /** The parameters at the start of the epoch under way (the reference's fallback for an abandoned epoch). */
+  epochStart?: W[]
+}
+
+/** train's checkpoint: the run's configuration, its data, the epoch's learning rate, the snapshot. */
 export interface Checkpoint {
-  /** 0-based index of the epoch in progress; its rate is `lr`. */
-  epoch: number
-  /** 'train': the epoch's optimiser steps are (partly) to do; 'validate': they are done, validation is not. */
-  phase: 'train' | 'validate'
-  lr: number
-  /** Phase 'validate': what the epoch's training reported. */
-  pendingFit?: PendingFit
-  /** Time spent in the unfinished epoch, and in the whole run, before the interruption. */
-  epochSeconds: number
-  seconds: number
-  earlyStopping: EarlyStoppingState
-  history: EpochRecord[]
   config: ResolvedConfig
   data: DataRecord
-  weights: Float32Array[]
-  /** Weights of the best validation epoch so far (earlyStopping.bestEpoch), when any improved. */
-  best?: Float32Array[]
-  training: TrainingState
+  /** The learning rate of the epoch under way (what the schedule gave it: checked again on resume). */
+  lr: number
+  snapshot: RunSnapshot & { model: ModelState }
   createdAt?: string
 }
 
@@ -296,47 +305,127 @@ export async function readIndexText(runDir: string, indexName: string, o: { what
 }
 
 export const isObj = (v: unknown): v is Record<string, any> => typeof v === 'object' && v !== null && !Array.isArray(v)
-const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v)
 export const isInt = (v: unknown, min = 0): v is number => Number.isSafeInteger(v) && (v as number) >= min
 
 // ---------------------------------------------------------------------------------------------
-// Writing
+// The snapshot codec: JSON for the counters and records, tensors (named under `prefix`) for the rest.
 
-const stateMeta = (layers: number[]) => ({ 'kana-native': JSON.stringify({ format: STATE_FORMAT, version: CHECKPOINT_VERSION, layers }) })
+type Tensors = [string, Tensor][]
 
-/** Writes a checkpoint into RUN_DIR/checkpoint/ (data files first, checkpoint.json last); returns that folder. */
+/** The snapshot's JSON record, its tensors appended to `tensors` under `prefix`. */
+export function encodeSnapshot<W extends Float32Array | Float64Array>(prefix: string, s: RunSnapshot<W>, tensors: Tensors): Record<string, unknown> {
+  const list = (name: string, xs: W[] | undefined): number => {
+    xs?.forEach((x, i) => tensors.push([`${prefix}${name}.${i}`, x]))
+    return xs?.length ?? 0
+  }
+  const { model, best, kept, ...rest } = s
+  let m: Record<string, unknown> | null = null
+  if (model) {
+    const pe = model.partialEpoch
+    if (pe) tensors.push([`${prefix}partialEpoch.order`, pe.order])
+    m = {
+      step: model.step, rng: model.rng,
+      partialEpoch: pe && { batchSize: pe.batchSize, nextStep: pe.nextStep, loss: pe.loss, correct: pe.correct, length: pe.order.length },
+      tensors: { weights: list('weights', model.weights), m: list('m', model.m), v: list('v', model.v), epochStart: list('epochStart', model.epochStart) },
+    }
+  }
+  return { ...rest, divergence: rest.divergence ?? null, extra: rest.extra ?? null, tensors: { best: list('best', best), kept: list('kept', kept) }, model: m }
+}
+
+const STOPS = [null, 'early-stopping', 'completed', 'diverged', 'budget']
+const EPOCH_FIELDS = ['lr', 'trainLoss', 'trainAccuracy', 'valLoss', 'valAccuracy', 'seconds'] as const
+const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v)
+
+/**
+ * A snapshot from its JSON record and the tensors under `prefix`, every field checked: `bad` is
+ * called with what is wrong. `type` is the tensors' array type (the engine's or the reference's).
+ */
+export function decodeSnapshot<W extends Float32Array | Float64Array>(
+  prefix: string, r: unknown, tensors: Map<string, Tensor>, type: { new (n: number): W }, bad: (why: string) => never,
+): RunSnapshot<W> {
+  const what = prefix ? `${prefix.replace(/\/$/, '')}: ` : ''
+  const fail = (why: string): never => bad(`${what}${why}`)
+  if (!isObj(r)) return fail('the run record is malformed')
+  const take = (name: string, count: unknown): W[] | undefined => {
+    if (!isInt(count)) fail(`the tensor count of ${name} is malformed`)
+    if (count === 0) return undefined
+    return Array.from({ length: count as number }, (_, i) => {
+      const t = tensors.get(`${prefix}${name}.${i}`)
+      if (!(t instanceof type)) fail(`tensor ${name}.${i} is missing or of the wrong type`)
+      return t as W
+    })
+  }
+  const p = r.progress
+  if (!Array.isArray(r.history)) fail('the history is malformed')
+  r.history.forEach((h: unknown, i: number) => {
+    // a diverged epoch's losses may be NaN or ±Infinity: numbers all the same
+    if (!isObj(h) || h.epoch !== i + 1 || !EPOCH_FIELDS.every((k) => typeof h[k] === 'number')) fail(`history entry ${i + 1} is malformed`)
+  })
+  if (!isObj(p) || p.epoch !== r.history.length || (p.phase !== 'train' && p.phase !== 'validate') || !isNum(p.epochSeconds) || !isNum(p.seconds) || p.epochSeconds < 0 || p.seconds < p.epochSeconds) fail('the progress counters are malformed')
+  const pa = p.partial
+  if (pa !== null && (!isObj(pa) || !isInt(pa.nextBatch) || !isNum(pa.loss) || !isInt(pa.correct) || p.phase !== 'train')) fail('the unfinished epoch is malformed')
+  const pf = p.pendingFit
+  if ((pf !== null) !== (p.phase === 'validate') || (pf !== null && (!isObj(pf) || typeof pf.loss !== 'number' || typeof pf.accuracy !== 'number'))) fail('the pending epoch result is malformed')
+  if (!STOPS.includes(r.stopReason)) fail(`unknown stop reason ${JSON.stringify(r.stopReason)}`)
+  if (r.divergence !== null && typeof r.divergence !== 'string') fail('the divergence is malformed')
+  if (typeof r.finished !== 'boolean' || typeof r.released !== 'boolean' || !isInt(r.weightsEpoch) || r.weightsEpoch > r.history.length) fail('the run\'s state is malformed')
+  if (r.extra !== null && !isObj(r.extra)) fail('the extra states are malformed')
+  let earlyStopping
+  try { earlyStopping = EarlyStopping.fromJSON(r.earlyStopping).toJSON() } catch (e) { return fail(`early stopping state: ${(e as Error).message}`) }
+  if (earlyStopping.bestEpoch >= r.history.length) fail(`the best epoch ${earlyStopping.bestEpoch + 1} lies beyond the history`)
+  if (!isObj(r.tensors)) fail('the tensor list is malformed')
+  const best = take('best', r.tensors.best)
+  const kept = take('kept', r.tensors.kept)
+  // until finish() the best epoch's weights are kept exactly when an epoch improved
+  if (!r.finished && !r.released && (earlyStopping.bestEpoch >= 0) !== (best !== undefined)) fail('the best weights and the early-stopping state disagree')
+  let model: ModelState<W> | undefined
+  if (r.model !== null) {
+    const m = r.model
+    if (!isObj(m) || !isInt(m.step) || (m.rng !== null && (typeof m.rng !== 'string' || !/^\d+$/.test(m.rng))) || !isObj(m.tensors)) fail('the model state is malformed')
+    const weights = take('weights', m.tensors.weights)
+    if (!weights) return fail('the model state has no weights')
+    const mom = (name: string) => {
+      const xs = take(name, m.tensors[name]) ?? []
+      if (xs.length !== 0 && (xs.length !== weights.length || xs.some((x, k) => x.length !== weights[k].length))) fail(`${name} does not fit the weights`)
+      return xs
+    }
+    let partialEpoch: TrainingState['partialEpoch'] = null
+    const pe = m.partialEpoch
+    if (pe !== null) {
+      if (!isObj(pe) || !isInt(pe.batchSize, 1) || !isInt(pe.nextStep, 1) || !isNum(pe.loss) || !isInt(pe.correct) || !isInt(pe.length, 1) || p.phase !== 'train') fail('the engine\'s unfinished epoch is malformed')
+      const order = tensors.get(`${prefix}partialEpoch.order`)
+      if (!(order instanceof Uint32Array) || order.length !== pe.length) fail('the unfinished epoch\'s order is missing or has the wrong size')
+      partialEpoch = { order: order as Uint32Array, batchSize: pe.batchSize, nextStep: pe.nextStep, loss: pe.loss, correct: pe.correct }
+    }
+    const epochStart = take('epochStart', m.tensors.epochStart)
+    model = { weights, step: m.step, rng: m.rng, m: mom('m'), v: mom('v'), partialEpoch, ...(epochStart ? { epochStart } : {}) }
+  } else if (!r.released) fail('a live run without its model state')
+  return {
+    progress: { epoch: p.epoch, phase: p.phase, partial: pa && { nextBatch: pa.nextBatch, loss: pa.loss, correct: pa.correct }, pendingFit: pf && { loss: pf.loss, accuracy: pf.accuracy }, epochSeconds: p.epochSeconds, seconds: p.seconds },
+    history: r.history, stopReason: r.stopReason, divergence: r.divergence ?? undefined, finished: r.finished, weightsEpoch: r.weightsEpoch,
+    earlyStopping, best, kept, released: r.released, model, extra: r.extra ?? undefined,
+  }
+}
+
+/** The tensors of a snapshot file: their own small safetensors header names the format. */
+export const encodeCheckpointTensors = (tensors: Tensors): Uint8Array => encodeTensors(tensors, { 'kana-native': JSON.stringify({ format: TENSORS_FORMAT, version: CHECKPOINT_VERSION }) })
+
+// ---------------------------------------------------------------------------------------------
+// train's checkpoint
+
+/** Writes a checkpoint into RUN_DIR/checkpoint/ (the tensors first, checkpoint.json last); returns that folder. */
 export async function writeCheckpoint(runDir: string, c: Checkpoint): Promise<string> {
   const dir = join(runDir, CHECKPOINT_DIR)
-  const { layers, seed } = c.config
-  const { m, v, partialEpoch } = c.training
-  const tensors: [string, Tensor][] = [
-    ...m.map((t, k): [string, Tensor] => [`m.${k}`, t]),
-    ...v.map((t, k): [string, Tensor] => [`v.${k}`, t]),
-  ]
-  if (partialEpoch) tensors.push(['partialEpoch.order', partialEpoch.order])
-  const data: [string, Uint8Array][] = [['weights', encodeModel({ layers, seed, classNames: c.data.classNames }, c.weights)]]
-  if (c.best) data.push(['best', encodeModel({ layers, seed, classNames: c.data.classNames }, c.best)])
-  data.push(['state', encodeTensors(tensors, stateMeta(layers))])
-  await commitCheckpoint(dir, CHECKPOINT_INDEX, data, (files) => ({
+  const tensors: Tensors = []
+  const run = encodeSnapshot('', c.snapshot, tensors)
+  await commitCheckpoint(dir, CHECKPOINT_INDEX, [['tensors', encodeCheckpointTensors(tensors)]], (files) => ({
     format: CHECKPOINT_FORMAT,
     version: CHECKPOINT_VERSION,
     createdAt: new Date().toISOString(),
-    epoch: c.epoch,
-    phase: c.phase,
-    lr: c.lr,
-    pendingFit: c.pendingFit ?? null,
-    epochSeconds: c.epochSeconds,
-    seconds: c.seconds,
-    earlyStopping: c.earlyStopping,
-    history: c.history,
     config: c.config,
     data: c.data,
-    training: {
-      step: c.training.step,
-      rng: c.training.rng,
-      moments: m.length,
-      partialEpoch: partialEpoch && { batchSize: partialEpoch.batchSize, nextStep: partialEpoch.nextStep, loss: partialEpoch.loss, correct: partialEpoch.correct, length: partialEpoch.order.length },
-    },
+    lr: c.lr,
+    run,
     files,
   }))
   return dir
@@ -349,10 +438,7 @@ export async function removeCheckpoint(runDir: string, indexName = CHECKPOINT_IN
   await fsp.rm(dir, { recursive: true, force: true })
 }
 
-// ---------------------------------------------------------------------------------------------
-// Reading
-
-/** Reads and checks RUN_DIR/checkpoint/: every field, every file's size and hash, every shape. */
+/** Reads and checks RUN_DIR/checkpoint/: every field, the tensor file's size and hash, every shape. */
 export async function readCheckpoint(runDir: string): Promise<Checkpoint> {
   const dir = join(runDir, CHECKPOINT_DIR)
   const text = await readIndexText(runDir, CHECKPOINT_INDEX, {
@@ -373,72 +459,27 @@ export async function readCheckpoint(runDir: string): Promise<Checkpoint> {
   }
   const sp = config.split
   if (!isObj(sp) || ![sp.train, sp.validation, sp.test].every((x) => typeof x === 'number' && x >= 0 && Number.isFinite(x)) || !(sp.train > 0) || Math.abs(sp.train + sp.validation + sp.test - 1) > 1e-9) bad('config: the split is malformed')
-  if (!isInt(ix.epoch) || ix.epoch >= config.epochs) bad(`epoch ${ix.epoch} is outside 0..${config.epochs - 1}`)
-  if (ix.phase !== 'train' && ix.phase !== 'validate') bad(`phase ${ix.phase} is unknown`)
-  if (!isNum(ix.lr) || !isNum(ix.epochSeconds) || !isNum(ix.seconds)) bad('lr or timings are missing')
-  let pendingFit: PendingFit | undefined
-  if (ix.phase === 'validate') {
-    const p = ix.pendingFit
-    if (!isObj(p) || !isNum(p.loss) || !isNum(p.accuracy) || !isInt(p.steps, 1)) bad('the pending epoch result is missing')
-    pendingFit = { loss: p.loss, accuracy: p.accuracy, steps: p.steps }
-  }
-  if (!Array.isArray(ix.history) || ix.history.length !== ix.epoch) bad(`the history holds ${ix.history?.length} epochs, the checkpoint is at epoch ${ix.epoch}`)
-  ix.history.forEach((r: any, i: number) => {
-    if (!isObj(r) || r.epoch !== i + 1 || !['lr', 'trainLoss', 'trainAccuracy', 'valLoss', 'valAccuracy', 'seconds'].every((k) => isNum(r[k]))) bad(`history entry ${i + 1} is malformed`)
-  })
-  let earlyStopping: EarlyStoppingState
-  try { earlyStopping = EarlyStopping.fromJSON(ix.earlyStopping).toJSON() } catch (e) { return bad(`early stopping state: ${(e as Error).message}`) }
+  if (!isNum(ix.lr)) bad('the learning rate is missing')
   const data = ix.data as DataRecord
   if (!isObj(data) || !['files', 'dataset', 'memory'].includes(data.kind) || typeof data.fingerprint !== 'string' || !Array.isArray(data.files) || !Array.isArray(data.classNames)) bad('the data record is incomplete')
   if (data.classNames.length !== config.layers[config.layers.length - 1] || !data.classNames.every((c) => typeof c === 'string')) bad('the data record\'s class names do not fit the model')
-  const tr = ix.training
-  if (!isObj(tr) || !isInt(tr.step) || typeof tr.rng !== 'string' || !/^\d+$/.test(tr.rng) || !isInt(tr.moments)) bad('the training state is incomplete')
-  const pe = tr.partialEpoch
-  if (pe !== null && (!isObj(pe) || !isInt(pe.batchSize, 1) || !isInt(pe.nextStep, 1) || !isNum(pe.loss) || !isInt(pe.correct) || !isInt(pe.length, 1))) bad('the unfinished epoch is malformed')
-  if (pe !== null && ix.phase !== 'train') bad('an unfinished epoch in phase validate')
 
   const files = ix.files as Record<string, FileRef>
-  if (!isObj(files) || !isObj(files.weights) || !isObj(files.state)) bad('the list of files is incomplete')
-  const load = async (key: string): Promise<Uint8Array | undefined> => (files[key] === undefined ? undefined : readRecordedFile(dir, files[key], key, CHECKPOINT_INDEX, bad))
-  const weightsOf = (bytes: Uint8Array, name: string) => {
-    try {
-      const f = decodeModel(bytes, name)
-      if (f.meta.layers.join() !== config.layers.join()) bad(`${name} has layers [${f.meta.layers}], the config [${config.layers}]`)
-      return f.weights
-    } catch (e) {
-      if (e instanceof CheckpointError) throw e
-      return bad((e as Error).message)
-    }
+  if (!isObj(files) || !isObj(files.tensors)) bad('the list of files is incomplete')
+  const { tensors } = decodeTensors(await readRecordedFile(dir, files.tensors, 'the tensors', CHECKPOINT_INDEX, bad), join(dir, files.tensors.name))
+  const snapshot = decodeSnapshot('', ix.run, tensors, Float32Array, bad)
+  const model = snapshot.model
+  if (snapshot.released || !model || snapshot.stopReason !== null || snapshot.finished) return bad('the run is not one that can continue')
+  if (snapshot.progress.epoch >= config.epochs) bad(`epoch ${snapshot.progress.epoch} is outside 0..${config.epochs - 1}`)
+  if (model.rng === null) bad('the model state lacks its generator')
+  // every tensor against the layers the configuration names
+  const sizes = config.layers.slice(1).flatMap((n, l) => [config.layers[l] * n, n])
+  const fits = (ws: Float32Array[] | undefined, name: string) => {
+    if (ws && (ws.length !== sizes.length || ws.some((w, k) => w.length !== sizes[k]))) bad(`${name} do not fit layers [${config.layers}]`)
   }
-  const weights = weightsOf((await load('weights'))!, files.weights.name)
-  const bestBytes = await load('best')
-  const best = bestBytes && weightsOf(bestBytes, files.best.name)
-  if ((earlyStopping.bestEpoch >= 0) !== (best !== undefined)) bad('the best weights and the early-stopping state disagree')
-
-  const { tensors } = decodeTensors((await load('state'))!, files.state.name)
-  const params = 2 * (config.layers.length - 1)
-  const moments = (prefix: string) => {
-    const out: Float32Array[] = []
-    for (let k = 0; k < tr.moments; k++) {
-      const t = tensors.get(`${prefix}.${k}`)
-      if (!(t instanceof Float32Array) || t.length !== weights[k].length) bad(`${prefix}.${k} is missing or has the wrong size`)
-      out.push(t as Float32Array)
-    }
-    return out
-  }
-  if (tr.moments !== 0 && tr.moments !== params) bad(`${tr.moments} moment tensors for ${params} parameters`)
-  const m = moments('m')
-  const v = moments('v')
-  let partialEpoch: TrainingState['partialEpoch'] = null
-  if (pe !== null) {
-    const order = tensors.get('partialEpoch.order')
-    if (!(order instanceof Uint32Array) || order.length !== pe.length) bad('the unfinished epoch\'s order is missing or has the wrong size')
-    partialEpoch = { order: order as Uint32Array, batchSize: pe.batchSize, nextStep: pe.nextStep, loss: pe.loss, correct: pe.correct }
-  }
-  return {
-    epoch: ix.epoch, phase: ix.phase, lr: ix.lr, pendingFit, epochSeconds: ix.epochSeconds, seconds: ix.seconds,
-    earlyStopping, history: ix.history, config, data, weights, best,
-    training: { step: tr.step, rng: tr.rng, m, v, partialEpoch },
-    createdAt: ix.createdAt,
-  }
+  fits(model.weights, 'the weights')
+  fits(snapshot.best, 'the best weights')
+  if (model.m.length) fits(model.m, 'the first moments')
+  if (model.v.length) fits(model.v, 'the second moments')
+  return { config, data, lr: ix.lr, snapshot: snapshot as Checkpoint['snapshot'], createdAt: ix.createdAt }
 }

@@ -1,54 +1,33 @@
-// The study's training procedure around the native engine: per-epoch learning-rate schedule,
-// validation after every epoch, early stopping with restore-best-weights, divergence handling,
-// and the final train/validation/test metrics. The per-batch math runs in the engine (MLP.fit).
-import { Dataset, MLP, type OptimizerName } from '../engine/mlp'
-import { EarlyStopping } from './early-stopping'
-import { learningRate, type ScheduleName } from './schedule'
+// `train()`: the study's training procedure on the user's data — data, one run (run.ts) with its
+// hooks, the run directory. Schedule, validation after every epoch, early stopping with
+// restore-best, divergence handling, history files, autosave and checkpoint on interruption all
+// hang on the run; the per-batch math runs in the engine (MLP.fit, sources.ts engineEpochs).
+import { Dataset, MLP } from '../engine/mlp'
+import { Run } from './run'
+import { engineEpochs } from './sources'
 import { summarize } from '../output/metrics'
 import { loadInputs, type InputOptions, type Inputs } from '../data/inputs'
 import { finishRunDir, startRunDir } from './run-dir'
 import { writeHistory } from './history'
 import {
   CHECKPOINT_DIR, CHECKPOINT_INDEX, CheckpointError, dataFingerprint, fileFingerprint, readCheckpoint, removeCheckpoint, writeCheckpoint,
-  type Checkpoint, type DataRecord, type FileFingerprint, type PendingFit,
+  type Checkpoint, type DataRecord, type FileFingerprint,
 } from './checkpoint'
 import { randomInt } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { join, resolve } from 'node:path'
-import { resolveModelConfig } from './config'
+import { FIELD_NAMES, checkTrainOptions, resolveModelConfig, type FieldName, type ModelConfig } from './config'
 import type { EpochRecord, ResolvedConfig, SplitMetrics, StopReason, TrainResult } from './records'
 
 export type { EpochRecord, ResolvedConfig, SplitMetrics, StopReason, TrainResult } from './records'
 
-export interface TrainOptions extends Omit<InputOptions, 'seed'> {
-  /** Hidden layer widths; default [512] (the study's best architecture). */
-  hidden?: number[]
-  /** Default 'adam'. */
-  optimizer?: OptimizerName
-  /** Initial learning rate η0; default 1e-3 for Adam, 0.1 for gd/sgd. */
-  lr?: number
-  /** Default 32 (ignored by 'gd'). */
-  batchSize?: number
-  /** L2 λ: (λ/2)·Σ‖W‖² is added to the loss. Default 1e-3. */
-  l2?: number
-  beta1?: number
-  beta2?: number
-  eps?: number
-  /** Maximum epochs T; default 200. */
-  epochs?: number
-  /** 'constant' (default), 'linear' (η0(1 − t/T), floored at lrMin) or 'exponential' (η0·γ^t reaching lrMin at T). */
-  schedule?: ScheduleName
-  /** Default lr / 100. */
-  lrMin?: number
-  /** Early stopping on validation loss (default true) with this patience (default 20) and margin (default 0). */
-  earlyStopping?: boolean
-  patience?: number
-  minDelta?: number
-  /** Restore the weights of the best validation epoch at the end (default true). */
-  restoreBest?: boolean
-  /** Default: random, recorded in the result. Fixes split, initial weights and shuffles. */
-  seed?: number
+/**
+ * train()'s options: the model settings of the one schema (config.ts FIELDS: hidden, optimizer, lr,
+ * batchSize, l2, beta1, beta2, eps, epochs, schedule, lrMin, earlyStopping, patience, minDelta,
+ * restoreBest, seed — each optional, with the study's default), the data (InputOptions) and the run's own.
+ */
+export interface TrainOptions extends Omit<InputOptions, 'seed'>, Partial<ModelConfig> {
   /** Default: the machine's cores. */
   threads?: number
   /**
@@ -130,16 +109,15 @@ async function splitMetrics(model: MLP, data: Dataset, classes: number): Promise
   return { ...summarize(ev.confusion, classes, ev.loss), loss: ev.loss, confusion: [...ev.confusion], samples: data.length }
 }
 
-const isAbort = (e: unknown) => (e as Error)?.name === 'AbortError'
 
-/** Options that define a run: on resume each must be absent or equal to the recorded value. */
-const RUN_KEYS = ['optimizer', 'lr', 'batchSize', 'l2', 'beta1', 'beta2', 'eps', 'epochs', 'schedule', 'lrMin', 'earlyStopping', 'patience', 'minDelta', 'restoreBest', 'seed'] as const
+/** Options that define a run: on resume each must be absent or equal to the recorded value (every model setting; hidden is compared as layers). */
+const RUN_KEYS = FIELD_NAMES.filter((k): k is Exclude<FieldName, 'hidden'> => k !== 'hidden')
 
 function checkResumeOptions(opts: TrainOptions, ck: Checkpoint, runDir: string): void {
   const conflicts: string[] = []
   const c = ck.config
   for (const k of RUN_KEYS) {
-    if (opts[k] !== undefined && opts[k] !== c[k]) conflicts.push(`${k} ${String(opts[k])} (the run has ${String(c[k])})`)
+    if (opts[k] !== undefined && JSON.stringify(opts[k]) !== JSON.stringify(c[k])) conflicts.push(`${k} ${String(opts[k])} (the run has ${String(c[k])})`)
   }
   const hidden = c.layers.slice(1, -1)
   if (opts.hidden !== undefined && opts.hidden.join() !== hidden.join()) conflicts.push(`hidden ${opts.hidden.join(',')} (the run has ${hidden.join(',')})`)
@@ -222,8 +200,10 @@ async function loadResumeInputs(opts: TrainOptions, ck: Checkpoint, runDir: stri
   return { inputs, record }
 }
 
-/** Loads the data, trains, and evaluates on all three splits. */
+/** Loads the data, trains one run (run.ts) with the engine's own shuffled epochs, and evaluates on all three splits. */
 export async function train(opts: TrainOptions = {}): Promise<TrainResult> {
+  // every setting checked before any work (loading, training)
+  checkTrainOptions(opts as Record<string, unknown>)
   let started = performance.now()
   const warn = opts.onWarning ?? ((message: string) => process.emitWarning(message, 'KanaNativeWarning'))
   let runDir = opts.out
@@ -264,118 +244,59 @@ export async function train(opts: TrainOptions = {}): Promise<TrainResult> {
   const checkpointEvery = opts.checkpointEvery ?? 60
   if (!(checkpointEvery >= 0 && Number.isFinite(checkpointEvery))) throw new RangeError(`checkpointEvery must be a finite number of seconds ≥ 0, got ${opts.checkpointEvery}`)
 
-  let stopper = new EarlyStopping({ patience: config.earlyStopping ? config.patience : Number.MAX_SAFE_INTEGER, minDelta: config.minDelta, restoreBest: config.restoreBest })
-  let history: EpochRecord[] = []
-  let best: Float32Array[] | undefined
-  let first = 0
-  let pending: PendingFit | undefined
-  let carried = 0
+  const modelConfig = { ...config, hidden: config.layers.slice(1, -1) }
+  const run = new Run(modelConfig, engineEpochs(model, modelConfig, sets, { progressInterval: opts.progressInterval, onProgress: opts.onProgress }), {
+    hooks: {
+      history: runDir === undefined ? undefined : (_r, r) => writeHistory(runDir!, r.history),
+      onEpoch: opts.onEpoch ? [(record, r) => opts.onEpoch!(record, { bestEpoch: r.bestEpoch, epochs: config.epochs, model })] : [],
+      checkpoint: runDir === undefined ? undefined : {
+        every: checkpointEvery,
+        // everything that decides the rest of the run, as it stands between two batches or epochs
+        save: async (): Promise<InterruptInfo> => {
+          const state = run.state()
+          const { step, rng, m, v, partialEpoch } = model.getTrainingState()
+          const p = state.progress
+          const dir = await writeCheckpoint(runDir!, {
+            config, data: dataRecord!, lr: run.lr(p.epoch),
+            snapshot: { ...state, released: false, model: { weights: model.getWeights(), step, rng, m, v, partialEpoch }, extra: { train: { seconds: (performance.now() - started) / 1000 } } },
+          })
+          return { dir, runDir: resolve(runDir!), epoch: p.epoch + 1, epochs: config.epochs, phase: p.phase, step: p.phase === 'validate' ? steps : partialEpoch?.nextStep ?? 0, steps }
+        },
+      },
+    },
+  })
   if (ck) {
-    const pe = ck.training.partialEpoch
+    const s = ck.snapshot
+    const pe = s.model.partialEpoch
     // The engine quietly starts a fresh epoch when the unfinished one does not fit the data: refuse instead.
     if (pe && (pe.order.length !== n || pe.batchSize !== Math.min(config.batchSize, n) || pe.nextStep >= steps || pe.order.some((i) => i >= n))) {
       throw new CheckpointError('ECORRUPT', `the checkpoint in ${join(runDir!, CHECKPOINT_DIR)} is damaged: its unfinished epoch does not fit ${n} training samples in batches of ${config.batchSize}`)
     }
-    const lr = learningRate({ name: config.schedule, lr: config.lr, lrMin: config.lrMin, epochs: config.epochs }, ck.epoch)
+    const lr = run.lr(s.progress.epoch)
     if (lr !== ck.lr) {
-      throw new CheckpointError('ECONFLICT', `cannot resume ${runDir}: its schedule gave epoch ${ck.epoch + 1} the rate ${ck.lr}, this kana-native computes ${lr}`)
+      throw new CheckpointError('ECONFLICT', `cannot resume ${runDir}: its schedule gave epoch ${s.progress.epoch + 1} the rate ${ck.lr}, this kana-native computes ${lr}`)
     }
-    model.setWeights(ck.weights)
-    model.setTrainingState(ck.training)
-    stopper = EarlyStopping.fromJSON(ck.earlyStopping)
-    history = ck.history.map((r) => ({ ...r }))
-    best = ck.best
-    first = ck.epoch
-    pending = ck.pendingFit
-    carried = ck.epochSeconds
-    started -= ck.seconds * 1000
-    opts.onResume?.({ runDir: runDir!, epoch: first + 1, epochs: config.epochs, phase: ck.phase, step: ck.phase === 'validate' ? steps : pe?.nextStep ?? 0, steps })
+    model.setWeights(s.model.weights)
+    model.setTrainingState({ step: s.model.step, rng: s.model.rng!, m: s.model.m, v: s.model.v, partialEpoch: pe })
+    run.restore(s)
+    const seconds = (s.extra?.train as { seconds?: unknown } | undefined)?.seconds
+    started -= (typeof seconds === 'number' && Number.isFinite(seconds) ? seconds : s.progress.seconds) * 1000
+    opts.onResume?.({ runDir: runDir!, epoch: s.progress.epoch + 1, epochs: config.epochs, phase: s.progress.phase, step: s.progress.phase === 'validate' ? steps : pe?.nextStep ?? 0, steps })
   }
 
-  /** A checkpoint of the run as it stands in (0-based) epoch t: everything that decides the rest. */
-  const checkpoint = async (t: number, lr: number, fit: PendingFit | undefined, epochSeconds: number) => {
-    const training = model.getTrainingState()
-    const phase: Checkpoint['phase'] = fit ? 'validate' : 'train'
-    const dir = await writeCheckpoint(runDir!, {
-      epoch: t, phase, lr, pendingFit: fit && { loss: fit.loss, accuracy: fit.accuracy, steps: fit.steps },
-      epochSeconds, seconds: (performance.now() - started) / 1000,
-      earlyStopping: stopper.toJSON(), history, config, data: dataRecord!, weights: model.getWeights(), best, training,
-    })
-    return { dir, phase, step: phase === 'validate' ? steps : training.partialEpoch?.nextStep ?? 0 }
-  }
-  let lastCheckpoint = performance.now()
-
-  let stopReason: StopReason = 'completed'
-  let divergence: string | undefined
-  for (let t = first; t < config.epochs; t++) {
-    const epochStart = performance.now() - (t === first ? carried * 1000 : 0)
-    const lr = learningRate({ name: config.schedule, lr: config.lr, lrMin: config.lrMin, epochs: config.epochs }, t)
-    let fit: PendingFit | undefined = t === first ? pending : undefined
-    let val
-    try {
-      fit ??= await model.fit(sets.train, {
-        optimizer: config.optimizer, lr, batchSize: config.batchSize, l2: config.l2,
-        beta1: config.beta1, beta2: config.beta2, eps: config.eps,
-        signal: opts.signal, progressInterval: opts.progressInterval,
-        onProgress: opts.onProgress && ((p) => opts.onProgress!({ ...p, epoch: t + 1 })),
-      })
-      val = await model.evaluate(sets.validation, { signal: opts.signal })
-    } catch (e) {
-      if (isAbort(e) && runDir !== undefined) {
-        // Interrupted: everything that decides the rest of the run goes into a checkpoint.
-        const err = e as TrainAbortError
-        try {
-          const { dir, phase, step } = await checkpoint(t, lr, fit, (performance.now() - epochStart) / 1000)
-          err.checkpoint = { dir, runDir: resolve(runDir), epoch: t + 1, epochs: config.epochs, phase, step, steps }
-        } catch (ce) {
-          err.checkpointError = ce as Error
-        }
-        throw err
-      }
-      if ((e as NodeJS.ErrnoException).code !== 'KANA_DIVERGED') throw e
-      stopReason = 'diverged'
-      divergence = `epoch ${t + 1}: ${(e as Error).message}`
-      break
-    }
-    const record: EpochRecord = {
-      epoch: t + 1, lr, trainLoss: fit.loss, trainAccuracy: fit.accuracy,
-      valLoss: val.loss, valAccuracy: val.accuracy, seconds: (performance.now() - epochStart) / 1000,
-    }
-    history.push(record)
-    if (runDir !== undefined) await writeHistory(runDir, history)
-    const { improved, stop } = stopper.update(t, val.loss)
-    if (improved) best = model.getWeights()
-    await opts.onEpoch?.(record, { bestEpoch: stopper.bestEpoch + 1, epochs: config.epochs, model })
-    if (!Number.isFinite(val.loss)) {
-      stopReason = 'diverged'
-      divergence = `epoch ${t + 1}: the validation loss became ${val.loss}; the learning rate (${lr}) is probably too high`
-      break
-    }
-    if (stop) {
-      stopReason = 'early-stopping'
-      break
-    }
-    if (runDir !== undefined && checkpointEvery > 0 && t + 1 < config.epochs && performance.now() - lastCheckpoint >= checkpointEvery * 1000) {
-      // an autosave between epochs: what a run killed outright resumes from
-      await checkpoint(t + 1, learningRate({ name: config.schedule, lr: config.lr, lrMin: config.lrMin, epochs: config.epochs }, t + 1), undefined, 0)
-      lastCheckpoint = performance.now()
-    }
-  }
-  // Diverged weights are useless; otherwise restore the best epoch when asked.
-  const bestEpoch = stopper.bestEpoch + 1
-  let weightsEpoch = history.length
-  if (best && (config.restoreBest || stopReason === 'diverged')) {
-    model.setWeights(best)
-    weightsEpoch = bestEpoch
-  } else if (stopReason === 'diverged') {
-    throw Object.assign(new Error(`training diverged before any usable epoch (${divergence}); lower the learning rate`), { code: 'KANA_DIVERGED' })
-  }
+  await run.advance(config.epochs, opts.signal)
+  // Diverged weights are useless; otherwise the best epoch's when asked (restore-best).
+  run.finish()
+  if (!run.usable) throw run.divergedError()
   const metrics = {
     train: await splitMetrics(model, sets.train, inputs.classes),
     validation: await splitMetrics(model, sets.validation, inputs.classes),
     test: await splitMetrics(model, sets.test, inputs.classes),
   }
-  const result: TrainResult = { model, config, inputs, history, bestEpoch, weightsEpoch, stopReason, divergence, metrics, seconds: (performance.now() - started) / 1000, runDir }
+  const result: TrainResult = {
+    model, config, inputs, history: run.history, bestEpoch: run.bestEpoch, weightsEpoch: run.weightsEpoch, stopReason: run.stopReason as StopReason,
+    divergence: run.divergence, metrics, seconds: (performance.now() - started) / 1000, runDir,
+  }
   if (runDir !== undefined) {
     await finishRunDir(runDir, result)
     await removeCheckpoint(runDir)
