@@ -24,27 +24,47 @@
 //! kernels, which do the same FMAs). They differ from matrixmultiply's in the last bits (another
 //! summation order).
 
-use ndarray::{ArrayView2, ArrayViewMut2, Axis};
+use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2, Axis};
 
 /// Below this many multiply-adds a second thread costs more (wake-up, split) than it saves.
 const PARALLEL_MIN_MACS: usize = 1 << 20;
 
 /// `c ← alpha·a·b + beta·c`. With `beta == 0`, `c` is write-only (its old contents, even NaN, are ignored).
 pub fn gemm(alpha: f32, a: ArrayView2<f32>, b: ArrayView2<f32>, beta: f32, c: ArrayViewMut2<f32>) {
+    gemm_epi(alpha, a, b, beta, Epi { bias: None, relu: false }, c)
+}
+
+/// `c ← a·b + bias` (the bias added to every row), then `max(·, 0)` if `relu`: a dense layer's
+/// forward pass in one sweep over C — the bias and activation are applied to each tile while it
+/// is still in registers, on every thread. Bit for bit the same as `gemm(1, a, b, 0, c)` followed
+/// by `c = (c + bias).max(0)` per element (`f32::max`: NaN + bias gives 0, as there).
+pub fn gemm_bias(a: ArrayView2<f32>, b: ArrayView2<f32>, bias: ArrayView1<f32>, relu: bool, c: ArrayViewMut2<f32>) {
+    assert!(bias.len() == b.ncols(), "gemm_bias: bias has {} values for {} columns", bias.len(), b.ncols());
+    gemm_epi(1.0, a, b, 0.0, Epi { bias: Some(bias), relu }, c)
+}
+
+/// What is applied to C after the product: `+ bias` (per column) and ReLU.
+#[derive(Clone, Copy)]
+struct Epi<'a> {
+    bias: Option<ArrayView1<'a, f32>>,
+    relu: bool,
+}
+
+fn gemm_epi(alpha: f32, a: ArrayView2<f32>, b: ArrayView2<f32>, beta: f32, epi: Epi, c: ArrayViewMut2<f32>) {
     let (m, k) = a.dim();
     let (k2, n) = b.dim();
     assert!(k == k2 && c.dim() == (m, n), "gemm shapes: a {:?}, b {:?}, c {:?}", a.dim(), b.dim(), c.dim());
     let threads = rayon::current_num_threads();
     if threads <= 1 || m * n * k < PARALLEL_MIN_MACS {
-        return kernel(alpha, a, b, beta, c);
+        return kernel(alpha, a, b, beta, epi, c);
     }
     // Cut the longer side of C into one block per thread, by recursive halving with rayon::join:
     // no allocation, and idle threads steal the halves. Row blocks may be any length (short
     // tiles cost no more than their rows); column blocks are whole NR-wide panels.
     if m >= n {
-        split_rows(alpha, a, b, beta, c, m.div_ceil(threads));
+        split_rows(alpha, a, b, beta, epi, c, m.div_ceil(threads));
     } else {
-        split_cols(alpha, a, b, beta, c, block(n, threads, COL_ALIGN));
+        split_cols(alpha, a, b, beta, epi, c, block(n, threads, COL_ALIGN));
     }
 }
 
@@ -52,26 +72,33 @@ pub fn gemm(alpha: f32, a: ArrayView2<f32>, b: ArrayView2<f32>, beta: f32, c: Ar
 /// splitting never adds a partial panel.
 const COL_ALIGN: usize = 32;
 
-fn split_rows(alpha: f32, a: ArrayView2<f32>, b: ArrayView2<f32>, beta: f32, c: ArrayViewMut2<f32>, rows: usize) {
+fn split_rows(alpha: f32, a: ArrayView2<f32>, b: ArrayView2<f32>, beta: f32, epi: Epi, c: ArrayViewMut2<f32>, rows: usize) {
     let m = a.nrows();
     if m <= rows {
-        return kernel(alpha, a, b, beta, c);
+        return kernel(alpha, a, b, beta, epi, c);
     }
     let mid = m.div_ceil(2 * rows) * rows; // a whole number of blocks on each side
     let (a0, a1) = a.split_at(Axis(0), mid);
     let (c0, c1) = c.split_at(Axis(0), mid);
-    rayon::join(|| split_rows(alpha, a0, b, beta, c0, rows), || split_rows(alpha, a1, b, beta, c1, rows));
+    rayon::join(|| split_rows(alpha, a0, b, beta, epi, c0, rows), || split_rows(alpha, a1, b, beta, epi, c1, rows));
 }
 
-fn split_cols(alpha: f32, a: ArrayView2<f32>, b: ArrayView2<f32>, beta: f32, c: ArrayViewMut2<f32>, cols: usize) {
+fn split_cols(alpha: f32, a: ArrayView2<f32>, b: ArrayView2<f32>, beta: f32, epi: Epi, c: ArrayViewMut2<f32>, cols: usize) {
     let n = b.ncols();
     if n <= cols {
-        return kernel(alpha, a, b, beta, c);
+        return kernel(alpha, a, b, beta, epi, c);
     }
     let mid = n.div_ceil(2 * cols) * cols;
     let (b0, b1) = b.split_at(Axis(1), mid);
     let (c0, c1) = c.split_at(Axis(1), mid);
-    rayon::join(|| split_cols(alpha, a, b0, beta, c0, cols), || split_cols(alpha, a, b1, beta, c1, cols));
+    let (e0, e1) = match epi.bias {
+        Some(bias) => {
+            let (x0, x1) = bias.split_at(Axis(0), mid);
+            (Epi { bias: Some(x0), ..epi }, Epi { bias: Some(x1), ..epi })
+        }
+        None => (epi, epi),
+    };
+    rayon::join(|| split_cols(alpha, a, b0, beta, e0, c0, cols), || split_cols(alpha, a, b1, beta, e1, c1, cols));
 }
 
 /// Size of one thread's block: an even share, rounded up to a multiple of `align`.
@@ -118,11 +145,11 @@ fn detect() -> Isa {
 }
 
 /// One single-threaded product on strided views.
-fn kernel(alpha: f32, a: ArrayView2<f32>, b: ArrayView2<f32>, beta: f32, c: ArrayViewMut2<f32>) {
-    kernel_with(isa(), alpha, a, b, beta, c)
+fn kernel(alpha: f32, a: ArrayView2<f32>, b: ArrayView2<f32>, beta: f32, epi: Epi, c: ArrayViewMut2<f32>) {
+    kernel_with(isa(), alpha, a, b, beta, epi, c)
 }
 
-fn kernel_with(isa: Isa, alpha: f32, a: ArrayView2<f32>, b: ArrayView2<f32>, beta: f32, mut c: ArrayViewMut2<f32>) {
+fn kernel_with(isa: Isa, alpha: f32, a: ArrayView2<f32>, b: ArrayView2<f32>, beta: f32, epi: Epi, mut c: ArrayViewMut2<f32>) {
     let (m, k) = a.dim();
     let n = b.dim().1;
     if m == 0 || n == 0 {
@@ -133,13 +160,13 @@ fn kernel_with(isa: Isa, alpha: f32, a: ArrayView2<f32>, b: ArrayView2<f32>, bet
         if k == 0 {
             // the empty sum: C ← β·C (and with β = 0, C ← 0 whatever it held)
             c.map_inplace(|v| *v = if beta == 0.0 { 0.0 } else { beta * *v });
-            return;
+            return epilogue(epi, c);
         }
         match isa {
             // SAFETY: `isa` comes from run-time detection (or a narrower choice), so the
             // processor has the instructions; the views' shapes were checked by `gemm`.
-            Isa::Avx512 => return unsafe { x86::drive::<x86::Avx512>(alpha, &a, &b, beta, &mut c) },
-            Isa::Avx2 => return unsafe { x86::drive::<x86::Avx2>(alpha, &a, &b, beta, &mut c) },
+            Isa::Avx512 => return unsafe { x86::drive::<x86::Avx512>(alpha, &a, &b, beta, epi.bias.as_ref(), epi.relu, &mut c) },
+            Isa::Avx2 => return unsafe { x86::drive::<x86::Avx2>(alpha, &a, &b, beta, epi.bias.as_ref(), epi.relu, &mut c) },
             Isa::Portable => {}
         }
     }
@@ -157,11 +184,23 @@ fn kernel_with(isa: Isa, alpha: f32, a: ArrayView2<f32>, b: ArrayView2<f32>, bet
             c.as_mut_ptr(), sc0, sc1,
         );
     }
+    epilogue(epi, c)
+}
+
+/// The epilogue as a separate pass (for the portable path), with the fused kernels' arithmetic.
+fn epilogue(epi: Epi, mut c: ArrayViewMut2<f32>) {
+    if let Some(bias) = epi.bias {
+        for mut row in c.rows_mut() {
+            ndarray::Zip::from(&mut row).and(&bias).for_each(|z, &b| *z = if epi.relu { (*z + b).max(0.0) } else { *z + b });
+        }
+    } else if epi.relu {
+        c.map_inplace(|z| *z = z.max(0.0));
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use ndarray::{ArrayView2, ArrayViewMut2};
+    use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};
     use std::arch::x86_64::*;
     use std::cell::RefCell;
 
@@ -178,20 +217,21 @@ mod x86 {
         const MR: usize;
         const NR: usize;
         /// Tile of `rows ≤ MR` rows: `acc = Σ_{p<kc} a[r·ars + p·lda] · b[p·ldb + j]`, then
-        /// `c[r·ldc + j] = alpha·acc + beta·c` (`beta == 0`: c is not read).
+        /// `c[r·ldc + j] = alpha·acc + beta·c` (`beta == 0`: c is not read), then `+ bias[j]`
+        /// unless `bias` is null, then `max(·, 0)` if `relu`.
         ///
         /// # Safety
         /// The processor has the kernel's instructions; `a` holds `rows × kc` floats at those
         /// strides, `b` `kc` steps of `NR` floats at stride `ldb`, `c` `rows` rows of `NR`
-        /// floats at stride `ldc`.
+        /// floats at stride `ldc`, `bias` (if not null) `NR` floats.
         #[allow(clippy::too_many_arguments)]
-        unsafe fn tile(rows: usize, kc: usize, a: *const f32, ars: usize, lda: usize, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, alpha: f32, beta: f32);
+        unsafe fn tile(rows: usize, kc: usize, a: *const f32, ars: usize, lda: usize, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, alpha: f32, beta: f32, bias: *const f32, relu: bool);
     }
 
     /// Generates the kernel body for a fixed row count `R`: two accumulator vectors per row.
     macro_rules! micro_body {
-        ($R:expr, $S:expr, $kc:ident, $a:ident, $ars:ident, $lda:ident, $b:ident, $ldb:ident, $c:ident, $ldc:ident, $alpha:ident, $beta:ident,
-         $W:expr, $zero:ident, $load:ident, $store:ident, $set1:ident, $fmadd:ident, $mul:ident) => {{
+        ($R:expr, $S:expr, $kc:ident, $a:ident, $ars:ident, $lda:ident, $b:ident, $ldb:ident, $c:ident, $ldc:ident, $alpha:ident, $beta:ident, $bias:ident, $relu:ident,
+         $W:expr, $zero:ident, $load:ident, $store:ident, $set1:ident, $fmadd:ident, $mul:ident, $add:ident, $max:ident) => {{
             let mut acc0 = [$zero(); $R];
             let mut acc1 = [$zero(); $R];
             let (mut a, mut b) = ($a, $b);
@@ -208,20 +248,29 @@ mod x86 {
                 b = b.add($ldb);
             }
             let alpha = $set1($alpha);
-            if $beta == 0.0 {
-                for r in 0..$R {
-                    let c = $c.add(r * $ldc);
-                    $store(c, $mul(alpha, acc0[r]));
-                    $store(c.add($W), $mul(alpha, acc1[r]));
-                }
-            } else {
+            let beta = $set1($beta);
+            let zero = $zero();
+            let has_bias = !$bias.is_null();
+            let (bias0, bias1) = if has_bias { ($load($bias), $load($bias.add($W))) } else { (zero, zero) };
+            for r in 0..$R {
+                let c = $c.add(r * $ldc);
                 // alpha·acc + beta·c in one rounding (beta = 1: beta·c is exact)
-                let beta = $set1($beta);
-                for r in 0..$R {
-                    let c = $c.add(r * $ldc);
-                    $store(c, $fmadd(alpha, acc0[r], $mul(beta, $load(c))));
-                    $store(c.add($W), $fmadd(alpha, acc1[r], $mul(beta, $load(c.add($W)))));
+                let (mut v0, mut v1) = if $beta == 0.0 {
+                    ($mul(alpha, acc0[r]), $mul(alpha, acc1[r]))
+                } else {
+                    ($fmadd(alpha, acc0[r], $mul(beta, $load(c))), $fmadd(alpha, acc1[r], $mul(beta, $load(c.add($W)))))
+                };
+                if has_bias {
+                    v0 = $add(v0, bias0);
+                    v1 = $add(v1, bias1);
                 }
+                if $relu {
+                    // max(v, 0) returns its second operand when v is NaN: 0, as f32::max does
+                    v0 = $max(v0, zero);
+                    v1 = $max(v1, zero);
+                }
+                $store(c, v0);
+                $store(c.add($W), v1);
             }
         }};
     }
@@ -254,24 +303,24 @@ mod x86 {
 
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn tile512<const R: usize, const S: bool>(kc: usize, a: *const f32, ars: usize, lda: usize, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, alpha: f32, beta: f32) {
-        micro_body!(R, S, kc, a, ars, lda, b, ldb, c, ldc, alpha, beta, 16, _mm512_setzero_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_mul_ps)
+    unsafe fn tile512<const R: usize, const S: bool>(kc: usize, a: *const f32, ars: usize, lda: usize, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, alpha: f32, beta: f32, bias: *const f32, relu: bool) {
+        micro_body!(R, S, kc, a, ars, lda, b, ldb, c, ldc, alpha, beta, bias, relu, 16, _mm512_setzero_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_mul_ps, _mm512_add_ps, _mm512_max_ps)
     }
 
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn tile256<const R: usize, const S: bool>(kc: usize, a: *const f32, ars: usize, lda: usize, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, alpha: f32, beta: f32) {
-        micro_body!(R, S, kc, a, ars, lda, b, ldb, c, ldc, alpha, beta, 8, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_mul_ps)
+    unsafe fn tile256<const R: usize, const S: bool>(kc: usize, a: *const f32, ars: usize, lda: usize, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, alpha: f32, beta: f32, bias: *const f32, relu: bool) {
+        micro_body!(R, S, kc, a, ars, lda, b, ldb, c, ldc, alpha, beta, bias, relu, 8, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_mul_ps, _mm256_add_ps, _mm256_max_ps)
     }
 
     impl Micro for Avx512 {
         const MR: usize = 14;
         const NR: usize = 32;
-        unsafe fn tile(rows: usize, kc: usize, a: *const f32, ars: usize, lda: usize, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, alpha: f32, beta: f32) {
+        unsafe fn tile(rows: usize, kc: usize, a: *const f32, ars: usize, lda: usize, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, alpha: f32, beta: f32, bias: *const f32, relu: bool) {
             if ars == 1 {
-                by_rows!(rows, tile512, false, kc, a, ars, lda, b, ldb, c, ldc, alpha, beta)
+                by_rows!(rows, tile512, false, kc, a, ars, lda, b, ldb, c, ldc, alpha, beta, bias, relu)
             } else {
-                by_rows!(rows, tile512, true, kc, a, ars, lda, b, ldb, c, ldc, alpha, beta)
+                by_rows!(rows, tile512, true, kc, a, ars, lda, b, ldb, c, ldc, alpha, beta, bias, relu)
             }
         }
     }
@@ -279,11 +328,11 @@ mod x86 {
     impl Micro for Avx2 {
         const MR: usize = 6;
         const NR: usize = 16;
-        unsafe fn tile(rows: usize, kc: usize, a: *const f32, ars: usize, lda: usize, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, alpha: f32, beta: f32) {
+        unsafe fn tile(rows: usize, kc: usize, a: *const f32, ars: usize, lda: usize, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, alpha: f32, beta: f32, bias: *const f32, relu: bool) {
             if ars == 1 {
-                by_rows6!(rows, tile256, false, kc, a, ars, lda, b, ldb, c, ldc, alpha, beta)
+                by_rows6!(rows, tile256, false, kc, a, ars, lda, b, ldb, c, ldc, alpha, beta, bias, relu)
             } else {
-                by_rows6!(rows, tile256, true, kc, a, ars, lda, b, ldb, c, ldc, alpha, beta)
+                by_rows6!(rows, tile256, true, kc, a, ars, lda, b, ldb, c, ldc, alpha, beta, bias, relu)
             }
         }
     }
@@ -295,7 +344,7 @@ mod x86 {
 
     thread_local! {
         /// Per-thread packing buffers, kept between calls so a training step allocates nothing.
-        static BUFFERS: RefCell<(Vec<Line>, Vec<Line>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+        static BUFFERS: RefCell<[Vec<Line>; 3]> = const { RefCell::new([Vec::new(), Vec::new(), Vec::new()]) };
     }
 
     fn floats(v: &mut Vec<Line>, n: usize) -> *mut f32 {
@@ -317,19 +366,17 @@ mod x86 {
     ///
     /// # Safety
     /// The processor supports `K`'s instructions; shapes are consistent (checked by the caller).
-    pub unsafe fn drive<K: Micro>(alpha: f32, a: &ArrayView2<f32>, b: &ArrayView2<f32>, beta: f32, c: &mut ArrayViewMut2<f32>) {
+    pub unsafe fn drive<K: Micro>(alpha: f32, a: &ArrayView2<f32>, b: &ArrayView2<f32>, beta: f32, bias: Option<&ArrayView1<f32>>, relu: bool, c: &mut ArrayViewMut2<f32>) {
         BUFFERS.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut bufs) => {
-                let (pa, pb) = &mut *bufs;
-                drive_with::<K>(alpha, a, b, beta, c, pa, pb)
-            }
+            Ok(mut bufs) => drive_with::<K>(alpha, a, b, beta, bias, relu, c, &mut bufs),
             // re-entered on this thread (cannot happen today: kernels never wait on rayon)
-            Err(_) => drive_with::<K>(alpha, a, b, beta, c, &mut Vec::new(), &mut Vec::new()),
+            Err(_) => drive_with::<K>(alpha, a, b, beta, bias, relu, c, &mut Default::default()),
         })
     }
 
     #[allow(clippy::too_many_arguments)]
-    unsafe fn drive_with<K: Micro>(alpha: f32, a: &ArrayView2<f32>, b: &ArrayView2<f32>, beta: f32, c: &mut ArrayViewMut2<f32>, abuf: &mut Vec<Line>, bbuf: &mut Vec<Line>) {
+    unsafe fn drive_with<K: Micro>(alpha: f32, a: &ArrayView2<f32>, b: &ArrayView2<f32>, beta: f32, bias: Option<&ArrayView1<f32>>, relu: bool, c: &mut ArrayViewMut2<f32>, bufs: &mut [Vec<Line>; 3]) {
+        let [abuf, bbuf, biasbuf] = bufs;
         let (mr, nr) = (K::MR, K::NR);
         let (m, k) = a.dim();
         let n = b.dim().1;
@@ -351,6 +398,17 @@ mod x86 {
         let c_direct = csc == 1 && rsc >= 0;
         let pa = floats(abuf, mr * kc_max);
         let pb = floats(bbuf, kc_max * NC.min(n.div_ceil(nr) * nr));
+        // the bias, contiguous and zero-padded to whole panels (so every panel reads NR values)
+        let pbias = match bias {
+            Some(bias) => {
+                let p = floats(biasbuf, n.div_ceil(nr) * nr);
+                for j in 0..n.div_ceil(nr) * nr {
+                    *p.add(j) = if j < n { bias[j] } else { 0.0 };
+                }
+                p as *const f32
+            }
+            None => std::ptr::null(),
+        };
         let mut ctile = [Line([0.0; 16]); 28]; // MR × NR = 14 × 32 floats at most
         let ct = ctile.as_mut_ptr() as *mut f32;
         debug_assert!(mr * nr <= 28 * 16);
@@ -363,6 +421,9 @@ mod x86 {
                 let pc = kb * kc_max;
                 let kc = kc_max.min(k - pc);
                 let beta_k = if kb == 0 { beta } else { 1.0 };
+                // the epilogue belongs to the last k block, when C holds the whole sum
+                let last = kb + 1 == kblocks;
+                let relu_k = relu && last;
                 // B block (kc × ncb) as panels of nr columns, each kc × nr, zero-padded on the right
                 if !b_direct {
                     for jp in 0..panels {
@@ -370,6 +431,7 @@ mod x86 {
                         pack_b(bp, rsb, csb, pc, kc, j0, nr.min(n - j0), nr, pb.add(jp * kc * nr));
                     }
                 }
+                let bias_at = |j0: usize| if last && !pbias.is_null() { pbias.add(j0) } else { std::ptr::null() };
                 for (i0, rows) in row_tiles(m, mr) {
                     let (a_ptr, ars, lda) = if a_direct {
                         (ap.offset(i0 as isize + pc as isize * csa), 1, csa as usize)
@@ -393,7 +455,7 @@ mod x86 {
                         };
                         let c0 = cp.offset(i0 as isize * rsc + j0 as isize * csc);
                         if c_direct && cols == nr {
-                            K::tile(rows, kc, a_ptr, ars, lda, b_ptr, ldb, c0, rsc as usize, alpha, beta_k);
+                            K::tile(rows, kc, a_ptr, ars, lda, b_ptr, ldb, c0, rsc as usize, alpha, beta_k, bias_at(j0), relu_k);
                         } else {
                             // narrow or strided C: compute on a local tile and copy the valid part
                             if beta_k != 0.0 {
@@ -403,7 +465,7 @@ mod x86 {
                                     }
                                 }
                             }
-                            K::tile(rows, kc, a_ptr, ars, lda, b_ptr, ldb, ct, nr, alpha, beta_k);
+                            K::tile(rows, kc, a_ptr, ars, lda, b_ptr, ldb, ct, nr, alpha, beta_k, bias_at(j0), relu_k);
                             for r in 0..rows {
                                 for j in 0..cols {
                                     *c0.offset(r as isize * rsc + j as isize * csc) = *ct.add(r * nr + j);
@@ -555,7 +617,7 @@ mod tests {
                                 c.view_mut()
                             };
                             let mut cv = cv;
-                            kernel_with(isa, alpha, av, bv, beta, cv.view_mut());
+                            kernel_with(isa, alpha, av, bv, beta, Epi { bias: None, relu: false }, cv.view_mut());
                             let got = cv.to_owned();
                             for ((i, j), &v) in got.indexed_iter() {
                                 let w = alpha as f64 * prod[[i, j]] + if beta == 0.0 { 0.0 } else { beta as f64 * c0[[i, j]] as f64 };
@@ -588,7 +650,7 @@ mod tests {
             let prod = naive(&a, &b);
             for isa in [Isa::Avx512, Isa::Avx2, Isa::Portable].into_iter().filter(|&i| available(i)) {
                 let mut c2 = Array2::from_elem((2 * m, 2 * n), f32::NAN);
-                kernel_with(isa, 1.0, a, b, 0.0, c2.slice_mut(s![..;2, ..;2]));
+                kernel_with(isa, 1.0, a, b, 0.0, Epi { bias: None, relu: false }, c2.slice_mut(s![..;2, ..;2]));
                 for ((i, j), &v) in c2.indexed_iter() {
                     if i % 2 == 1 || j % 2 == 1 {
                         assert!(v.is_nan(), "{isa:?} wrote outside the view at [{i},{j}]");
@@ -597,6 +659,42 @@ mod tests {
                         assert!((v as f64 - w).abs() <= 1e-4 * (1.0 + w.abs()), "{isa:?} ({m},{k},{n}) [{i},{j}] {v} vs {w}");
                     }
                 }
+            }
+        }
+    }
+
+    /// The fused epilogue equals the product followed by the separate bias(+ReLU) pass, bit for
+    /// bit, on every kernel (k over several blocks, ragged panels, strided C) and thread split.
+    #[test]
+    fn gemm_bias_equals_gemm_then_bias_and_relu() {
+        use ndarray::{s, Array1};
+        let mut rng = Rng::new(6);
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        for &(m, k, n) in &[(1, 1, 1), (5, 3, 49), (33, 700, 70), (40, 300, 600), (300, 50, 96)] {
+            let (a, b) = (random(m, k, &mut rng), random(k, n, &mut rng));
+            let bias = Array1::from_shape_fn(n, |_| rng.normal() as f32);
+            for relu in [false, true] {
+                let mut want = Array2::zeros((m, n));
+                gemm(1.0, a.view(), b.view(), 0.0, want.view_mut());
+                for mut row in want.rows_mut() {
+                    ndarray::Zip::from(&mut row).and(&bias).for_each(|z, &b| *z = if relu { (*z + b).max(0.0) } else { *z + b });
+                }
+                for isa in [Isa::Avx512, Isa::Avx2, Isa::Portable].into_iter().filter(|&i| available(i)) {
+                    let mut c2 = Array2::from_elem((n, m), f32::NAN); // C stored column-major
+                    kernel_with(isa, 1.0, a.view(), b.view(), 0.0, Epi { bias: Some(bias.view()), relu }, c2.view_mut().reversed_axes());
+                    if isa == super::isa() {
+                        assert_eq!(c2.t(), want, "{isa:?} ({m},{k},{n}) relu {relu}");
+                    } else {
+                        let mut plain = Array2::zeros((m, n));
+                        kernel_with(isa, 1.0, a.view(), b.view(), 0.0, Epi { bias: None, relu: false }, plain.view_mut());
+                        epilogue(Epi { bias: Some(bias.view()), relu }, plain.view_mut());
+                        assert_eq!(c2.t(), plain, "{isa:?} ({m},{k},{n}) relu {relu}");
+                    }
+                }
+                let mut c3 = Array2::from_elem((m, n), f32::NAN);
+                pool.install(|| gemm_bias(a.view(), b.view(), bias.view(), relu, c3.view_mut()));
+                assert_eq!(c3, want, "3 threads ({m},{k},{n}) relu {relu}");
+                let _ = s![..];
             }
         }
     }
