@@ -58,15 +58,20 @@ fn gemm_epi(alpha: f32, a: ArrayView2<f32>, b: ArrayView2<f32>, beta: f32, epi: 
     if threads <= 1 || m * n * k < PARALLEL_MIN_MACS {
         return kernel(alpha, a, b, beta, epi, c);
     }
-    // Cut the longer side of C into one block per thread, by recursive halving with rayon::join:
-    // no allocation, and idle threads steal the halves. Row blocks may be any length (short
-    // tiles cost no more than their rows); column blocks are whole NR-wide panels.
-    if m >= n {
-        split_rows(alpha, a, b, beta, epi, c, m.div_ceil(threads));
-    } else {
+    // Cut C into one block per thread, by recursive halving with rayon::join: no allocation, and
+    // idle threads steal the halves. Column blocks (whole NR-wide panels) when there are enough
+    // columns: each thread then packs only its share of B (row blocks would have every thread
+    // pack all of it; A is read in place either way), or when C is wider than tall. Otherwise
+    // row blocks, of any length (short tiles cost no more than their rows).
+    if n >= threads * COL_SPLIT_MIN || n > m {
         split_cols(alpha, a, b, beta, epi, c, block(n, threads, COL_ALIGN));
+    } else {
+        split_rows(alpha, a, b, beta, epi, c, m.div_ceil(threads));
     }
 }
+
+/// Split by columns when every thread gets at least this many (4 AVX-512 panels).
+const COL_SPLIT_MIN: usize = 128;
 
 /// Column blocks are multiples of this (the widest panel, AVX-512's 32 = 2 × AVX2's 16), so that
 /// splitting never adds a partial panel.
