@@ -4,8 +4,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { writeFileAtomic, writeFileAtomicSync } from '../src/atomic';
-import { mulberry32 } from '../src/split';
+import { writeFileAtomic, writeFileAtomicSync } from '../src/output/atomic';
+import { mulberry32 } from '../src/data/split';
 
 const tmpDirs: string[] = [];
 function tmpDir(): string {
@@ -88,7 +88,7 @@ test('SIGKILL during writes never leaves a torn file', async (t) => {
   fs.writeFileSync(file, A);
   // The child loads src/atomic.ts through tsx, like ava does here.
   const child = `
-    const { writeFileAtomic, writeFileAtomicSync } = require(${JSON.stringify(path.resolve(__dirname, '../src/atomic.ts'))});
+    const { writeFileAtomic, writeFileAtomicSync } = require(${JSON.stringify(path.resolve(__dirname, '../src/output/atomic.ts'))});
     const A = Buffer.alloc(3 << 20, 'A'), B = Buffer.alloc(5 << 20, 'B');
     const sync = process.argv[1] === 'sync';
     (async () => {

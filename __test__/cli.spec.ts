@@ -125,3 +125,36 @@ test('usage errors exit 2, data errors exit 1 with a message naming the problem'
   t.is(help.code, 0)
   t.regex(help.stdout, /--hidden.*--optimizer.*--schedule/s)
 })
+
+test('data errors name the file once (wrong shape, wrong dtype, corrupt file, images and labels that do not match)', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'kana-cli-once-'))
+  // a tiny model of 28×28 inputs to predict and evaluate with
+  const n = 40
+  const images = new Uint8Array(n * 784).map((_, i) => (Math.floor(i / 784) % 2 ? 200 : 10))
+  const labels = Int32Array.from({ length: n }, (_, i) => i % 2)
+  writeFileSync(join(dir, 'X.npy'), npy('|u1', [n, 784], images))
+  writeFileSync(join(dir, 'y.npy'), npy('<i4', [n], labels))
+  const r = cli(['train', '--images', 'X.npy', '--labels', 'y.npy', '--hidden', '4', '--epochs', '1', '--seed', '1', '--threads', '1', '--out', 'run', '--quiet'], dir)
+  t.is(r.code, 0, r.stderr)
+  writeFileSync(join(dir, 'X32.npy'), npy('|u1', [2, 32, 32], new Uint8Array(2 * 1024)))
+  writeFileSync(join(dir, 'X5.npy'), npy('|u1', [2, 5], new Uint8Array(10)))
+  writeFileSync(join(dir, 'Xc.npy'), npy('<c8', [2], new Uint8Array(16)))
+  writeFileSync(join(dir, 'Xt.npy'), npy('|u1', [n, 784], images).subarray(0, 500))
+  writeFileSync(join(dir, 'y3.npy'), npy('<i4', [3], new Int32Array(3)))
+  const cases: [string[], string[], RegExp][] = [
+    [['predict', '-m', 'run/model.safetensors', '--images', 'X32.npy', '-o', 'p.csv'], ['X32.npy'], /images have 1024 pixels but the model takes 784/],
+    [['evaluate', '-m', 'run/model.safetensors', '--images', 'X32.npy', '--labels', 'y.npy'], ['X32.npy', 'y.npy'], /X32\.npy: holds 2 images but .*y\.npy holds 40 labels/],
+    [['evaluate', '-m', 'run/model.safetensors', '--images', 'X.npy', '--labels', 'y3.npy'], ['X.npy', 'y3.npy'], /holds 40 images but .*y3\.npy holds 3 labels/],
+    [['train', '--images', 'X.npy', '--labels', 'y3.npy', '--out', 'r2'], ['X.npy', 'y3.npy'], /holds 40 images but .*y3\.npy holds 3 labels/],
+    [['train', '--images', 'X5.npy', '--labels', 'y.npy', '--out', 'r2'], ['X5.npy'], /not a square image/],
+    [['train', '--images', 'Xc.npy', '--labels', 'y.npy', '--out', 'r2'], ['Xc.npy'], /unsupported dtype '<c8'/],
+    [['train', '--images', 'Xt.npy', '--labels', 'y.npy', '--out', 'r2'], ['Xt.npy'], /truncated/],
+    [['inspect', '--images', 'X.npy', '--labels', 'y3.npy'], ['X.npy', 'y3.npy'], /holds 40 images/],
+  ]
+  for (const [args, files, re] of cases) {
+    const e = cli(args, dir)
+    t.is(e.code, 1, e.stderr)
+    t.regex(e.stderr, re)
+    for (const f of files) t.is(e.stderr.split(`/${f}`).length - 1, 1, `${f} named once in: ${e.stderr}`)
+  }
+})

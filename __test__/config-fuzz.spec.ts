@@ -5,9 +5,10 @@ import fc from 'fast-check'
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { parseClassmap } from '../src/classmap'
-import { DataError } from '../src/data'
-import { readExperimentConfig, resolveExperiment } from '../src/experiments'
+import { parseClassmap } from '../src/data/classmap'
+import { DataError } from '../src/data/readers'
+import { readExperimentConfig, resolveExperiment } from '../src/experiment/experiment'
+import { FIELD_NAMES, readTrainConfig, resolveModelConfig } from '../src/training/config'
 
 const k49 = join(__dirname, '..', '..', 'shared', 'data', 'k49', 'k49_classmap.csv')
 const validMap = (() => {
@@ -67,5 +68,72 @@ test('experiment config JSON: random values give an Error with a message naming 
     { seed: 0x6b62, numRuns: 1500 },
   )
   t.log(`${runs} random configs`)
+  t.deepEqual(bad, [])
+})
+
+/** Values near and beyond every field's range, and of the wrong types. */
+const fieldValue = fc.oneof(
+  fc.integer({ min: -3, max: 600 }), fc.double({ noNaN: false }), fc.constantFrom(0, 1, -1, 0.5, 1e-3, 1e-9, 2 ** 60, 'adam', 'gd', 'linear', 'exponential', 'cosine', true, false, null, [], [0], [64], [64, 32], [1.5]),
+  fc.array(fc.integer({ min: -2, max: 300 }), { maxLength: 3 }),
+)
+const modelDict = fc.dictionary(fc.constantFrom(...FIELD_NAMES, 'epoch', 'hiden'), fieldValue, { maxKeys: 5 })
+
+test('train --config JSON and nested model settings: random values give a RangeError naming a setting, or a configuration that resolves', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'kana-train-config-fuzz-'))
+  const runKeys = fc.dictionary(fc.constantFrom('images', 'labels', 'dataset', 'split', 'threads', 'checkpointEvery', 'cacheDir'), fc.oneof(fieldValue, fc.string({ maxLength: 4 }), fc.record({ train: fc.double(), validation: fc.double(), test: fc.double() })), { maxKeys: 2 })
+  let runs = 0
+  let resolved = 0
+  const bad: string[] = []
+  const named = new RegExp(`^(${[...FIELD_NAMES, 'images', 'labels', 'dataset', 'split', 'threads', 'checkpointEvery', 'cacheDir', 'unknown key'].join('|')})\\b`)
+  await fc.assert(
+    fc.asyncProperty(modelDict, runKeys, async (model, run) => {
+      runs++
+      const path = join(dir, 'train.json')
+      writeFileSync(path, JSON.stringify({ ...model, ...run }))
+      try {
+        const c = await readTrainConfig(path)
+        resolveModelConfig({ ...c, seed: c.seed ?? 1 })
+        resolved++
+        return true
+      } catch (e) {
+        const m = (e as Error).message?.replace(`${path}: `, '')
+        if (!(e instanceof RangeError) || !named.test(m)) {
+          bad.push(`${JSON.stringify({ ...model, ...run })} → ${(e as Error).stack}`)
+          return false
+        }
+        return true
+      }
+    }),
+    { seed: 0x6b63, numRuns: 1500 },
+  )
+  t.log(`${runs} random train configs, ${resolved} resolved`)
+  t.deepEqual(bad, [])
+  t.true(resolved > 0, 'some resolve')
+})
+
+test('experiment config JSON with model settings in M0, M4 and search.base: an error naming the place, or a resolved config', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'kana-config-fuzz-nested-'))
+  let runs = 0
+  const bad: string[] = []
+  await fc.assert(
+    fc.asyncProperty(fc.record({ M0: modelDict, M4: modelDict, search: fc.record({ base: modelDict, mode: fc.constantFrom('random', 'grid') }) }, { requiredKeys: [] }), async (cfg) => {
+      runs++
+      const path = join(dir, 'exp.json')
+      writeFileSync(path, JSON.stringify(cfg))
+      try {
+        resolveExperiment(await readExperimentConfig(path))
+        return true
+      } catch (e) {
+        const m = (e as Error).message ?? ''
+        if (internal(e) || !/(M0|M4|search\.base)|grid has|lrMin|unknown key/.test(m)) {
+          bad.push(`${JSON.stringify(cfg)} → ${(e as Error).stack}`)
+          return false
+        }
+        return true
+      }
+    }),
+    { seed: 0x6b64, numRuns: 800 },
+  )
+  t.log(`${runs} random nested configs`)
   t.deepEqual(bad, [])
 })

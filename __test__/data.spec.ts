@@ -7,8 +7,8 @@ import * as path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { zipSync } from 'fflate';
 
-import { DataError, loadImages, loadLabels, parseArray, readArray, toImages, toLabels, validateLabels } from '../src/data';
-import { loadClassmap, parseClassmap } from '../src/classmap';
+import { DataError, loadImages, loadLabels, parseArray, readArray, toImages, toLabels, validateLabels } from '../src/data/readers';
+import { loadClassmap, parseClassmap } from '../src/data/classmap';
 
 const SHARED = path.resolve(__dirname, '..', '..', 'shared', 'data');
 const haveShared = fs.existsSync(SHARED);
@@ -317,6 +317,71 @@ test('images: NaN, Infinity, negative, 256 and non-integer pixels name the index
   await rejects(t, loadImages(tmpFile(npyOf('u1', [2, 5], new Array(10).fill(0)))), 'ESHAPE', /not a square/);
   await rejects(t, loadImages(tmpFile(npyOf('u1', [4], [1, 2, 3, 4]))), 'ESHAPE', /label vector/);
   await rejects(t, loadImages(tmpFile(npyOf('u1', [0, 784], []))), 'ESHAPE', /no image data/);
+});
+
+test('images scaled to [0, 1] (every value k/255) are read back as k, float32 and float64; others are refused saying what to do', async (t) => {
+  const ks = Array.from({ length: 256 }, (_, k) => k);
+  const want = Uint8Array.from(ks);
+  // float32 as NumPy writes x.astype(np.float32) / 255 (and x * (1/255)); float64 as x / 255
+  const f32 = tmpFile(npyOf('f4', [4, 64], ks.map((k) => Math.fround(k / 255))));
+  t.deepEqual((await loadImages(f32)).images, want);
+  const f32r = tmpFile(npyOf('f4', [4, 64], ks.map((k) => Math.fround(k * Math.fround(1 / 255)))));
+  t.deepEqual((await loadImages(f32r)).images, want);
+  const f64 = tmpFile(npyOf('f8', [4, 8, 8], ks.map((k) => k / 255), { bigEndian: true }));
+  t.deepEqual((await loadImages(f64)).images, want);
+  const f64r = tmpFile(npyOf('f8', [4, 64], ks.map((k) => k * (1 / 255))));
+  t.deepEqual((await loadImages(f64r)).images, want);
+  // float16: k/255 rounded to half precision (value bits worked out by hand for k = 1, 128, 255)
+  const half = npy('<f2', [1, 4], Buffer.from(new Uint16Array([0x0000, 0x1c04, 0x3804, 0x3c00]).buffer));
+  t.deepEqual([...(await loadImages(tmpFile(half))).images], [0, 1, 128, 255]);
+
+  // [0, 1] but not a multiple of 1/255: refused, naming the value and what to do
+  const vals = [0, 1 / 255, 1, 0.5, 0.2, 0, 0, 0].map(Math.fround);
+  await rejects(t, loadImages(tmpFile(npyOf('f4', [2, 4], vals))), 'EPIXEL',
+    /values lie in \[0, 1\] but 0\.5 at flat index 3 \(image 0, pixel 3\) is not a multiple of 1\/255 \(dtype float32\).*multiply by 255 and round, or save uint8/);
+  // a float64 k/255 stored in float32 precision is not the float64 value: refused (it is not exactly k/255 as float64)
+  const off = ks.map((k) => k / 255);
+  off[7] = Math.fround(7 / 255);
+  await rejects(t, loadImages(tmpFile(npyOf('f8', [4, 64], off))), 'EPIXEL', /0\.02745\d+ at flat index 7 .* is not a multiple of 1\/255 \(dtype float64\)/);
+  // one float32 step below k/255: no k/255 however computed
+  const near = ks.map((k) => Math.fround(k / 255));
+  near[100] = Math.fround(near[100] - 2 ** -25); // the next float32 down (ulp at 0.39 is 2^-25)
+  await rejects(t, loadImages(tmpFile(npyOf('f4', [4, 64], near))), 'EPIXEL', /at flat index 100 /);
+  // values beyond 1 that are not integers: today's message, with the advice
+  await rejects(t, loadImages(tmpFile(npyOf('f4', [1, 4], [0, 0.5, 2, 3]))), 'EPIXEL', /pixel value 0\.5 at flat index 1 .*not an integer in 0\.\.255 \(dtype float32\), nor are the values scaled to \[0, 1\]: save the images as integers 0\.\.255/);
+  // integer dtypes never take the [0, 1] reading; float 0/1 data stay the integers 0 and 1 (as before)
+  t.deepEqual([...(await loadImages(tmpFile(npyOf('f4', [1, 4], [0, 1, 1, 0])))).images], [0, 1, 1, 0]);
+});
+
+test('error messages name the file once', async (t) => {
+  const once = (message: string, path: string) => message.split(path).length - 1;
+  const wrongShape = tmpFile(npyOf('u1', [2, 5], new Array(10).fill(0)), 'X32.npy');
+  const wrongDtype = tmpFile(npy('<c8', [2], Buffer.alloc(16)), 'X32.npy');
+  const corrupt = tmpFile(Buffer.concat([Buffer.from(npyOf('u1', [2, 4], new Array(8).fill(0))).subarray(0, 70)]), 'X32.npy');
+  const badPixel = tmpFile(npyOf('f4', [1, 4], [0, 0.5, 2, 3]), 'X32.npy');
+  for (const path of [wrongShape, wrongDtype, corrupt, badPixel]) {
+    const e = await t.throwsAsync(loadImages(path), { instanceOf: DataError });
+    t.is(once(e!.message, path), 1, e!.message);
+    t.is(e!.message.split('X32.npy').length - 1, 1, e!.message);
+  }
+  const gz = tmpFile(gzipSync(Buffer.from('not numpy at all')), 'X32.npy.gz');
+  const e = await t.throwsAsync(loadImages(gz), { instanceOf: DataError });
+  t.is(e!.message.split('X32.npy').length - 1, 1, e!.message);
+
+  // images and labels that do not match (loadInputs): each file named once
+  const { loadInputs } = await import('../src/data/inputs');
+  const images = tmpFile(npyOf('u1', [3, 4], new Array(12).fill(0)), 'X32.npy');
+  const labels = tmpFile(npyOf('u1', [2], [0, 1]), 'y32.npy');
+  const m = await t.throwsAsync(loadInputs({ images, labels, seed: 1 }), { instanceOf: DataError });
+  t.regex(m!.message, /3 images .* 2 labels/);
+  t.is(once(m!.message, images), 1, m!.message);
+  t.is(once(m!.message, labels), 1, m!.message);
+  // a classmap naming too few classes
+  const cm = tmpFile(Buffer.from('index,codepoint,char\n0,U+3042,あ\n'), 'classmap.csv');
+  const fine = tmpFile(npyOf('u1', [2], [0, 1]), 'y32.npy');
+  const images2 = tmpFile(npyOf('u1', [2, 4], new Array(8).fill(0)), 'X32.npy');
+  const c = await t.throwsAsync(loadInputs({ images: images2, labels: fine, classmap: cm, seed: 1, split: { train: 1, validation: 0, test: 0 } }), { instanceOf: DataError });
+  t.is(once(c!.message, cm), 1, c!.message);
 });
 
 test('labels: negative, non-integer, NaN, wrong shape', async (t) => {

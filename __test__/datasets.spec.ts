@@ -10,12 +10,12 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { PassThrough } from 'node:stream';
 
-import { DataError, loadImages, loadLabels } from '../src/data';
-import { parseClassmap } from '../src/classmap';
+import { DataError, loadImages, loadLabels } from '../src/data/readers';
+import { parseClassmap } from '../src/data/classmap';
 import {
   cacheDir, describeDataset, ensureDataset, loadNamedDataset, terminalProgress,
   type DownloadProgress, type DatasetName,
-} from '../src/datasets';
+} from '../src/data/datasets';
 
 const SHARED = path.resolve(__dirname, '..', '..', 'shared', 'data');
 const KM = path.join(SHARED, 'kmnist');

@@ -1,7 +1,7 @@
 import test, { type ExecutionContext } from 'ava'
 import fc from 'fast-check'
 
-import { EarlyStopping, type EarlyStoppingOptions, type EarlyStoppingState } from '../src/early-stopping'
+import { EarlyStopping, type EarlyStoppingOptions, type EarlyStoppingState } from '../src/training/early-stopping'
 
 /** Feed losses from epoch 0; return the epoch at which stop first came back true (or −1). */
 function run(es: EarlyStopping, losses: number[], from = 0): number {

@@ -2,7 +2,7 @@
 // and a specific error for each kind of bad argument.
 import test from 'ava'
 import { Dataset, MLP, ReferenceMLP, native } from '../index'
-import { mulberry32 } from '../src/split'
+import { mulberry32 } from '../src/data/split'
 
 /** Seeded uniform generator for test data: the split's own mulberry32. */
 const rand = mulberry32
@@ -179,7 +179,7 @@ test('each invalid argument gets its specific error', async (t) => {
   // batch size 0 / missing learning rate / unknown optimiser
   await t.throwsAsync(m.fit(new Uint8Array(8), [0, 1], { batchSize: 0 }), { instanceOf: RangeError, message: 'batchSize must be at least 1' })
   await t.throwsAsync(m.fit(new Uint8Array(8), [0, 1], { lr: -1 }), { instanceOf: RangeError, message: /lr must be a positive/ })
-  await t.throwsAsync(m.fit(new Uint8Array(8), [0, 1], { optimizer: 'rmsprop' as 'adam' }), { instanceOf: RangeError, message: /optimizer must be 'gd', 'sgd' or 'adam'/ })
+  await t.throwsAsync(m.fit(new Uint8Array(8), [0, 1], { optimizer: 'rmsprop' as 'adam' }), { instanceOf: RangeError, message: /optimizer must be 'gd', 'sgd', 'adam' or 'adamw'/ })
   // data of the wrong width for this network
   await t.throwsAsync(m.evaluate(new Dataset(new Uint8Array(10), [0, 1], 5)), { instanceOf: RangeError, message: /5 features per sample but the network takes 4/ })
   // NaN in weights passed to setWeights; wrong count; wrong type

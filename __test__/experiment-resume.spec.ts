@@ -11,9 +11,10 @@ import { spawn, spawnSync } from 'node:child_process'
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { runExperiment, MODEL_IDS, type ExperimentInterruption, type ExperimentResult } from '../src/experiments'
-import { loadModel } from '../src/model-file'
-import { resolveModelConfig, Trial, trialData } from '../src/trial'
+import { runExperiment, MODEL_IDS, type ExperimentInterruption, type ExperimentResult } from '../src/experiment/experiment'
+import { loadModel } from '../src/output/model-file'
+import { resolveModelConfig, Trial } from '../src/training/trial'
+import { trialData } from '../src/training/sources'
 import { hasKmnist, classmap, miniConfig, miniData, npy } from './experiment-fixtures'
 
 const root = join(__dirname, '..')
@@ -97,8 +98,10 @@ for (const [name, stops] of cases) {
       t.true(existsSync(join(dir, 'checkpoint', 'experiment-checkpoint.json')))
       t.false(existsSync(join(dir, 'experiment.json')), 'an interrupted experiment has no experiment.json')
       const ix = JSON.parse(readFileSync(join(dir, 'checkpoint', 'experiment-checkpoint.json'), 'utf8'))
-      const partial = Object.entries(ix.trials as Record<string, { partial: { epoch: number; nextBatch: number } | null }>).filter(([, v]) => v.partial).map(([k, v]) => `${k} epoch ${v.partial!.epoch + 1} batch ${v.partial!.nextBatch + 1}`)
-      const ref = ix.reference?.state ? `; reference at epoch ${ix.reference.state.epoch + 1} batch ${ix.reference.state.nextBatch + 1}` : ix.reference?.outcome ? '; reference finished' : ''
+      type Progress = { progress: { epoch: number; phase: string; partial: { nextBatch: number } | null } }
+      const where = (p: Progress['progress']) => `epoch ${p.epoch + 1} ${p.phase === 'validate' ? 'before validation' : `batch ${(p.partial?.nextBatch ?? 0) + 1}`}`
+      const partial = Object.entries(ix.trials as Record<string, Progress>).filter(([, v]) => v.progress.partial || v.progress.phase === 'validate').map(([k, v]) => `${k} ${where(v.progress)}`)
+      const ref = ix.reference?.state ? `; reference at ${where(ix.reference.state.progress)}` : ix.reference?.outcome ? '; reference finished' : ''
       t.log(`stop ${i + 1}: ${Object.keys(ix.trials).length} trials saved, stopped inside an epoch: ${partial.join(', ') || 'none'}${ref}`)
     }
     t.true(stopsTaken >= 1, 'the experiment was interrupted at least once')
@@ -132,7 +135,7 @@ test.serial('a trial stopped between two mini-batches continues exactly from its
   const first = new Trial(config, data, { threads: 1, afterStep: (_m, epoch, batch) => { if (epoch === 1 && batch === 4) ac.abort() } })
   await t.throwsAsync(first.advance(3, ac.signal), { name: 'AbortError' })
   const snap = first.snapshot()
-  t.deepEqual(snap.partial && { epoch: snap.partial.epoch, nextBatch: snap.partial.nextBatch }, { epoch: 1, nextBatch: 5 })
+  t.deepEqual(snap.progress.partial && { epoch: snap.progress.epoch, nextBatch: snap.progress.partial.nextBatch }, { epoch: 1, nextBatch: 5 })
   t.is(snap.history.length, 1)
   first.release()
   const second = new Trial(config, data, { threads: 1 })
@@ -168,7 +171,7 @@ test.serial('a damaged checkpoint, different data, extra settings and a new run 
   await t.throwsAsync(runExperiment({ inMemory: o.inMemory, resume: join(dir, 'nowhere') }), { message: /no such experiment directory/ })
 })
 
-const built = existsSync(join(root, 'dist', 'experiment-cli.js'))
+const built = existsSync(join(root, 'dist', 'cli', 'experiment.js'))
 ;(built ? test.serial : test.skip)('kana-native experiment: SIGINT exits 130 with the resume command, --resume finishes it; after SIGKILL it resumes from the last phase', async (t) => {
   const o = await setup()
   const dir = mkdtempSync(join(tmpdir(), 'kana-resume-cli-'))

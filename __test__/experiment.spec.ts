@@ -7,9 +7,9 @@ import { spawnSync } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { readExperimentConfig, runExperiment, resolveExperiment, MODEL_IDS, type ExperimentResult } from '../src/experiments'
-import { rungsFor, searchConfigs, DEFAULT_RANDOM_SPACE } from '../src/search'
-import { epochOrder } from '../src/trial'
+import { readExperimentConfig, runExperiment, resolveExperiment, MODEL_IDS, type ExperimentResult } from '../src/experiment/experiment'
+import { rungsFor, searchConfigs, DEFAULT_RANDOM_SPACE } from '../src/experiment/search'
+import { epochOrder } from '../src/training/batches'
 import { classmap, hasKmnist, miniConfig, miniData, npy } from './experiment-fixtures'
 
 const root = join(__dirname, '..')
@@ -140,7 +140,7 @@ test.serial('the written experiment-config.json reproduces the experiment exactl
   t.deepEqual(again.search!.best.config, first.search!.best.config)
 })
 
-const built = existsSync(join(root, 'dist', 'experiment-cli.js'))
+const built = existsSync(join(root, 'dist', 'cli', 'experiment.js'))
 ;(built ? test.serial : test.skip)('kana-native experiment with --config and flags, then kana-native report; usage errors exit 2', async (t) => {
   const data = await miniData()
   const dir = mkdtempSync(join(tmpdir(), 'kana-exp-cli-'))

@@ -3,7 +3,7 @@ import test from 'ava'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { Dataset, MLP, loadImages, loadLabels, stratifiedSplit } from '../index'
-import { gather } from '../src/split'
+import { gather } from '../src/data/split'
 
 const dir = join(__dirname, '..', '..', 'shared', 'data', 'kmnist')
 const present = existsSync(join(dir, 'X_images.npy'))

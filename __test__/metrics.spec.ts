@@ -12,7 +12,7 @@ import {
   PROB_FLOOR,
   summarize,
   type ClassMetrics,
-} from '../src/metrics'
+} from '../src/output/metrics'
 
 const EPS = 1e-12
 

@@ -4,9 +4,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { decodeModel, encodeModel, loadModel, ModelFileError, saveModel } from '../src/model-file';
-import type { ModelFile, ModelMeta } from '../src/model-file';
-import { mulberry32 } from '../src/split';
+import { decodeModel, encodeModel, loadModel, ModelFileError, saveModel } from '../src/output/model-file';
+import type { ModelFile, ModelMeta } from '../src/output/model-file';
+import { mulberry32 } from '../src/data/split';
+import { encodeModelV1 } from './helpers/model-v1';
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -22,6 +23,17 @@ function randomWeights(layers: number[], seed: number): Float32Array[] {
     }
   }
   return out;
+}
+
+/** Batch-norm state [γ, β, running mean, running variance] per hidden layer; variances > 0. */
+function randomNorm(layers: number[], seed: number): Float32Array[] {
+  const rand = mulberry32(seed);
+  return layers.slice(1, -1).flatMap((n) => [
+    Float32Array.from({ length: n }, () => 0.5 + rand()),
+    Float32Array.from({ length: n }, () => rand() - 0.5),
+    Float32Array.from({ length: n }, () => 2 * rand() - 1),
+    Float32Array.from({ length: n }, () => 0.1 + rand()),
+  ]);
 }
 
 function bitsEqual(a: Float32Array[], b: Float32Array[]): boolean {
@@ -106,7 +118,8 @@ test('round trip is bit-exact for several layer shapes', (t) => {
     const file = decodeModel(encodeModel(meta, weights));
     t.true(bitsEqual(file.weights, weights), `layers ${layers}`);
     const { createdAt, ...rest } = file.meta;
-    t.deepEqual(rest, { format: 'kana-native-model', version: 1, activation: 'relu', output: 'softmax', normalization: { divideBy: 255 }, ...meta });
+    t.deepEqual(rest, { format: 'kana-native-model', version: 2, activation: 'relu', batchNorm: false, output: 'softmax', normalization: { divideBy: 255 }, ...meta });
+    t.deepEqual(file.norm, []);
     t.is(new Date(createdAt!).toISOString(), createdAt!); // defaulted to now, as ISO
   }
 });
@@ -182,7 +195,7 @@ test('the file parses with an independent reader; layout W[i*out + j] = input i 
   // Metadata: string → string only, our JSON under "kana-native".
   t.deepEqual(Object.keys(header.__metadata__), ['kana-native']);
   t.deepEqual(JSON.parse(header.__metadata__['kana-native']), {
-    format: 'kana-native-model', version: 1, layers, activation: 'relu', output: 'softmax',
+    format: 'kana-native-model', version: 2, layers, activation: 'relu', batchNorm: false, output: 'softmax',
     normalization: { divideBy: 255 }, classNames: ['a', 'b'], createdAt: '2024-01-02T03:04:05.000Z',
   });
 });
@@ -269,7 +282,8 @@ test('metadata: missing, non-string, invalid JSON, format, version, layers, clas
   rejects(t, rewrite(VALID, (h) => { h.__metadata__['kana-native'] = '{"format": '; }), 'EMETA', /__metadata__\["kana-native"\] is not valid JSON/);
   rejects(t, rewrite(VALID, (h) => { h.__metadata__['kana-native'] = '[1]'; }), 'EMETA', /is not a JSON object/);
   rejects(t, rewriteMeta(VALID, (m) => { m.format = 'keras'; }), 'EFORMAT', /unknown format "keras": expected "kana-native-model"/);
-  rejects(t, rewriteMeta(VALID, (m) => { m.version = 2; }), 'EVERSION', /version 2 is not supported: this build of kana-native reads version 1/);
+  rejects(t, rewriteMeta(VALID, (m) => { m.version = 3; }), 'EVERSION', /version 3 is not supported: this build of kana-native reads versions 1 and 2/);
+  rejects(t, rewriteMeta(VALID, (m) => { m.version = '2'; }), 'EVERSION', /version "2" is not supported/);
   rejects(t, rewriteMeta(VALID, (m) => { delete m.version; }), 'EVERSION', /version undefined is not supported/);
   for (const layers of [[6], [], [6, 0, 3], [6, 4.5, 3], [6, -4, 3], '6-4-3', null, [6, '4', 3]]) {
     rejects(t, rewriteMeta(VALID, (m) => { m.layers = layers; }), 'ELAYERS', /layers must be at least 2 positive integers/);
@@ -351,15 +365,170 @@ test('encodeModel refuses what it could not read back', (t) => {
 });
 
 // ---------------------------------------------------------------------------------------------
+// Version 2: activations, batch norm, dropout
+
+const BN_LAYERS = [6, 4, 5, 3];
+const BN_META: ModelMeta = { layers: BN_LAYERS, activation: 'gelu', batchNorm: true, bnEps: 1e-3, dropout: [0.5, 0.25], seed: 9, createdAt: '2025-01-01T00:00:00.000Z' };
+const BN_VALID = encodeModel(BN_META, randomWeights(BN_LAYERS, 11), randomNorm(BN_LAYERS, 12));
+
+test('version 2: every activation, batch norm and dropout round-trip bit-exact', (t) => {
+  for (const activation of ['relu', 'leaky-relu', 'silu', 'gelu'] as const) {
+    for (const batchNorm of [false, true]) {
+      const weights = randomWeights(BN_LAYERS, 20);
+      const norm = batchNorm ? randomNorm(BN_LAYERS, 21) : [];
+      const meta: ModelMeta = { layers: BN_LAYERS, activation, batchNorm, dropout: 0.1, createdAt: '2025-01-01T00:00:00.000Z' };
+      const file = decodeModel(encodeModel(meta, weights, norm));
+      t.true(bitsEqual(file.weights, weights) && bitsEqual(file.norm, norm), `${activation} ${batchNorm}`);
+      t.like(file.meta, { version: 2, activation, batchNorm, dropout: [0.1, 0.1] });
+      // What only matters for some settings is written only with them, with its default.
+      t.is(file.meta.leakySlope, activation === 'leaky-relu' ? 0.01 : undefined);
+      t.is(file.meta.bnEps, batchNorm ? 1e-5 : undefined);
+    }
+  }
+  const custom = decodeModel(encodeModel({ layers: [4, 3, 2], activation: 'leaky-relu', leakySlope: 0.2, batchNorm: false, leakySlope2: 1 } as ModelMeta, randomWeights([4, 3, 2], 1)));
+  t.is(custom.meta.leakySlope, 0.2);
+  t.false('leakySlope2' in custom.meta);
+  // No hidden layer: batch norm has nothing to normalise, so no norm tensors.
+  const linear = decodeModel(encodeModel({ layers: [4, 2], batchNorm: true }, randomWeights([4, 2], 1)));
+  t.deepEqual(linear.norm, []);
+  t.true(linear.meta.batchNorm);
+});
+
+test('version 2: batch-norm tensors have PyTorch BatchNorm1d names, shape [out], and follow their layer', (t) => {
+  const norm = randomNorm(BN_LAYERS, 12);
+  const { header, tensors } = miniRead(BN_VALID);
+  t.deepEqual(Object.keys(header), [
+    '__metadata__',
+    'layers.0.weight', 'layers.0.bias', 'layers.0.bn.weight', 'layers.0.bn.bias', 'layers.0.bn.running_mean', 'layers.0.bn.running_var',
+    'layers.1.weight', 'layers.1.bias', 'layers.1.bn.weight', 'layers.1.bn.bias', 'layers.1.bn.running_mean', 'layers.1.bn.running_var',
+    'layers.2.weight', 'layers.2.bias',
+  ]);
+  ['weight', 'bias', 'running_mean', 'running_var'].forEach((name, k) => {
+    t.deepEqual(tensors[`layers.0.bn.${name}`].shape, [4]);
+    t.deepEqual(tensors[`layers.1.bn.${name}`].shape, [5]);
+    t.deepEqual(tensors[`layers.0.bn.${name}`].values, Array.from(norm[k]));
+    t.deepEqual(tensors[`layers.1.bn.${name}`].values, Array.from(norm[4 + k]));
+  });
+  t.deepEqual(JSON.parse(header.__metadata__['kana-native']), {
+    format: 'kana-native-model', version: 2, layers: BN_LAYERS, activation: 'gelu', batchNorm: true, bnEps: 1e-3, dropout: [0.5, 0.25],
+    output: 'softmax', normalization: { divideBy: 255 }, seed: 9, createdAt: '2025-01-01T00:00:00.000Z',
+  });
+  // The reference (Python) writer's name-sorted order reads the same.
+  const { data } = split(BN_VALID);
+  const names = Object.keys(header).filter((k) => k !== '__metadata__').sort();
+  const sorted: Record<string, unknown> = { __metadata__: header.__metadata__ };
+  const chunks: Uint8Array[] = [];
+  let pos = 0;
+  for (const name of names) {
+    const [b, e] = header[name].data_offsets;
+    sorted[name] = { ...header[name], data_offsets: [pos, pos + e - b] };
+    chunks.push(data.subarray(b, e));
+    pos += e - b;
+  }
+  const file = decodeModel(assemble(sorted, Buffer.concat(chunks)));
+  t.true(bitsEqual(file.norm, norm));
+  t.true(bitsEqual(file.weights, randomWeights(BN_LAYERS, 11)));
+});
+
+test('version 2 metadata: activation, leakySlope, batchNorm, bnEps, dropout are checked', (t) => {
+  rejects(t, rewriteMeta(VALID, (m) => { m.activation = 'tanh'; }), 'EUNSUPPORTED', /activation "tanh" is not supported \(one of "relu", "leaky-relu", "silu", "gelu"\)/);
+  rejects(t, rewriteMeta(VALID, (m) => { delete m.activation; }), 'EUNSUPPORTED', /activation undefined is not supported/);
+  rejects(t, rewriteMeta(VALID, (m) => { m.activation = 'leaky-relu'; }), 'EMETA', /leakySlope undefined is not a finite number >= 0 \(activation "leaky-relu" needs it\)/);
+  rejects(t, rewriteMeta(VALID, (m) => { m.activation = 'leaky-relu'; m.leakySlope = '0.1'; }), 'EMETA', /leakySlope "0.1" is not a finite number/);
+  rejects(t, rewriteMeta(VALID, (m) => { m.activation = 'leaky-relu'; m.leakySlope = -0.1; }), 'EMETA', /leakySlope -0\.1 is not a finite number >= 0/);
+  rejects(t, rewriteMeta(VALID, (m) => { m.leakySlope = 0.1; }), 'EMETA', /leakySlope is given but the activation is "relu", not "leaky-relu"/);
+  rejects(t, rewriteMeta(VALID, (m) => { delete m.batchNorm; }), 'EMETA', /batchNorm undefined is not true or false/);
+  rejects(t, rewriteMeta(VALID, (m) => { m.batchNorm = 1; }), 'EMETA', /batchNorm 1 is not true or false/);
+  rejects(t, rewriteMeta(VALID, (m) => { m.bnEps = 1e-5; }), 'EMETA', /bnEps is given but batchNorm is false/);
+  rejects(t, rewriteMeta(BN_VALID, (m) => { delete m.bnEps; }), 'EMETA', /bnEps undefined is not a finite number > 0 \(batch norm needs it\)/);
+  rejects(t, rewriteMeta(BN_VALID, (m) => { m.bnEps = 0; }), 'EMETA', /bnEps 0 is not a finite number > 0/);
+  rejects(t, rewriteMeta(BN_VALID, (m) => { m.dropout = [0.5]; }), 'EMETA', /dropout \[0\.5\] is not 2 rates in \[0, 1\), one per hidden layer/);
+  rejects(t, rewriteMeta(BN_VALID, (m) => { m.dropout = [0.5, 1]; }), 'EMETA', /dropout \[0\.5,1\] is not 2 rates/);
+  rejects(t, rewriteMeta(BN_VALID, (m) => { m.dropout = 0.5; }), 'EMETA', /dropout 0\.5 is not 2 rates/);
+  // Turning batch norm off in the metadata leaves its tensors unexplained; on, they are missing.
+  rejects(t, rewriteMeta(BN_VALID, (m) => { m.batchNorm = false; delete m.bnEps; }), 'EEXTRA', /unexpected tensor "layers\.0\.bn\.weight" \(batchNorm is off in the metadata\)/);
+  rejects(t, rewriteMeta(VALID, (m) => { m.batchNorm = true; m.bnEps = 1e-5; }), 'EMISSING', /tensor "layers\.0\.bn\.weight" is missing \(layers \[6,4,3\] with batch norm need 8 tensors\)/);
+});
+
+test('batch-norm tensors: missing, extra, shape, dtype, non-finite, running variance <= 0', (t) => {
+  rejects(t, rewrite(BN_VALID, (h) => { delete h['layers.1.bn.running_mean']; }), 'EMISSING', /tensor "layers\.1\.bn\.running_mean" is missing \(layers \[6,4,5,3\] with batch norm need 14 tensors\)/);
+  // The output layer has no batch norm.
+  rejects(t, rewrite(BN_VALID, (h) => { h['layers.2.bn.weight'] = h['layers.1.bn.weight']; }), 'EEXTRA', /unexpected tensor "layers\.2\.bn\.weight" \(layers \[6,4,5,3\] with batch norm have no such parameter\)/);
+  rejects(t, rewrite(BN_VALID, (h) => { h['layers.0.bn.bias'].shape = [5]; }), 'ESHAPE', /tensor "layers\.0\.bn\.bias" has shape \[5\], the layers in the metadata need \[4\]/);
+  rejects(t, rewrite(BN_VALID, (h) => { h['layers.0.bn.running_var'].dtype = 'F64'; }), 'EDTYPE', /"layers\.0\.bn\.running_var" has dtype "F64"/);
+  const { header } = split(BN_VALID);
+  const dataLen = Object.values(header).reduce((m: number, v: any) => (v.data_offsets ? Math.max(m, v.data_offsets[1]) : m), 0);
+  const start = BN_VALID.length - dataLen;
+  const poke = (name: string, index: number, v: number) => {
+    const b = BN_VALID.slice();
+    new DataView(b.buffer).setFloat32(start + header[name].data_offsets[0] + 4 * index, v, true);
+    return b;
+  };
+  rejects(t, poke('layers.1.bn.weight', 3, NaN), 'ENONFINITE', /tensor "layers\.1\.bn\.weight" has NaN at index 3: batch-norm parameters and statistics must be finite/);
+  rejects(t, poke('layers.0.bn.running_mean', 0, Infinity), 'ENONFINITE', /"layers\.0\.bn\.running_mean" has Infinity at index 0/);
+  rejects(t, poke('layers.0.bn.running_var', 2, 0), 'EVARIANCE', /tensor "layers\.0\.bn\.running_var" has 0 at index 2: a running variance must be > 0/);
+  rejects(t, poke('layers.1.bn.running_var', 4, -0.5), 'EVARIANCE', /"layers\.1\.bn\.running_var" has -0\.5 at index 4/);
+  rejects(t, poke('layers.1.bn.running_var', 1, -0), 'EVARIANCE', /has 0 at index 1/);
+  t.notThrows(() => decodeModel(poke('layers.0.bn.bias', 0, -3)));
+});
+
+test('encodeModel refuses norm state that does not fit the metadata', (t) => {
+  const w = randomWeights(BN_LAYERS, 1);
+  const norm = randomNorm(BN_LAYERS, 2);
+  t.throws(() => encodeModel({ layers: BN_LAYERS, batchNorm: true }, w), { instanceOf: ModelFileError, code: 'EWEIGHTS', message: /batch norm on layers \[6,4,5,3\] needs 8 norm arrays \[γ, β, running mean, running variance\] per hidden layer, got 0/ });
+  t.throws(() => encodeModel({ layers: BN_LAYERS }, w, norm), { code: 'EWEIGHTS', message: /8 norm arrays given, but batchNorm is off/ });
+  const short = norm.slice();
+  short[5] = new Float32Array(4);
+  t.throws(() => encodeModel({ layers: BN_LAYERS, batchNorm: true }, w, short), { code: 'ESHAPE', message: /norm\[5\] \(layers\.1\.bn\.bias\) has 4 values, shape \[5\] needs 5/ });
+  const zeroVar = norm.map((a) => a.slice());
+  zeroVar[3][1] = 0;
+  t.throws(() => encodeModel({ layers: BN_LAYERS, batchNorm: true }, w, zeroVar), { code: 'EVARIANCE', message: /layers\.0\.bn\.running_var/ });
+  t.throws(() => encodeModel({ layers: BN_LAYERS, activation: 'swish' as never }, w), { code: 'EUNSUPPORTED', message: /activation "swish"/ });
+  t.throws(() => encodeModel({ layers: BN_LAYERS, dropout: 1 }, w), { code: 'EMETA', message: /dropout \[1,1\] is not 2 rates/ });
+  t.throws(() => encodeModel({ layers: BN_LAYERS, batchNorm: true, bnEps: -1 }, w, norm), { code: 'EMETA', message: /bnEps -1/ });
+});
+
+test('version-1 files (written by the pre-version-2 writer, reproduced in the test) still load: ReLU, no batch norm', (t) => {
+  const layers = [6, 4, 3];
+  const weights = randomWeights(layers, 31);
+  const meta = { layers, classNames: ['お', 'き', 'す'], inputShape: [2, 3] as [number, number], seed: 7, training: { lr: 0.1 }, metrics: { accuracy: 0.5 }, createdAt: '2024-06-01T12:00:00.000Z' };
+  const v1 = encodeModelV1(meta, weights);
+  t.is(JSON.parse(split(v1).header.__metadata__['kana-native']).version, 1);
+  const file = decodeModel(v1, 'old.safetensors');
+  t.true(bitsEqual(file.weights, weights));
+  t.deepEqual(file.norm, []);
+  t.deepEqual(file.meta, { format: 'kana-native-model', version: 1, activation: 'relu', batchNorm: false, output: 'softmax', normalization: { divideBy: 255 }, ...meta });
+  // Re-saving writes version 2 with the same tensors.
+  const again = decodeModel(encodeModel(file.meta, file.weights, file.norm));
+  t.is(again.meta.version, 2);
+  t.true(bitsEqual(again.weights, weights));
+  // A version-1 file cannot carry version-2 settings.
+  rejects(t, rewriteMeta(v1, (m) => { m.activation = 'gelu'; }), 'EUNSUPPORTED', /activation "gelu" is not supported in a version-1 file \(only "relu"\)/);
+  for (const key of ['batchNorm', 'leakySlope', 'bnEps', 'dropout']) {
+    rejects(t, rewriteMeta(v1, (m) => { m[key] = key === 'batchNorm' ? false : 0.1; }), 'EMETA', new RegExp(`${key} is a version-2 field, but the file says version 1`));
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
 // Robustness property: arbitrary damage gives a valid model or a ModelFileError, nothing else
 
-const BASES = [VALID, encodeModel({ layers: [3, 2] }, randomWeights([3, 2], 4))];
-const TENSOR_KEYS = ['layers.0.weight', 'layers.0.bias', 'layers.1.weight', 'layers.1.bias', 'layers.2.bias', '__metadata__', '__proto__', 'x'];
-const META_FIELDS = ['format', 'version', 'layers', 'activation', 'output', 'normalization', 'inputShape', 'classNames', 'training', 'metrics', 'seed', 'createdAt'];
+const BASES = [
+  VALID, encodeModel({ layers: [3, 2] }, randomWeights([3, 2], 4)),
+  encodeModel({ layers: LAYERS, activation: 'leaky-relu', leakySlope: 0.2, batchNorm: true, dropout: 0.25 }, randomWeights(LAYERS, 5), randomNorm(LAYERS, 6)),
+  encodeModelV1({ layers: LAYERS, seed: 3 }, randomWeights(LAYERS, 7)),
+];
+const TENSOR_KEYS = [
+  'layers.0.weight', 'layers.0.bias', 'layers.1.weight', 'layers.1.bias', 'layers.2.bias', '__metadata__', '__proto__', 'x',
+  'layers.0.bn.weight', 'layers.0.bn.bias', 'layers.0.bn.running_mean', 'layers.0.bn.running_var', 'layers.1.bn.weight',
+];
+const META_FIELDS = [
+  'format', 'version', 'layers', 'activation', 'output', 'normalization', 'inputShape', 'classNames', 'training', 'metrics', 'seed', 'createdAt',
+  'leakySlope', 'batchNorm', 'bnEps', 'dropout',
+];
 const small = fc.integer({ min: -2, max: 200 });
 const plausible = fc.oneof(
   fc.jsonValue({ maxDepth: 3 }),
-  fc.constantFrom('F32', 'F16', 'F64', 'I32', 'kana-native-model', 1, 2, 255, NaN, 1e308, -0),
+  fc.constantFrom('F32', 'F16', 'F64', 'I32', 'kana-native-model', 1, 2, 255, NaN, 1e308, -0, true, false, 'relu', 'gelu', 'leaky-relu', 0.01, [0.5]),
   fc.array(small, { maxLength: 4 }),
   fc.array(fc.string({ maxLength: 3 }), { maxLength: 4 }),
   fc.constant(undefined), // delete
@@ -477,6 +646,12 @@ test('property: damaged files give a consistent model or a ModelFileError, never
       const { layers, classNames, inputShape } = file.meta;
       if (!(layers.length >= 2 && layers.every((n) => Number.isSafeInteger(n) && n > 0))) return false;
       if (file.weights.length !== 2 * (layers.length - 1)) return false;
+      if (file.norm.length !== (file.meta.batchNorm ? 4 * (layers.length - 2) : 0)) return false;
+      for (let h = 0; h < file.norm.length / 4; h++) {
+        if (!file.norm.slice(4 * h, 4 * h + 4).every((a) => a.length === layers[h + 1])) return false;
+        if (!file.norm[4 * h + 3].every((v) => v > 0)) return false;
+      }
+      if (!file.norm.every((w) => w.every(Number.isFinite))) return false;
       for (let l = 0; l + 1 < layers.length; l++) {
         if (file.weights[2 * l].length !== layers[l] * layers[l + 1] || file.weights[2 * l + 1].length !== layers[l + 1]) return false;
       }
@@ -484,7 +659,8 @@ test('property: damaged files give a consistent model or a ModelFileError, never
       if (classNames && classNames.length !== layers[layers.length - 1]) return false;
       if (inputShape && inputShape[0] * inputShape[1] !== layers[0]) return false;
       // Whatever was accepted can be written and read back identically.
-      return bitsEqual(decodeModel(encodeModel(file.meta, file.weights)).weights, file.weights);
+      const again = decodeModel(encodeModel(file.meta, file.weights, file.norm));
+      return bitsEqual(again.weights, file.weights) && bitsEqual(again.norm, file.norm);
     }),
     { seed: 0x6b616e61, numRuns: 2000, interruptAfterTimeLimit: 60_000, markInterruptAsFailure: true },
   );

@@ -3,8 +3,8 @@ import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 
-import { loadClassmap } from '../src/classmap'
-import { loadImages, loadLabels } from '../src/data'
+import { loadClassmap } from '../src/data/classmap'
+import { loadImages, loadLabels } from '../src/data/readers'
 import {
   classDistribution,
   comparisonCurves,
@@ -18,7 +18,7 @@ import {
   writeRendered,
   type HistoryRow,
   type Rendered,
-} from '../src/plots'
+} from '../src/output/plots'
 
 const SHARED = path.resolve(__dirname, '..', '..', 'shared', 'data')
 const K49_CLASSMAP = path.join(SHARED, 'k49', 'k49_classmap.csv')

@@ -2,7 +2,7 @@
 import test from 'ava'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
-import { train } from '../src/train'
+import { train } from '../src/training/train'
 
 const kmnist = join(__dirname, '..', '..', 'shared', 'data', 'kmnist')
 const real = existsSync(join(kmnist, 'X_images.npy')) ? test.serial : test.skip

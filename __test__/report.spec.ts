@@ -5,9 +5,9 @@ import test from 'ava'
 import { existsSync, mkdtempSync, readFileSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { runExperiment } from '../src/experiments'
-import { buildReport, writeReport } from '../src/report'
-import { train } from '../src/train'
+import { runExperiment } from '../src/experiment/experiment'
+import { buildReport, writeReport } from '../src/output/report'
+import { train } from '../src/training/train'
 import { CHROMIUM, classmap, hasKmnist, launchChromium, miniConfig, miniData } from './experiment-fixtures'
 
 const SECTIONS = ['data', 'comparison', 'curves', 'confusion', 'search', 'agreement', 'reproduce', 'machine']

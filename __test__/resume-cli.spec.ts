@@ -2,16 +2,15 @@
 // exits 130 and prints the resume command; `train --resume` then ends bit for bit where an
 // uninterrupted run ends. SIGKILL at any moment (also while the checkpoint is being written)
 // leaves no torn file in the run directory.
+import { cliIn } from './helpers/cli'
 import test from 'ava'
-import { spawn, spawnSync } from 'node:child_process'
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { decodeModel } from '../src/model-file'
-import { readCheckpoint } from '../src/checkpoint'
+import { decodeModel } from '../src/output/model-file'
+import { readCheckpoint } from '../src/training/checkpoint'
 
 const root = join(__dirname, '..')
-const bin = join(root, 'bin', 'kana-native.js')
 const kmnist = join(root, '..', 'shared', 'data', 'kmnist')
 const hasData = existsSync(join(kmnist, 'X_images.npy'))
 const real = hasData ? test.serial : test.skip
@@ -25,28 +24,7 @@ const options = (epochs = 10) => ['--images', join(kmnist, 'X_images.npy'), '--l
   '--schedule', 'linear', '--patience', '4', '--seed', '3', '--threads', '2']
 const settings = options()
 
-function cli(args: string[]) {
-  const r = spawnSync(process.execPath, [bin, ...args], { cwd: tmp, encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } })
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr }
-}
-
-/** A run in the background, its stderr collected; `until` resolves once stderr matches. */
-function start(args: string[]) {
-  const child = spawn(process.execPath, [bin, ...args], { cwd: tmp, env: { ...process.env, NO_COLOR: '1' } })
-  let stderr = ''
-  const waiting: [RegExp, () => void][] = []
-  child.stderr.setEncoding('utf8').on('data', (d: string) => {
-    stderr += d
-    for (const [re, go] of waiting) if (re.test(stderr)) go()
-  })
-  child.stdout.resume()
-  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) => child.on('close', (code, signal) => res({ code, signal })))
-  const until = (re: RegExp) => Promise.race([
-    new Promise<void>((res) => (re.test(stderr) ? res() : waiting.push([re, res]))),
-    exit.then(() => { if (!re.test(stderr)) throw new Error(`the run ended before ${re}:\n${stderr}`) }),
-  ])
-  return { child, exit, until, stderr: () => stderr }
-}
+const { cli, start } = cliIn(tmp)
 
 const json = (path: string) => JSON.parse(readFileSync(path, 'utf8'))
 const tensors = (dir: string) => decodeModel(readFileSync(join(dir, 'model.safetensors'))).weights
@@ -88,14 +66,14 @@ real('Ctrl-C exits 130 with the resume command; --resume ends bit-identical to a
   t.regex(run.stderr(), /interrupt: stopping after the current batch and writing a checkpoint/)
   t.regex(run.stderr(), new RegExp(`interrupted in epoch \\d+/10 \\((step \\d+ of 150|its training done, validation pending)\\); checkpoint written to ${dir}/checkpoint\\nresume with:\\n  kana-native train --resume ${dir}\\n`))
   const ck = await readCheckpoint(dir)
-  t.log(`interrupted in epoch ${ck.epoch + 1}, phase ${ck.phase}, step ${ck.training.partialEpoch?.nextStep ?? '-'}`)
+  t.log(`interrupted in epoch ${ck.snapshot.progress.epoch + 1}, phase ${ck.snapshot.progress.phase}, step ${ck.snapshot.model.partialEpoch?.nextStep ?? '-'}`)
   t.false(existsSync(join(dir, 'model.safetensors')))
 
   // the printed command, as printed
   const command = run.stderr().match(/resume with:\n {2}kana-native (.*)\n/)![1].split(' ')
   const r = cli(command)
   t.is(r.code, 0, r.stderr)
-  t.regex(r.stderr, new RegExp(`^resuming ${dir} at epoch ${ck.epoch + 1}/10 `, 'm'))
+  t.regex(r.stderr, new RegExp(`^resuming ${dir} at epoch ${ck.snapshot.progress.epoch + 1}/10 `, 'm'))
   t.notRegex(r.stderr, /warning/)
   sameAsUninterrupted(t, dir)
 })
@@ -130,11 +108,11 @@ real('killed outright, a run resumes from its last autosaved checkpoint, bit-ide
   run.child.kill('SIGKILL')
   t.is((await run.exit).signal, 'SIGKILL')
   const ck = await readCheckpoint(dir)
-  t.is(ck.phase, 'train')
-  t.is(ck.training.partialEpoch, null, 'autosaves are taken between epochs')
+  t.is(ck.snapshot.progress.phase, 'train')
+  t.is(ck.snapshot.model.partialEpoch, null, 'autosaves are taken between epochs')
   // "epoch 4/10" is printed before that epoch's autosave: the one after epoch 3 is there for sure
-  t.true(ck.epoch >= 3, `the checkpoint resumes at epoch ${ck.epoch + 1}`)
-  t.log(`killed after epoch 4 was reported; the autosave resumes at epoch ${ck.epoch + 1}`)
+  t.true(ck.snapshot.progress.epoch >= 3, `the checkpoint resumes at epoch ${ck.snapshot.progress.epoch + 1}`)
+  t.log(`killed after epoch 4 was reported; the autosave resumes at epoch ${ck.snapshot.progress.epoch + 1}`)
   const r = cli(['train', '--resume', dir])
   t.is(r.code, 0, r.stderr)
   sameAsUninterrupted(t, dir)
@@ -148,6 +126,10 @@ async function checkNotTorn(t: any, dir: string, label: string) {
     const path = join(dir, f)
     const what = `${label}: ${f}`
     if (f.startsWith('.') && f.endsWith('.tmp')) continue // a killed writer's temp file (never the real name)
+    if (f === '.kana-native.lock') { // a killed run's lock, naming it (the next run takes it over)
+      t.is(JSON.parse(readFileSync(path, 'utf8')).hostname, hostname(), what)
+      continue
+    }
     if (f === 'checkpoint') {
       if (existsSync(join(path, 'checkpoint.json'))) await t.notThrowsAsync(readCheckpoint(dir), `${what}: a complete checkpoint`)
       continue

@@ -5,9 +5,9 @@ import test, { type ExecutionContext } from 'ava'
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { train, type TrainAbortError, type TrainOptions, type TrainResult } from '../src/train'
-import { readCheckpoint, CheckpointError } from '../src/checkpoint'
-import { decodeModel } from '../src/model-file'
+import { train, type TrainAbortError, type TrainOptions, type TrainResult } from '../src/training/train'
+import { readCheckpoint, CheckpointError } from '../src/training/checkpoint'
+import { decodeModel } from '../src/output/model-file'
 import { npy } from './helpers/npy'
 import { learnable as learnableData } from './helpers/learnable'
 
@@ -57,8 +57,8 @@ async function interruptAndResume(t: ExecutionContext, arm: (abort: () => void) 
     const err2 = (await t.throwsAsync(train({ resume: dir, data, signal: ac2.signal, progressInterval: 1, ...opts.again(() => ac2.abort()) }), { name: 'AbortError' })) as TrainAbortError
     t.truthy(err2.checkpoint)
     t.true(err2.checkpoint!.epoch > err.checkpoint!.epoch || err2.checkpoint!.step > err.checkpoint!.step, 'the second interruption is later')
-    // only the newest checkpoint's files remain
-    t.is(readdirSync(join(dir, 'checkpoint')).filter((f) => f.endsWith('.safetensors')).length, ck.best ? 3 : 2)
+    // only the newest checkpoint's tensor file remains
+    t.is(readdirSync(join(dir, 'checkpoint')).filter((f) => f.endsWith('.safetensors')).length, 1)
   }
   const result = await train({ resume: dir, data })
   const want = (await uninterrupted()).result
@@ -97,14 +97,14 @@ test.serial('interrupted mid-epoch, resumed: bit-identical to an uninterrupted r
   for (let attempt = 1; ; attempt++) {
     const tried = await t.try(async (tt) => {
       const { ck, err } = await interruptAndResume(tt, (abort) => ({ onEpoch: (r) => void (r.epoch === 3 && setImmediate(abort)) }))
-      tt.is(ck.phase, 'train')
-      tt.is(ck.epoch, 3)
-      tt.truthy(ck.training.partialEpoch, 'the unfinished epoch is in the checkpoint')
-      tt.true(ck.training.partialEpoch!.nextStep > 0 && ck.training.partialEpoch!.nextStep < STEPS)
-      tt.is(err.checkpoint!.step, ck.training.partialEpoch!.nextStep)
-      tt.is(ck.history.length, ck.epoch)
-      tt.truthy(ck.best)
-      tt.log(`attempt ${attempt}: interrupted in epoch ${ck.epoch + 1} after step ${ck.training.partialEpoch!.nextStep} of ${STEPS}`)
+      tt.is(ck.snapshot.progress.phase, 'train')
+      tt.is(ck.snapshot.progress.epoch, 3)
+      tt.truthy(ck.snapshot.model.partialEpoch, 'the unfinished epoch is in the checkpoint')
+      tt.true(ck.snapshot.model.partialEpoch!.nextStep > 0 && ck.snapshot.model.partialEpoch!.nextStep < STEPS)
+      tt.is(err.checkpoint!.step, ck.snapshot.model.partialEpoch!.nextStep)
+      tt.is(ck.snapshot.history.length, ck.snapshot.progress.epoch)
+      tt.truthy(ck.snapshot.best)
+      tt.log(`attempt ${attempt}: interrupted in epoch ${ck.snapshot.progress.epoch + 1} after step ${ck.snapshot.model.partialEpoch!.nextStep} of ${STEPS}`)
     })
     if (tried.passed || attempt === 3) return tried.commit()
     tried.discard()
@@ -113,23 +113,23 @@ test.serial('interrupted mid-epoch, resumed: bit-identical to an uninterrupted r
 
 test.serial('interrupted between epochs, resumed: bit-identical', async (t) => {
   const { ck } = await interruptAndResume(t, (abort) => ({ onEpoch: (r) => void (r.epoch === 4 && abort()) }))
-  t.is(ck.phase, 'train')
-  t.is(ck.epoch, 4)
-  t.is(ck.training.partialEpoch, null)
+  t.is(ck.snapshot.progress.phase, 'train')
+  t.is(ck.snapshot.progress.epoch, 4)
+  t.is(ck.snapshot.model.partialEpoch, null)
 })
 
 test.serial('interrupted after an epoch\'s training, before its validation, resumed: bit-identical', async (t) => {
   const { ck } = await interruptAndResume(t, (abort) => ({ onProgress: (p) => p.epoch === 6 && p.steps === STEPS && p.step === STEPS && abort() }))
-  t.is(ck.phase, 'validate')
-  t.is(ck.epoch, 5)
-  t.truthy(ck.pendingFit)
+  t.is(ck.snapshot.progress.phase, 'validate')
+  t.is(ck.snapshot.progress.epoch, 5)
+  t.truthy(ck.snapshot.progress.pendingFit)
 })
 
 test.serial('interrupted before the first epoch, resumed: bit-identical', async (t) => {
   const { ck } = await interruptAndResume(t, (abort) => ({ onData: () => abort() }))
-  t.is(ck.epoch, 0)
-  t.is(ck.history.length, 0)
-  t.is(ck.best, undefined)
+  t.is(ck.snapshot.progress.epoch, 0)
+  t.is(ck.snapshot.history.length, 0)
+  t.is(ck.snapshot.best, undefined)
 })
 
 test.serial('interrupted twice (mid-epoch, then the resumed run between epochs), resumed: bit-identical', async (t) => {
@@ -139,7 +139,7 @@ test.serial('interrupted twice (mid-epoch, then the resumed run between epochs),
   }), {
     again: (abort) => ({ onEpoch: (r) => void (r.epoch === 7 && abort()) }),
   })
-  t.log(`first interrupted in epoch ${ck.epoch + 1} after step ${ck.training.partialEpoch?.nextStep} of ${STEPS}`)
+  t.log(`first interrupted in epoch ${ck.snapshot.progress.epoch + 1} after step ${ck.snapshot.model.partialEpoch?.nextStep} of ${STEPS}`)
 })
 
 test('a checkpoint that does not fit is refused, and stays usable', async (t) => {
@@ -167,14 +167,14 @@ test('a checkpoint that does not fit is refused, and stays usable', async (t) =>
   const { dir: finished } = await uninterrupted()
   await refused({ resume: finished, data }, 'ENOCHECKPOINT', /the run finished \(metrics\.json is there\) and has no checkpoint/)
 
-  // damaged: one flipped bit in the weights, a truncated index
+  // damaged: one flipped bit in the tensors, a truncated index
   const cdir = join(dir, 'checkpoint')
-  const weightsFile = join(cdir, readdirSync(cdir).find((f) => f.startsWith('weights.'))!)
+  const weightsFile = join(cdir, readdirSync(cdir).find((f) => f.startsWith('tensors.'))!)
   const good = readFileSync(weightsFile)
   const flipped = Buffer.from(good)
   flipped[flipped.length - 5] ^= 1
   writeFileSync(weightsFile, flipped)
-  await refused({ resume: dir, data }, 'ECORRUPT', /is damaged: weights\..*\.safetensors does not match its SHA-256/)
+  await refused({ resume: dir, data }, 'ECORRUPT', /is damaged: tensors\..*\.safetensors does not match its SHA-256/)
   writeFileSync(weightsFile, good)
   const index = join(cdir, 'checkpoint.json')
   const text = readFileSync(index, 'utf8')

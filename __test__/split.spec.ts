@@ -1,9 +1,9 @@
 import test from 'ava';
 import fc from 'fast-check';
 
-import { DataError } from '../src/data';
-import { gather, mulberry32, stratifiedSplit } from '../src/split';
-import type { Split, SplitFractions } from '../src/split';
+import { DataError } from '../src/data/readers';
+import { gather, mulberry32, stratifiedSplit } from '../src/data/split';
+import type { Split, SplitFractions } from '../src/data/split';
 
 /** Labels with the given number of samples per class, interleaved so classes are not contiguous. */
 function labelsWith(counts: number[]): number[] {

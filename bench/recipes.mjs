@@ -23,9 +23,9 @@ import { fileURLToPath } from 'node:url'
 
 const require = createRequire(import.meta.url)
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
-const { stratifiedSplit, gather } = require('../dist/split.js')
-const { loadImages, loadLabels } = require('../dist/data.js')
-const { train } = require('../dist/train.js')
+const { stratifiedSplit, gather } = require('../dist/data/split.js')
+const { loadImages, loadLabels } = require('../dist/data/readers.js')
+const { train } = require('../dist/training/train.js')
 
 const PY = '/usr/bin/python3'
 const SPLIT = { train: 0.6, validation: 0.2, test: 0.2 }

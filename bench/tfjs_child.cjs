@@ -37,7 +37,7 @@ function readRows(off, n) {
 }
 
 /** mulberry32 (the project's, src/split.ts): the seeded generator for the batch permutation */
-const rng = require(require('node:path').join(__dirname, '..', 'dist', 'split.js')).mulberry32
+const rng = require(require('node:path').join(__dirname, '..', 'dist', 'data', 'split.js')).mulberry32
 
 async function main() {
   await tf.setBackend(spec.backend)

@@ -7,8 +7,8 @@
 import { existsSync } from 'node:fs'
 import { loadavg, cpus } from 'node:os'
 import { join } from 'node:path'
-import { loadInputs } from '../src/inputs'
-import { Trial, trialData, resolveModelConfig, type ModelConfig } from '../src/trial'
+import { loadInputs } from '../src/data/inputs'
+import { Trial, trialData, resolveModelConfig, type ModelConfig } from '../src/training/trial'
 
 async function main() {
   const rounds = Number(process.argv[2] ?? 3)

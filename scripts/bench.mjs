@@ -309,7 +309,7 @@ const tfjsVersion = (() => {
 // ---------------------------------------------------------------------------------------------
 /** The project's mulberry32 (src/split.ts), as whole 32-bit numbers: its floats are exactly u32 / 2^32. */
 function mulberry32(seed) {
-  const next = require(path.join(root, 'dist', 'split.js')).mulberry32(seed)
+  const next = require(path.join(root, 'dist', 'data', 'split.js')).mulberry32(seed)
   return () => next() * 4294967296
 }
 const ROWS = K49_TRAIN + K49_TEST

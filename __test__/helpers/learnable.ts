@@ -1,4 +1,4 @@
-import { mulberry32 } from '../../src/split'
+import { mulberry32 } from '../../src/data/split'
 
 /**
  * Random pixels labelled by the largest of `classes` random projections (a learnable rule), with a

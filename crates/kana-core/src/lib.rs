@@ -5,9 +5,12 @@
 //! * [`rng`]: a seeded generator, so a run is reproducible from one `u64`.
 //! * [`gemm`]: the one heavy operation, `C = αA·B + βC`, through matrixmultiply's SIMD kernels
 //!   (chosen at run time: AVX-512, AVX2+FMA, SSE2 or scalar), split over rayon threads.
-//! * [`mlp`]: dense layers, ReLU, softmax fused with cross-entropy, He initialisation, and the
-//!   forward/backward passes over preallocated workspaces.
-//! * [`optim`]: gradient descent and Adam, with L2 on the weights.
+//! * [`act`]: the hidden activations (ReLU, leaky ReLU, SiLU, GELU) and an f32 erf.
+//! * [`dropout`]: the seeded, thread-independent dropout mask.
+//! * [`mlp`]: dense layers, activation, batch norm, dropout, softmax fused with cross-entropy, He
+//!   initialisation, and the forward/backward passes over preallocated workspaces.
+//! * [`optim`]: gradient descent (with momentum, Nesterov), Adam and AdamW, with L2 on the
+//!   weights, and clipping by global norm.
 //! * [`data`]: the training set, held once as `u8` pixels and normalised per batch.
 //! * [`train`]: the epoch loop, evaluation and prediction, cancellable between batches.
 //!
@@ -18,8 +21,16 @@
 //! * Loss: mean cross-entropy over the batch. L2 with λ adds `(λ/2)·Σ‖W_l‖²` to the objective
 //!   (weights only, not biases), i.e. `λ·W` to each weight gradient — PyTorch's `weight_decay`.
 //!   Reported losses are the cross-entropy alone, without the penalty.
+//! * Optional hidden-layer options (issue F1, `NetConfig`): activation relu / leaky-relu / silu /
+//!   gelu (exact erf form); batch norm before the activation (PyTorch's BatchNorm1d); inverted
+//!   dropout after it, with a mask hashed from (seed, step, layer, row, unit). Training options
+//!   (`EpochOptions`): label smoothing in the gradient only, clipping by global norm before the
+//!   optimiser, AdamW, SGD with momentum / Nesterov. With none of them the arithmetic is exactly
+//!   the original network's.
 
+pub mod act;
 pub mod data;
+pub mod dropout;
 pub mod error;
 pub mod gemm;
 pub mod mlp;
@@ -29,7 +40,8 @@ pub mod train;
 
 pub use data::Dataset;
 pub use error::{Error, ErrorKind};
-pub use mlp::Mlp;
+pub use act::Activation;
+pub use mlp::{Mlp, NetConfig};
 pub use optim::{Optimizer, OptimizerState};
 pub use rng::Rng;
 pub use train::{Control, EpochOptions, EpochStats, Evaluation, PartialEpoch, Trainer};

@@ -1,13 +1,19 @@
-//! The network: dense layers with ReLU between them and softmax + cross-entropy at the end.
+//! The network: dense layers with an activation between them and softmax + cross-entropy at the end.
 //!
-//! Forward, for a batch `X` (rows = samples):  `Z_l = A_{l-1}·W_l + b_l`, `A_l = ReLU(Z_l)`,
-//! except the last layer whose `Z_L` are the logits and `P = softmax(Z_L)`.
+//! Forward, for a batch `X` (rows = samples), hidden layer `l`: `Z_l = A_{l-1}·W_l + b_l`; with batch
+//! norm `Ẑ = (Z − μ_B)/√(σ²_B + ε)`, `Z' = γ⊙Ẑ + β` (batch mean and biased variance per unit in
+//! training, the running statistics otherwise); `A_l = f(Z')`; with dropout in training
+//! `A_l ⊙= mask/(1 − p)`. The last layer's `Z_L` are the logits and `P = softmax(Z_L)`.
 //! Loss: `mean_i −log P[i, y_i] = mean_i (logsumexp(Z_L[i]) − Z_L[i, y_i])`, computed from the
 //! logits so that it stays finite however confident the network is; its gradient with respect to
-//! the logits is `(P − Y)/B`.
-//! Backward: `∂W_l = A_{l-1}ᵀ·δ_l`, `∂b_l = Σ_rows δ_l`, `δ_{l-1} = (δ_l·W_lᵀ) ⊙ 1[Z_{l-1} > 0]`.
-//! (`Z > 0` exactly when `A = ReLU(Z) > 0`, so the activations double as the ReLU mask.)
+//! the logits is `(P − T)/B`, `T` the (optionally smoothed) one-hot targets.
+//! Backward: `∂W_l = A_{l-1}ᵀ·δ_l`, `∂b_l = Σ_rows δ_l`, `∂A_{l-1} = δ_l·W_lᵀ`, then back through
+//! dropout, the activation and batch norm to `δ_{l-1}`.
+//! With plain ReLU, `Z > 0` exactly when `A = ReLU(Z) > 0` (also after dropout's positive scaling),
+//! so the activations double as the mask and no pre-activations are kept.
 
+use crate::act::Activation;
+use crate::dropout::{self, Mask};
 use crate::error::{Error, Result};
 use crate::gemm::gemm;
 use crate::rng::Rng;
@@ -43,11 +49,157 @@ pub fn try_zeros(rows: usize, cols: usize) -> Result<Array2<f32>> {
     Ok(Array2::from_shape_vec((rows, cols), try_zeroed_vec(n)?).expect("length is rows × cols"))
 }
 
+/// Batch norm's learned scale and shift of one hidden layer (also their gradients and moments).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Affine {
+    pub gamma: Array1<f32>,
+    pub beta: Array1<f32>,
+}
+
+/// Batch norm's running statistics of one hidden layer (PyTorch's: unbiased variance).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Running {
+    pub mean: Array1<f32>,
+    pub var: Array1<f32>,
+}
+
+/// The architecture besides the sizes: how hidden layers transform and regularise.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NetConfig {
+    pub activation: Activation,
+    /// Dropout rate of each hidden layer (`sizes.len() − 2` entries), each in [0, 1).
+    pub dropout: Vec<f64>,
+    pub batch_norm: bool,
+    /// Weight of the batch in the running statistics, in [0, 1).
+    pub bn_momentum: f64,
+    /// Added to the variance, > 0.
+    pub bn_eps: f64,
+}
+
+impl NetConfig {
+    pub const BN_MOMENTUM_DEFAULT: f64 = 0.1;
+    pub const BN_EPS_DEFAULT: f64 = 1e-5;
+
+    /// ReLU, no dropout, no batch norm: the network as it always was.
+    pub fn plain(sizes: &[usize]) -> Self {
+        NetConfig {
+            activation: Activation::Relu,
+            dropout: vec![0.0; sizes.len().saturating_sub(2)],
+            batch_norm: false,
+            bn_momentum: Self::BN_MOMENTUM_DEFAULT,
+            bn_eps: Self::BN_EPS_DEFAULT,
+        }
+    }
+
+    pub fn validate(&self, sizes: &[usize]) -> Result<()> {
+        self.activation.validate()?;
+        let hidden = sizes.len().saturating_sub(2);
+        if self.dropout.len() != hidden {
+            return Err(Error::range(format!("dropout must give one rate per hidden layer ({hidden}), got {}", self.dropout.len())));
+        }
+        for (i, &p) in self.dropout.iter().enumerate() {
+            dropout::check_rate(p, &if hidden == 1 { "dropout".to_string() } else { format!("dropout[{i}]") })?;
+        }
+        if !(0.0..1.0).contains(&self.bn_momentum) {
+            return Err(Error::range(format!("bnMomentum must be in [0, 1), got {}", self.bn_momentum)));
+        }
+        if !(self.bn_eps > 0.0 && self.bn_eps.is_finite()) {
+            return Err(Error::range(format!("bnEps must be a positive finite number, got {}", self.bn_eps)));
+        }
+        Ok(())
+    }
+
+    /// Whether hidden layer `h` (0-based) is plain ReLU with nothing else, in training or not.
+    fn plain_layer(&self, h: usize, training: bool) -> bool {
+        self.activation == Activation::Relu && !self.batch_norm && !(training && self.dropout[h] > 0.0)
+    }
+
+    /// Whether hidden layers keep a copy of their pre-activation (or of Ẑ) for the backward pass.
+    fn keeps_pre(&self) -> bool {
+        self.batch_norm || self.activation != Activation::Relu
+    }
+}
+
+/// What a parameter tensor is: decides L2 and weight decay (weights only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Weight,
+    Bias,
+    Gamma,
+    Beta,
+}
+
+/// The parameter tensors in their one order (optimiser state, gradient norm, training state):
+/// for each layer `W_l, b_l`, then for hidden layers with batch norm `γ_l, β_l`.
+/// Tensor `i` is `(layer, kind)`.
+pub fn slot(layers: usize, batch_norm: bool, i: usize) -> (usize, Kind) {
+    const PLAIN: [Kind; 2] = [Kind::Weight, Kind::Bias];
+    const NORMED: [Kind; 4] = [Kind::Weight, Kind::Bias, Kind::Gamma, Kind::Beta];
+    let hidden = layers - 1;
+    if batch_norm && i < 4 * hidden {
+        (i / 4, NORMED[i % 4])
+    } else {
+        let j = if batch_norm { i - 4 * hidden + 2 * hidden } else { i };
+        (j / 2, PLAIN[j % 2])
+    }
+}
+
+pub fn tensor_count(layers: usize, batch_norm: bool) -> usize {
+    2 * layers + if batch_norm { 2 * (layers - 1) } else { 0 }
+}
+
+pub fn tensor<'a>(layers: &'a [Layer], norms: &'a [Affine], i: usize) -> &'a [f32] {
+    let (l, kind) = slot(layers.len(), !norms.is_empty(), i);
+    match kind {
+        Kind::Weight => layers[l].w.as_slice(),
+        Kind::Bias => layers[l].b.as_slice(),
+        Kind::Gamma => norms[l].gamma.as_slice(),
+        Kind::Beta => norms[l].beta.as_slice(),
+    }
+    .expect("parameters are contiguous")
+}
+
+pub fn tensor_mut<'a>(layers: &'a mut [Layer], norms: &'a mut [Affine], i: usize) -> &'a mut [f32] {
+    let (l, kind) = slot(layers.len(), !norms.is_empty(), i);
+    match kind {
+        Kind::Weight => layers[l].w.as_slice_mut(),
+        Kind::Bias => layers[l].b.as_slice_mut(),
+        Kind::Gamma => norms[l].gamma.as_slice_mut(),
+        Kind::Beta => norms[l].beta.as_slice_mut(),
+    }
+    .expect("parameters are contiguous")
+}
+
+/// Gradients of every parameter, shaped like them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Grads {
+    pub layers: Vec<Layer>,
+    /// γ and β of each hidden layer with batch norm (empty without).
+    pub norms: Vec<Affine>,
+}
+
+impl Grads {
+    pub fn count(&self) -> usize {
+        tensor_count(self.layers.len(), !self.norms.is_empty())
+    }
+    pub fn tensor(&self, i: usize) -> &[f32] {
+        tensor(&self.layers, &self.norms, i)
+    }
+    pub fn tensor_mut(&mut self, i: usize) -> &mut [f32] {
+        tensor_mut(&mut self.layers, &mut self.norms, i)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Mlp {
     /// `[inputs, hidden…, classes]`.
     pub sizes: Vec<usize>,
+    pub config: NetConfig,
     pub layers: Vec<Layer>,
+    /// γ and β of each hidden layer with batch norm (empty without).
+    pub norms: Vec<Affine>,
+    /// Running mean and variance of each hidden layer with batch norm (empty without).
+    pub running: Vec<Running>,
 }
 
 /// Largest layer width we accept: far beyond any sensible MLP, small enough that sizes never overflow.
@@ -101,11 +253,43 @@ pub fn layers_from_slices(sizes: &[usize], arrays: &[&[f32]], what: &str) -> Res
         .collect()
 }
 
+fn ones(n: usize) -> Result<Array1<f32>> {
+    let mut v = try_zeroed_vec::<f32>(n)?;
+    v.fill(1.0);
+    Ok(Array1::from(v))
+}
+
+fn zeros1(n: usize) -> Result<Array1<f32>> {
+    Ok(Array1::from(try_zeroed_vec::<f32>(n)?))
+}
+
+/// One hidden layer's dropout mask for one step (`None`: no dropout there).
+pub type Masks = [Option<Mask>];
+
+/// What the forward and backward passes of a training batch need besides the data.
+#[derive(Clone, Copy, Debug)]
+pub struct TrainPass<'a> {
+    /// per hidden layer
+    pub masks: &'a Masks,
+    /// index of the chunk's first row within its batch (dropout masks are per batch row)
+    pub row0: usize,
+    /// ε of label smoothing
+    pub label_smoothing: f32,
+}
+
 impl Mlp {
     /// He initialisation: `W_l ~ N(0, 2/n_{l-1})`, zero biases. The weights are drawn layer by
     /// layer, row by row, from `rng`, so a seed fixes them completely.
     pub fn new(sizes: &[usize], rng: &mut Rng) -> Result<Self> {
         check_sizes(sizes)?;
+        Self::with_config(sizes, NetConfig::plain(sizes), rng)
+    }
+
+    /// As [`Mlp::new`], with the given activation, dropout and batch norm (γ = 1, β = 0, running
+    /// mean 0 and variance 1; the generator draws only the weights, so they do not depend on the config).
+    pub fn with_config(sizes: &[usize], config: NetConfig, rng: &mut Rng) -> Result<Self> {
+        check_sizes(sizes)?;
+        config.validate(sizes)?;
         let layers = sizes
             .windows(2)
             .map(|p| {
@@ -116,7 +300,16 @@ impl Mlp {
                 Ok(layer)
             })
             .collect::<Result<_>>()?;
-        Ok(Mlp { sizes: sizes.to_vec(), layers })
+        let hidden = &sizes[1..sizes.len() - 1];
+        let (norms, running) = if config.batch_norm {
+            (
+                hidden.iter().map(|&n| Ok(Affine { gamma: ones(n)?, beta: zeros1(n)? })).collect::<Result<_>>()?,
+                hidden.iter().map(|&n| Ok(Running { mean: zeros1(n)?, var: ones(n)? })).collect::<Result<_>>()?,
+            )
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        Ok(Mlp { sizes: sizes.to_vec(), config, layers, norms, running })
     }
 
     pub fn inputs(&self) -> usize {
@@ -127,65 +320,137 @@ impl Mlp {
         *self.sizes.last().unwrap()
     }
 
+    /// Weights and biases (γ, β not counted: `getWeights` holds exactly these).
     pub fn num_params(&self) -> usize {
         self.layers.iter().map(|l| l.w.len() + l.b.len()).sum()
     }
 
-    /// Zeroed tensors of the same shapes (gradients, optimiser moments).
+    /// Whether some layer is batch-normalised (batch norm on a network without hidden layers does nothing).
+    pub fn has_batch_norm(&self) -> bool {
+        !self.norms.is_empty()
+    }
+
+    /// Number of parameter tensors (see [`slot`]).
+    pub fn tensor_count(&self) -> usize {
+        tensor_count(self.layers.len(), self.config.batch_norm)
+    }
+
+    pub fn kind(&self, i: usize) -> Kind {
+        slot(self.layers.len(), self.config.batch_norm, i).1
+    }
+
+    pub fn tensor(&self, i: usize) -> &[f32] {
+        tensor(&self.layers, &self.norms, i)
+    }
+
+    pub fn tensor_mut(&mut self, i: usize) -> &mut [f32] {
+        tensor_mut(&mut self.layers, &mut self.norms, i)
+    }
+
+    /// Total length of all parameter tensors (weights, biases, γ, β).
+    pub fn tensor_len(&self) -> usize {
+        (0..self.tensor_count()).map(|i| self.tensor(i).len()).sum()
+    }
+
+    /// Zeroed tensors of the same shapes as the weights and biases.
     pub fn zeros_like(&self) -> Result<Vec<Layer>> {
         self.sizes.windows(2).map(|p| Layer::zeros(p[0], p[1])).collect()
     }
 
-    /// Forward pass over the first `rows` rows of `ws.x`; leaves the hidden activations in
-    /// `ws.acts` and the logits in `ws.acts[L-1]`.
+    /// Zeroed gradients of every parameter.
+    pub fn zero_grads(&self) -> Result<Grads> {
+        let norms = if self.config.batch_norm {
+            self.sizes[1..self.sizes.len() - 1].iter().map(|&n| Ok(Affine { gamma: zeros1(n)?, beta: zeros1(n)? })).collect::<Result<_>>()?
+        } else {
+            Vec::new()
+        };
+        Ok(Grads { layers: self.zeros_like()?, norms })
+    }
+
+    /// Zeroed flat tensors in the parameter order (optimiser moments).
+    pub fn zero_tensors(&self) -> Result<Vec<Vec<f32>>> {
+        (0..self.tensor_count()).map(|i| try_zeroed_vec(self.tensor(i).len())).collect()
+    }
+
+    /// Forward pass in evaluation mode (running statistics, no dropout) over the first `rows` rows
+    /// of `ws.x`; leaves the hidden activations in `ws.acts` and the logits in `ws.acts[L-1]`.
     pub fn forward(&self, ws: &mut Workspace, rows: usize) {
+        self.forward_pass(ws, rows, None)
+    }
+
+    /// Forward pass in training mode: batch statistics (left in `ws.stats`), dropout masks.
+    /// With batch norm the rows must be the whole batch.
+    pub fn forward_train(&self, ws: &mut Workspace, rows: usize, pass: &TrainPass) {
+        self.forward_pass(ws, rows, Some(pass))
+    }
+
+    fn forward_pass(&self, ws: &mut Workspace, rows: usize, train: Option<&TrainPass>) {
         let last = self.layers.len() - 1;
         for (l, layer) in self.layers.iter().enumerate() {
             let (before, after) = ws.acts.split_at_mut(l);
             let input = if l == 0 { ws.x.slice(s![..rows, ..]) } else { before[l - 1].slice(s![..rows, ..]) };
             let mut z = after[0].slice_mut(s![..rows, ..]);
             gemm(1.0, input, layer.w.view(), 0.0, z.view_mut());
-            if l < last {
+            if l == last {
+                for mut row in z.rows_mut() {
+                    Zip::from(&mut row).and(&layer.b).for_each(|z, &b| *z += b);
+                }
+            } else if self.config.plain_layer(l, train.is_some()) {
                 // bias and ReLU in one pass over Z
                 for mut row in z.rows_mut() {
                     Zip::from(&mut row).and(&layer.b).for_each(|z, &b| *z = (*z + b).max(0.0));
                 }
             } else {
-                for mut row in z.rows_mut() {
-                    Zip::from(&mut row).and(&layer.b).for_each(|z, &b| *z += b);
+                let mask = train.and_then(|t| t.masks[l].map(|m| (m, t.row0)));
+                let pre = if train.is_some() && self.config.keeps_pre() { Some(&mut ws.pre[l]) } else { None };
+                let hidden = Hidden { layer, act: self.config.activation, mask, eps: self.config.bn_eps };
+                match (self.config.batch_norm, train.is_some()) {
+                    (false, _) => hidden.plain(z.view_mut(), pre),
+                    (true, true) => hidden.batch_norm_train(z.view_mut(), &self.norms[l], pre.expect("batch norm keeps Ẑ"), &mut ws.stats[l]),
+                    (true, false) => hidden.batch_norm_eval(z.view_mut(), &self.norms[l], &self.running[l], &mut ws.stats[l]),
                 }
             }
         }
     }
 
-    /// Backward pass for rows `..rows` after [`Mlp::forward`], for labels `y` of those rows.
-    /// Adds `scale ·` (the gradient of the summed cross-entropy) into `grads` when `accumulate`,
-    /// or overwrites them otherwise; with `scale = 1/B` over a batch of `B` rows, `grads` end up
-    /// holding the gradient of the mean loss. Returns (Σ cross-entropy, number correct).
-    pub fn backward(&self, ws: &mut Workspace, rows: usize, y: &[u32], scale: f32, grads: &mut [Layer], accumulate: bool) -> (f64, usize) {
+    /// Backward pass for rows `..rows` after [`Mlp::forward_train`] with the same `pass`, for labels
+    /// `y` of those rows. Adds `scale ·` (the gradient of the summed training loss) into `grads`
+    /// when `accumulate`, or overwrites them otherwise; with `scale = 1/B` over a batch of `B` rows,
+    /// `grads` end up holding the gradient of the mean loss. Returns (Σ cross-entropy, number
+    /// correct) — the plain cross-entropy, also with label smoothing.
+    pub fn backward(&self, ws: &mut Workspace, rows: usize, y: &[u32], scale: f32, grads: &mut Grads, accumulate: bool, pass: &TrainPass) -> (f64, usize) {
         let last = self.layers.len() - 1;
         let classes = self.classes();
-        // Output layer, one pass per row: loss, hit, and δ = (P − Y)·scale.
+        let eps = pass.label_smoothing;
+        // Output layer, one pass per row: loss, hit, and δ = (P − T)·scale.
         let (mut loss, mut correct) = (0.0f64, 0usize);
         {
             let logits = ws.acts[last].slice(s![..rows, ..]);
             let mut delta = ws.deltas[last].slice_mut(s![..rows, ..]);
+            // T = (1 − ε)·onehot + ε/K
+            let (off, on) = (eps / classes as f32 * scale, (1.0 - eps) * scale);
             for ((z, mut d), &label) in logits.rows().into_iter().zip(delta.rows_mut()).zip(y) {
                 let (z, label) = (z.as_slice().expect("workspace rows are contiguous"), label as usize);
                 debug_assert!(label < classes);
                 let lse = log_sum_exp(z);
                 loss += (lse - z[label]) as f64;
                 correct += (argmax(z) == label) as usize;
-                Zip::from(&mut d).and(z).for_each(|d, &z| *d = (z - lse).exp() * scale);
-                d[label] -= scale;
+                if eps == 0.0 {
+                    Zip::from(&mut d).and(z).for_each(|d, &z| *d = (z - lse).exp() * scale);
+                    d[label] -= scale;
+                } else {
+                    Zip::from(&mut d).and(z).for_each(|d, &z| *d = (z - lse).exp() * scale - off);
+                    d[label] -= on;
+                }
             }
         }
+        assert!(!(accumulate && self.has_batch_norm()), "batch norm needs the whole batch in one pass");
         let beta = if accumulate { 1.0 } else { 0.0 };
         for l in (0..=last).rev() {
             let input = if l == 0 { ws.x.slice(s![..rows, ..]) } else { ws.acts[l - 1].slice(s![..rows, ..]) };
             let (lower, upper) = ws.deltas.split_at_mut(l);
             let delta = upper[0].slice(s![..rows, ..]);
-            let g = &mut grads[l];
+            let g = &mut grads.layers[l];
             gemm(1.0, input.t(), delta, beta, g.w.view_mut());
             // ∂b = Σ_rows δ, summed in place (no temporary)
             if !accumulate {
@@ -195,13 +460,210 @@ impl Mlp {
                 g.b += &row;
             }
             if l > 0 {
-                // δ_{l-1} = (δ_l·W_lᵀ) ⊙ 1[A_{l-1} > 0]
-                let mut prev = lower[l - 1].slice_mut(s![..rows, ..]);
+                // ∂A_{l-1} = δ_l·W_lᵀ, then back through dropout, the activation and batch norm
+                let h = l - 1;
+                let mut prev = lower[h].slice_mut(s![..rows, ..]);
                 gemm(1.0, delta, self.layers[l].w.t(), 0.0, prev.view_mut());
-                Zip::from(&mut prev).and(&input).for_each(|d, &a| if a <= 0.0 { *d = 0.0 });
+                if self.config.plain_layer(h, true) {
+                    Zip::from(&mut prev).and(&input).for_each(|d, &a| if a <= 0.0 { *d = 0.0 });
+                    continue;
+                }
+                let mask = pass.masks[h].map(|m| (m, pass.row0));
+                if self.config.activation == Activation::Relu {
+                    // A > 0 exactly where the unit is kept and Z' > 0; kept units were scaled by s
+                    let s = mask.map_or(1.0, |(m, _)| m.scale);
+                    Zip::from(&mut prev).and(&input).for_each(|d, &a| *d = if a > 0.0 { *d * s } else { 0.0 });
+                } else {
+                    let pre = ws.pre[h].slice(s![..rows, ..]);
+                    let norm = if self.config.batch_norm { Some(&self.norms[h]) } else { None };
+                    activation_backward(self.config.activation, prev.view_mut(), pre, norm, mask);
+                }
+                if self.config.batch_norm {
+                    let stats = &ws.stats[h];
+                    batch_norm_backward(prev.view_mut(), ws.pre[h].slice(s![..rows, ..]), &self.norms[h], &stats.invstd, &mut grads.norms[h]);
+                }
             }
         }
         (loss, correct)
+    }
+
+    /// Folds the batch statistics of the last training forward pass (over `rows` samples) into
+    /// the running statistics: mean ← (1−m)·mean + m·μ_B, var ← (1−m)·var + m·σ²_B·B/(B−1); with
+    /// one sample the variance is left alone (B/(B−1) is undefined).
+    pub fn update_running(&mut self, ws: &Workspace, rows: usize) {
+        let m = self.config.bn_momentum;
+        for (run, st) in self.running.iter_mut().zip(&ws.stats) {
+            Zip::from(&mut run.mean).and(&st.mean).for_each(|r, &mu| *r = ((1.0 - m) * *r as f64 + m * mu) as f32);
+            if rows > 1 {
+                let unbias = rows as f64 / (rows - 1) as f64;
+                Zip::from(&mut run.var).and(&st.var).for_each(|r, &v| *r = ((1.0 - m) * *r as f64 + m * v * unbias) as f32);
+            }
+        }
+    }
+}
+
+/// One hidden layer's forward work after `Z = A·W`.
+struct Hidden<'a> {
+    layer: &'a Layer,
+    act: Activation,
+    /// dropout mask and the batch row of the first row here
+    mask: Option<(Mask, usize)>,
+    eps: f64,
+}
+
+impl Hidden<'_> {
+    /// Without batch norm: `Z += b`, kept in `pre` (training, non-ReLU), then `A = f(Z)·mask`.
+    fn plain(&self, mut z: ndarray::ArrayViewMut2<f32>, pre: Option<&mut Array2<f32>>) {
+        for mut row in z.rows_mut() {
+            Zip::from(&mut row).and(&self.layer.b).for_each(|z, &b| *z += b);
+        }
+        if let Some(pre) = pre {
+            pre.slice_mut(s![..z.nrows(), ..]).assign(&z);
+        }
+        self.activate(z);
+    }
+
+    /// Training: batch mean and biased variance per unit (in f64, rows in order, so independent of
+    /// threads), `Ẑ` kept in `pre`, `Z' = γ⊙Ẑ + β`, then `A = f(Z')·mask`.
+    fn batch_norm_train(&self, mut z: ndarray::ArrayViewMut2<f32>, norm: &Affine, pre: &mut Array2<f32>, stats: &mut BatchStats) {
+        let rows = z.nrows();
+        stats.mean.fill(0.0);
+        for mut row in z.rows_mut() {
+            Zip::from(&mut row).and(&self.layer.b).and(&mut stats.mean).for_each(|z, &b, s| {
+                *z += b;
+                *s += *z as f64;
+            });
+        }
+        stats.mean.iter_mut().for_each(|s| *s /= rows as f64);
+        stats.var.fill(0.0);
+        for row in z.rows() {
+            Zip::from(&row).and(&stats.mean).and(&mut stats.var).for_each(|&z, &mu, v| *v += (z as f64 - mu).powi(2));
+        }
+        Zip::from(&mut stats.var).and(&mut stats.invstd).and(&stats.mean).and(&mut stats.mean32).for_each(|v, inv, &mu, m32| {
+            *v /= rows as f64;
+            *inv = (1.0 / (*v + self.eps).sqrt()) as f32;
+            *m32 = mu as f32;
+        });
+        let mut xhat = pre.slice_mut(s![..rows, ..]);
+        for (mut zr, mut xr) in z.rows_mut().into_iter().zip(xhat.rows_mut()) {
+            Zip::from(&mut zr).and(&mut xr).and(&stats.mean32).and(&stats.invstd).and(&norm.gamma).and(&norm.beta).for_each(|z, x, &mu, &inv, &g, &b| {
+                *x = (*z - mu) * inv;
+                *z = g * *x + b;
+            });
+        }
+        self.activate(z);
+    }
+
+    /// Evaluation: the running statistics in place of the batch's.
+    fn batch_norm_eval(&self, mut z: ndarray::ArrayViewMut2<f32>, norm: &Affine, run: &Running, stats: &mut BatchStats) {
+        Zip::from(&mut stats.invstd).and(&run.var).for_each(|inv, &v| *inv = (1.0 / (v as f64 + self.eps).sqrt()) as f32);
+        for mut row in z.rows_mut() {
+            Zip::from(&mut row).and(&self.layer.b).and(&run.mean).and(&stats.invstd).and(&norm.gamma).and(&norm.beta).for_each(|z, &b, &mu, &inv, &g, &be| {
+                *z = g * ((*z + b - mu) * inv) + be;
+            });
+        }
+        self.activate(z);
+    }
+
+    /// `A = f(Z')`, times the dropout factor in training; the activation is chosen once per layer.
+    fn activate(&self, z: ndarray::ArrayViewMut2<f32>) {
+        match self.act {
+            Activation::Relu => self.activate_with(z, |x| x.max(0.0)),
+            Activation::LeakyRelu { slope } => self.activate_with(z, move |x| if x > 0.0 { x } else { slope * x }),
+            Activation::Silu => self.activate_with(z, crate::act::silu),
+            Activation::Gelu => self.activate_with(z, crate::act::gelu),
+        }
+    }
+
+    fn activate_with(&self, mut z: ndarray::ArrayViewMut2<f32>, f: impl Fn(f32) -> f32 + Sync) {
+        let width = z.ncols();
+        let z = z.as_slice_mut().expect("workspace rows are contiguous");
+        match self.mask {
+            None => by_rows(z, &[], width, |_, z, _| z.iter_mut().for_each(|v| *v = f(*v))),
+            Some((mask, row0)) => by_rows(z, &[], width, |r0, z, _| {
+                for (r, row) in z.chunks_exact_mut(width).enumerate() {
+                    let base = (row0 + r0 + r).wrapping_mul(width);
+                    for (j, v) in row.iter_mut().enumerate() {
+                        *v = f(*v) * mask.factor(base.wrapping_add(j));
+                    }
+                }
+            }),
+        }
+    }
+}
+
+/// `∂Z' = ∂A ⊙ mask·s ⊙ f'(Z')` in place of `∂A`, for a non-ReLU activation. `pre` holds `Z'`, or
+/// `Ẑ` with batch norm (then `Z' = γ⊙Ẑ + β`, recomputed with the forward pass's operations).
+fn activation_backward(act: Activation, d: ndarray::ArrayViewMut2<f32>, pre: ArrayView2<f32>, norm: Option<&Affine>, mask: Option<(Mask, usize)>) {
+    fn go(mut d: ndarray::ArrayViewMut2<f32>, pre: ArrayView2<f32>, norm: Option<&Affine>, mask: Option<(Mask, usize)>, df: impl Fn(f32) -> f32 + Sync) {
+        let width = d.ncols();
+        let d = d.as_slice_mut().expect("workspace rows are contiguous");
+        let pre = pre.to_slice().expect("workspace rows are contiguous");
+        let (gamma, beta) = norm.map_or((&[][..], &[][..]), |n| (n.gamma.as_slice().unwrap(), n.beta.as_slice().unwrap()));
+        by_rows(d, pre, width, |r0, d, pre| {
+            for (r, (dr, pr)) in d.chunks_exact_mut(width).zip(pre.chunks_exact(width)).enumerate() {
+                let base = mask.map_or(0, |(_, row0)| (row0 + r0 + r).wrapping_mul(width));
+                for j in 0..width {
+                    let zp = if norm.is_some() { gamma[j] * pr[j] + beta[j] } else { pr[j] };
+                    let keep = mask.map_or(1.0, |(m, _)| m.factor(base.wrapping_add(j)));
+                    dr[j] *= keep * df(zp);
+                }
+            }
+        })
+    }
+    match act {
+        Activation::Relu => unreachable!("ReLU goes through the activations"),
+        Activation::LeakyRelu { slope } => go(d, pre, norm, mask, move |x| if x > 0.0 { 1.0 } else { slope }),
+        Activation::Silu => go(d, pre, norm, mask, crate::act::silu_derivative),
+        Activation::Gelu => go(d, pre, norm, mask, crate::act::gelu_derivative),
+    }
+}
+
+/// Below this many elements an element-wise pass runs on one thread.
+const PARALLEL_MIN_ELEMS: usize = 1 << 15;
+
+/// Runs `f(first row, rows of a, the same rows of b)` over blocks of whole rows of `a` (and of `b`,
+/// unless it is empty), in parallel on the current rayon pool when the pass is large enough.
+/// Each element is computed on its own, so the result does not depend on the cut.
+fn by_rows(a: &mut [f32], b: &[f32], width: usize, f: impl Fn(usize, &mut [f32], &[f32]) + Sync) {
+    use rayon::prelude::*;
+    let rows = a.len() / width.max(1);
+    let threads = rayon::current_num_threads();
+    if threads <= 1 || a.len() < PARALLEL_MIN_ELEMS {
+        return f(0, a, b);
+    }
+    let per = rows.div_ceil(threads * 4).max(1);
+    let block = per * width;
+    if b.is_empty() {
+        a.par_chunks_mut(block).enumerate().for_each(|(i, a)| f(i * per, a, &[]));
+    } else {
+        a.par_chunks_mut(block).zip(b.par_chunks(block)).enumerate().for_each(|(i, (a, b))| f(i * per, a, b));
+    }
+}
+
+/// Batch norm backward over the whole batch, `d` = `∂Z'` in, `∂Z` out:
+/// `∂β = Σ_r ∂Z'`, `∂γ = Σ_r ∂Z'⊙Ẑ`, `∂Z = γ·invstd·(∂Z' − ∂β/B − Ẑ⊙∂γ/B)` (the batch's `1/B` is
+/// already in `d`, so these sums are the gradients of the mean loss). Sums in f64, rows in order.
+fn batch_norm_backward(mut d: ndarray::ArrayViewMut2<f32>, xhat: ArrayView2<f32>, norm: &Affine, invstd: &Array1<f32>, g: &mut Affine) {
+    let rows = d.nrows();
+    let width = d.ncols();
+    let (mut sb, mut sg) = (vec![0.0f64; width], vec![0.0f64; width]);
+    for (dr, xr) in d.rows().into_iter().zip(xhat.rows()) {
+        for j in 0..width {
+            sb[j] += dr[j] as f64;
+            sg[j] += dr[j] as f64 * xr[j] as f64;
+        }
+    }
+    for j in 0..width {
+        g.beta[j] = sb[j] as f32;
+        g.gamma[j] = sg[j] as f32;
+    }
+    let inv_b = 1.0 / rows as f32;
+    for (mut dr, xr) in d.rows_mut().into_iter().zip(xhat.rows()) {
+        for j in 0..width {
+            let (mb, mg) = (g.beta[j] * inv_b, g.gamma[j] * inv_b);
+            dr[j] = norm.gamma[j] * invstd[j] * (dr[j] - mb - xr[j] * mg);
+        }
     }
 }
 
@@ -230,6 +692,16 @@ pub fn argmax(xs: &[f32]) -> usize {
     best
 }
 
+/// A hidden layer's batch statistics from the last training pass (and scratch for evaluation).
+#[derive(Debug)]
+pub struct BatchStats {
+    pub mean: Array1<f64>,
+    /// biased variance
+    pub var: Array1<f64>,
+    pub mean32: Array1<f32>,
+    pub invstd: Array1<f32>,
+}
+
 /// Preallocated buffers for up to `capacity` rows, so a training step allocates nothing.
 #[derive(Debug)]
 pub struct Workspace {
@@ -240,13 +712,49 @@ pub struct Workspace {
     pub acts: Vec<Array2<f32>>,
     /// gradients of the loss with respect to each layer's pre-activation, `capacity × n_l`
     pub deltas: Vec<Array2<f32>>,
+    /// per hidden layer, in training when needed: the pre-activation `Z` (non-ReLU activation) or
+    /// `Ẑ` (batch norm); empty otherwise
+    pub pre: Vec<Array2<f32>>,
+    /// per hidden layer with batch norm
+    pub stats: Vec<BatchStats>,
 }
 
 impl Workspace {
     pub fn new(sizes: &[usize], capacity: usize, with_deltas: bool) -> Result<Self> {
         let acts = sizes[1..].iter().map(|&n| try_zeros(capacity, n)).collect::<Result<_>>()?;
         let deltas = if with_deltas { sizes[1..].iter().map(|&n| try_zeros(capacity, n)).collect::<Result<_>>()? } else { Vec::new() };
-        Ok(Workspace { capacity, x: try_zeros(capacity, sizes[0])?, acts, deltas })
+        Ok(Workspace { capacity, x: try_zeros(capacity, sizes[0])?, acts, deltas, pre: Vec::new(), stats: Vec::new() })
+    }
+
+    /// Buffers for `net`: training (deltas, and pre-activations where the config needs them) or evaluation.
+    pub fn for_net(net: &Mlp, capacity: usize, training: bool) -> Result<Self> {
+        let mut ws = Workspace::new(&net.sizes, capacity, training)?;
+        let hidden = &net.sizes[1..net.sizes.len() - 1];
+        if training && net.config.keeps_pre() {
+            ws.pre = hidden.iter().map(|&n| try_zeros(capacity, n)).collect::<Result<_>>()?;
+        }
+        if net.config.batch_norm {
+            ws.stats = hidden
+                .iter()
+                .map(|&n| {
+                    Ok(BatchStats {
+                        mean: Array1::from(try_zeroed_vec(n)?),
+                        var: Array1::from(try_zeroed_vec(n)?),
+                        mean32: zeros1(n)?,
+                        invstd: zeros1(n)?,
+                    })
+                })
+                .collect::<Result<_>>()?;
+        }
+        Ok(ws)
+    }
+
+    /// f32 values a workspace for `net` holds per row (for memory checks before allocating).
+    pub fn floats_per_row(net: &Mlp, training: bool) -> usize {
+        let widths: usize = net.sizes.iter().sum();
+        let hidden: usize = net.sizes[1..net.sizes.len() - 1].iter().sum();
+        let pre = if training && net.config.keeps_pre() { hidden } else { 0 };
+        if training { 2 * widths + pre } else { widths }
     }
 
     /// The logits left by the last forward pass.

@@ -2,48 +2,96 @@
 //! is read and written once per step, in one pass.
 //!
 //! * Gradient descent (full batch or mini-batch): `θ ← θ − η·g`.
+//! * With momentum μ (PyTorch's SGD, dampening 0): `buf ← μ·buf + g` (`buf = g` at the first step),
+//!   `d = nesterov ? g + μ·buf : buf`, `θ ← θ − η·d`; `g` includes `λ·W`.
 //! * Adam (Kingma & Ba), in PyTorch's arrangement: `m ← β1·m + (1−β1)·g`, `v ← β2·v + (1−β2)·g²`,
 //!   `θ ← θ − (η/(1−β1ᵗ))·m / (√v/√(1−β2ᵗ) + ε)` — algebraically `θ − η·m̂/(√v̂ + ε)`.
+//! * AdamW (Loshchilov & Hutter, PyTorch's formula): first `W ← W·(1 − η·λw)` (weights only, not
+//!   biases, γ or β), then the Adam update (with `λ·W` in the moments only if L2 is also set).
+//!
+//! Parameters are taken tensor by tensor in the one order of [`crate::mlp::slot`].
 
 use crate::error::{Error, Result};
-use crate::mlp::{Layer, Mlp};
+use crate::mlp::{Grads, Kind, Mlp};
 use rayon::prelude::*;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Optimizer {
     Sgd,
+    Momentum { momentum: f32, nesterov: bool },
     Adam { beta1: f32, beta2: f32, eps: f32 },
+    AdamW { beta1: f32, beta2: f32, eps: f32, weight_decay: f32 },
 }
 
 impl Optimizer {
     pub const ADAM_DEFAULT: Optimizer = Optimizer::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8 };
+    pub const WEIGHT_DECAY_DEFAULT: f32 = 1e-2;
 
     pub fn validate(&self) -> Result<()> {
-        if let Optimizer::Adam { beta1, beta2, eps } = *self {
-            for (name, v) in [("beta1", beta1), ("beta2", beta2)] {
-                if !(0.0..1.0).contains(&v) {
-                    return Err(Error::range(format!("{name} must be in [0, 1), got {v}")));
+        match *self {
+            Optimizer::Sgd => {}
+            Optimizer::Momentum { momentum, nesterov: _ } => {
+                if !(momentum > 0.0 && momentum < 1.0) {
+                    return Err(Error::range(format!("momentum must be in (0, 1) (0 is plain SGD), got {momentum}")));
                 }
             }
-            if !(eps > 0.0 && eps.is_finite()) {
-                return Err(Error::range(format!("eps must be a positive finite number, got {eps}")));
+            Optimizer::Adam { beta1, beta2, eps } | Optimizer::AdamW { beta1, beta2, eps, .. } => {
+                for (name, v) in [("beta1", beta1), ("beta2", beta2)] {
+                    if !(0.0..1.0).contains(&v) {
+                        return Err(Error::range(format!("{name} must be in [0, 1), got {v}")));
+                    }
+                }
+                if !(eps > 0.0 && eps.is_finite()) {
+                    return Err(Error::range(format!("eps must be a positive finite number, got {eps}")));
+                }
+                if let Optimizer::AdamW { weight_decay, .. } = *self {
+                    if !(weight_decay >= 0.0 && weight_decay.is_finite()) {
+                        return Err(Error::range(format!("weightDecay must be a finite number ≥ 0, got {weight_decay}")));
+                    }
+                }
             }
         }
         Ok(())
     }
+
+    /// Which of the state's arrays this optimiser uses: (m, v).
+    pub fn uses_moments(&self) -> (bool, bool) {
+        match self {
+            Optimizer::Sgd => (false, false),
+            Optimizer::Momentum { .. } => (true, false),
+            Optimizer::Adam { .. } | Optimizer::AdamW { .. } => (true, true),
+        }
+    }
 }
 
-/// Adam's moments and step count; empty until the first Adam step.
+/// The step count and the optimiser's per-parameter arrays, flat, one per parameter tensor in the
+/// order of [`crate::mlp::slot`]: Adam's moments `m`, `v`, or SGD's momentum buffer in `m` (with
+/// `v` empty). Empty until an optimiser that uses them takes its first step.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct OptimizerState {
     pub step: u64,
-    pub m: Vec<Layer>,
-    pub v: Vec<Layer>,
+    pub m: Vec<Vec<f32>>,
+    pub v: Vec<Vec<f32>>,
 }
 
 impl OptimizerState {
     pub fn reset(&mut self) {
         *self = OptimizerState::default();
+    }
+
+    /// Zeroed arrays for what `opt` uses and the state does not hold yet.
+    pub fn prepare(&mut self, net: &Mlp, opt: Optimizer) -> Result<()> {
+        let (m, v) = opt.uses_moments();
+        if v && self.v.is_empty() && !self.m.is_empty() {
+            return Err(Error::range("the training state holds a momentum buffer (m without v), which Adam cannot continue from"));
+        }
+        if m && self.m.is_empty() {
+            self.m = net.zero_tensors()?;
+        }
+        if v && self.v.is_empty() {
+            self.v = net.zero_tensors()?;
+        }
+        Ok(())
     }
 }
 
@@ -51,27 +99,67 @@ impl OptimizerState {
 const PARALLEL_MIN_PARAMS: usize = 1 << 16;
 const BLOCK: usize = 1 << 14;
 
+/// Global L2 norm of all gradients, `√Σ g²` over every tensor (summed in f64, in blocks of a fixed
+/// size whose partial sums are added in order: the same on any number of threads).
+pub fn grad_norm(grads: &Grads) -> f64 {
+    let parallel = rayon::current_num_threads() > 1;
+    let mut total = 0.0f64;
+    for i in 0..grads.count() {
+        let g = grads.tensor(i);
+        let sq = |c: &[f32]| c.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>();
+        total += if parallel && g.len() >= PARALLEL_MIN_PARAMS {
+            g.par_chunks(BLOCK).map(sq).collect::<Vec<_>>().into_iter().sum::<f64>()
+        } else {
+            g.chunks(BLOCK).map(sq).sum::<f64>()
+        };
+    }
+    total.sqrt()
+}
+
+/// Clipping by global norm (PyTorch's `clip_grad_norm_`): with `total` the norm of all gradients,
+/// every gradient is multiplied by `min(1, c/(total + 1e-6))`. Returns `total`.
+pub fn clip(grads: &mut Grads, max_norm: f32) -> f64 {
+    let total = grad_norm(grads);
+    let scale = (max_norm as f64 / (total + 1e-6)).min(1.0);
+    if scale < 1.0 {
+        let s = scale as f32;
+        for i in 0..grads.count() {
+            grads.tensor_mut(i).iter_mut().for_each(|g| *g *= s);
+        }
+    }
+    total
+}
+
 /// One update of every parameter of `net` from the gradients `grads`. Parameters are independent,
 /// so the update is cut into blocks spread over the current rayon pool; the result does not
-/// depend on how it is cut.
-pub fn step(net: &mut Mlp, grads: &[Layer], opt: Optimizer, state: &mut OptimizerState, lr: f32, l2: f32) {
+/// depend on how it is cut. The state must have been [`OptimizerState::prepare`]d.
+pub fn step(net: &mut Mlp, grads: &Grads, opt: Optimizer, state: &mut OptimizerState, lr: f32, l2: f32) {
     state.step += 1;
     let parallel = net.num_params() >= PARALLEL_MIN_PARAMS && rayon::current_num_threads() > 1;
+    let tensors = net.tensor_count();
     match opt {
         Optimizer::Sgd => {
-            for (p, g) in net.layers.iter_mut().zip(grads) {
-                for (p, g, l2) in [(p.w.as_slice_mut().unwrap(), g.w.as_slice().unwrap(), l2), (p.b.as_slice_mut().unwrap(), g.b.as_slice().unwrap(), 0.0)] {
-                    blocks(parallel, p, g, |p, g| sgd(p, g, lr, l2));
+            for i in 0..tensors {
+                let l2 = if net.kind(i) == Kind::Weight { l2 } else { 0.0 };
+                blocks(parallel, net.tensor_mut(i), grads.tensor(i), |p, g| sgd(p, g, lr, l2));
+            }
+        }
+        Optimizer::Momentum { momentum, nesterov } => {
+            assert_eq!(state.m.len(), tensors, "momentum buffer prepared");
+            for i in 0..tensors {
+                let l2 = if net.kind(i) == Kind::Weight { l2 } else { 0.0 };
+                let (p, g, buf) = (net.tensor_mut(i), grads.tensor(i), &mut state.m[i][..]);
+                if parallel {
+                    p.par_chunks_mut(BLOCK).zip(g.par_chunks(BLOCK)).zip(buf.par_chunks_mut(BLOCK))
+                        .for_each(|((p, g), b)| sgd_momentum(p, g, b, lr, l2, momentum, nesterov));
+                } else {
+                    sgd_momentum(p, g, buf, lr, l2, momentum, nesterov);
                 }
             }
         }
-        Optimizer::Adam { beta1, beta2, eps } => {
-            if state.m.is_empty() {
-                // Trainer allocates the moments (fallibly) before its first step; this is for
-                // other callers
-                state.m = net.zeros_like().expect("memory for Adam's moments");
-                state.v = net.zeros_like().expect("memory for Adam's moments");
-            }
+        Optimizer::Adam { beta1, beta2, eps } | Optimizer::AdamW { beta1, beta2, eps, .. } => {
+            assert!(state.m.len() == tensors && state.v.len() == tensors, "Adam's moments prepared");
+            let weight_decay = if let Optimizer::AdamW { weight_decay, .. } = opt { weight_decay } else { 0.0 };
             let t = state.step as i32;
             let hp = AdamStep {
                 lr: lr / (1.0 - (beta1 as f64).powi(t)) as f32,
@@ -80,16 +168,17 @@ pub fn step(net: &mut Mlp, grads: &[Layer], opt: Optimizer, state: &mut Optimize
                 beta2,
                 eps,
             };
-            for (((p, g), m), v) in net.layers.iter_mut().zip(grads).zip(&mut state.m).zip(&mut state.v) {
-                let w = (p.w.as_slice_mut().unwrap(), g.w.as_slice().unwrap(), m.w.as_slice_mut().unwrap(), v.w.as_slice_mut().unwrap());
-                let b = (p.b.as_slice_mut().unwrap(), g.b.as_slice().unwrap(), m.b.as_slice_mut().unwrap(), v.b.as_slice_mut().unwrap());
-                for ((p, g, m, v), l2) in [(w, l2), (b, 0.0)] {
-                    if parallel {
-                        p.par_chunks_mut(BLOCK).zip(g.par_chunks(BLOCK)).zip(m.par_chunks_mut(BLOCK)).zip(v.par_chunks_mut(BLOCK))
-                            .for_each(|(((p, g), m), v)| adam(p, g, m, v, &hp, l2));
-                    } else {
-                        adam(p, g, m, v, &hp, l2);
-                    }
+            for i in 0..tensors {
+                let weight = net.kind(i) == Kind::Weight;
+                let l2 = if weight { l2 } else { 0.0 };
+                // decoupled decay; ×1 (exact) for Adam and for everything but weights
+                let decay = if weight { 1.0 - lr * weight_decay } else { 1.0 };
+                let (p, g, m, v) = (net.tensor_mut(i), grads.tensor(i), &mut state.m[i][..], &mut state.v[i][..]);
+                if parallel {
+                    p.par_chunks_mut(BLOCK).zip(g.par_chunks(BLOCK)).zip(m.par_chunks_mut(BLOCK)).zip(v.par_chunks_mut(BLOCK))
+                        .for_each(|(((p, g), m), v)| adam(p, g, m, v, &hp, l2, decay));
+                } else {
+                    adam(p, g, m, v, &hp, l2, decay);
                 }
             }
         }
@@ -111,6 +200,15 @@ fn sgd(p: &mut [f32], g: &[f32], lr: f32, l2: f32) {
     }
 }
 
+fn sgd_momentum(p: &mut [f32], g: &[f32], buf: &mut [f32], lr: f32, l2: f32, momentum: f32, nesterov: bool) {
+    for ((p, &g), b) in p.iter_mut().zip(g).zip(buf) {
+        let g = g + l2 * *p;
+        *b = momentum * *b + g;
+        let d = if nesterov { g + momentum * *b } else { *b };
+        *p -= lr * d;
+    }
+}
+
 struct AdamStep {
     /// η / (1 − β1ᵗ)
     lr: f32,
@@ -124,38 +222,40 @@ struct AdamStep {
 /// Adam over one block. The same loop is compiled three times — for AVX-512, for AVX2 and for the
 /// baseline — and the widest the processor supports is picked at run time, so the shipped binary
 /// needs no `target-cpu` flag. (Same operations in the same order: identical results on all three.)
-fn adam(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], hp: &AdamStep, l2: f32) {
+fn adam(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], hp: &AdamStep, l2: f32, decay: f32) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: the processor supports AVX-512F (checked just above).
-            return unsafe { adam_avx512(p, g, m, v, hp, l2) };
+            return unsafe { adam_avx512(p, g, m, v, hp, l2, decay) };
         }
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the processor supports AVX2 (checked just above).
-            return unsafe { adam_avx2(p, g, m, v, hp, l2) };
+            return unsafe { adam_avx2(p, g, m, v, hp, l2, decay) };
         }
     }
-    adam_loop(p, g, m, v, hp, l2)
+    adam_loop(p, g, m, v, hp, l2, decay)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn adam_avx512(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], hp: &AdamStep, l2: f32) {
-    adam_loop(p, g, m, v, hp, l2)
+unsafe fn adam_avx512(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], hp: &AdamStep, l2: f32, decay: f32) {
+    adam_loop(p, g, m, v, hp, l2, decay)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn adam_avx2(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], hp: &AdamStep, l2: f32) {
-    adam_loop(p, g, m, v, hp, l2)
+unsafe fn adam_avx2(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], hp: &AdamStep, l2: f32, decay: f32) {
+    adam_loop(p, g, m, v, hp, l2, decay)
 }
 
 #[inline(always)]
-fn adam_loop(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], hp: &AdamStep, l2: f32) {
+fn adam_loop(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], hp: &AdamStep, l2: f32, decay: f32) {
     let n = p.len().min(g.len()).min(m.len()).min(v.len());
     let (p, g, m, v) = (&mut p[..n], &g[..n], &mut m[..n], &mut v[..n]);
     for i in 0..n {
+        // AdamW's decay first, as PyTorch; an L2 term, if also set, sees the decayed weight
+        p[i] *= decay;
         let g = g[i] + l2 * p[i];
         m[i] = hp.beta1 * m[i] + (1.0 - hp.beta1) * g;
         v[i] = hp.beta2 * v[i] + (1.0 - hp.beta2) * g * g;

@@ -3,7 +3,8 @@
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::mlp::{argmax, check_sizes, layers_from_slices, log_sum_exp, softmax_in_place, try_zeroed_vec, Layer, Mlp, Workspace};
+use crate::dropout::Mask;
+use crate::mlp::{argmax, check_sizes, layers_from_slices, log_sum_exp, softmax_in_place, try_zeroed_vec, Grads, Mlp, NetConfig, TrainPass, Workspace};
 use crate::optim::{self, Optimizer, OptimizerState};
 use crate::rng::Rng;
 use ndarray::{s, Array2};
@@ -11,6 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Rows pushed through the network at once. A batch larger than this (full-batch gradient descent)
 /// is processed in chunks whose gradients are summed, so memory does not grow with the data set.
+/// With batch norm a batch is never cut (its statistics are over the whole batch), so the
+/// workspace holds the whole batch — for full-batch gradient descent, the whole data set.
 pub const CHUNK_ROWS: usize = 2048;
 
 /// Shared between the caller and a running loop: a cancel flag checked between batches, and a
@@ -68,6 +71,18 @@ pub struct EpochOptions {
     pub l2: f32,
     /// Samples per step; `usize::MAX` (or anything ≥ the data set) means full-batch gradient descent.
     pub batch_size: usize,
+    /// ε in [0, 1): targets `(1 − ε)·onehot + ε/K` in the training gradient (reported losses stay
+    /// the plain cross-entropy).
+    pub label_smoothing: f32,
+    /// Clip the gradients to this global L2 norm before the step (`None`: no clipping).
+    pub clip_norm: Option<f32>,
+}
+
+impl Default for EpochOptions {
+    /// Plain SGD, lr 0.1, full batch, none of the extras.
+    fn default() -> Self {
+        EpochOptions { optimizer: Optimizer::Sgd, lr: 0.1, l2: 0.0, batch_size: usize::MAX, label_smoothing: 0.0, clip_norm: None }
+    }
 }
 
 impl EpochOptions {
@@ -80,6 +95,14 @@ impl EpochOptions {
         }
         if self.batch_size == 0 {
             return Err(Error::range("batchSize must be at least 1"));
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return Err(Error::range(format!("labelSmoothing must be in [0, 1), got {}", self.label_smoothing)));
+        }
+        if let Some(c) = self.clip_norm {
+            if !(c > 0.0 && c.is_finite()) {
+                return Err(Error::range(format!("clipNorm must be a positive finite number, got {c}")));
+            }
         }
         self.optimizer.validate()
     }
@@ -106,9 +129,13 @@ pub struct Trainer {
     pub net: Mlp,
     pub optimizer_state: OptimizerState,
     pub rng: Rng,
+    /// The seed the model was created with: it keys the dropout masks.
+    pub seed: u64,
     threads: usize,
     pool: rayon::ThreadPool,
-    grads: Vec<Layer>,
+    grads: Grads,
+    /// this step's dropout mask of each hidden layer
+    masks: Vec<Option<Mask>>,
     train_ws: Option<Workspace>,
     eval_ws: Option<Workspace>,
     order: Vec<u32>,
@@ -167,9 +194,17 @@ impl Trainer {
     /// A He-initialised network; `seed` fixes the weights and every later shuffle.
     pub fn new(sizes: &[usize], seed: u64, threads: usize) -> Result<Self> {
         check_sizes(sizes)?;
+        Self::with_config(sizes, NetConfig::plain(sizes), seed, threads)
+    }
+
+    /// As [`Trainer::new`], with the given activation, dropout and batch norm.
+    pub fn with_config(sizes: &[usize], config: NetConfig, seed: u64, threads: usize) -> Result<Self> {
+        check_sizes(sizes)?;
         let mut rng = Rng::new(seed);
-        let net = Mlp::new(sizes, &mut rng)?;
-        Self::with_net(net, rng, threads)
+        let net = Mlp::with_config(sizes, config, &mut rng)?;
+        let mut t = Self::with_net(net, rng, threads)?;
+        t.seed = seed;
+        Ok(t)
     }
 
     pub fn with_net(net: Mlp, rng: Rng, threads: usize) -> Result<Self> {
@@ -181,8 +216,9 @@ impl Trainer {
             .thread_name(|i| format!("kana-worker-{i}"))
             .build()
             .map_err(|e| Error::other(format!("could not start {threads} worker threads: {e}")))?;
-        let grads = net.zeros_like()?;
-        Ok(Trainer { net, optimizer_state: OptimizerState::default(), rng, threads, pool, grads, train_ws: None, eval_ws: None, order: Vec::new(), labels: Vec::new(), partial: None })
+        let grads = net.zero_grads()?;
+        let masks = vec![None; net.sizes.len() - 2];
+        Ok(Trainer { net, optimizer_state: OptimizerState::default(), rng, seed: 0, threads, pool, grads, masks, train_ws: None, eval_ws: None, order: Vec::new(), labels: Vec::new(), partial: None })
     }
 
     pub fn threads(&self) -> usize {
@@ -202,20 +238,14 @@ impl Trainer {
     /// One pass over `data`: shuffled mini-batches (or the whole set as one batch), one optimiser
     /// step per batch.
     pub fn epoch(&mut self, data: &Dataset, opts: &EpochOptions, control: &Control) -> Result<EpochStats> {
-        opts.validate()?;
+        self.check_options(opts)?;
         self.check_data(data)?;
         let labels = data.labels_for(self.net.classes())?;
         let n = data.len();
         let batch = opts.batch_size.min(n);
-        let chunk = batch.min(CHUNK_ROWS);
-        if self.train_ws.as_ref().map(|w| w.capacity) != Some(chunk) {
-            self.train_ws = Some(Workspace::new(&self.net.sizes, chunk, true)?);
-            self.labels = vec![0; chunk];
-        }
-        if matches!(opts.optimizer, Optimizer::Adam { .. }) && self.optimizer_state.m.is_empty() {
-            self.optimizer_state.m = self.net.zeros_like()?;
-            self.optimizer_state.v = self.net.zeros_like()?;
-        }
+        let chunk = self.chunk_rows(batch);
+        self.prepare_train_ws(chunk)?;
+        self.optimizer_state.prepare(&self.net, opts.optimizer)?;
         // An epoch stopped part-way (abort) is continued where it stopped, with its permutation and
         // running sums, so an interrupted and resumed run takes exactly the steps of an
         // uninterrupted one. Otherwise: a fresh permutation every epoch (as PyTorch's shuffling
@@ -237,24 +267,13 @@ impl Trainer {
         let steps = n.div_ceil(batch);
         control.begin(steps);
         control.done.store(first_step as u64, Ordering::Relaxed);
-        let Trainer { net, optimizer_state, pool, grads, train_ws, order, labels: ybuf, .. } = self;
+        let Trainer { net, optimizer_state, pool, grads, masks, train_ws, order, labels: ybuf, seed, .. } = self;
         let ws = train_ws.as_mut().unwrap();
         let mut stopped_after = None;
         let outcome = pool.install(|| -> Result<()> {
             for (s, idx) in order.chunks(batch).enumerate().skip(first_step) {
-                let scale = 1.0 / idx.len() as f32;
-                let (mut batch_loss, mut batch_correct) = (0.0, 0);
-                for (c, cidx) in idx.chunks(chunk).enumerate() {
-                    let rows = cidx.len();
-                    data.gather(cidx, ws.x.slice_mut(s![..rows, ..]));
-                    for (y, &i) in ybuf.iter_mut().zip(cidx) {
-                        *y = labels[i as usize];
-                    }
-                    net.forward(ws, rows);
-                    let (l, k) = net.backward(ws, rows, &ybuf[..rows], scale, grads, c > 0);
-                    batch_loss += l;
-                    batch_correct += k;
-                }
+                set_masks(masks, net, *seed, optimizer_state.step);
+                let (batch_loss, batch_correct) = batch_gradients(net, ws, data, labels, idx, chunk, masks, opts.label_smoothing, ybuf, grads);
                 if !batch_loss.is_finite() {
                     return Err(Error::diverged(format!(
                         "training diverged at step {} of {steps}: the loss became {}; the learning rate ({:?}) is probably too high",
@@ -265,6 +284,12 @@ impl Trainer {
                 correct += batch_correct;
                 let seen = (s * batch + idx.len()) as f64;
                 control.report(loss / seen, correct as f64 / seen);
+                if net.has_batch_norm() {
+                    net.update_running(ws, idx.len());
+                }
+                if let Some(c) = opts.clip_norm {
+                    optim::clip(grads, c);
+                }
                 optim::step(net, grads, opts.optimizer, optimizer_state, opts.lr, opts.l2);
                 if s + 1 < steps && control.tick().is_err() {
                     stopped_after = Some(s + 1);
@@ -281,6 +306,51 @@ impl Trainer {
         Ok(EpochStats { loss: loss / n as f64, accuracy: correct as f64 / n as f64, steps })
     }
 
+    /// The options on their own and against this network (batch norm refuses batches of 1).
+    pub fn check_options(&self, opts: &EpochOptions) -> Result<()> {
+        opts.validate()?;
+        if self.net.has_batch_norm() && opts.batch_size == 1 {
+            return Err(Error::range("batchSize 1 cannot be used with batch norm (a batch of one sample has no variance)"));
+        }
+        Ok(())
+    }
+
+    /// Rows pushed through at once for batches of `batch`: the whole batch with batch norm.
+    pub fn chunk_rows(&self, batch: usize) -> usize {
+        if self.net.has_batch_norm() { batch } else { batch.min(CHUNK_ROWS) }
+    }
+
+    fn prepare_train_ws(&mut self, chunk: usize) -> Result<()> {
+        if self.train_ws.as_ref().map(|w| w.capacity) != Some(chunk) {
+            self.train_ws = None; // release the old one before allocating
+            self.train_ws = Some(Workspace::for_net(&self.net, chunk, true)?);
+            self.labels = try_zeroed_vec(chunk)?;
+        }
+        Ok(())
+    }
+
+    /// The gradient of the training loss over all of `data` as one batch, rows in order, at the
+    /// current state (dropout masks of the current step, batch statistics of this batch, label
+    /// smoothing from `opts`), before clipping and without the L2 term; nothing is updated.
+    /// Tensors in the order of [`crate::mlp::slot`]. Returns (gradients, mean cross-entropy).
+    /// For tests and diagnostics.
+    pub fn gradients(&mut self, data: &Dataset, opts: &EpochOptions) -> Result<(Vec<Vec<f32>>, f64)> {
+        opts.validate()?;
+        self.check_data(data)?;
+        let labels = data.labels_for(self.net.classes())?;
+        let n = data.len();
+        let chunk = self.chunk_rows(n);
+        self.prepare_train_ws(chunk)?;
+        let idx: Vec<u32> = (0..n as u32).collect();
+        let Trainer { net, optimizer_state, pool, grads, masks, train_ws, labels: ybuf, seed, .. } = self;
+        let ws = train_ws.as_mut().unwrap();
+        let (loss, _) = pool.install(|| {
+            set_masks(masks, net, *seed, optimizer_state.step);
+            batch_gradients(net, ws, data, labels, &idx, chunk, masks, opts.label_smoothing, ybuf, grads)
+        });
+        Ok(((0..grads.count()).map(|i| grads.tensor(i).to_vec()).collect(), loss / n as f64))
+    }
+
     /// Runs the network over `data` in order, `CHUNK_ROWS` at a time, handing each chunk's logits
     /// (and the index of its first row) to `visit`.
     fn for_each_logits(&mut self, data: &Dataset, control: &Control, mut visit: impl FnMut(usize, &mut Array2<f32>, usize) + Send) -> Result<()> {
@@ -288,7 +358,8 @@ impl Trainer {
         let n = data.len();
         let chunk = n.min(CHUNK_ROWS);
         if self.eval_ws.as_ref().map(|w| w.capacity) != Some(chunk) {
-            self.eval_ws = Some(Workspace::new(&self.net.sizes, chunk, false)?);
+            self.eval_ws = None;
+            self.eval_ws = Some(Workspace::for_net(&self.net, chunk, false)?);
         }
         control.begin(n.div_ceil(chunk));
         let Trainer { net, pool, eval_ws, .. } = self;
@@ -352,11 +423,10 @@ impl Trainer {
     /// `partial` is an epoch stopped part-way (see [`PartialEpoch`]); it is used by the next epoch
     /// only if it fits the data and batch size of that call.
     pub fn set_training_state(&mut self, step: u64, m: &[&[f32]], v: &[&[f32]], rng_state: u64, partial: Option<PartialEpoch>) -> Result<()> {
-        let (m, v) = if m.is_empty() && v.is_empty() {
-            (Vec::new(), Vec::new())
-        } else {
-            (layers_from_slices(&self.net.sizes, m, "m")?, layers_from_slices(&self.net.sizes, v, "v")?)
-        };
+        if m.is_empty() && !v.is_empty() {
+            return Err(Error::range("state.v is given without state.m"));
+        }
+        let (m, v) = (self.tensors_from_slices(m, "m")?, self.tensors_from_slices(v, "v")?);
         if let Some(p) = &partial {
             p.validate()?;
         }
@@ -370,4 +440,123 @@ impl Trainer {
     pub fn params(&self) -> Vec<&[f32]> {
         self.net.layers.iter().flat_map(|l| [l.w.as_slice().unwrap(), l.b.as_slice().unwrap()]).collect()
     }
+
+    /// Optimiser arrays laid out like the parameter tensors (see [`crate::mlp::slot`]): empty, or
+    /// one array of the right length per tensor, every value finite.
+    fn tensors_from_slices(&self, arrays: &[&[f32]], what: &str) -> Result<Vec<Vec<f32>>> {
+        if arrays.is_empty() {
+            return Ok(Vec::new());
+        }
+        let count = self.net.tensor_count();
+        let layout = if self.net.config.batch_norm { "W, b (and γ, β for hidden layers) per layer" } else { "W and b for each layer" };
+        if arrays.len() != count {
+            return Err(Error::range(format!("{what} must be empty or hold {count} arrays ({layout}), got {}", arrays.len())));
+        }
+        let mut out = Vec::with_capacity(count);
+        for (i, a) in arrays.iter().enumerate() {
+            let len = self.net.tensor(i).len();
+            let (l, kind) = crate::mlp::slot(self.net.layers.len(), self.net.config.batch_norm, i);
+            let name = match kind { crate::mlp::Kind::Weight => "W", crate::mlp::Kind::Bias => "b", crate::mlp::Kind::Gamma => "γ", crate::mlp::Kind::Beta => "β" };
+            if a.len() != len {
+                return Err(Error::range(format!("{what}: layer {} {name} must have {len} values, got {}", l + 1, a.len())));
+            }
+            if let Some(j) = a.iter().position(|v| !v.is_finite()) {
+                return Err(Error::range(format!("{what}: layer {} {name}[{j}] is {}, values must be finite", l + 1, a[j])));
+            }
+            let mut v = try_zeroed_vec(len)?;
+            v.copy_from_slice(a);
+            out.push(v);
+        }
+        Ok(out)
+    }
+
+    /// Batch norm's tensors, for each hidden layer `[γ, β, running mean, running variance]`
+    /// (empty without batch norm).
+    pub fn norm_state(&self) -> Vec<&[f32]> {
+        self.net
+            .norms
+            .iter()
+            .zip(&self.net.running)
+            .flat_map(|(a, r)| [a.gamma.as_slice().unwrap(), a.beta.as_slice().unwrap(), r.mean.as_slice().unwrap(), r.var.as_slice().unwrap()])
+            .collect()
+    }
+
+    /// Replaces batch norm's tensors (layout of [`Trainer::norm_state`]) after checking every
+    /// length, that every value is finite and every variance positive; nothing changes on error.
+    pub fn set_norm_state(&mut self, arrays: &[&[f32]]) -> Result<()> {
+        let hidden = &self.net.sizes[1..self.net.sizes.len() - 1];
+        let expected = 4 * self.net.norms.len();
+        if arrays.len() != expected {
+            let why = if self.net.has_batch_norm() { format!("γ, β, running mean and variance for each of {} hidden layers", hidden.len()) } else { "the model has no batch norm".to_string() };
+            return Err(Error::range(format!("norm state must hold {expected} arrays ({why}), got {}", arrays.len())));
+        }
+        for (i, a) in arrays.iter().enumerate() {
+            let (h, which) = (i / 4, ["gamma", "beta", "runningMean", "runningVar"][i % 4]);
+            let n = hidden[h];
+            if a.len() != n {
+                return Err(Error::range(format!("norm state: layer {} {which} must have {n} values, got {}", h + 1, a.len())));
+            }
+            if let Some(j) = a.iter().position(|v| !v.is_finite()) {
+                return Err(Error::range(format!("norm state: layer {} {which}[{j}] is {}, values must be finite", h + 1, a[j])));
+            }
+            if which == "runningVar" {
+                if let Some(j) = a.iter().position(|&v| v <= 0.0) {
+                    return Err(Error::range(format!("norm state: layer {} runningVar[{j}] is {}, variances must be > 0", h + 1, a[j])));
+                }
+            }
+        }
+        for (h, (norm, run)) in self.net.norms.iter_mut().zip(&mut self.net.running).enumerate() {
+            norm.gamma.as_slice_mut().unwrap().copy_from_slice(arrays[4 * h]);
+            norm.beta.as_slice_mut().unwrap().copy_from_slice(arrays[4 * h + 1]);
+            run.mean.as_slice_mut().unwrap().copy_from_slice(arrays[4 * h + 2]);
+            run.var.as_slice_mut().unwrap().copy_from_slice(arrays[4 * h + 3]);
+        }
+        Ok(())
+    }
+
+    /// Bytes of workspace an epoch (`training`) or an evaluation over `n` rows would allocate, for
+    /// checks before starting.
+    pub fn workspace_bytes(&self, batch_size: usize, n: usize, training: bool) -> u128 {
+        let rows = if training { self.chunk_rows(batch_size.min(n)) } else { n.min(CHUNK_ROWS) };
+        rows as u128 * Workspace::floats_per_row(&self.net, training) as u128 * 4
+    }
+}
+
+/// This step's dropout masks (none where the rate is 0).
+fn set_masks(masks: &mut [Option<Mask>], net: &Mlp, seed: u64, step: u64) {
+    for (h, (m, &p)) in masks.iter_mut().zip(&net.config.dropout).enumerate() {
+        *m = if p > 0.0 { Some(Mask::new(seed, step, h + 1, p)) } else { None };
+    }
+}
+
+/// Forward and backward over one batch (`idx` rows of `data`), in chunks of `chunk` rows whose
+/// gradients are summed into `grads`. Returns (Σ cross-entropy, number correct).
+#[allow(clippy::too_many_arguments)]
+fn batch_gradients(
+    net: &Mlp,
+    ws: &mut Workspace,
+    data: &Dataset,
+    labels: &[u32],
+    idx: &[u32],
+    chunk: usize,
+    masks: &[Option<Mask>],
+    label_smoothing: f32,
+    ybuf: &mut [u32],
+    grads: &mut Grads,
+) -> (f64, usize) {
+    let scale = 1.0 / idx.len() as f32;
+    let (mut loss, mut correct) = (0.0, 0);
+    for (c, cidx) in idx.chunks(chunk).enumerate() {
+        let rows = cidx.len();
+        data.gather(cidx, ws.x.slice_mut(s![..rows, ..]));
+        for (y, &i) in ybuf.iter_mut().zip(cidx) {
+            *y = labels[i as usize];
+        }
+        let pass = TrainPass { masks, row0: c * chunk, label_smoothing };
+        net.forward_train(ws, rows, &pass);
+        let (l, k) = net.backward(ws, rows, &ybuf[..rows], scale, grads, c > 0, &pass);
+        loss += l;
+        correct += k;
+    }
+    (loss, correct)
 }

@@ -42,7 +42,7 @@ fn random_data(n: usize, features: usize, classes: u32, rng: &mut Rng) -> Datase
 fn engine_gradient(t: &Trainer, data: &Dataset, l2: f32) -> Vec<Vec<f64>> {
     let mut probe = Trainer::with_net(t.net.clone(), Rng::new(0), 1).unwrap();
     let before: Vec<Vec<f32>> = probe.params().iter().map(|p| p.to_vec()).collect();
-    let opts = EpochOptions { optimizer: Optimizer::Sgd, lr: 1.0, l2, batch_size: usize::MAX };
+    let opts = EpochOptions { optimizer: Optimizer::Sgd, lr: 1.0, l2, batch_size: usize::MAX, ..Default::default() };
     probe.epoch(data, &opts, &Control::default()).unwrap();
     before.iter().zip(probe.params()).map(|(b, a)| b.iter().zip(a).map(|(&b, &a)| b as f64 - a as f64).collect()).collect()
 }
@@ -149,7 +149,7 @@ fn one_sgd_step_by_hand() {
     let p1 = 1.0 / (1.0 + 1.25f64.exp());
     assert!((gw[0] + p1).abs() < 1e-15 && (gb[1] - p1).abs() < 1e-15); // the closed form above
     let (lr, l2) = (0.5, 0.1);
-    let stats = t.epoch(&data, &EpochOptions { optimizer: Optimizer::Sgd, lr, l2, batch_size: 1 }, &Control::default()).unwrap();
+    let stats = t.epoch(&data, &EpochOptions { optimizer: Optimizer::Sgd, lr, l2, batch_size: 1, ..Default::default() }, &Control::default()).unwrap();
     assert!((stats.loss - (-(1.0 - p1).ln())).abs() < 1e-6, "loss {}", stats.loss);
     let w0 = [0.5, -0.5, 0.25, 0.0];
     let want_w: Vec<f64> = (0..4).map(|i| w0[i] - lr as f64 * (gw[i] + l2 as f64 * w0[i])).collect();
@@ -167,7 +167,7 @@ fn one_sgd_step_by_hand() {
 fn two_adam_steps_by_hand() {
     let (mut t, data) = tiny();
     let (lr, l2, b1, b2, eps) = (0.01f64, 0.1f64, 0.9f64, 0.999f64, 1e-8f64);
-    let opts = EpochOptions { optimizer: Optimizer::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8 }, lr: 0.01, l2: 0.1, batch_size: 1 };
+    let opts = EpochOptions { optimizer: Optimizer::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8 }, lr: 0.01, l2: 0.1, batch_size: 1, ..Default::default() };
     let (mut w, mut b) = ([0.5, -0.5, 0.25, 0.0], [0.1, -0.1]);
     let (mut mw, mut vw, mut mb, mut vb) = ([0.0; 4], [0.0; 4], [0.0; 2], [0.0; 2]);
     for step in 1..=2 {
@@ -207,7 +207,7 @@ fn two_adam_steps_by_hand() {
 fn same_seed_gives_identical_weights_whatever_the_thread_count() {
     let mut rng = Rng::new(5);
     let data = random_data(3000, 64, 10, &mut rng);
-    let opts = EpochOptions { optimizer: Optimizer::ADAM_DEFAULT, lr: 1e-3, l2: 1e-3, batch_size: 100 };
+    let opts = EpochOptions { optimizer: Optimizer::ADAM_DEFAULT, lr: 1e-3, l2: 1e-3, batch_size: 100, ..Default::default() };
     let run = |threads| {
         let mut t = Trainer::new(&[64, 256, 128, 10], 11, threads).unwrap();
         for _ in 0..2 {
@@ -257,7 +257,7 @@ fn learns_a_separable_problem() {
     }
     let data = Dataset::new(pixels, Some(labels), f).unwrap();
     let mut t = Trainer::new(&[f, 8, 2], 1, 1).unwrap();
-    let opts = EpochOptions { optimizer: Optimizer::Sgd, lr: 0.5, l2: 0.0, batch_size: 16 };
+    let opts = EpochOptions { optimizer: Optimizer::Sgd, lr: 0.5, l2: 0.0, batch_size: 16, ..Default::default() };
     let first = t.epoch(&data, &opts, &Control::default()).unwrap();
     for _ in 0..10 {
         t.epoch(&data, &opts, &Control::default()).unwrap();
@@ -273,7 +273,7 @@ fn bad_arguments_get_specific_errors() {
     assert!(Trainer::new(&[4, 3], 1, 0).err().unwrap().message.contains("threads"));
     let mut t = Trainer::new(&[2, 3], 1, 1).unwrap();
     let data = Dataset::new(vec![1, 2, 3, 4], Some(vec![0, 3]), 2).unwrap();
-    let opts = EpochOptions { optimizer: Optimizer::Sgd, lr: 0.1, l2: 0.0, batch_size: 1 };
+    let opts = EpochOptions { optimizer: Optimizer::Sgd, lr: 0.1, l2: 0.0, batch_size: 1, ..Default::default() };
     assert_eq!(t.epoch(&data, &opts, &Control::default()).unwrap_err().message, "labels[1] = 3 is not a class index in 0..3");
     let ok = Dataset::new(vec![1, 2, 3, 4], Some(vec![0, 2]), 2).unwrap();
     let e = t.epoch(&ok, &EpochOptions { batch_size: 0, ..opts }, &Control::default()).unwrap_err();
@@ -292,7 +292,7 @@ fn divergence_is_reported_not_hidden() {
     let mut rng = Rng::new(2);
     let data = random_data(200, 20, 5, &mut rng);
     let mut t = Trainer::new(&[20, 50, 5], 1, 1).unwrap();
-    let opts = EpochOptions { optimizer: Optimizer::Sgd, lr: 1e30, l2: 0.0, batch_size: 10 };
+    let opts = EpochOptions { optimizer: Optimizer::Sgd, lr: 1e30, l2: 0.0, batch_size: 10, ..Default::default() };
     let e = t.epoch(&data, &opts, &Control::default()).unwrap_err();
     assert_eq!(e.kind, kana_core::ErrorKind::Diverged, "{e:?}");
     assert!(e.message.contains("learning rate"));
@@ -305,7 +305,7 @@ fn cancel_stops_between_batches() {
     let mut t = Trainer::new(&[20, 5], 1, 1).unwrap();
     let control = Control::default();
     control.cancel();
-    let opts = EpochOptions { optimizer: Optimizer::Sgd, lr: 0.1, l2: 0.0, batch_size: 10 };
+    let opts = EpochOptions { optimizer: Optimizer::Sgd, lr: 0.1, l2: 0.0, batch_size: 10, ..Default::default() };
     assert_eq!(t.epoch(&data, &opts, &control).unwrap_err().kind, kana_core::ErrorKind::Aborted);
     assert_eq!(control.progress(), (1, 100), "exactly one batch ran");
 }

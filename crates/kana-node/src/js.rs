@@ -156,6 +156,15 @@ impl Env {
         Ok(x)
     }
 
+    pub fn get_bool(self, v: napi_value, name: &str) -> JsResult<bool> {
+        if self.type_of(v)? != NAPI_BOOLEAN {
+            return Err(type_error(format!("{name} must be a boolean")));
+        }
+        let mut b = false;
+        check(unsafe { napi_get_value_bool(self.0, v, &mut b) }, "get_value_bool")?;
+        Ok(b)
+    }
+
     pub fn get_string(self, v: napi_value, name: &str) -> JsResult<String> {
         if self.type_of(v)? != NAPI_STRING {
             return Err(type_error(format!("{name} must be a string")));

@@ -9,7 +9,7 @@ mod js;
 mod napi;
 
 use js::{call, error, range_error, spawn, type_error, Env, JsError, JsResult, Task, TypedArray};
-use kana_core::{Control, Dataset, EpochOptions, EpochStats, Evaluation, Optimizer, Trainer};
+use kana_core::{Activation, Control, Dataset, EpochOptions, EpochStats, Evaluation, NetConfig, Optimizer, Trainer};
 use napi::*;
 use std::ffi::c_void;
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
@@ -115,9 +115,55 @@ fn dataset(env: Env, v: napi_value) -> JsResult<Arc<Dataset>> {
 // ---------------------------------------------------------------------------------------------
 // Models
 
-/// createModel(layers: number[], seed: number, threads: number): Model
+/// The architecture options of createModel: { activation, leakySlope, dropout, batchNorm,
+/// bnMomentum, bnEps }, all optional (undefined or null: ReLU, no dropout, no batch norm).
+fn net_config(env: Env, o: napi_value, sizes: &[usize]) -> JsResult<NetConfig> {
+    let mut config = NetConfig::plain(sizes);
+    if matches!(env.type_of(o)?, NAPI_UNDEFINED | NAPI_NULL) {
+        return Ok(config);
+    }
+    env.expect_object(o, "options")?;
+    let num = |k: &str| -> JsResult<Option<f64>> { env.get_field(o, k)?.map(|v| env.get_number(v, &format!("options.{k}"))).transpose() };
+    let activation = env.get_field(o, "activation")?.map(|v| env.get_string(v, "options.activation")).transpose()?;
+    config.activation = Activation::parse(activation.as_deref().unwrap_or("relu"), num("leakySlope")?)?;
+    let hidden = sizes.len() - 2;
+    if let Some(v) = env.get_field(o, "dropout")? {
+        let mut is_array = false;
+        check_status(unsafe { napi_is_array(env.0, v, &mut is_array) })?;
+        config.dropout = if is_array {
+            let items = env.get_array(v, "options.dropout", MAX_ARRAYS)?;
+            if items.len() != hidden {
+                return Err(range_error(format!("dropout must list one rate per hidden layer ({hidden}), got {}", items.len())));
+            }
+            items.iter().enumerate().map(|(i, &x)| env.get_number(x, &format!("options.dropout[{i}]"))).collect::<JsResult<_>>()?
+        } else {
+            let p = env.get_number(v, "options.dropout")?;
+            kana_core::dropout::check_rate(p, "dropout")?;
+            vec![p; hidden]
+        };
+    }
+    if let Some(v) = env.get_field(o, "batchNorm")? {
+        config.batch_norm = env.get_bool(v, "options.batchNorm")?;
+    }
+    for (k, slot) in [("bnMomentum", &mut config.bn_momentum), ("bnEps", &mut config.bn_eps)] {
+        if let Some(x) = num(k)? {
+            if !config.batch_norm {
+                return Err(range_error(format!("{k} is only used with batchNorm: true")));
+            }
+            *slot = x;
+        }
+    }
+    config.validate(sizes)?;
+    Ok(config)
+}
+
+fn check_status(status: napi_status) -> JsResult<()> {
+    if status == NAPI_OK { Ok(()) } else { Err(JsError::Pending) }
+}
+
+/// createModel(layers: number[], seed: number, threads: number, options?): Model
 unsafe extern "C" fn create_model(env: napi_env, info: napi_callback_info) -> napi_value {
-    call(env, info, |env, [layers, seed, threads]| {
+    call(env, info, |env, [layers, seed, threads, options]| {
         let sizes = env
             .get_array(layers, "layers", MAX_ARRAYS)?
             .into_iter()
@@ -127,6 +173,7 @@ unsafe extern "C" fn create_model(env: napi_env, info: napi_callback_info) -> na
         let seed = env.get_integer(seed, "seed", 0.0, 9_007_199_254_740_991.0)? as u64;
         let threads = env.get_integer(threads, "threads", 1.0, 1024.0)? as usize;
         kana_core::mlp::check_sizes(&sizes)?;
+        let config = net_config(env, options, &sizes)?;
         let params: usize = sizes.windows(2).map(|p| p[0] * p[1] + p[1]).sum();
         // The engine allocates infallibly (a failure aborts the process): ask first for the
         // parameters four times over (weights, gradients, Adam's two moments), released at once.
@@ -135,7 +182,7 @@ unsafe extern "C" fn create_model(env: napi_env, info: napi_callback_info) -> na
             return Err(range_error(format!("layers {sizes:?}: cannot allocate the {} bytes of native memory that {params} parameters need (weights, gradients and Adam's two moments)", params * 16)));
         }
         drop(probe);
-        let trainer = Trainer::new(&sizes, seed, threads)?;
+        let trainer = Trainer::with_config(&sizes, config, seed, threads)?;
         let cell = ModelCell { slot: Mutex::new(Slot::Ready(Box::new(trainer))), control: Control::default() };
         new_handle(env, MODEL_TAG, Arc::new(cell))
     })
@@ -154,16 +201,29 @@ unsafe extern "C" fn free_model(env: napi_env, info: napi_callback_info) -> napi
     })
 }
 
-/// modelInfo(model): { layers, threads, steps, params }
+/// modelInfo(model): { layers, threads, steps, params, activation, leakySlope, dropout, batchNorm,
+/// bnMomentum, bnEps }
 unsafe extern "C" fn model_info(env: napi_env, info: napi_callback_info) -> napi_value {
     call(env, info, |env, [m]| {
         model(env, m)?.with("read the model", |t| {
             let layers = t.net.sizes.iter().map(|&n| env.number(n as f64)).collect::<JsResult<Vec<_>>>()?;
+            let c = &t.net.config;
+            let dropout = c.dropout.iter().map(|&p| env.number(p)).collect::<JsResult<Vec<_>>>()?;
+            let slope = match c.activation {
+                Activation::LeakyRelu { slope } => env.number(slope as f64)?,
+                _ => env.undefined()?,
+            };
             env.object(&[
                 ("layers", env.array(&layers)?),
                 ("threads", env.number(t.threads() as f64)?),
                 ("steps", env.number(t.optimizer_state.step as f64)?),
                 ("params", env.number(t.net.num_params() as f64)?),
+                ("activation", env.string(c.activation.name())?),
+                ("leakySlope", slope),
+                ("dropout", env.array(&dropout)?),
+                ("batchNorm", env.boolean(c.batch_norm)?),
+                ("bnMomentum", env.number(c.bn_momentum)?),
+                ("bnEps", env.number(c.bn_eps)?),
             ])
         })
     })
@@ -205,14 +265,38 @@ unsafe extern "C" fn set_weights(env: napi_env, info: napi_callback_info) -> nap
     })
 }
 
+/// getNormState(model): Float32Array[] = [γ1, β1, runningMean1, runningVar1, …] per hidden layer
+/// (empty without batch norm).
+unsafe extern "C" fn get_norm_state(env: napi_env, info: napi_callback_info) -> napi_value {
+    call(env, info, |env, [m]| {
+        model(env, m)?.with("read the norm state", |t| {
+            let arrays = t.norm_state().into_iter().map(|p| env.f32_array(p)).collect::<JsResult<Vec<_>>>()?;
+            env.array(&arrays)
+        })
+    })
+}
+
+/// setNormState(model, Float32Array[]): replaces batch norm's γ, β and running statistics after
+/// checking shapes, finiteness and positive variances.
+unsafe extern "C" fn set_norm_state(env: napi_env, info: napi_callback_info) -> napi_value {
+    call(env, info, |env, [m, arrays]| {
+        let cell = model(env, m)?;
+        let items = env.get_array(arrays, "normState", MAX_ARRAYS)?;
+        let arrays = f32_slices(env, &items, "normState")?;
+        cell.with("set the norm state", |t| Ok(t.set_norm_state(&arrays)?))?;
+        env.undefined()
+    })
+}
+
 /// getTrainingState(model): { step, rng, m, v } — everything besides the weights that decides
 /// the rest of a run (Adam's moments, its step count, the shuffling generator), for checkpoints.
 unsafe extern "C" fn get_training_state(env: napi_env, info: napi_callback_info) -> napi_value {
     call(env, info, |env, [m]| {
         model(env, m)?.with("read the training state", |t| {
             let st = &t.optimizer_state;
-            let moments = |ls: &[kana_core::mlp::Layer]| -> JsResult<napi_value> {
-                let arrays = ls.iter().flat_map(|l| [l.w.as_slice().unwrap(), l.b.as_slice().unwrap()]).map(|p| env.f32_array(p)).collect::<JsResult<Vec<_>>>()?;
+            // one array per parameter tensor: W, b (then γ, β with batch norm) for each layer
+            let moments = |ts: &[Vec<f32>]| -> JsResult<napi_value> {
+                let arrays = ts.iter().map(|p| env.f32_array(p)).collect::<JsResult<Vec<_>>>()?;
                 env.array(&arrays)
             };
             let partial = match &t.partial {
@@ -414,7 +498,11 @@ fn start(env: Env, m: napi_value, d: napi_value, op: Op, name: &'static str) -> 
     let cell = model(env, m)?;
     let data = dataset(env, d)?;
     let trainer = cell.take(name)?;
-    if let Err(e) = check_memory(&trainer, &data, &op) {
+    let checked = match &op {
+        Op::Epoch(o) => trainer.check_options(o).map_err(JsError::from),
+        _ => Ok(()),
+    };
+    if let Err(e) = checked.and_then(|_| check_memory(&trainer, &data, &op)) {
         cell.put_back(trainer);
         return Err(e);
     }
@@ -434,8 +522,10 @@ fn check_memory(t: &Trainer, data: &Dataset, op: &Op) -> JsResult<()> {
     let (n, k) = (data.len() as u128, t.net.classes() as u128);
     let widths: u128 = t.net.sizes.iter().map(|&w| w as u128).sum();
     let chunk = |batch: u128| batch.min(n).min(kana_core::train::CHUNK_ROWS as u128);
+    // (3 × widths per row also covers the pre-activations that non-ReLU activations and batch norm keep)
+    let train_rows = |batch: usize| t.chunk_rows(batch.min(data.len())) as u128;
     let (result, workspace) = match op {
-        Op::Epoch(o) => (None, chunk(o.batch_size as u128) * widths * 3),
+        Op::Epoch(o) => (None, train_rows(o.batch_size) * widths * 3),
         Op::Evaluate => (Some(("evaluate: the confusion matrix", k * k, format!("{k} × {k} classes"))), chunk(n) * widths * 2),
         Op::Predict => (Some(("predictProba: the probabilities", n * k, format!("{n} rows × {k} classes"))), chunk(n) * widths * 2),
     };
@@ -449,7 +539,7 @@ fn check_memory(t: &Trainer, data: &Dataset, op: &Op) -> JsResult<()> {
     let mut probe: Vec<u8> = Vec::new();
     if usize::try_from(bytes).map_or(true, |b| probe.try_reserve_exact(b).is_err()) {
         let (what, rows) = match op {
-            Op::Epoch(o) => ("an epoch of training", chunk(o.batch_size as u128)),
+            Op::Epoch(o) => ("an epoch of training", train_rows(o.batch_size)),
             Op::Evaluate => ("evaluate", chunk(n)),
             Op::Predict => ("predictProba", chunk(n)),
         };
@@ -464,25 +554,57 @@ fn epoch_options(env: Env, o: napi_value) -> JsResult<EpochOptions> {
     let num = |k: &str| -> JsResult<Option<f64>> { env.get_field(o, k)?.map(|v| env.get_number(v, &format!("options.{k}"))).transpose() };
     let optimizer = match env.get_field(o, "optimizer")? {
         Some(v) => env.get_string(v, "options.optimizer")?,
-        None => return Err(type_error("options.optimizer must be 'gd', 'sgd' or 'adam'")),
+        None => return Err(type_error("options.optimizer must be 'gd', 'sgd', 'adam' or 'adamw'")),
     };
     let batch_size = match (optimizer.as_str(), env.get_field(o, "batchSize")?) {
         ("gd", _) => usize::MAX,
         (_, Some(v)) => env.get_integer(v, "options.batchSize", 0.0, 9_007_199_254_740_991.0)? as usize,
         (_, None) => return Err(type_error(format!("options.batchSize is required for optimizer '{optimizer}'"))),
     };
+    let sgd = matches!(optimizer.as_str(), "gd" | "sgd");
+    let momentum = num("momentum")?;
+    let nesterov = env.get_field(o, "nesterov")?.map(|v| env.get_bool(v, "options.nesterov")).transpose()?;
+    let weight_decay = num("weightDecay")?;
+    if momentum.is_some() && !sgd {
+        return Err(range_error(format!("momentum is only used by optimizers 'gd' and 'sgd', not '{optimizer}'")));
+    }
+    if nesterov.is_some() && !sgd {
+        return Err(range_error(format!("nesterov is only used by optimizers 'gd' and 'sgd', not '{optimizer}'")));
+    }
+    if weight_decay.is_some() && optimizer != "adamw" {
+        return Err(range_error(format!("weightDecay is only used by optimizer 'adamw', not '{optimizer}' (use l2 for an L2 penalty)")));
+    }
+    let (beta1, beta2, eps) = (num("beta1")?.unwrap_or(0.9) as f32, num("beta2")?.unwrap_or(0.999) as f32, num("eps")?.unwrap_or(1e-8) as f32);
     let optimizer = match optimizer.as_str() {
-        "gd" | "sgd" => Optimizer::Sgd,
-        "adam" => Optimizer::Adam {
-            beta1: num("beta1")?.unwrap_or(0.9) as f32,
-            beta2: num("beta2")?.unwrap_or(0.999) as f32,
-            eps: num("eps")?.unwrap_or(1e-8) as f32,
-        },
-        other => return Err(range_error(format!("options.optimizer must be 'gd', 'sgd' or 'adam', got '{other}'"))),
+        "gd" | "sgd" => {
+            let momentum = momentum.unwrap_or(0.0);
+            if !(0.0..1.0).contains(&momentum) {
+                return Err(range_error(format!("momentum must be in [0, 1), got {momentum}")));
+            }
+            let nesterov = nesterov.unwrap_or(false);
+            if nesterov && momentum == 0.0 {
+                return Err(range_error("nesterov needs a momentum > 0"));
+            }
+            // momentum 0 is exactly today's SGD
+            if momentum == 0.0 { Optimizer::Sgd } else { Optimizer::Momentum { momentum: momentum as f32, nesterov } }
+        }
+        "adam" => Optimizer::Adam { beta1, beta2, eps },
+        "adamw" => Optimizer::AdamW { beta1, beta2, eps, weight_decay: weight_decay.map_or(Optimizer::WEIGHT_DECAY_DEFAULT, |w| w as f32) },
+        other => return Err(range_error(format!("options.optimizer must be 'gd', 'sgd', 'adam' or 'adamw', got '{other}'"))),
     };
     let lr = num("lr")?.ok_or_else(|| type_error("options.lr is required"))? as f32;
     let l2 = num("l2")?.unwrap_or(0.0) as f32;
-    let opts = EpochOptions { optimizer, lr, l2, batch_size };
+    let label_smoothing = num("labelSmoothing")?.unwrap_or(0.0);
+    if !(0.0..1.0).contains(&label_smoothing) {
+        return Err(range_error(format!("labelSmoothing must be in [0, 1), got {label_smoothing}")));
+    }
+    let clip_norm = num("clipNorm")?;
+    if let Some(c) = clip_norm {
+        if c <= 0.0 {
+            return Err(range_error(format!("clipNorm must be a positive finite number, got {c}")));
+        }
+    }
+    let opts = EpochOptions { optimizer, lr, l2, batch_size, label_smoothing: label_smoothing as f32, clip_norm: clip_norm.map(|c| c as f32) };
     opts.validate()?;
     Ok(opts)
 }
@@ -554,12 +676,14 @@ unsafe extern "C" fn debug_panic(env: napi_env, info: napi_callback_info) -> nap
 
 #[no_mangle]
 pub unsafe extern "C" fn napi_register_module_v1(env: napi_env, exports: napi_value) -> napi_value {
-    let functions: [(&str, napi_callback); 16] = [
+    let functions: [(&str, napi_callback); 18] = [
         ("createModel", create_model),
         ("freeModel", free_model),
         ("modelInfo", model_info),
         ("getWeights", get_weights),
         ("setWeights", set_weights),
+        ("getNormState", get_norm_state),
+        ("setNormState", set_norm_state),
         ("getTrainingState", get_training_state),
         ("setTrainingState", set_training_state),
         ("cancel", cancel),

@@ -1,0 +1,1015 @@
+// The study in one command: M0–M4 on the user's data, a hyper-parameter search, an architecture
+// search, the engine checked against the pure-TypeScript reference, one comparison table.
+//
+//   M0  [784,100,80,K], full-batch gradient descent, lr 0.1, 500 epochs, no regularisation
+//   M1  the best configuration of the hyper-parameter search (search.ts), by validation loss
+//   M2  M1's configuration trained by the reference implementation (reference-trial.ts) from the
+//       same initial weights (a fresh engine model's getWeights() with M1's seed), the same split
+//       and the same mini-batches, for the longest prefix of epochs that fits a time budget
+//   M3  the best architecture of a depth × width grid, M1's other settings
+//   M4  a deliberately huge network without regularisation, to show overfitting
+//
+// Every model trains through trial.ts: mini-batch order generated in TypeScript from the seed, so
+// the whole experiment is reproducible from the seed and the resolved configuration (written to
+// experiment-config.json, which `--config` reads back), and the engine and the reference see the
+// same batches. Selection (M1, M3) looks at validation loss only. The test split is evaluated in
+// one place, after both selections: once per model (plus once for the engine's copy of M2's
+// prefix, for the agreement check); experiment.json lists every test evaluation.
+//
+// Order of work, for a 2-core machine: M0 and the search use both cores; then the reference (M2)
+// runs on a worker thread while the architecture search and M4 use the other core; then the test
+// evaluations, the files and the report.
+import { mkdir } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
+import { abortError, MLP, Dataset } from '../engine/mlp'
+import { loadInputs, type InputOptions, type Inputs, type Part } from '../data/inputs'
+import { claimRunDir, type RunDirClaim } from '../training/run-dir'
+import { summarize } from '../output/metrics'
+import { writeFileAtomic } from '../output/atomic'
+import { historyCsv } from '../training/history'
+import { saveModel } from '../output/model-file'
+import { classDistribution, comparisonCurves, confusionHeatmap, lossCurves, sampleGrid, writeRendered, type HistoryRow } from '../output/plots'
+import { Trial, layersOf, type ModelConfig } from '../training/trial'
+import { trialData, type AfterStep, type TrialData } from '../training/sources'
+import { stepsPerEpoch } from '../training/batches'
+import type { Run } from '../training/run'
+import { mulberry32 } from '../data/split'
+import {
+  describeConfig, hiddenLabel, runTrials, searchConfigs, trialsCsv, trialsMarkdown,
+  type SearchResult, type TrialLog,
+} from './search'
+import {
+  finishedReference, runReferenceInWorker, runResyncInWorker, type EpochStart, type ReferenceJob, type ReferenceOutcome, type ReferenceRun, type ResyncRecord,
+} from './reference-trial'
+import { ExperimentStore, hasExperimentCheckpoint, readExperimentCheckpoint, removeExperimentCheckpoint, type ExperimentCheckpointHeader, type LoadedExperimentCheckpoint } from './checkpoint'
+import { CheckpointError, dataFingerprint } from '../training/checkpoint'
+import { agreementChart, lrEffectChart } from './plots'
+import { machineFacts } from '../engine/machine'
+import { writeReport } from '../output/report'
+import type { EpochRecord, SplitMetrics } from '../training/records'
+import {
+  configForFile, resolveExperiment, RUN_KEYS, MODEL_IDS,
+  type ExperimentConfig, type ModelId, type ResolvedExperiment,
+} from './config'
+
+export { MODEL_IDS, resolveExperiment, readExperimentConfig, configForFile, DEFAULT_M0, DEFAULT_M4, DEFAULT_REFERENCE_BUDGET, DEFAULT_SEARCH_CONCURRENCY } from './config'
+export type { ModelId, SearchConfig, ArchitectureConfig, ExperimentConfig, ResolvedExperiment } from './config'
+
+export interface ExperimentOptions extends ExperimentConfig {
+  /** Arrays in memory instead of files (tests, Node callers). */
+  inMemory?: InputOptions['data']
+  /**
+   * Experiment directory; default runs/experiment-<timestamp>. Locked while the experiment works
+   * in it; one holding a finished experiment is refused unless `overwrite` (run-dir.ts claimRunDir).
+   */
+  out?: string
+  /** Replace the experiment in `out` if there is one: only the files kana-native writes there are removed. Default false. */
+  overwrite?: boolean
+  /** Recorded in experiment.json. */
+  command?: string[]
+  /** Write report.html at the end (default true). */
+  report?: boolean
+  /**
+   * Aborting stops every model after its current mini-batch, writes a checkpoint into the
+   * experiment directory and rejects with an AbortError whose `checkpoint` says where.
+   */
+  signal?: AbortSignal
+  /**
+   * Continue the interrupted experiment in this directory from its checkpoint, with its recorded
+   * configuration (give no other settings; in-memory data must be passed again as `inMemory`).
+   * The result equals that of an uninterrupted run with the same threads.
+   */
+  resume?: string
+  /** Progress lines (phases, trials, epochs of long runs). */
+  log?: (line: string) => void
+}
+
+export interface ModelResult {
+  id: ModelId
+  engine: 'native' | 'reference'
+  config: ModelConfig
+  layers: number[]
+  parameters: number
+  history: EpochRecord[]
+  bestEpoch: number
+  weightsEpoch: number
+  stoppedBy: string
+  seconds: number
+  techniques: string
+  notes: string
+  metrics: { validation: SplitMetrics; test: SplitMetrics; train?: SplitMetrics }
+  dir: string
+}
+
+export interface TableRow {
+  model: ModelId
+  testAccuracy: number
+  testLoss: number
+  balancedAccuracy: number
+  macroF1: number
+  techniques: string
+  notes: string
+  seconds: number
+}
+
+export interface Agreement {
+  /** How the two runs were made to see the same batches. */
+  method: string
+  epochsConfigured: number
+  epochsCompared: number
+  stoppedBy: string
+  budgetSeconds: number
+  referenceSeconds: number
+  referenceOnWorker: boolean
+  /** Per epoch: |engine − reference| / reference training loss (and validation loss). */
+  trainLossRelDiff: number[]
+  valLossRelDiff: number[]
+  maxTrainLossRelDiffFirst10: number
+  engine: { trainLoss: number[]; bestEpoch: number; testAccuracy: number; testLoss: number }
+  reference: { trainLoss: number[]; bestEpoch: number; testAccuracy: number; testLoss: number }
+  testAccuracyDiffPoints: number
+  maxAbsWeightDiff: number
+  /** The engine's prefix run repeats M1's first epochs bit for bit (same seed, order, weights). */
+  prefixMatchesM1: boolean
+  criteria: { trainLossRelFirst10: number; testAccuracyPoints: number }
+  /** The criteria of the study: training loss within 1% over epochs 1–10, test accuracy within 0.5 points. */
+  pass: { trainLoss: boolean; testAccuracy: boolean }
+  /** Epoch at which test accuracy is compared (the epoch whose weights M2 ends with). */
+  atEpoch: number
+  /**
+   * The engine against twins of itself whose weights are jittered by about one float32 rounding at
+   * the start and after every step: how far this configuration carries arithmetic noise. Engine
+   * and reference differ in every rounding (float32 against float64), so they cannot be expected
+   * to agree more closely than this.
+   */
+  sensitivity: { perturbation: string; twins: number; trainLossRelDiff: number[]; maxTrainLossRelDiffFirst10: number; testAccuracy: number[]; testAccuracyDiffPoints: number; factor: number; factorAccuracy: number }
+  /**
+   * Epochs 1–10 re-synchronised: the reference trains each epoch from the engine's exact state at
+   * its start (reference-trial.ts runResync), so differences cannot build up from epoch to epoch.
+   */
+  resync: { method: string; epochs: number[]; engineLoss: number[]; referenceLoss: number[]; trainLossRelDiff: number[]; maxTrainLossRelDiff: number; maxAbsWeightDiff: number[]; pass: boolean }
+  /**
+   * agree: the criteria hold as stated (free-running, from the same initial weights);
+   * float32-sensitivity: the free-running training losses drift apart by more than 1%, but every
+   * re-synchronised epoch agrees within 1%, the drift is no larger than rounding-size jitter makes
+   * the engine drift from itself, and test accuracy agrees; disagree: anything else.
+   */
+  verdict: 'agree' | 'float32-sensitivity' | 'disagree'
+}
+
+/** Attached as `checkpoint` to the AbortError of an interrupted experiment. */
+export interface ExperimentInterruption {
+  dir: string
+  /** The checkpoint folder, or undefined when it could not be written (see `error`). */
+  checkpoint?: string
+  error?: Error
+}
+
+export interface ExperimentResult {
+  dir: string
+  config: ResolvedExperiment
+  models: ModelResult[]
+  table: TableRow[]
+  search?: SearchSummary
+  architecture?: SearchSummary
+  agreement?: Agreement
+  seconds: number
+  timings: Record<string, number>
+  reportPath?: string
+}
+
+/** A search as experiment.json records it: its SearchResult without the trials' logs and model, plus its files. */
+export interface SearchSummary extends Pick<SearchResult, 'name' | 'mode' | 'bestId' | 'rungs' | 'concurrency' | 'threads' | 'seconds' | 'epochsTrained' | 'epochsWithoutHalving'> {
+  /** How many trials (their logs are in the files). */
+  trials: number
+  best: { config: ModelConfig; valLoss: number; valAccuracy: number; bestEpoch: number }
+  files: { csv: string; json: string; markdown: string; plot?: string }
+}
+
+const json = (v: unknown) => JSON.stringify(v, (_, x) => (typeof x === 'number' && !Number.isFinite(x) ? String(x) : x), 2) + '\n'
+
+// ---------------------------------------------------------------------------------------------
+// Descriptions
+
+const OPT_NAMES = { gd: 'full-batch GD', sgd: 'mini-batch SGD', adam: 'Adam' } as const
+
+/** A learning rate or λ for people: 0.1, 0.00316, 7.77e-6. */
+export const short = (x: number): string => (x !== 0 && Math.abs(x) < 1e-3 ? x.toExponential(2).replace(/\.?0+e/, 'e') : String(Number(x.toPrecision(3))))
+
+export function techniques(c: ModelConfig): string {
+  const parts = [`${OPT_NAMES[c.optimizer]} lr ${short(c.lr)}`]
+  if (c.schedule !== 'constant') parts.push(`${c.schedule} schedule to ${short(c.lrMin)}`)
+  if (c.optimizer !== 'gd') parts.push(`batch ${c.batchSize}`)
+  parts.push(c.l2 > 0 ? `L2 ${short(c.l2)}` : 'no L2')
+  parts.push(c.earlyStopping ? `early stopping (patience ${c.patience})` : `${c.epochs} epochs, no early stopping`)
+  if (c.restoreBest) parts.push('best weights restored')
+  return parts.join(', ')
+}
+
+const archLabel = (layers: number[]) => `[${layers.join(',')}]`
+const paramCount = (layers: number[]) => layers.slice(1).reduce((s, n, i) => s + n * (layers[i] + 1), 0)
+const pct = (x: number, d = 2) => `${(x * 100).toFixed(d)}%`
+/** A relative difference as a percentage, readable at any size: 0.12%, 1.6e-7%. */
+export const relPct = (x: number): string => (!Number.isFinite(x) ? String(x) : x === 0 ? '0%' : x >= 1e-4 ? `${(x * 100).toPrecision(2)}%` : `${(x * 100).toExponential(1)}%`)
+
+// ---------------------------------------------------------------------------------------------
+// The test split: opened once selection is over, each model evaluated on it once.
+
+class TestSplit {
+  private open = false
+  readonly evaluations: { model: string; at: string }[] = []
+  readonly set: Dataset
+  constructor(readonly part: Part, features: number) {
+    this.set = new Dataset(part.images, part.labels, features)
+  }
+  /** Model selection is over: from now on the test split may be read. */
+  unlock(): void {
+    this.open = true
+  }
+  record(model: string): void {
+    if (!this.open) throw new Error(`internal error: the test split was read for ${model} before model selection finished`)
+    if (this.evaluations.some((e) => e.model === model)) throw new Error(`internal error: the test split was read twice for ${model}`)
+    this.evaluations.push({ model, at: new Date().toISOString() })
+  }
+  async evaluate(model: string, m: MLP, classes: number): Promise<SplitMetrics> {
+    this.record(model)
+    return metricsOf(await m.evaluate(this.set), classes, this.part.labels.length)
+  }
+}
+
+function metricsOf(ev: { loss: number; accuracy: number; confusion: ArrayLike<number> }, classes: number, samples: number): SplitMetrics {
+  return { ...summarize(ev.confusion, classes, ev.loss), loss: ev.loss, confusion: Array.from(ev.confusion), samples }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function stamp(): string {
+  return new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)
+}
+
+/** What one model's phase leaves for the test split and the files. */
+interface Finished {
+  trial?: Trial
+  result: Omit<ModelResult, 'metrics' | 'dir' | 'notes'> & { notes?: string }
+}
+
+/**
+ * An experiment under way: its configuration, directory, data and checkpoint store, and what its
+ * phases have produced so far. Each phase below takes it and adds to it.
+ */
+interface Study {
+  opts: ExperimentOptions
+  cfg: ResolvedExperiment
+  dir: string
+  loaded?: LoadedExperimentCheckpoint
+  store: ExperimentStore
+  inputs: Inputs
+  data: TrialData
+  testSplit: TestSplit
+  log: (line: string) => void
+  clock: PhaseClock
+  machineAtStart: ReturnType<typeof machineFacts>
+  /** Writes the checkpoint after a phase, so that a process killed outright loses one phase at most. */
+  phaseDone(phase: string): Promise<string>
+  checkpointHeader(reason: string): ExperimentCheckpointHeader
+  wants(m: ModelId): boolean
+  finished: Map<ModelId, Finished>
+  search?: SearchResult
+  arch?: SearchResult
+  reference?: ReferenceRun
+  /** The reference's outcome, recorded in the store as soon as it arrives (for the next checkpoint). */
+  referenceOutcome?: Promise<ReferenceOutcome>
+  resync?: ReturnType<typeof runResyncInWorker>
+  refOut?: ReferenceOutcome
+  prefix?: EngineCopy
+  twins: EngineCopy[]
+  /** Threads for this thread's models while the reference holds one core. */
+  sideThreads: number
+}
+
+/** Wall seconds per phase (experiment.json `timings`). */
+class PhaseClock {
+  readonly started = performance.now()
+  readonly timings: Record<string, number> = {}
+  private readonly starts = new Map<string, number>()
+  begin(p: string): void {
+    this.starts.set(p, performance.now())
+  }
+  end(p: string): void {
+    this.timings[p] = (performance.now() - this.starts.get(p)!) / 1000
+  }
+}
+
+const fromTrial = (id: ModelId, t: Trial): Finished['result'] => ({
+  id, engine: 'native', config: t.config, layers: t.layers, parameters: paramCount(t.layers), history: t.history,
+  bestEpoch: t.bestEpoch, weightsEpoch: t.weightsEpoch, stoppedBy: t.stopReason ?? 'completed', seconds: t.seconds, techniques: techniques(t.config),
+})
+
+const epochLogger = (log: (line: string) => void, id: string, every: number) => (r: EpochRecord, t: Run<Float32Array>) => {
+  if (r.epoch % every === 0 || r.epoch === 1 || r.epoch === t.config.epochs) {
+    log(`${id} epoch ${r.epoch}/${t.config.epochs}  loss ${r.trainLoss.toFixed(4)}  acc ${r.trainAccuracy.toFixed(4)}  val_loss ${r.valLoss.toFixed(4)}  val_acc ${r.valAccuracy.toFixed(4)}  ${r.seconds.toFixed(2)}s`)
+  }
+}
+
+/**
+ * Runs the study. Writes everything under `out` and returns the table and the details. Its phases,
+ * in order: open (configuration, directory, data), M0, the search (M1), the reference (M2) on a
+ * worker beside the architecture search (M3) and M4, the engine's copies for the agreement check,
+ * then — selection over — the test split once per model, and the files.
+ */
+export async function runExperiment(opts: ExperimentOptions = {}): Promise<ExperimentResult> {
+  // settings first (a resumed experiment's come from its checkpoint), then the directory's lock
+  if (opts.resume === undefined) resolveExperiment(opts)
+  const dir = resolve(opts.resume ?? opts.out ?? join('runs', `experiment-${stamp()}`))
+  const claim = await claimRunDir(dir, { kind: 'experiment', overwrite: opts.overwrite, resume: opts.resume !== undefined, command: opts.command, onWarning: opts.log && ((m) => opts.log!(`warning: ${m}`)) })
+  try {
+    return await studyIn(opts, dir, claim)
+  } finally {
+    claim.release()
+  }
+}
+
+async function studyIn(opts: ExperimentOptions, dir: string, claim: RunDirClaim): Promise<ExperimentResult> {
+  const x = await openStudy(opts, dir, claim)
+  try {
+    if (x.wants('M0')) await trainM0(x)
+    if (x.wants('M1') || x.wants('M2') || x.wants('M3')) await searchM1(x)
+    x.clock.begin('parallel')
+    startReference(x)
+    if (x.wants('M3') && m1Of(x)) await architectureM3(x)
+    if (x.wants('M4')) await trainM4(x)
+    await resyncReference(x)
+    await waitForReference(x)
+    x.clock.end('parallel')
+    await agreementCopies(x)
+  } catch (e) {
+    await interrupted(x, e)
+  }
+  const { results, agreement } = await testSplitOnce(x)
+  return writeStudy(x, results, agreement)
+}
+
+const m1Of = (x: Study) => x.finished.get('M1')?.trial
+
+/** Configuration (or the checkpoint's, to resume), the directory, the data, the store of trials. */
+async function openStudy(opts: ExperimentOptions, dir: string, claim: RunDirClaim): Promise<Study> {
+  const clock = new PhaseClock()
+  const log = opts.log ?? (() => {})
+  let loaded: LoadedExperimentCheckpoint | undefined
+  if (opts.resume !== undefined) {
+    const given = RUN_KEYS.filter((k) => opts[k] !== undefined)
+    if (given.length) throw new RangeError(`resume takes the experiment's configuration from its checkpoint; do not give ${given.join(', ')}`)
+    if (opts.out !== undefined && resolve(opts.out) !== resolve(opts.resume)) throw new RangeError(`resume continues the experiment in its own directory (${resolve(opts.resume)}); do not give another out (${resolve(opts.out)})`)
+    loaded = await readExperimentCheckpoint(resolve(opts.resume))
+    log(`resuming the experiment in ${loaded.dir} from its checkpoint of ${loaded.createdAt} (${loaded.reason})`)
+  }
+  let cfg: ResolvedExperiment
+  try {
+    cfg = resolveExperiment(loaded ? (loaded.config as ExperimentConfig) : opts)
+  } catch (e) {
+    if (!loaded) throw e
+    throw new CheckpointError('ECORRUPT', `the experiment checkpoint in ${loaded.dir} holds an invalid configuration: ${(e as Error).message}`, { cause: e })
+  }
+  if (!loaded && (await hasExperimentCheckpoint(dir))) {
+    throw new CheckpointError('ECONFLICT', `${dir} holds the checkpoint of an interrupted experiment: continue it with \`kana-native experiment --resume ${dir}\` (runExperiment({ resume })), or choose another directory`)
+  }
+  await mkdir(dir, { recursive: true })
+  const store = new ExperimentStore(loaded)
+  const priorSeconds = loaded?.seconds ?? 0
+  const interruptions = loaded?.interruptions ?? 0
+  const machineAtStart = machineFacts()
+
+  clock.begin('data')
+  const inputs: Inputs = await loadInputs({ ...cfg.data, data: opts.inMemory, split: cfg.split, seed: cfg.seed })
+  const fingerprint = dataFingerprint(inputs)
+  if (loaded && loaded.data.fingerprint !== fingerprint) {
+    throw new CheckpointError('EDATA', `the data differ from those the interrupted experiment in ${dir} trained on (their fingerprint changed): resume needs the same files${opts.inMemory ? ' (or the same arrays, passed again as inMemory)' : ''}`)
+  }
+  const data = trialData(inputs.train, inputs.validation, inputs.features, inputs.classes)
+  const testSplit = new TestSplit(inputs.test, inputs.features)
+  log(`data: ${inputs.train.labels.length} train / ${inputs.validation.labels.length} validation / ${inputs.test.labels.length} test samples, ${inputs.classes} classes, ${inputs.features} features; seed ${cfg.seed}`)
+  if (!loaded) {
+    await claim.clear() // an overwritten experiment's files go just before the first new one is written
+    await writeFileAtomic(join(dir, 'experiment-config.json'), json(configForFile(cfg)))
+  }
+  clock.end('data')
+  const checkpointHeader = (reason: string): ExperimentCheckpointHeader => ({
+    config: configForFile(cfg), data: { fingerprint, samples: { train: inputs.train.labels.length, validation: inputs.validation.labels.length, test: inputs.test.labels.length } },
+    reason, seconds: priorSeconds + (performance.now() - clock.started) / 1000, interruptions: interruptions + (reason === 'interrupted' ? 1 : 0), command: opts.command,
+  })
+  return {
+    opts, cfg, dir, loaded, store, inputs, data, testSplit, log, clock, machineAtStart, checkpointHeader,
+    phaseDone: (phase) => store.write(dir, checkpointHeader(phase)),
+    wants: (m) => cfg.models.includes(m),
+    finished: new Map(), twins: [], sideThreads: cfg.threads,
+  }
+}
+
+/** M0: the study's baseline, full-batch gradient descent. */
+async function trainM0(x: Study): Promise<void> {
+  const { cfg, inputs } = x
+  x.clock.begin('M0')
+  x.log(`M0: ${archLabel(layersOf(cfg.M0, inputs.features, inputs.classes))} ${techniques(cfg.M0)}`)
+  const t = x.store.trial('M0', cfg.M0, x.data, { threads: cfg.threads, onEpoch: epochLogger(x.log, 'M0', 50) })
+  await t.advance(cfg.M0.epochs, x.opts.signal)
+  t.finish()
+  x.finished.set('M0', { trial: t, result: { ...fromTrial('M0', t), notes: `the study's baseline: ${paramCount(t.layers).toLocaleString('en-US')} parameters, one gradient step per epoch on all ${inputs.train.labels.length} training images` } })
+  x.clock.end('M0')
+  await x.phaseDone('M0')
+}
+
+/** The hyper-parameter search (successive halving); its best trial, trained to its end, is M1. */
+async function searchM1(x: Study): Promise<void> {
+  const { cfg, log } = x
+  x.clock.begin('search')
+  const s = cfg.search
+  const configs = searchConfigs({ ...s }, cfg.seed)
+  log(`search: ${s.mode}, ${configs.length} trials, up to ${s.epochs} epochs each, ${s.halving ? `successive halving (r0 ${s.halving.minEpochs}, η ${s.halving.eta})` : 'no halving'}, ${s.concurrency} at a time × ${s.threads} thread${s.threads === 1 ? '' : 's'}`)
+  const search = await runTrials('search', s.mode, configs, x.data, {
+    epochs: s.epochs, halving: s.halving, concurrency: s.concurrency, threads: s.threads, signal: x.opts.signal, log,
+    makeTrial: (i, c, threads) => x.store.trial(`search/${i + 1}`, c, x.data, { threads }),
+  })
+  x.search = search
+  const best = search.best
+  await best.advance(best.config.epochs, x.opts.signal)
+  best.finish()
+  log(`search: selected trial ${search.bestId} (${describeConfig(best.config)}), best val_loss ${best.bestValLoss.toFixed(4)} at epoch ${best.bestEpoch}; ${search.epochsTrained} epochs trained instead of up to ${search.epochsWithoutHalving}, ${search.seconds.toFixed(1)}s`)
+  x.finished.set('M1', {
+    trial: best,
+    result: { ...fromTrial('M1', best), notes: `${configs.length === 1 ? `the only ${s.mode}-search trial` : `best of ${configs.length} ${s.mode}-search trials (trial ${search.bestId}; successive halving ${search.rungs.length > 1 ? `at ${search.rungs.join('/')} epochs` : 'off'})`}, val loss ${best.bestValLoss.toFixed(4)}` },
+  })
+  x.clock.end('search')
+  await x.phaseDone('search')
+}
+
+/** M2: M1's configuration trained by the reference, on a worker thread, from the same initial weights. */
+function startReference(x: Study): void {
+  const { cfg, inputs, store, log } = x
+  const m1 = m1Of(x)
+  if (!x.wants('M2') || !m1) return
+  // the initial weights: a fresh engine model with M1's seed, as M1 itself started
+  const fresh = new MLP({ layers: m1.layers, seed: m1.config.seed, threads: 1 })
+  const init = fresh.getWeights()
+  fresh.free()
+  const job: ReferenceJob = { config: m1.config, layers: m1.layers, init, train: inputs.train, validation: inputs.validation, features: inputs.features, budgetSeconds: cfg.reference.budgetSeconds }
+  x.clock.begin('M2')
+  if (store.reference.outcome) {
+    log(`M2: the reference run finished before the interruption (${store.reference.outcome.history.length} epochs)`)
+    x.reference = finishedReference(job, store.reference.outcome)
+  } else {
+    const from = store.reference.state
+    log(from
+      ? `M2: the reference continues on a worker thread from epoch ${from.progress.epoch + 1}, batch ${(from.progress.partial?.nextBatch ?? 0) + 1} (${from.progress.seconds.toFixed(0)}s of its ${cfg.reference.budgetSeconds}s used)`
+      : `M2: the reference trains M1's configuration from the same initial weights on a worker thread, for up to ${cfg.reference.budgetSeconds}s`)
+    x.reference = runReferenceInWorker(
+      job,
+      (r) => log(`M2 (reference) epoch ${r.epoch}/${m1.config.epochs}  loss ${r.trainLoss.toFixed(4)}  val_loss ${r.valLoss.toFixed(4)}  val_acc ${r.valAccuracy.toFixed(4)}  ${r.seconds.toFixed(1)}s`),
+      from,
+    )
+  }
+  x.referenceOutcome = x.reference.result.then((o) => {
+    x.clock.end('M2')
+    store.reference = { outcome: o }
+    return o
+  })
+  x.referenceOutcome.catch(() => {}) // awaited (and its failure reported) by waitForReference
+  // while the reference holds one core, this thread's models get the rest
+  x.sideThreads = cfg.architecture.threads
+}
+
+/** M3: the best architecture of a depth × width grid, M1's other settings (successive halving). */
+async function architectureM3(x: Study): Promise<void> {
+  const { cfg, log } = x
+  const m1 = m1Of(x)!
+  x.clock.begin('M3')
+  const a = cfg.architecture
+  const configs: ModelConfig[] = []
+  for (const d of a.depths) for (const w of a.widths) configs.push({ ...m1.config, hidden: Array<number>(d).fill(w) })
+  const beside = x.reference !== undefined
+  log(`M3: architecture search over depth ${a.depths.join('/')} × width ${a.widths.join('/')} (${configs.length} networks) with M1's other settings, ${a.halving ? `successive halving (r0 ${a.halving.minEpochs}, η ${a.halving.eta})` : 'no halving'}, ${beside ? a.concurrency : cfg.search.concurrency} at a time × ${beside ? x.sideThreads : cfg.search.threads} thread(s)`)
+  const arch = await runTrials('architecture', 'architecture', configs, x.data, {
+    epochs: m1.config.epochs, halving: a.halving,
+    concurrency: beside ? a.concurrency : cfg.search.concurrency, threads: beside ? x.sideThreads : cfg.search.threads,
+    signal: x.opts.signal, log,
+    makeTrial: (i, c, threads) => x.store.trial(`architecture/${i + 1}`, c, x.data, { threads }),
+  })
+  x.arch = arch
+  const best = arch.best
+  await best.advance(best.config.epochs, x.opts.signal)
+  best.finish()
+  const sameAsM1 = hiddenLabel(best.config.hidden) === hiddenLabel(m1.config.hidden)
+  log(`M3: selected ${archLabel(best.layers)}, best val_loss ${best.bestValLoss.toFixed(4)} at epoch ${best.bestEpoch}${sameAsM1 ? ' (M1\'s architecture again)' : ''}`)
+  x.finished.set('M3', {
+    trial: best,
+    result: { ...fromTrial('M3', best), notes: `best of ${configs.length} architectures (depth ${a.depths.join('/')} × width ${a.widths.join('/')}), M1's other settings; val loss ${best.bestValLoss.toFixed(4)}${sameAsM1 ? '; same architecture as M1' : ''}` },
+  })
+  x.clock.end('M3')
+  await x.phaseDone('M3')
+}
+
+/** M4: a deliberately huge network without regularisation, to show overfitting. */
+async function trainM4(x: Study): Promise<void> {
+  const { cfg, inputs } = x
+  x.clock.begin('M4')
+  const layers = layersOf(cfg.M4, inputs.features, inputs.classes)
+  x.log(`M4: ${archLabel(layers)} (${paramCount(layers).toLocaleString('en-US')} parameters) ${techniques(cfg.M4)}, ${x.sideThreads} thread(s)`)
+  const t = x.store.trial('M4', cfg.M4, x.data, { threads: x.sideThreads, onEpoch: epochLogger(x.log, 'M4', 5) })
+  await t.advance(cfg.M4.epochs, x.opts.signal)
+  t.finish()
+  const h = t.history
+  const last = h[h.length - 1]
+  const ratio = last.valLoss / t.bestValLoss
+  x.finished.set('M4', {
+    trial: t,
+    result: { ...fromTrial('M4', t), notes: `${paramCount(t.layers).toLocaleString('en-US')} parameters for ${inputs.train.labels.length} training images; validation loss lowest at epoch ${t.bestEpoch} (${t.bestValLoss.toFixed(3)}), ${ratio.toFixed(1)}× that at epoch ${last.epoch}; final train accuracy ${pct(last.trainAccuracy)}` },
+  })
+  x.clock.end('M4')
+  await x.phaseDone('M4')
+}
+
+/**
+ * Epochs 1–10 again, each from the engine's state at its start, on a second worker (the core this
+ * thread has used so far), while the reference finishes.
+ */
+async function resyncReference(x: Study): Promise<void> {
+  const { cfg, inputs, store, log } = x
+  const m1 = m1Of(x)
+  if (!x.reference || !m1) return
+  const epochs = Math.min(10, m1.config.epochs)
+  if (store.resync.length >= epochs) return
+  const eng = await engineEpochStarts(m1, x.data, x.sideThreads, epochs, x.opts.signal)
+  log(`M2: the reference also trains epochs ${store.resync.length + 1}–${epochs} each from the engine's state at the epoch's start, on a second worker`)
+  x.resync = runResyncInWorker(
+    // the budget counts the epochs done before an interruption too
+    { config: m1.config, layers: m1.layers, train: inputs.train, features: inputs.features, ...eng, budgetSeconds: cfg.reference.budgetSeconds - store.resync.reduce((sum, r) => sum + r.seconds, 0), skip: store.resync.length },
+    (r) => {
+      store.resync.push(r)
+      log(`M2 (re-synchronised) epoch ${r.epoch}: training loss engine ${r.engineLoss.toFixed(6)}, reference ${r.referenceLoss.toFixed(6)} (${relPct(r.relDiff)} apart), weights at most ${r.maxAbsWeightDiff.toExponential(1)} apart`)
+    },
+  )
+}
+
+/** The reference's outcome, and the re-synchronised epochs' end (or an AbortError as soon as the signal aborts). */
+async function waitForReference(x: Study): Promise<void> {
+  const signal = x.opts.signal
+  const wait = <T>(p: Promise<T>) => (signal ? untilAborted(p, signal) : p)
+  if (x.referenceOutcome) x.refOut = await wait(x.referenceOutcome)
+  if (x.resync) await wait(x.resync.result)
+}
+
+/**
+ * The engine's copy of M2's prefix, for the agreement check, and the same from a start moved by one
+ * float32 rounding: how far this configuration's own arithmetic noise carries.
+ */
+async function agreementCopies(x: Study): Promise<void> {
+  const { cfg, inputs, store, refOut } = x
+  const m1 = m1Of(x)
+  if (!refOut || !m1) return
+  x.clock.begin('agreement-prefix')
+  const init = new MLP({ layers: m1.layers, seed: m1.config.seed, threads: 1 })
+  const w0 = init.getWeights()
+  init.free()
+  x.prefix = await engineCopy(store, 'agreement/prefix', m1.config, x.data, cfg.threads, w0, refOut, x.opts.signal)
+  const steps = stepsPerEpoch(m1.config, inputs.train.labels.length)
+  for (let k = 1; k <= SENSITIVITY_TWINS; k++) {
+    // jitter call 1 moves the start, call 2 + (global step) follows each step
+    const jitter = jitterer(w0, k)
+    x.twins.push(await engineCopy(store, `agreement/twin${k}`, m1.config, x.data, cfg.threads, jitter.apply(w0, 1), refOut, x.opts.signal, (m, epoch, batch) => m.setWeights(jitter.apply(m.getWeights(), 2 + epoch * steps + batch))))
+  }
+  x.clock.end('agreement-prefix')
+  await x.phaseDone('agreement')
+}
+
+/**
+ * An error out of the phases. Interrupted: every engine model is at rest between two mini-batches
+ * (each trial awaited its batch, the search's pool waited for all of them); stop the reference the
+ * same way, write one checkpoint of everything, and rethrow with where it is. Anything else: end
+ * the workers and rethrow.
+ */
+async function interrupted(x: Study, e: unknown): Promise<never> {
+  await x.resync?.terminate() // the epoch under way is recomputed on resume
+  if ((e as Error)?.name !== 'AbortError') {
+    await x.reference?.terminate()
+    throw e
+  }
+  const info: ExperimentInterruption = { dir: x.dir }
+  try {
+    if (x.reference) {
+      const r = await x.reference.interrupt()
+      x.store.reference = r.outcome ? { outcome: r.outcome } : { state: r.state }
+    }
+    info.checkpoint = await x.store.write(x.dir, x.checkpointHeader('interrupted'))
+    x.log(`interrupted: checkpoint written to ${info.checkpoint}`)
+  } catch (err) {
+    info.error = err as Error
+  }
+  throw Object.assign(e as Error, { checkpoint: info })
+}
+
+/** Selection is over: the test split, once per model (and for the agreement check's copies). */
+async function testSplitOnce(x: Study): Promise<{ results: ModelResult[]; agreement?: Agreement }> {
+  const { inputs, testSplit, refOut, reference, prefix, twins, cfg } = x
+  const K = inputs.classes
+  const m1 = m1Of(x)
+  const results: ModelResult[] = []
+  let agreement: Agreement | undefined
+  // from here on the reference's worker may be waiting for the test split: end it whatever happens
+  try {
+    x.clock.begin('test')
+    testSplit.unlock()
+    const modelDir = (id: ModelId) => join(x.dir, 'models', id)
+    for (const id of MODEL_IDS) {
+      const f = x.finished.get(id)
+      if (id === 'M2' || !f || !x.wants(id)) continue
+      const t = f.trial!
+      results.push({
+        ...f.result,
+        notes: f.result.notes ?? '',
+        dir: modelDir(id),
+        metrics: {
+          train: metricsOf(await t.model.evaluate(x.data.trainSet), K, inputs.train.labels.length),
+          validation: metricsOf(await t.model.evaluate(x.data.validationSet), K, inputs.validation.labels.length),
+          test: await testSplit.evaluate(id, t.model, K),
+        },
+      })
+    }
+    if (refOut && reference && m1 && prefix) {
+      testSplit.record('M2')
+      const refTest = await reference.test(inputs.test)
+      const prefixTest = await testSplit.evaluate(`M1 engine at M2's epoch ${refOut.weightsEpoch} (agreement check)`, prefix.trial.model, K)
+      const twinTests: SplitMetrics[] = []
+      for (const [k, tw] of twins.entries()) twinTests.push(await testSplit.evaluate(`M1 engine with rounding-size jitter ${k + 1} at M2's epoch (sensitivity)`, tw.trial.model, K))
+      agreement = agreementOf(refOut, refTest, prefix, prefixTest, twins, twinTests, x.store.resync, m1, cfg.reference.budgetSeconds, reference.onWorker)
+      const note = referenceNote(agreement, refOut, m1, cfg.reference.budgetSeconds)
+      results.push({
+        id: 'M2', engine: 'reference', config: m1.config, layers: m1.layers, parameters: paramCount(m1.layers), history: refOut.history,
+        bestEpoch: refOut.bestEpoch, weightsEpoch: refOut.weightsEpoch, stoppedBy: refOut.stoppedBy, seconds: refOut.seconds,
+        techniques: techniques(m1.config), notes: note, dir: modelDir('M2'),
+        metrics: {
+          validation: metricsOf(refOut.validation, K, inputs.validation.labels.length),
+          test: metricsOf(refTest, K, inputs.test.labels.length),
+        },
+      })
+      results.sort((a, b) => MODEL_IDS.indexOf(a.id) - MODEL_IDS.indexOf(b.id))
+      x.log(`M2: ${note}`)
+    }
+  } finally {
+    await reference?.terminate()
+  }
+  x.clock.end('test')
+  return { results, agreement }
+}
+
+/** The M2 row's notes: how far the reference ran, and how it agrees with the engine. */
+function referenceNote(agreement: Agreement, refOut: ReferenceOutcome, m1: Trial, budgetSeconds: number): string {
+  const e10 = Math.min(10, agreement.epochsCompared)
+  const rs = agreement.resync
+  const resyncNote = rs.epochs.length ? `; each of epochs 1–${rs.epochs.length} re-run by the reference from the engine's state at its start: training loss within ${relPct(rs.maxTrainLossRelDiff)}` : ''
+  const verdict = agreement.verdict === 'agree' ? resyncNote : agreement.verdict === 'float32-sensitivity'
+    ? `${resyncNote} — the free-running losses drift apart by more than 1%, no further than the engine drifts from itself with its weights jittered by one float32 rounding per step (${relPct(agreement.sensitivity.maxTrainLossRelDiffFirst10)}, Δ ${agreement.sensitivity.testAccuracyDiffPoints.toFixed(2)} points): this configuration amplifies rounding`
+    : `${resyncNote} — DISAGREES`
+  return `pure-TypeScript reference, M1's settings and initial weights: ${refOut.history.length} of ${m1.config.epochs} epochs (${{ budget: `ended by the time budget of ${budgetSeconds}s`, 'early-stopping': 'ended by early stopping', completed: 'all epochs', diverged: 'diverged' }[refOut.stoppedBy]}); vs the engine on the same batches: training loss within ${relPct(agreement.maxTrainLossRelDiffFirst10)} over epochs 1–${e10}, test accuracy Δ ${agreement.testAccuracyDiffPoints.toFixed(2)} points at epoch ${refOut.weightsEpoch}${refOut.weightsEpoch !== m1.weightsEpoch ? ` (M2 ends with epoch ${refOut.weightsEpoch}'s weights, M1 with epoch ${m1.weightsEpoch}'s: their validation minima fall on different epochs)` : ''}${verdict}`
+}
+
+/** The table, every model's directory, the pictures, the searches, the agreement, experiment.json and the report. */
+async function writeStudy(x: Study, results: ModelResult[], agreement: Agreement | undefined): Promise<ExperimentResult> {
+  const { dir, cfg, inputs, refOut, clock } = x
+  clock.begin('files')
+  const table: TableRow[] = results.map((r) => ({
+    model: r.id, testAccuracy: r.metrics.test.accuracy, testLoss: r.metrics.test.loss, balancedAccuracy: r.metrics.test.balancedAccuracy,
+    macroF1: r.metrics.test.macroF1, techniques: `${archLabel(r.layers)} ${r.techniques}`, notes: r.notes, seconds: r.seconds,
+  }))
+  for (const r of results) await writeModelDir(r, inputs, r.id === 'M2' ? refOut!.weights : x.finished.get(r.id)!.trial!.model.getWeights(), cfg)
+  await writeFileAtomic(join(dir, 'comparison.md'), comparisonMarkdown(table))
+  await writeFileAtomic(join(dir, 'comparison.csv'), comparisonCsv(table))
+  await writeFileAtomic(join(dir, 'comparison.json'), json(table))
+  await writeDataPictures(dir, inputs)
+  if (results.length > 0) {
+    const runs = results.map((r) => ({ name: r.id, history: r.history as HistoryRow[] }))
+    await writeRendered(join(dir, 'curves'), await comparisonCurves(runs, { title: 'Validation loss of every model', metric: 'valLoss' }))
+    await writeRendered(join(dir, 'curves-accuracy'), await comparisonCurves(runs, { title: 'Validation accuracy of every model', metric: 'valAccuracy' }))
+    const longest = Math.max(...results.map((r) => r.history.length))
+    const others = results.filter((r) => r.history.length < longest)
+    if (others.length > 0 && others.length < results.length) {
+      const cut = Math.max(...others.map((r) => r.history.length))
+      const zoom = results.map((r) => ({ name: r.id, history: r.history.slice(0, cut) as HistoryRow[] }))
+      await writeRendered(join(dir, 'curves-zoom'), await comparisonCurves(zoom, { title: `Validation loss, first ${cut} epochs`, metric: 'valLoss' }))
+    }
+  }
+  const searchSummary = x.search ? await writeSearch(join(dir, 'search'), x.search, 'Search: validation loss against learning rate') : undefined
+  const archSummary = x.arch ? await writeSearch(join(dir, 'architecture'), x.arch) : undefined
+  if (agreement && refOut) {
+    await writeFileAtomic(join(dir, 'agreement.json'), json(agreement))
+    await writeRendered(join(dir, 'agreement'), await agreementChart(x.prefix!.trial.history, refOut.history, x.twins.map((tw) => tw.trial.history), { resync: x.store.resync }))
+  }
+  clock.end('files')
+  const priorSeconds = x.loaded?.seconds ?? 0
+  const interruptions = x.loaded?.interruptions ?? 0
+  const seconds = priorSeconds + (performance.now() - clock.started) / 1000
+  clock.timings.total = (performance.now() - clock.started) / 1000
+  const result: ExperimentResult = { dir, config: cfg, models: results, table, search: searchSummary, architecture: archSummary, agreement, seconds, timings: clock.timings }
+  await writeFileAtomic(join(dir, 'experiment.json'), json({
+    kind: 'kana-native-experiment',
+    version: 1,
+    createdAt: new Date().toISOString(),
+    command: x.opts.command,
+    config: configForFile(cfg),
+    data: dataSummary(inputs),
+    machine: { ...x.machineAtStart, loadAverageAtEnd: machineFacts().loadAverage },
+    timings: clock.timings,
+    seconds,
+    ...(x.loaded ? { resumed: { interruptions, secondsBefore: priorSeconds, note: 'finished after being interrupted and resumed from a checkpoint; timings are of the last session, seconds of all' } } : {}),
+    table,
+    models: results.map((r) => ({
+      id: r.id, engine: r.engine, dir: `models/${r.id}`, layers: r.layers, parameters: r.parameters, config: r.config, techniques: r.techniques, notes: r.notes,
+      epochs: r.history.length, bestEpoch: r.bestEpoch, weightsEpoch: r.weightsEpoch, stoppedBy: r.stoppedBy, seconds: r.seconds,
+      test: brief(r.metrics.test), validation: brief(r.metrics.validation), train: r.metrics.train && brief(r.metrics.train),
+    })),
+    search: searchSummary,
+    architecture: archSummary,
+    agreement,
+    testEvaluations: x.testSplit.evaluations,
+  }))
+  // the experiment is complete: its checkpoint has nothing left to resume
+  await removeExperimentCheckpoint(dir)
+  if (x.opts.report ?? true) {
+    result.reportPath = await writeReport(dir)
+  }
+  return result
+}
+
+function brief(m: SplitMetrics) {
+  return { accuracy: m.accuracy, loss: m.loss, balancedAccuracy: m.balancedAccuracy, macroF1: m.macroF1, samples: m.samples }
+}
+
+export function dataSummary(inputs: Inputs) {
+  const counts = new Array<number>(inputs.classes).fill(0)
+  const perSplit: Record<string, number[]> = {}
+  for (const [name, part] of [['train', inputs.train], ['validation', inputs.validation], ['test', inputs.test]] as const) {
+    const c = new Array<number>(inputs.classes).fill(0)
+    for (const y of part.labels) {
+      c[y]++
+      counts[y]++
+    }
+    perSplit[name] = c
+  }
+  return {
+    source: inputs.source,
+    features: inputs.features,
+    classes: inputs.classes,
+    classNames: inputs.classNames,
+    samples: { train: inputs.train.labels.length, validation: inputs.validation.labels.length, test: inputs.test.labels.length },
+    counts,
+    perSplit,
+  }
+}
+
+/** A native run of M1's configuration for exactly the reference's epochs, with its weights at the reference's final epoch. */
+interface EngineCopy {
+  trial: Trial
+  /** Weights at the epoch whose weights M2 ends with (its restored best). */
+  atEpoch: number
+}
+
+async function engineCopy(
+  store: ExperimentStore, key: string, c: ModelConfig, data: TrialData, threads: number, init: Float32Array[], ref: ReferenceOutcome, signal?: AbortSignal,
+  afterStep?: AfterStep,
+): Promise<EngineCopy> {
+  // Early stopping only decides when to stop; here the reference decided it, so run exactly its epochs.
+  const trial = store.trial(key, { ...c, earlyStopping: false, restoreBest: false }, data, { threads, initialWeights: init, afterStep, keepEpoch: ref.weightsEpoch })
+  await trial.advance(ref.history.length, signal)
+  trial.finish()
+  if (ref.weightsEpoch > 0) trial.model.setWeights(trial.kept!)
+  return { trial, atEpoch: ref.weightsEpoch }
+}
+
+/**
+ * The engine's state at the start of each of the first `epochs` epochs of `m1`'s configuration
+ * (from its seed's initial weights, the same batches), the weights at each epoch's end and the
+ * epoch's training loss: what the re-synchronised reference epochs start from and are compared
+ * with. Cheap next to the reference, so it is recomputed rather than checkpointed.
+ */
+async function engineEpochStarts(m1: Trial, data: TrialData, threads: number, epochs: number, signal?: AbortSignal): Promise<{ starts: EpochStart[]; ends: Float32Array[][]; engineLoss: number[] }> {
+  const starts: EpochStart[] = []
+  const ends: Float32Array[][] = []
+  const engineLoss: number[] = []
+  const stateOf = (t: Trial, epoch: number): EpochStart => {
+    const { step, m, v } = t.model.getTrainingState()
+    return { epoch, weights: t.model.getWeights(), step, m, v }
+  }
+  // M1's configuration (its schedule over all its epochs) from its seed, run for `epochs` whatever
+  // early stopping would say; each epoch's end is the next one's start
+  const copy = new Trial({ ...m1.config, earlyStopping: false }, data, {
+    threads,
+    onEpoch: (r, run) => {
+      const t = run as Trial
+      engineLoss.push(r.trainLoss)
+      ends.push(t.model.getWeights())
+      if (r.epoch < epochs) starts.push(stateOf(t, r.epoch))
+    },
+  })
+  try {
+    starts.push(stateOf(copy, 0))
+    await copy.advance(epochs, signal)
+    // a diverging epoch has nothing to compare
+    if (starts.length > ends.length) starts.length = ends.length
+    return { starts, ends, engineLoss }
+  } finally {
+    copy.release()
+  }
+}
+
+/** `p`, or an AbortError as soon as `signal` aborts (p keeps running; its result is then someone else's). */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const abort = () => reject(abortError(signal.reason))
+    if (signal.aborted) return abort()
+    signal.addEventListener('abort', abort, { once: true })
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', abort))
+  })
+}
+
+/** Engine twins with jittered weights measure how far this configuration carries rounding noise. */
+export const SENSITIVITY_TWINS = 2
+/** The reference may be this many times further from the engine than the farthest twin (training loss)… */
+export const SENSITIVITY_FACTOR = 10
+/** …and this many times for test accuracy (or 0.5 points, or one test sample, whichever is larger). */
+export const SENSITIVITY_FACTOR_ACCURACY = 3
+
+/**
+ * Multiplies every parameter by 1 ± 2^-24 — a change of about one float32 rounding (0 to 1 unit in
+ * the last place) — with signs from a fixed pseudo-random pattern (twin k), shifted by the call number.
+ * Applied to the start and after every step, it mimics what separates the engine from the
+ * reference: the engine rounds its weights to float32 at every step, the reference keeps float64.
+ */
+export function jitterer(shape: Float32Array[], k: number): { apply(ws: Float32Array[], call: number): Float32Array[] } {
+  const rand = mulberry32((0x51ed27 * k) >>> 0)
+  const signs = shape.map((w) => Float32Array.from({ length: w.length }, () => (rand() < 0.5 ? -(2 ** -24) : 2 ** -24)))
+  return {
+    // a pure function of the call number, so that a resumed twin continues the same pattern
+    apply(ws, call) {
+      return ws.map((w, l) => {
+        const s = signs[l]
+        const n = w.length
+        const off = (call * 7919) % Math.max(1, n)
+        const out = new Float32Array(n)
+        for (let i = 0; i < n; i++) {
+          const j = i + off < n ? i + off : i + off - n
+          out[i] = w[i] * (1 + s[j])
+        }
+        return out
+      })
+    },
+  }
+}
+
+function agreementOf(ref: ReferenceOutcome, refTest: { loss: number; accuracy: number }, prefix: EngineCopy, prefixTest: SplitMetrics, twins: EngineCopy[], twinTests: SplitMetrics[], resync: ResyncRecord[], m1: Trial, budget: number, onWorker: boolean): Agreement {
+  const p = prefix.trial.history
+  const n = Math.min(ref.history.length, p.length)
+  const rel = (a: number, b: number) => Math.abs(a - b) / Math.abs(b)
+  const trainLossRelDiff = Array.from({ length: n }, (_, i) => rel(p[i].trainLoss, ref.history[i].trainLoss))
+  const valLossRelDiff = Array.from({ length: n }, (_, i) => rel(p[i].valLoss, ref.history[i].valLoss))
+  // per epoch, the farthest any twin is from the engine
+  const sensTrain = Array.from({ length: n }, (_, i) => Math.max(0, ...twins.map((tw) => (tw.trial.history[i] ? rel(tw.trial.history[i].trainLoss, p[i].trainLoss) : 0))))
+  const first = (xs: number[]) => (xs.length ? Math.max(...xs.slice(0, 10)) : NaN)
+  const maxFirst10 = first(trainLossRelDiff)
+  const refW = ref.weights
+  const natW = prefix.trial.model.getWeights()
+  let maxAbs = 0
+  for (let l = 0; l < refW.length; l++) for (let i = 0; i < refW[l].length; i++) maxAbs = Math.max(maxAbs, Math.abs(refW[l][i] - natW[l][i]))
+  const common = Math.min(p.length, m1.history.length)
+  let same = true
+  for (let i = 0; i < common; i++) if (p[i].trainLoss !== m1.history[i].trainLoss || p[i].valLoss !== m1.history[i].valLoss) same = false
+  const accDiff = Math.abs(prefixTest.accuracy - refTest.accuracy) * 100
+  const twinAcc = twinTests.map((m) => Math.abs(prefixTest.accuracy - m.accuracy) * 100)
+  const sensAcc = Math.max(0, ...twinAcc)
+  const pass = { trainLoss: maxFirst10 <= 0.01, testAccuracy: accDiff <= 0.5 }
+  // Explained by rounding: at every epoch the reference is within SENSITIVITY_FACTOR× the largest
+  // twin difference so far (plus 1e-6 for epochs where everything agrees to ~1e-9), and the
+  // accuracy gap within SENSITIVITY_FACTOR_ACCURACY× the largest twin's (or 0.5 points, or one sample).
+  let envelope = 0
+  let lossExplained = true
+  for (let i = 0; i < Math.min(10, n); i++) {
+    envelope = Math.max(envelope, sensTrain[i])
+    if (trainLossRelDiff[i] > SENSITIVITY_FACTOR * envelope + 1e-6) lossExplained = false
+  }
+  const oneSample = 100 / prefixTest.samples
+  const accExplained = accDiff <= Math.max(0.5, SENSITIVITY_FACTOR_ACCURACY * sensAcc, oneSample)
+  const rs = [...resync].sort((a, b) => a.epoch - b.epoch)
+  const resyncMax = rs.length ? Math.max(...rs.map((r) => r.relDiff)) : NaN
+  const resyncPass = rs.length > 0 && resyncMax <= 0.01
+  const verdict: Agreement['verdict'] = pass.trainLoss && pass.testAccuracy ? 'agree' : resyncPass && lossExplained && accExplained ? 'float32-sensitivity' : 'disagree'
+  return {
+    method: 'both step through the same mini-batches: each epoch\'s order is generated in TypeScript from the seed (trial.ts epochOrder), and each batch is handed to the engine as its own Dataset with batchSize = its length and to the reference\'s step() as arrays (full-batch GD needs no order). Test accuracy is compared at the epoch whose weights M2 ends with',
+    epochsConfigured: m1.config.epochs,
+    epochsCompared: n,
+    stoppedBy: ref.stoppedBy,
+    budgetSeconds: budget,
+    referenceSeconds: ref.seconds,
+    referenceOnWorker: onWorker,
+    trainLossRelDiff,
+    valLossRelDiff,
+    maxTrainLossRelDiffFirst10: maxFirst10,
+    atEpoch: prefix.atEpoch,
+    engine: { trainLoss: p.map((h) => h.trainLoss), bestEpoch: m1.bestEpoch, testAccuracy: prefixTest.accuracy, testLoss: prefixTest.loss },
+    reference: { trainLoss: ref.history.map((h) => h.trainLoss), bestEpoch: ref.bestEpoch, testAccuracy: refTest.accuracy, testLoss: refTest.loss },
+    testAccuracyDiffPoints: accDiff,
+    maxAbsWeightDiff: maxAbs,
+    prefixMatchesM1: same,
+    criteria: { trainLossRelFirst10: 0.01, testAccuracyPoints: 0.5 },
+    pass,
+    sensitivity: {
+      perturbation: `${twins.length} engine twins whose weights are multiplied by 1 ± 2^-24 (about one float32 rounding, signs pseudo-random) at the start and after every step; same batches`,
+      twins: twins.length,
+      trainLossRelDiff: sensTrain,
+      maxTrainLossRelDiffFirst10: first(sensTrain),
+      testAccuracy: twinTests.map((m) => m.accuracy),
+      testAccuracyDiffPoints: sensAcc,
+      factor: SENSITIVITY_FACTOR,
+      factorAccuracy: SENSITIVITY_FACTOR_ACCURACY,
+    },
+    resync: {
+      method: 'the reference trains each epoch from the engine\'s weights, Adam step count and moments at the start of that epoch, on the same mini-batches; training loss compared with the engine\'s for the same epoch, weights at its end',
+      epochs: rs.map((r) => r.epoch),
+      engineLoss: rs.map((r) => r.engineLoss),
+      referenceLoss: rs.map((r) => r.referenceLoss),
+      trainLossRelDiff: rs.map((r) => r.relDiff),
+      maxTrainLossRelDiff: resyncMax,
+      maxAbsWeightDiff: rs.map((r) => r.maxAbsWeightDiff),
+      pass: resyncPass,
+    },
+    verdict,
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Files
+
+const TABLE_HEAD = ['model', 'test accuracy', 'test loss', 'balanced accuracy', 'macro-F1', 'techniques', 'notes', 'training s']
+
+export function comparisonMarkdown(rows: TableRow[]): string {
+  const esc = (s: string) => s.replace(/\|/g, '\\|')
+  return [
+    `| ${TABLE_HEAD.join(' | ')} |`,
+    `|---|---:|---:|---:|---:|---|---|---:|`,
+    ...rows.map((r) => `| ${r.model} | ${pct(r.testAccuracy)} | ${r.testLoss.toFixed(4)} | ${pct(r.balancedAccuracy)} | ${pct(r.macroF1)} | ${esc(r.techniques)} | ${esc(r.notes)} | ${r.seconds.toFixed(1)} |`),
+  ].join('\n') + '\n'
+}
+
+export function comparisonCsv(rows: TableRow[]): string {
+  const cell = (v: unknown) => {
+    const s = String(v)
+    return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s
+  }
+  const cols = ['model', 'testAccuracy', 'testLoss', 'balancedAccuracy', 'macroF1', 'techniques', 'notes', 'seconds'] as const
+  return [cols.join(','), ...rows.map((r) => cols.map((c) => cell(r[c])).join(','))].join('\n') + '\n'
+}
+
+async function writeModelDir(r: ModelResult, inputs: Inputs, weights: Float32Array[], cfg: ResolvedExperiment): Promise<void> {
+  await mkdir(r.dir, { recursive: true })
+  await writeFileAtomic(join(r.dir, 'config.json'), json({
+    model: r.id, engine: r.engine, ...r.config, layers: r.layers, classNames: inputs.classNames,
+    data: { ...inputs.source, features: inputs.features, classes: inputs.classes, samples: { train: inputs.train.labels.length, validation: inputs.validation.labels.length, test: inputs.test.labels.length }, splitSeed: cfg.seed },
+    batchOrder: 'trial.ts epochOrder(seed, epoch): mini-batches generated in TypeScript',
+    node: process.version,
+  }))
+  await writeFileAtomic(join(r.dir, 'history.csv'), historyCsv(r.history))
+  await writeFileAtomic(join(r.dir, 'history.json'), json(r.history))
+  await writeFileAtomic(join(r.dir, 'metrics.json'), json({
+    stopReason: r.stoppedBy, epochs: r.history.length, bestEpoch: r.bestEpoch, weightsEpoch: r.weightsEpoch, seconds: r.seconds,
+    train: r.metrics.train, validation: r.metrics.validation, test: r.metrics.test,
+  }))
+  await saveModel(join(r.dir, 'model.safetensors'), {
+    layers: r.layers, classNames: inputs.classNames, inputShape: inputs.features === 784 ? [28, 28] : undefined, seed: r.config.seed,
+    training: { ...r.config, engine: r.engine, epochsRun: r.history.length, bestEpoch: r.bestEpoch, stopReason: r.stoppedBy },
+    metrics: { validation: brief(r.metrics.validation), test: brief(r.metrics.test) },
+  }, weights)
+  if (r.history.length > 0) await writeRendered(join(r.dir, 'curves'), await lossCurves(r.history, { title: `${r.id}: training and validation`, bestEpoch: r.bestEpoch }))
+  await writeRendered(join(r.dir, 'confusion'), await confusionHeatmap(r.metrics.test.confusion, inputs.classNames, { title: `${r.id}: test confusion matrix (accuracy ${pct(r.metrics.test.accuracy, 1)})` }))
+}
+
+async function writeDataPictures(dir: string, inputs: Inputs): Promise<void> {
+  const counts = new Array<number>(inputs.classes).fill(0)
+  for (const part of [inputs.train, inputs.validation, inputs.test]) for (const y of part.labels) counts[y]++
+  await writeRendered(join(dir, 'class-distribution'), await classDistribution(counts, inputs.classNames, { title: 'Samples per class' }))
+  await writeRendered(join(dir, 'samples'), await sampleGrid(inputs.train.images, inputs.features, inputs.train.labels, inputs.classNames, { title: 'Training samples' }))
+}
+
+async function writeSearch(dir: string, s: SearchResult, plotTitle?: string): Promise<SearchSummary> {
+  await mkdir(dir, { recursive: true })
+  await writeFileAtomic(join(dir, 'trials.csv'), trialsCsv(s.trials))
+  await writeFileAtomic(join(dir, 'trials.json'), json(s.trials))
+  await writeFileAtomic(join(dir, 'trials.md'), trialsMarkdown(s.trials))
+  let plot: string | undefined
+  if (plotTitle && s.trials.some((t) => Number.isFinite(t.valLoss))) {
+    await writeRendered(join(dir, 'lr-effect'), await lrEffectChart(s.trials, { title: plotTitle }))
+    plot = 'lr-effect.svg'
+  }
+  const b = s.trials.find((t) => t.selected) as TrialLog
+  return {
+    name: s.name, mode: s.mode, trials: s.trials.length, bestId: s.bestId, rungs: s.rungs, concurrency: s.concurrency, threads: s.threads,
+    seconds: s.seconds, epochsTrained: s.epochsTrained, epochsWithoutHalving: s.epochsWithoutHalving,
+    best: { config: b.config, valLoss: b.valLoss, valAccuracy: b.valAccuracy, bestEpoch: b.bestEpoch },
+    files: { csv: 'trials.csv', json: 'trials.json', markdown: 'trials.md', plot },
+  }
+}

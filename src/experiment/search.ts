@@ -1,0 +1,313 @@
+// Hyper-parameter search: grid or random over learning rate, batch size, hidden layers, L2 λ,
+// optimizer, schedule and patience; every trial scored by its best validation loss (the epoch
+// early stopping would restore), every trial logged. The test split is not available here.
+//
+// Successive halving (Jamieson & Talwalkar 2016; the synchronous core of Hyperband): instead of
+// training every candidate for the full budget of T epochs, train all of them for a few epochs
+// (the first rung, r0), keep the best 1/η by validation loss, train the survivors to r0·η epochs,
+// keep the best 1/η again, and so on; the last survivor(s) run to T. With 12 trials, r0 = 3, η = 3
+// and T = 30 that is 12×3 + 4×6 + 2×18 + 1×3 ≈ 100 epochs instead of 12×30 = 360. Trials are
+// resumed, never retrained (Trial.advance), and each keeps its own early stopping, so a trial can
+// also end before a rung. The bet is that a configuration that is clearly worse after a few epochs
+// will not come back; learning rates that start slowly (small lr, decaying schedules) are the ones
+// it can misjudge, which is why r0 defaults to 3 epochs rather than 1 and only 2/3 are dropped at
+// each rung.
+//
+// Concurrency: `concurrency` trials train side by side, each with `threads` engine threads. On a
+// 2-core machine two 1-thread trials against one 2-thread trial at a time were measured
+// (bench/trial-concurrency.ts, README "Experiments and reports"): a tie within noise; the default
+// (experiments.ts DEFAULT_SEARCH_CONCURRENCY) and the reasons are recorded there.
+import { mulberry32 } from '../data/split'
+import { resolveModelConfig, Trial, type ModelConfig } from '../training/trial'
+import type { TrialData } from '../training/sources'
+import { z } from 'zod'
+import { fieldSchema, parseWith } from '../training/config'
+import type { OptimizerName } from '../engine/mlp'
+import type { ScheduleName } from '../training/schedule'
+
+/** Candidate values of one setting: a non-empty list, each value checked by the setting's own schema. */
+const candidates = <S extends z.ZodType>(s: S, what: string) => z.array(s).min(1).meta({ must: `must be a non-empty list of ${what}` })
+
+/** The search space's schema: the model settings' own schemas for every candidate (strict: unknown keys are refused). */
+export const SearchSpaceSchema = z.strictObject({
+  optimizer: candidates(fieldSchema('optimizer'), 'optimizers'),
+  lr: z.partialRecord(fieldSchema('optimizer'), candidates(fieldSchema('lr'), 'learning rates')),
+  batchSize: candidates(fieldSchema('batchSize'), 'batch sizes'),
+  hidden: candidates(fieldSchema('hidden'), 'hidden-layer lists'),
+  l2: candidates(fieldSchema('l2'), 'L2 λ values'),
+  schedule: candidates(fieldSchema('schedule'), 'schedules'),
+  patience: candidates(fieldSchema('patience'), 'patience values'),
+})
+
+/** Candidate values per hyper-parameter. Random search draws lr log-uniformly over [min, max] of its optimizer's list. */
+export interface SearchSpace {
+  optimizer: OptimizerName[]
+  lr: Partial<Record<OptimizerName, number[]>>
+  batchSize: number[]
+  hidden: number[][]
+  l2: number[]
+  schedule: ScheduleName[]
+  patience: number[]
+}
+// the interface is what the search reads; the schema must describe exactly it
+const _sameSpace: [z.infer<typeof SearchSpaceSchema>] extends [SearchSpace] ? ([SearchSpace] extends [z.infer<typeof SearchSpaceSchema>] ? true : never) : never = true
+void _sameSpace
+
+export const DEFAULT_RANDOM_SPACE: SearchSpace = {
+  optimizer: ['adam', 'sgd'],
+  lr: { adam: [1e-4, 3e-3], sgd: [0.01, 0.3], gd: [0.05, 0.5] },
+  batchSize: [32, 64, 128],
+  hidden: [[256], [512], [256, 128]],
+  l2: [0, 1e-4, 1e-3],
+  schedule: ['constant', 'exponential'],
+  patience: [5, 10],
+}
+
+/** The grid default: 12 points, optimizer × learning rate × batch size, the rest at the study's values. */
+export const DEFAULT_GRID_SPACE: SearchSpace = {
+  optimizer: ['adam', 'sgd'],
+  lr: { adam: [3e-4, 1e-3, 3e-3], sgd: [0.03, 0.1, 0.3], gd: [0.1, 0.3] },
+  batchSize: [32, 128],
+  hidden: [[512]],
+  l2: [1e-3],
+  schedule: ['constant'],
+  patience: [10],
+}
+
+export interface HalvingOptions {
+  /** Epochs of the first rung, r0. */
+  minEpochs: number
+  /** Keep the best 1/η at each rung; rungs at r0, r0·η, r0·η², … < T, then T. */
+  eta: number
+}
+
+export interface SearchOptions {
+  mode: 'grid' | 'random'
+  /** Random: how many trials. Grid: at most this many points (error if the grid is larger); 0 = no cap. */
+  trials: number
+  /** Maximum epochs per trial (the schedule's T). */
+  epochs: number
+  /** Successive halving; false trains every trial to T (or its early stop). */
+  halving: HalvingOptions | false
+  /** Trials training at the same time, and engine threads for each. */
+  concurrency: number
+  threads: number
+  space: SearchSpace
+  /** Settings every trial shares (anything not searched), e.g. beta1, minDelta. */
+  base?: Partial<ModelConfig>
+}
+
+export interface TrialLog {
+  id: number
+  optimizer: OptimizerName
+  lr: number
+  batchSize: number
+  hidden: string
+  l2: number
+  schedule: ScheduleName
+  patience: number
+  /** Epochs trained. */
+  epochs: number
+  /** 1-based epoch of the lowest validation loss. */
+  bestEpoch: number
+  valLoss: number
+  valAccuracy: number
+  /** early-stopping, completed, diverged, or halving@<rung> (dropped by successive halving after that many epochs). */
+  stoppedBy: string
+  seconds: number
+  selected: boolean
+  config: ModelConfig
+  history: { epoch: number; trainLoss: number; valLoss: number; valAccuracy: number }[]
+}
+
+export interface SearchResult {
+  name: string
+  mode: 'grid' | 'random' | 'architecture'
+  trials: TrialLog[]
+  /** The selected trial (lowest validation loss), still holding its model. */
+  best: Trial
+  bestId: number
+  rungs: number[]
+  concurrency: number
+  threads: number
+  seconds: number
+  /** Epochs trained in total, and what training every trial to its end would have cost at most. */
+  epochsTrained: number
+  epochsWithoutHalving: number
+}
+
+const pick = <T>(rand: () => number, xs: T[]): T => xs[Math.floor(rand() * xs.length)]
+
+/** Checks a complete search space (RangeError naming the entry, e.g. `search.space.lr.adam[0]`). */
+export function checkSpace(s: SearchSpace, where = 'search.space'): void {
+  parseWith(SearchSpaceSchema, s, where)
+  for (const o of s.optimizer) {
+    if (s.lr[o] === undefined) throw new RangeError(`${where}.lr.${o} must list positive learning rates: ${o} is among the optimizers searched`)
+  }
+}
+
+/** The candidate configurations of a grid or random search, in trial order. */
+export function searchConfigs(opts: Pick<SearchOptions, 'mode' | 'trials' | 'epochs' | 'space' | 'base'>, seed: number): ModelConfig[] {
+  const s = opts.space
+  checkSpace(s)
+  const make = (o: OptimizerName, lr: number, batchSize: number, hidden: number[], l2: number, schedule: ScheduleName, patience: number) =>
+    resolveModelConfig({ ...opts.base, optimizer: o, lr, lrMin: undefined, batchSize, hidden, l2, schedule, patience, epochs: opts.epochs, earlyStopping: true, restoreBest: true, seed })
+  if (opts.mode === 'grid') {
+    const out: ModelConfig[] = []
+    for (const o of s.optimizer) for (const lr of s.lr[o]!) for (const b of s.batchSize) for (const h of s.hidden) for (const l2 of s.l2) for (const sch of s.schedule) for (const p of s.patience) out.push(make(o, lr, b, h, l2, sch, p))
+    if (opts.trials > 0 && out.length > opts.trials) {
+      throw new RangeError(`the grid has ${out.length} points, more than trials = ${opts.trials}: shrink the space or use random search`)
+    }
+    return out
+  }
+  if (!(Number.isInteger(opts.trials) && opts.trials >= 1)) throw new RangeError(`random search needs trials ≥ 1, got ${opts.trials}`)
+  const rand = mulberry32((seed ^ 0x5eed5eed) >>> 0)
+  return Array.from({ length: opts.trials }, () => {
+    const o = pick(rand, s.optimizer)
+    const lrs = s.lr[o]!
+    const [lo, hi] = [Math.min(...lrs), Math.max(...lrs)]
+    const lr = Number((lo * (hi / lo) ** rand()).toPrecision(3)) // log-uniform
+    return make(o, lr, pick(rand, s.batchSize), pick(rand, s.hidden), pick(rand, s.l2), pick(rand, s.schedule), pick(rand, s.patience))
+  })
+}
+
+/** Rung lengths: r0, r0·η, … below T, then T. */
+export function rungsFor(epochs: number, halving: HalvingOptions | false): number[] {
+  if (!halving) return [epochs]
+  const { minEpochs, eta } = halving
+  if (!(Number.isInteger(minEpochs) && minEpochs >= 1)) throw new RangeError(`halving minEpochs must be an integer ≥ 1, got ${minEpochs}`)
+  if (!(eta > 1)) throw new RangeError(`halving eta must be > 1, got ${eta}`)
+  const rungs: number[] = []
+  for (let r = minEpochs; r < epochs; r = Math.ceil(r * eta)) rungs.push(r)
+  rungs.push(epochs)
+  return rungs
+}
+
+/**
+ * Runs `f` over `items` with at most `c` running at a time. After a failure (an abort, say) no new
+ * item starts, and the ones running are waited for before the first error is rethrown — so that
+ * every trial is at rest, between two mini-batches, when a checkpoint is taken.
+ */
+async function pool<T>(items: T[], c: number, f: (x: T) => Promise<void>): Promise<void> {
+  let next = 0
+  let failed = false
+  const runs = await Promise.allSettled(Array.from({ length: Math.max(1, Math.min(c, items.length)) }, async () => {
+    while (!failed && next < items.length) {
+      try {
+        await f(items[next++])
+      } catch (e) {
+        failed = true
+        throw e
+      }
+    }
+  }))
+  const bad = runs.find((r): r is PromiseRejectedResult => r.status === 'rejected')
+  if (bad) throw bad.reason
+}
+
+export const hiddenLabel = (h: number[]): string => (h.length ? h.join('-') : 'none')
+
+export function describeConfig(c: ModelConfig): string {
+  const parts = [`[${hiddenLabel(c.hidden)}]`, `${c.optimizer} lr ${Number(c.lr.toPrecision(3))}`]
+  if (c.optimizer !== 'gd') parts.push(`batch ${c.batchSize}`)
+  parts.push(`L2 ${c.l2}`, c.schedule)
+  if (c.earlyStopping) parts.push(`patience ${c.patience}`)
+  return parts.join(', ')
+}
+
+/**
+ * Trains the candidate configurations with successive halving and selects the one with the lowest
+ * best-validation-loss. Models of dropped trials are freed; the selected trial is returned still
+ * holding its model, trained to its end (not yet `finish()`ed).
+ */
+export async function runTrials(
+  name: string,
+  mode: SearchResult['mode'],
+  configs: ModelConfig[],
+  data: TrialData,
+  opts: {
+    epochs: number; halving: HalvingOptions | false; concurrency: number; threads: number; signal?: AbortSignal; log?: (line: string) => void
+    /** Makes trial `i` (0-based); an experiment's checkpoint store restores saved trials this way. */
+    makeTrial?: (i: number, c: ModelConfig, threads: number) => Trial
+  },
+): Promise<SearchResult> {
+  if (configs.length === 0) throw new RangeError(`${name}: no configurations to try`)
+  const started = performance.now()
+  const rungs = rungsFor(opts.epochs, configs.length > 1 ? opts.halving : false)
+  const make = opts.makeTrial ?? ((_: number, c: ModelConfig, threads: number) => new Trial(c, data, { threads }))
+  const trials = configs.map((c, i) => make(i, c, opts.threads))
+  const stoppedBy = new Map<Trial, string>()
+  let alive = trials
+  for (const [i, rung] of rungs.entries()) {
+    await pool(alive, opts.concurrency, async (t) => {
+      const before = t.epochsRun
+      await t.advance(rung, opts.signal)
+      if (t.epochsRun === before) return // already stopped by itself: nothing new to say
+      const id = trials.indexOf(t) + 1
+      opts.log?.(`${name} trial ${id}/${trials.length} (${describeConfig(t.config)}): ${t.epochsRun} epochs, best val_loss ${t.bestValLoss.toFixed(4)} @ ${t.bestEpoch}, val_acc ${(t.bestValAccuracy * 100).toFixed(2)}%, ${t.seconds.toFixed(1)}s${t.stopReason ? ` (${t.stopReason})` : ''}`)
+    })
+    if (i === rungs.length - 1) break
+    const ranked = [...alive].sort((a, b) => a.bestValLoss - b.bestValLoss)
+    const keep = Math.max(1, Math.ceil(alive.length / (opts.halving ? opts.halving.eta : 1)))
+    for (const t of ranked.slice(keep)) {
+      if (!t.done) stoppedBy.set(t, `halving@${rung}`)
+      t.release() // never trained again: its memory back now, and nothing of it to checkpoint
+    }
+    alive = ranked.slice(0, keep)
+    if (opts.log && ranked.length > keep) opts.log(`${name}: rung ${rung} epochs — keeping ${keep} of ${ranked.length} (trials ${alive.map((t) => trials.indexOf(t) + 1).join(', ')})`)
+  }
+  // Among the last survivors: no dropped trial scored lower (survivors only improve), and a dropped
+  // one's model is already freed, so a tie must not select it.
+  const best = alive.reduce((a, b) => (b.bestValLoss < a.bestValLoss ? b : a))
+  const bestId = trials.indexOf(best) + 1
+  const logs: TrialLog[] = trials.map((t, i) => ({
+    id: i + 1,
+    optimizer: t.config.optimizer,
+    lr: t.config.lr,
+    batchSize: t.config.batchSize,
+    hidden: hiddenLabel(t.config.hidden),
+    l2: t.config.l2,
+    schedule: t.config.schedule,
+    patience: t.config.patience,
+    epochs: t.epochsRun,
+    bestEpoch: t.bestEpoch,
+    valLoss: t.bestValLoss,
+    valAccuracy: t.bestValAccuracy,
+    stoppedBy: stoppedBy.get(t) ?? t.stopReason ?? 'completed',
+    seconds: t.seconds,
+    selected: t === best,
+    config: t.config,
+    history: t.history.map((h) => ({ epoch: h.epoch, trainLoss: h.trainLoss, valLoss: h.valLoss, valAccuracy: h.valAccuracy })),
+  }))
+  for (const t of trials) if (t !== best) t.release()
+  return {
+    name, mode, trials: logs, best, bestId, rungs, concurrency: opts.concurrency, threads: opts.threads,
+    seconds: (performance.now() - started) / 1000,
+    epochsTrained: trials.reduce((s, t) => s + t.epochsRun, 0),
+    epochsWithoutHalving: configs.length * opts.epochs,
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Logs
+
+const TRIAL_COLUMNS = ['id', 'optimizer', 'lr', 'batchSize', 'hidden', 'l2', 'schedule', 'patience', 'epochs', 'bestEpoch', 'valLoss', 'valAccuracy', 'stoppedBy', 'seconds', 'selected'] as const
+
+export function trialsCsv(trials: TrialLog[]): string {
+  const cell = (v: unknown) => {
+    const s = String(v)
+    return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s
+  }
+  return [TRIAL_COLUMNS.join(','), ...trials.map((t) => TRIAL_COLUMNS.map((c) => cell(t[c])).join(','))].join('\n') + '\n'
+}
+
+/** The trials as a Markdown table, sorted by validation loss (best first). */
+export function trialsMarkdown(trials: TrialLog[]): string {
+  const sorted = [...trials].sort((a, b) => a.valLoss - b.valLoss || a.id - b.id)
+  const rows = sorted.map((t, rank) => [
+    String(rank + 1), String(t.id) + (t.selected ? ' ✓' : ''), t.optimizer, String(Number(t.lr.toPrecision(3))), t.optimizer === 'gd' ? '—' : String(t.batchSize), t.hidden, String(t.l2), t.schedule, String(t.patience),
+    String(t.epochs), String(t.bestEpoch), Number.isFinite(t.valLoss) ? t.valLoss.toFixed(4) : String(t.valLoss), Number.isFinite(t.valAccuracy) ? `${(t.valAccuracy * 100).toFixed(2)}%` : '—', t.stoppedBy, t.seconds.toFixed(1),
+  ])
+  const head = ['rank', 'trial', 'optimizer', 'lr', 'batch', 'hidden', 'L2', 'schedule', 'patience', 'epochs', 'best epoch', 'val loss', 'val acc', 'stopped by', 'seconds']
+  return [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n') + '\n'
+}

@@ -1,0 +1,343 @@
+// The one schema of a model configuration: every setting of a training run declared once — its
+// type and range (a zod schema), its default (the study's), its meaning, its CLI flag. From that
+// declaration derive the ModelConfig type, resolveModelConfig/checkModelConfig, the flags of
+// `kana-native train` (cli/args.ts), the `--config` JSON of train and of the experiment (strict:
+// unknown keys are errors), the search space's per-value checks, the checks of checkpoints and of
+// model-file metadata, and the README's option table (cli/options-table.ts).
+//
+// Why zod (v4): maintained and widely used, types inferred from the schema (z.infer, so the
+// declaration is also the TypeScript type), strict objects for "unknown key" errors, metadata on
+// any schema (.meta) to carry flag names and help, and JSON Schema export (z.toJSONSchema) for
+// editors and other tools. Valibot would have done as well; zod was already the design's pick.
+//
+// Adding a setting (issue F1 adds many) = one entry in FIELDS below: its flag, its --config key,
+// its checks everywhere, its README row follow. Cross-field constraints go in RULES.
+import { z } from 'zod'
+import type { OptimizerName } from '../engine/mlp'
+import type { ScheduleName } from './schedule'
+
+// ---------------------------------------------------------------------------------------------
+// Ranges: a zod schema and the same range in words, for messages `${setting} ${must}, got ${value}`.
+
+/** A value range: the schema, with the words that say it (`must be …`) in its metadata. */
+const range = <S extends z.ZodType>(schema: S, must: string): S => schema.meta({ must }) as S
+
+const words = (xs: readonly string[]) => (xs.length > 1 ? `${xs.slice(0, -1).join(', ')} or ${xs[xs.length - 1]}` : xs.join(''))
+
+/** Range constructors shared by the model settings, the run options and the experiment file. */
+export const ranges = {
+  /** A finite number > 0 (z.number() refuses NaN and ±Infinity). */
+  positive: () => range(z.number().gt(0), 'must be a finite number > 0'),
+  nonNegative: () => range(z.number().min(0), 'must be a finite number ≥ 0'),
+  /** [0, 1), e.g. Adam's β. */
+  unit: () => range(z.number().min(0).lt(1), 'must be a number in [0, 1)'),
+  /** A safe integer ≥ min (z.number().int() is safe-integer only). */
+  intAtLeast: (min: number) => range(z.number().int().min(min), `must be an integer ≥ ${min}`),
+  integer: () => range(z.number().int(), 'must be an integer'),
+  boolean: () => range(z.boolean(), 'must be true or false'),
+  oneOf: <const T extends readonly [string, ...string[]]>(xs: T) => range(z.enum(xs), `must be ${words(xs)}`),
+  widths: () => range(z.array(z.number().int().min(1)), 'must be a list of positive integer widths'),
+  string: () => range(z.string(), 'must be a string'),
+}
+
+// ---------------------------------------------------------------------------------------------
+// The fields
+
+/** The resolved fields so far (declaration order): what a dependent default may read. */
+type Partly = Record<string, unknown>
+
+export interface FieldSpec<S extends z.ZodType = z.ZodType> {
+  /** Type and range. */
+  schema: S
+  /** The study's default, or a function of the settings declared before it; none: required (seed), or unset when the schema is .optional() (e.g. a clip norm that is off unless given). */
+  default?: z.infer<S> | ((c: Partly) => z.infer<S>)
+  /** What it means: --help, the README table, the JSON Schema's description. */
+  doc: string
+  /** The default as shown (--help, README) when it is not a plain value. */
+  defaultText?: string
+  /** README placeholder for the value, e.g. 'η0'. */
+  arg?: string
+  /** CLI flag: default the kebab-case of the key; false for none. */
+  flag?: string | false
+  /** How the flag's text becomes a value (list-valued settings); default: yargs' own number/boolean/choice. */
+  fromFlag?: (text: string) => unknown
+}
+
+const field = <S extends z.ZodType>(spec: FieldSpec<S>): FieldSpec<S> => spec
+
+/** Comma-separated numbers, e.g. `--hidden 100,80` (the CLI names the flag in the error). */
+export const numberList = (s: string): number[] => {
+  const xs = String(s).split(',').map((x) => x.trim()).filter(Boolean).map(Number)
+  if (xs.some((x) => !Number.isFinite(x))) throw new Error(`must be a comma-separated list of numbers, got "${s}"`)
+  return xs
+}
+
+export const OPTIMIZERS = ['gd', 'sgd', 'adam'] as const satisfies readonly OptimizerName[]
+export const SCHEDULES = ['constant', 'linear', 'exponential', 'cosine', 'one-cycle'] as const satisfies readonly ScheduleName[]
+
+/**
+ * Every setting of a training run. The order is the order of ModelConfig's keys (config.json,
+ * checkpoints and the experiment's trial comparison see it) and of dependent defaults.
+ */
+export const FIELDS = {
+  hidden: field({ schema: ranges.widths(), default: [512], arg: 'W[,W…]', fromFlag: numberList, doc: 'hidden layer widths (`100,80` for two layers)' }),
+  optimizer: field({ schema: ranges.oneOf(OPTIMIZERS), default: 'adam', doc: 'full-batch gradient descent, mini-batch SGD (reshuffled every epoch), Adam' }),
+  lr: field({ schema: ranges.positive(), default: (c) => (c.optimizer === 'adam' ? 1e-3 : 0.1), defaultText: '1e-3 (adam), 0.1 (gd/sgd)', arg: 'η0', doc: 'initial learning rate' }),
+  batchSize: field({ schema: ranges.intAtLeast(1), default: 32, arg: 'm', doc: 'mini-batch size (sgd, adam)' }),
+  l2: field({ schema: ranges.nonNegative(), default: 1e-3, arg: 'λ', doc: 'L2: (λ/2)·Σ‖W‖² added to the loss, weights only' }),
+  beta1: field({ schema: ranges.unit(), default: 0.9, arg: 'β1', doc: 'Adam β1' }),
+  beta2: field({ schema: ranges.unit(), default: 0.999, arg: 'β2', doc: 'Adam β2' }),
+  eps: field({ schema: ranges.positive(), default: 1e-8, arg: 'ε', doc: 'Adam ε' }),
+  epochs: field({ schema: ranges.intAtLeast(1), default: 200, arg: 'T', doc: 'maximum epochs' }),
+  schedule: field({ schema: ranges.oneOf(SCHEDULES), default: 'constant', doc: 'learning rate of epoch t < T: constant η_t = η0; linear η_t = max(η0(1 − t/T), η_min); exponential η_t = η0·γ^t with γ = (η_min/η0)^{1/T}' }),
+  lrMin: field({ schema: ranges.nonNegative(), default: (c) => (c.lr as number) / 100, defaultText: 'lr/100', arg: 'η_min', doc: 'floor / end point of the schedule' }),
+  earlyStopping: field({ schema: ranges.boolean(), default: true, doc: 'stop when validation loss has not improved for `--patience` epochs' }),
+  patience: field({ schema: ranges.intAtLeast(0), default: 20, arg: 'p', doc: 'epochs without a validation improvement before early stopping' }),
+  minDelta: field({ schema: ranges.nonNegative(), default: 0, arg: 'd', doc: 'an improvement must lower the best validation loss by more than d' }),
+  restoreBest: field({ schema: ranges.boolean(), default: true, doc: 'end with the weights of the best validation epoch' }),
+  seed: field({ schema: ranges.integer(), defaultText: 'random, recorded in `config.json`', arg: 'N', doc: 'fixes split, initial weights and every shuffle' }),
+}
+
+export type FieldName = keyof typeof FIELDS
+export const FIELD_NAMES = Object.keys(FIELDS) as FieldName[]
+type Shape = { [K in FieldName]: (typeof FIELDS)[K]['schema'] }
+// each field's schema with its meaning and plain default as metadata (the JSON Schema shows them)
+const shape = Object.fromEntries(FIELD_NAMES.map((k) => {
+  const f = FIELDS[k] as FieldSpec
+  const plain = f.default !== undefined && typeof f.default !== 'function' ? { default: f.default } : {}
+  const doc = f.defaultText === undefined ? f.doc : `${f.doc} (default: ${f.defaultText})`
+  return [k, f.schema.meta({ ...z.globalRegistry.get(f.schema), description: doc, ...plain })]
+})) as Shape
+
+/** The field schemas, by name, e.g. for the search space's candidate lists. */
+export const fieldSchema = <K extends FieldName>(k: K): Shape[K] => shape[k]
+
+/** A complete model configuration (what resolveModelConfig returns), strict. */
+export const ModelConfigSchema = z.strictObject(shape)
+/** Some settings, the rest to be defaulted (M0, M4, search.base, train's --config): strict. */
+export const PartialModelConfigSchema = z.strictObject(shape).partial()
+
+/** Everything that decides a training run (the seed fixes initial weights and batch order). */
+export type ModelConfig = z.infer<typeof ModelConfigSchema>
+
+// The engine's and the schedule's own names must stay those of the schema.
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : never) : never
+const _sameOptimizers: Same<ModelConfig['optimizer'], OptimizerName> = true
+const _sameSchedules: Same<ModelConfig['schedule'], ScheduleName> = true
+void _sameOptimizers, _sameSchedules
+
+/** Constraints between settings, checked after the single fields: a message, or nothing. */
+const RULES: ((c: ModelConfig) => string | undefined)[] = [
+  // the schedule's own checks (schedule.ts), here so that they fail before any work
+  (c) => (c.lrMin > c.lr ? `lrMin must be ≤ lr (${c.lr}), got ${c.lrMin}` : undefined),
+  (c) => (c.schedule === 'exponential' && c.lrMin <= 0 ? `lrMin must be > 0 for the exponential schedule, got ${c.lrMin}` : undefined),
+]
+
+// ---------------------------------------------------------------------------------------------
+// Messages from zod's issues, in kana-native's words
+
+/** A value as an error message shows it: JSON, cut short; never throws (cycles, deep nesting). */
+export const show = (v: unknown): string => {
+  if (typeof v === 'number' && !Number.isFinite(v)) return String(v)
+  if (typeof v === 'bigint') return `${v}n`
+  let s: string
+  try {
+    s = JSON.stringify(v) ?? String(v)
+  } catch {
+    return '(a value that cannot be shown: cyclic or too deeply nested)'
+  }
+  return s.length > 200 ? `${s.slice(0, 200)}…` : s
+}
+
+const label = (path: PropertyKey[]) => path.map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`)).join('')
+
+const defOf = (s: z.ZodType): any => (s as any)._zod.def
+const mustOf = (s: z.ZodType): string | undefined => (z.globalRegistry.get(s) as { must?: string } | undefined)?.must
+
+/** The schema inside wrappers (optional, default, nullable, readonly, pipe input). */
+function unwrap(s: z.ZodType): z.ZodType {
+  for (;;) {
+    const d = defOf(s)
+    if (mustOf(s) !== undefined) return s
+    if (d.type === 'optional' || d.type === 'nullable' || d.type === 'default' || d.type === 'readonly' || d.type === 'prefault') s = d.innerType
+    else if (d.type === 'pipe') s = d.in
+    else return s
+  }
+}
+
+/** One step into a schema: the schema of key `k` (objects, records, arrays, unions of objects). */
+function child(s: z.ZodType, k: PropertyKey): z.ZodType | undefined {
+  const inner = (x: z.ZodType): z.ZodType => {
+    const d = defOf(x)
+    return d.type === 'optional' || d.type === 'nullable' || d.type === 'default' || d.type === 'readonly' || d.type === 'prefault' ? inner(d.innerType) : d.type === 'pipe' ? inner(d.in) : x
+  }
+  const d = defOf(inner(s))
+  if (d.type === 'object') return d.shape[k as string]
+  if (d.type === 'record') return d.valueType
+  if (d.type === 'array') return d.element
+  if (d.type === 'union') for (const o of d.options) { const c = child(o, k); if (c) return c }
+  return undefined
+}
+
+const objectKeys = (s: z.ZodType | undefined): string[] => {
+  if (!s) return []
+  const d = defOf(s)
+  if (d.type === 'optional' || d.type === 'nullable' || d.type === 'default' || d.type === 'readonly') return objectKeys(d.innerType)
+  if (d.type === 'object') return Object.keys(d.shape)
+  if (d.type === 'record') return defOf(d.keyType).type === 'enum' ? Object.keys(defOf(d.keyType).entries) : []
+  if (d.type === 'union') return d.options.flatMap(objectKeys)
+  return []
+}
+
+const at = (v: unknown, path: PropertyKey[]) => path.reduce<any>((o, k) => (o !== null && typeof o === 'object' ? o[k] : undefined), v)
+
+/** A zod issue as kana-native says it: the setting (its path), what it must be, the value it got. */
+export function describeIssue(root: z.ZodType, value: unknown, issue: z.core.$ZodIssue, where = ''): string {
+  const path = issue.path
+  const base = where ? `${where}.` : ''
+  if (issue.code === 'unrecognized_keys') {
+    let s: z.ZodType | undefined = root
+    for (const k of path) s = s && child(s, k)
+    const keys = issue.keys
+    const inside = path.length ? ` in ${base}${label(path)}` : where ? ` in ${where}` : ''
+    return `unknown key${keys.length > 1 ? 's' : ''} ${keys.map((k) => JSON.stringify(k)).join(', ')}${inside}; known: ${objectKeys(s).join(', ')}`
+  }
+  // the deepest schema along the path that says its range in words
+  let s: z.ZodType | undefined = root
+  let found: { must: string; depth: number } | undefined
+  const visit = (x: z.ZodType | undefined, depth: number) => {
+    const m = x && mustOf(unwrap(x))
+    if (m) found = { must: m, depth }
+  }
+  visit(s, 0)
+  for (let i = 0; i < path.length && s; i++) {
+    s = child(s, path[i])
+    visit(s, i + 1)
+  }
+  const name = (p: PropertyKey[]) => (p.length ? `${base}${label(p)}` : where || 'value')
+  if (!found) return `${name(path)} is invalid (${issue.message}), got ${show(at(value, path))}`
+  const p = path.slice(0, found.depth)
+  return `${name(p)} ${found.must}, got ${show(at(value, p))}`
+}
+
+/** Parses `value` with `schema`, or throws a RangeError naming the first bad setting. */
+export function parseWith<S extends z.ZodType>(schema: S, value: unknown, where = ''): z.infer<S> {
+  const r = schema.safeParse(value)
+  if (r.success) return r.data
+  throw new RangeError(describeIssue(schema, value, r.error.issues[0], where))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resolving and checking
+
+/** Some model settings (undefined = absent), checked: unknown keys are refused. `where` prefixes messages (e.g. 'M0'). */
+export function checkPartialModelConfig(c: unknown, where = ''): Partial<ModelConfig> {
+  return parseWith(PartialModelConfigSchema, c, where)
+}
+
+/** The study's defaults (train()'s), with `seed` to be given; other keys of `c` are ignored. */
+export function resolveModelConfig(c: Partial<ModelConfig> & { seed: number }): ModelConfig {
+  const cfg: Partly = {}
+  for (const k of FIELD_NAMES) {
+    const f = FIELDS[k] as FieldSpec
+    const given = (c as Partly)[k]
+    cfg[k] = given !== undefined ? given : typeof f.default === 'function' ? (f.default as (c: Partly) => unknown)(cfg) : f.default
+  }
+  checkModelConfig(cfg as ModelConfig)
+  return cfg as ModelConfig
+}
+
+/** Checks every setting of a complete configuration (other keys are ignored), then the rules between them. */
+export function checkModelConfig(c: ModelConfig): void {
+  if (c === null || typeof c !== 'object') throw new RangeError(`a model configuration must be an object, got ${show(c)}`)
+  for (const k of FIELD_NAMES) {
+    const r = FIELDS[k].schema.safeParse((c as Partly)[k])
+    if (!r.success) throw new RangeError(describeIssue(z.object({ [k]: FIELDS[k].schema }), c, { ...r.error.issues[0], path: [k, ...r.error.issues[0].path] }))
+  }
+  for (const rule of RULES) {
+    const m = rule(c)
+    if (m) throw new RangeError(m)
+  }
+}
+
+/** The resolved value a field takes when not given (dependent defaults from the others' defaults). */
+export const defaultModelConfig = (): Omit<ModelConfig, 'seed'> => {
+  const { seed: _, ...rest } = resolveModelConfig({ seed: 0 })
+  return rest
+}
+
+/** JSON Schema (draft 2020-12) of a partial model configuration: for editors and other tools. */
+export const modelConfigJsonSchema = () => z.toJSONSchema(PartialModelConfigSchema)
+
+// ---------------------------------------------------------------------------------------------
+// The run options of `train` besides the model: data, split, threads, checkpoints. Declared the
+// same way, for train's --config file and the up-front check of train()'s options.
+
+const fractions = range(z.strictObject({ train: z.number().min(0), validation: z.number().min(0), test: z.number().min(0) }), 'must be {train, validation, test}: three finite fractions ≥ 0')
+
+/** What `train --config FILE` may hold besides the model settings (paths relative to the file). */
+export const RUN_FIELDS = {
+  images: ranges.string(),
+  labels: ranges.string(),
+  dataset: ranges.oneOf(['k49', 'kmnist', 'fashion-mnist']),
+  cacheDir: ranges.string(),
+  classmap: ranges.string(),
+  split: fractions,
+  threads: ranges.intAtLeast(1),
+  checkpointEvery: ranges.nonNegative(),
+}
+
+/** train's --config JSON: model settings and run options, every key optional, unknown keys refused. */
+export const TrainFileSchema = z.strictObject({ ...shape, ...RUN_FIELDS }).partial()
+export type TrainFile = z.infer<typeof TrainFileSchema>
+
+/**
+ * train()'s options checked before any work: every model setting given (and, resolved with the
+ * defaults, the rules between them), threads and checkpointEvery. Other keys are train()'s own.
+ */
+export function checkTrainOptions(o: Record<string, unknown>): void {
+  const pick = (keys: string[]) => Object.fromEntries(keys.filter((k) => o[k] !== undefined).map((k) => [k, o[k]]))
+  const model = checkPartialModelConfig(pick(FIELD_NAMES))
+  parseWith(z.strictObject({ threads: RUN_FIELDS.threads, checkpointEvery: RUN_FIELDS.checkpointEvery }).partial(), pick(['threads', 'checkpointEvery']))
+  if (o.resume === undefined) resolveModelConfig({ ...model, seed: model.seed ?? 0 })
+}
+
+/**
+ * The `training` record of a model file's metadata (the run's configuration and how it ended):
+ * the model settings it holds must be valid ones; other keys (layers, epochsRun, …) are free.
+ * Returns what is wrong, or undefined.
+ */
+export function trainingRecordProblem(record: Record<string, unknown>): string | undefined {
+  const r = z.looseObject(shape).partial().safeParse(record)
+  return r.success ? undefined : describeIssue(ModelConfigSchema, record, r.error.issues[0])
+}
+
+/**
+ * Reads train's `--config` JSON: model settings and run options, checked (unknown keys and bad
+ * values are errors naming the file and the key); relative data paths are relative to the file.
+ */
+export async function readTrainConfig(path: string): Promise<TrainFile> {
+  const { readFile } = await import('node:fs/promises')
+  const { dirname, resolve } = await import('node:path')
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (e) {
+    throw new Error(`cannot read the configuration ${path}: ${(e as Error).message}`)
+  }
+  let v: unknown
+  try {
+    v = JSON.parse(text)
+  } catch (e) {
+    throw new Error(`${path} is not valid JSON: ${(e as Error).message}`)
+  }
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error(`${path} must hold a JSON object of settings (see README "kana-native train")`)
+  let c: TrainFile
+  try {
+    c = parseWith(TrainFileSchema, v)
+  } catch (e) {
+    throw new RangeError(`${path}: ${(e as Error).message}`)
+  }
+  for (const k of ['images', 'labels', 'classmap', 'cacheDir'] as const) if (c[k] !== undefined) c[k] = resolve(dirname(path), c[k]!)
+  return c
+}

@@ -1,0 +1,70 @@
+// The pure-TypeScript reference (float64) as a batch source of a Run: the same batches as the
+// engine's (batches.ts), for M2 and the M1/M2 comparison.
+import { ReferenceMLP, type ReferenceInit } from '../engine/reference'
+import { batchAt, epochOrder } from './batches'
+import { EpochAbandoned, EpochInterrupted, type EpochSource } from './run'
+import type { ModelConfig } from './config'
+import type { Part } from '../data/inputs'
+
+/** [W1, b1, W2, b2, …] → the reference's per-layer form. */
+export const referenceInit = (w: ArrayLike<number>[]): ReferenceInit[] => {
+  const out: ReferenceInit[] = []
+  for (let l = 0; l < w.length; l += 2) out.push({ weights: w[l], bias: w[l + 1] })
+  return out
+}
+
+/** The reference's per-layer parameters → [W1, b1, W2, b2, …]. */
+export const flatParams = (ps: { weights: Float64Array; bias: Float64Array }[]): Float64Array[] => ps.flatMap((p) => [p.weights, p.bias])
+
+export interface ReferenceSource extends EpochSource<Float64Array> {
+  readonly model: ReferenceMLP
+  /** The parameters at the start of the epoch under way (what an abandoned epoch falls back to). */
+  epochStart?: Float64Array[]
+}
+
+/**
+ * The reference fed the TypeScript-generated batches: the M1/M2 comparison. `stop` is shared
+ * memory another thread sets to interrupt (the reference's loop runs on a worker); `abandon` says,
+ * after each batch of an epoch after the first, whether to give the epoch up (its time budget).
+ */
+export function referenceBatches(
+  layers: number[], init: ArrayLike<number>[], c: ModelConfig, train: Part, validation: Part, features: number,
+  control: { stop?: Int32Array; abandon?: () => boolean } = {},
+): ReferenceSource {
+  const n = train.labels.length
+  const optimizer = c.optimizer === 'adam' ? 'adam' : 'sgd' // 'gd' = SGD on the full batch
+  const batchSize = c.optimizer === 'gd' ? n : Math.min(c.batchSize, n)
+  const steps = Math.ceil(n / batchSize)
+  const src: ReferenceSource = {
+    model: new ReferenceMLP(layers, referenceInit(init)),
+    async trainEpoch(t, lr, _signal, from) {
+      const order = batchSize >= n ? Uint32Array.from({ length: n }, (_, i) => i) : epochOrder(c.seed, t, n)
+      if (!from && t > 0) src.epochStart = flatParams(src.model.getWeights64())
+      let loss = from?.loss ?? 0
+      let correct = from?.correct ?? 0
+      for (let b = from?.nextBatch ?? 0; b < steps; b++) {
+        if (control.stop && Atomics.load(control.stop, 0) !== 0) throw new EpochInterrupted({ nextBatch: b, loss, correct })
+        const batch = batchAt(train, features, order, batchSize, b)
+        const r = src.model.step(batch.images, batch.labels, batch.n, { optimizer, lr, l2: c.l2, beta1: c.beta1, beta2: c.beta2, eps: c.eps })
+        loss += r.loss * batch.n
+        correct += Math.round(r.accuracy * batch.n)
+        if (t > 0 && control.abandon?.()) {
+          // Adam's moments have moved too, so the clean state is the weights of the last full
+          // epoch: rebuild from them (the moments are needed only to continue, and the run stops).
+          src.setWeights(src.epochStart!)
+          throw new EpochAbandoned('budget')
+        }
+      }
+      if (!Number.isFinite(loss)) throw Object.assign(new Error(`the training loss became ${loss / n}`), { code: 'KANA_DIVERGED' })
+      return { loss: loss / n, accuracy: correct / n }
+    },
+    async validate() {
+      const { loss, accuracy } = src.model.evaluate(validation.images, validation.labels, validation.labels.length)
+      return { loss, accuracy }
+    },
+    getWeights: () => flatParams(src.model.getWeights64()),
+    // a rebuilt model: used to end with the best (or last full) epoch's parameters, never to continue
+    setWeights: (w) => void ((src as { model: ReferenceMLP }).model = new ReferenceMLP(layers, referenceInit(w))),
+  }
+  return src
+}
