@@ -13,8 +13,8 @@ fn main() {
     let sizes = std::env::args().nth(2).map(|s| s.split(',').map(|x| x.parse().unwrap()).collect::<Vec<usize>>()).unwrap_or(vec![784, 512, 49]);
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
     let mut net = Mlp::new(&sizes, &mut Rng::new(1)).unwrap();
-    let mut grads = net.zeros_like().unwrap();
-    grads.iter_mut().for_each(|g| g.w.iter_mut().enumerate().for_each(|(i, v)| *v = ((i % 13) as f32 - 6.0) * 1e-3));
+    let mut grads = net.zero_grads().unwrap();
+    grads.layers.iter_mut().for_each(|g| g.w.iter_mut().enumerate().for_each(|(i, v)| *v = ((i % 13) as f32 - 6.0) * 1e-3));
     let mut state = OptimizerState::default();
     let params = net.num_params();
     pool.install(|| {
