@@ -16,6 +16,7 @@ fn main() {
     let mut grads = net.zero_grads().unwrap();
     grads.layers.iter_mut().for_each(|g| g.w.iter_mut().enumerate().for_each(|(i, v)| *v = ((i % 13) as f32 - 6.0) * 1e-3));
     let mut state = OptimizerState::default();
+    state.prepare(&net, Optimizer::ADAM_DEFAULT).unwrap();
     let params = net.num_params();
     pool.install(|| {
         step(&mut net, &grads, Optimizer::ADAM_DEFAULT, &mut state, 1e-3, 0.0);
