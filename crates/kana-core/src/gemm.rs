@@ -155,14 +155,13 @@ fn kernel(alpha: f32, a: ArrayView2<f32>, b: ArrayView2<f32>, beta: f32, epi: Ep
 }
 
 fn kernel_with(isa: Isa, alpha: f32, a: ArrayView2<f32>, b: ArrayView2<f32>, beta: f32, epi: Epi, mut c: ArrayViewMut2<f32>) {
-    let (m, k) = a.dim();
-    let n = b.dim().1;
+    let (m, n) = (a.nrows(), b.ncols());
     if m == 0 || n == 0 {
         return;
     }
     #[cfg(target_arch = "x86_64")]
     {
-        if k == 0 {
+        if a.ncols() == 0 {
             // the empty sum: C ← β·C (and with β = 0, C ← 0 whatever it held)
             c.map_inplace(|v| *v = if beta == 0.0 { 0.0 } else { beta * *v });
             return epilogue(epi, c);
@@ -182,7 +181,7 @@ fn kernel_with(isa: Isa, alpha: f32, a: ArrayView2<f32>, b: ArrayView2<f32>, bet
     // above ((m×k)·(k×n) → m×n); `c` is a unique mutable view, so no other thread touches it.
     unsafe {
         matrixmultiply::sgemm(
-            m, k, n, alpha,
+            m, a.ncols(), n, alpha,
             a.as_ptr(), sa[0], sa[1],
             b.as_ptr(), sb[0], sb[1],
             beta,
