@@ -296,3 +296,24 @@ test.serial('a re-sealed tensor file whose unchanged bytes are read back is acce
   reseal(dir, 'train', joinTensors(header, data))
   await t.notThrowsAsync(readCheckpoint(dir))
 })
+
+/** Strings that name inherited properties or look like the encoded non-finite numbers, and arbitrary ones. */
+const hostileString = fc.oneof(
+  fc.constantFrom('toString', 'valueOf', 'constructor', '__proto__', 'hasOwnProperty', 'isPrototypeOf', 'propertyIsEnumerable', 'toLocaleString', '__defineGetter__', 'NaN ', 'nan', 'infinity'),
+  fc.string(),
+  fc.string({ unit: 'grapheme', maxLength: 20 }),
+)
+
+test('sealed JSON: any object of hostile strings (inherited property names included) opens to itself', (t) => {
+  const bad = (why: string): never => { throw new Error(why) }
+  t.deepEqual(openSealedJson(sealJson({ name: 'toString', list: ['constructor', '__proto__'] }), 'x', bad), { name: 'toString', list: ['constructor', '__proto__'] })
+  fc.assert(
+    fc.property(fc.dictionary(hostileString, fc.oneof(hostileString, fc.array(hostileString, { maxLength: 4 }), fc.double())), (o) => {
+      const back = openSealedJson(sealJson(o), 'x', bad)
+      // JSON.parse makes "__proto__" an own key, as the object literal spread does not: compare as JSON
+      return JSON.stringify(back) === JSON.stringify(JSON.parse(JSON.stringify(o, (_, x) => (typeof x === 'number' && !Number.isFinite(x) ? String(x) : x)), (_, x) => (x === 'NaN' ? NaN : x === 'Infinity' ? Infinity : x === '-Infinity' ? -Infinity : x)))
+    }),
+    { seed: SEED, numRuns: 500 },
+  )
+  t.pass()
+})

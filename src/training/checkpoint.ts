@@ -172,7 +172,8 @@ export function sealJson(obj: Record<string, unknown>): string {
 export function openSealedJson(text: string, name: string, bad: (why: string) => never): Record<string, any> {
   let v: unknown
   try {
-    v = JSON.parse(text, (_, x) => (typeof x === 'string' && x in NON_FINITE ? NON_FINITE[x] : x))
+    // own keys only: a string such as "toString" is no number
+    v = JSON.parse(text, (_, x) => (typeof x === 'string' && Object.hasOwn(NON_FINITE, x) ? NON_FINITE[x] : x))
   } catch (e) {
     return bad(`${name} is not valid JSON (${(e as Error).message})`)
   }
