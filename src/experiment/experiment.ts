@@ -25,7 +25,7 @@ import { abortError, MLP, Dataset } from '../engine/mlp'
 import { loadInputs, type InputOptions, type Inputs, type Part } from '../data/inputs'
 import { claimRunDir, type RunDirClaim } from '../training/run-dir'
 import { summarize } from '../output/metrics'
-import { writeFileAtomic } from '../output/atomic'
+import { makeOutputDir, writeFileAtomic } from '../output/atomic'
 import { historyCsv } from '../training/history'
 import { saveModel } from '../output/model-file'
 import { classDistribution, comparisonCurves, confusionHeatmap, lossCurves, sampleGrid, writeRendered, type HistoryRow } from '../output/plots'
@@ -966,7 +966,7 @@ export function comparisonCsv(rows: TableRow[]): string {
 }
 
 async function writeModelDir(r: ModelResult, inputs: Inputs, weights: Float32Array[], cfg: ResolvedExperiment): Promise<void> {
-  await mkdir(r.dir, { recursive: true })
+  await makeOutputDir(r.dir, 2) // models/ and models/<id>: real folders, never links
   await writeFileAtomic(join(r.dir, 'config.json'), json({
     model: r.id, engine: r.engine, ...r.config, layers: r.layers, classNames: inputs.classNames,
     data: { ...inputs.source, features: inputs.features, classes: inputs.classes, samples: { train: inputs.train.labels.length, validation: inputs.validation.labels.length, test: inputs.test.labels.length }, splitSeed: cfg.seed },
@@ -996,7 +996,7 @@ async function writeDataPictures(dir: string, inputs: Inputs): Promise<void> {
 }
 
 async function writeSearch(dir: string, s: SearchResult, plotTitle?: string): Promise<SearchSummary> {
-  await mkdir(dir, { recursive: true })
+  await makeOutputDir(dir)
   await writeFileAtomic(join(dir, 'trials.csv'), trialsCsv(s.trials))
   await writeFileAtomic(join(dir, 'trials.json'), json(s.trials))
   await writeFileAtomic(join(dir, 'trials.md'), trialsMarkdown(s.trials))

@@ -20,7 +20,7 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { promises as fsp } from 'node:fs'
 import { join } from 'node:path'
-import { writeFileAtomic } from '../output/atomic'
+import { makeOutputDir, writeFileAtomic } from '../output/atomic'
 import { EarlyStopping } from './early-stopping'
 import type { TrainingState } from '../engine/mlp'
 import type { Inputs } from '../data/inputs'
@@ -292,10 +292,13 @@ export function checkNoUnusedTensors(tensors: TensorMap, bad: (why: string) => n
 
 /**
  * Writes `data` (key → bytes) as `<key>.<id>.safetensors` into `dir`, then the index that
- * `index(files)` returns, sealed, as `indexName`; removes the data files of older checkpoints.
+ * `index(files)` returns, sealed, as `indexName`; removes the data files the previous index
+ * named — those only, never other files that happen to lie there. `dir` must be a real folder
+ * (not a symbolic link) inside the run directory.
  */
 export async function commitCheckpoint(dir: string, indexName: string, data: [string, Uint8Array][], index: (files: Record<string, FileRef>) => Record<string, unknown>): Promise<void> {
-  await fsp.mkdir(dir, { recursive: true })
+  await makeOutputDir(dir)
+  const previous = await recordedNames(dir, indexName)
   const id = `${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`
   const files: Record<string, FileRef> = {}
   for (const [key, bytes] of data) {
@@ -304,10 +307,24 @@ export async function commitCheckpoint(dir: string, indexName: string, data: [st
     files[key] = { name, size: bytes.length, sha256: sha256(bytes) }
   }
   await writeFileAtomic(join(dir, indexName), sealJson(index(files)))
-  // Now the older checkpoint's files are unreferenced.
+  // Now the older checkpoint's files are unreferenced. (A data file of a checkpoint that crashed
+  // before its index was written is named by no index: it goes with the folder when the run ends.)
   const keep = new Set(Object.values(files).map((f) => f.name))
-  for (const f of await fsp.readdir(dir)) {
-    if (f.endsWith('.safetensors') && !keep.has(f)) await fsp.rm(join(dir, f), { force: true }).catch(() => {})
+  for (const f of previous) {
+    if (!keep.has(f)) await fsp.rm(join(dir, f), { force: true }).catch(() => {})
+  }
+}
+
+/** The data files the index `indexName` in `dir` names (none when it is missing or not intact). */
+async function recordedNames(dir: string, indexName: string): Promise<string[]> {
+  let text: string
+  try { text = await fsp.readFile(join(dir, indexName), 'utf8') } catch { return [] }
+  try {
+    const ix = openSealedJson(text, indexName, (why) => { throw new Error(why) })
+    // only names of the form this function writes: nothing outside the folder, nothing else
+    return isObj(ix.files) ? Object.values(ix.files).map((f) => (isObj(f) ? f.name : undefined)).filter((n): n is string => typeof n === 'string' && /^[\w-]+\.[0-9a-z]+-[0-9a-f]{8}\.safetensors$/.test(n)) : []
+  } catch {
+    return []
   }
 }
 
