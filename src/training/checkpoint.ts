@@ -247,7 +247,7 @@ export function decodeTensors(bytes: Uint8Array, file: string): { meta: Record<s
   let header: Record<string, any>
   try { header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + n))) } catch { return bad('header is not JSON') }
   if (typeof header !== 'object' || header === null || Array.isArray(header)) bad('header is not an object')
-  const meta = Object.hasOwn(header, '__metadata__') ? header.__metadata__ : undefined
+  const meta = Object.hasOwn(header, '__metadata__') ? (header as Record<string, any>).__metadata__ : undefined
   if (typeof meta !== 'object' || meta === null) bad('no __metadata__')
   const start = 8 + n
   const clip = (name: string) => JSON.stringify(name.length > 80 ? `${name.slice(0, 80)}…` : name)
