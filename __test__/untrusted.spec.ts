@@ -7,6 +7,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { commitCheckpoint } from '../src/training/checkpoint'
 import { makeOutputDir } from '../src/output/atomic'
+import { decodeModel, ModelFileError } from '../src/output/model-file'
+import { modelWithNames } from './helpers/crafted'
+import { parseClassmap } from '../src/data/classmap'
+import { DataError } from '../src/data/readers'
 import { RunDirError } from '../src/training/run-dir'
 import { train } from '../src/training/train'
 import { runExperiment } from '../src/experiment/experiment'
@@ -98,4 +102,31 @@ test('commitCheckpoint writes into no symbolic link, and its clean-up removes on
   t.is(second.length, 1)
   t.not(second[0], first[0], 'the first checkpoint\'s file was removed')
   for (const [f, x] of Object.entries(foreign)) t.is(readFileSync(join(dir, f), 'utf8'), x, f)
+})
+
+// ---------------------------------------------------------------------------------------------
+// Class names with control characters: refused where names are loaded (model files, class maps)
+
+const CONTROL = ['\x1b[2J\x1b[31mPWNED', 'a\nb', '\x07', 'x\x00', '\u009b31m', '\u202Eevil', 'line\u2028sep', '\x7f']
+
+test('a model file whose class names hold control characters is refused at load, naming the class and the character', (t) => {
+  t.deepEqual(decodeModel(modelWithNames(['お', 'き'])).meta.classNames, ['お', 'き'])
+  for (const bad of CONTROL) {
+    const e = t.throws(() => decodeModel(modelWithNames(['お', bad]), 'm.safetensors'), undefined, JSON.stringify(bad))
+    t.true(e instanceof ModelFileError, String(e))
+    t.is((e as ModelFileError).code, 'ECLASSNAMES')
+    t.regex(e!.message, /classNames\[1\] holds the control character U\+[0-9A-F]{4}/)
+    t.false(/[\x00-\x1f\x7f-\x9f]/.test(e!.message), 'the message itself holds no control character')
+  }
+})
+
+test('a class map CSV row naming a control character is refused', (t) => {
+  t.deepEqual(parseClassmap('index,codepoint,char\n0,U+304A,お\n'), ['お'])
+  for (const [cp, ch] of [['001B', '\x1b'], ['0007', '\x07'], ['009B', '\u009b'], ['202E', '\u202E']]) {
+    const e = t.throws(() => parseClassmap(`index,codepoint,char\n0,U+304A,お\n1,U+${cp},${ch}\n`, 'map.csv'), undefined, cp)
+    t.true(e instanceof DataError)
+    t.regex(e!.message, new RegExp(`line 3: the class name for U\\+${cp} holds the control character U\\+${cp}`))
+  }
+  // a line separator is no character of the row's pattern: refused as a malformed row
+  t.throws(() => parseClassmap('index,codepoint,char\n0,U+2028,\u2028\n'), { instanceOf: DataError })
 })
