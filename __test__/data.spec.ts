@@ -563,13 +563,19 @@ function duplicateMembers(zip: Uint8Array, copies: number, rename?: (i: number) 
   return Buffer.concat([b.subarray(0, cdOff), cd, end]);
 }
 
+/** Milliseconds a synchronous call takes (it may throw): no other test can run meanwhile. */
+function syncMs(f: () => unknown): number {
+  const started = performance.now();
+  try { f(); } catch { /* the time is what counts */ }
+  return performance.now() - started;
+}
+
 test('npz: a member listed more than once is refused before it is inflated again', async (t) => {
   const zip = zipSync({ 'arr_0.npy': npyOf('u1', [2, 4], [1, 2, 3, 4, 5, 6, 7, 8]) }, { level: 6 });
   // the helper keeps a one-listing archive valid
   t.is((await loadImages(tmpFile(duplicateMembers(zip, 1), 'once.npz'))).n, 2);
-  const started = Date.now();
   await rejects(t, loadImages(tmpFile(duplicateMembers(zip, 3000), 'dup.npz')), 'EZIP', /lists the member "arr_0\.npy" more than once/);
-  t.true(Date.now() - started < 2000);
+  t.true(syncMs(() => parseArray(duplicateMembers(zip, 3000), 'dup.npz')) < 1000);
   // a duplicate of another member is refused too
   await rejects(t, loadImages(tmpFile(duplicateMembers(zip, 3, (i) => (i === 0 ? undefined : 'other.npy')), 'dup2.npz')), 'EZIP', /"other\.npy" more than once/);
 });
@@ -578,10 +584,9 @@ test('npy: thousands of dimensions are refused before any work, and the message 
   for (const fortran of [false, true]) {
     const shape = [200, ...new Array(4000).fill(1), 4];
     const bytes = npy('|u1', shape, new Uint8Array(800), { fortran, version: 1 });
-    const started = Date.now();
     const e = await rejects(t, loadImages(tmpFile(bytes, 'dims.npy')), 'ESHAPE', /4002 dimensions, more than 64/);
     t.true(e.message.length < 300, `message of ${e.message.length} characters`);
-    t.true(Date.now() - started < 1000);
+    t.true(syncMs(() => parseArray(bytes, 'dims.npy')) < 1000);
   }
   // a header longer than any NumPy writes (version 2: 4-byte length)
   const long = npy('|u1', [1], new Uint8Array(1), { version: 2, headerText: `{'descr': '|u1', 'fortran_order': False, 'shape': (1,), }${' '.repeat(70000)}` });
@@ -623,7 +628,7 @@ test('property: crafted archives (duplicate members) and headers (many dimension
         if (e.message.length > 700) throw new Error(`a ${e.message.length}-character message: ${e.message.slice(0, 200)}`);
         outcome = e.code;
       }
-      if (Date.now() - started > 1000) throw new Error(`${c.kind} took ${Date.now() - started} ms`);
+      if (Date.now() - started > 3000) throw new Error(`${c.kind} took ${Date.now() - started} ms`);
       counts[`${c.kind} ${outcome}`] = (counts[`${c.kind} ${outcome}`] ?? 0) + 1;
     }),
     { numRuns: 300, seed: 20261201 },
