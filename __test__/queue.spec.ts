@@ -235,12 +235,15 @@ if (!hasRedis) {
     const lab = new Lab()
     try {
       await lab.startRedis()
-      await Promise.all([lab.worker(), lab.worker()])
+      const workers = await Promise.all([lab.worker(), lab.worker()])
       const lines: string[] = []
       let restarted: Promise<void> | undefined
-      const log = (l: string) => {
-        lines.push(l)
-        if (!restarted && /^search trial 1\/2/.test(l)) restarted = lab.stopRedis().then(() => new Promise((r) => setTimeout(r, 500))).then(() => lab.startRedis())
+      const log = (l: string) => lines.push(l)
+      // while M4's job runs on a worker: Redis killed, and started again empty
+      for (const w of workers) {
+        w.stderr!.on('data', (d) => {
+          if (!restarted && /trial M4 epoch 1\/3/.test(String(d))) restarted = lab.stopRedis().then(() => new Promise((r) => setTimeout(r, 500))).then(() => lab.startRedis())
+        })
       }
       try {
         const r = await runExperiment({ ...miniConfig, models: FAULT_MODELS, data, report: false, out: mkdtempSync(join(tmpdir(), 'kana-queue-exp-')), queue: lab.url, log })
