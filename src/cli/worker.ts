@@ -4,6 +4,7 @@
 import type { Argv } from 'yargs'
 import { startWorker } from '../queue/worker'
 import { PASSWORD_ENV } from '../queue/connection'
+import { interruptSignals } from './args'
 
 type Out = { json: boolean; quiet: boolean; plain: boolean }
 
@@ -33,14 +34,12 @@ export async function workerCommand(argv: Record<string, any>, out: Out, usage: 
     say('interrupt: stopping the running trials after their current batch and putting them back on the queue with their state')
     void worker.stop()
   }
-  process.once('SIGINT', onSignal)
-  process.once('SIGTERM', onSignal)
+  for (const sig of interruptSignals()) process.once(sig, onSignal)
   try {
     await worker.closed
     say(`worker ${worker.name}: stopped`)
     return 0
   } finally {
-    process.off('SIGINT', onSignal)
-    process.off('SIGTERM', onSignal)
+    for (const sig of interruptSignals()) process.off(sig, onSignal)
   }
 }
