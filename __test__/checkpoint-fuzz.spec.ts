@@ -9,7 +9,7 @@ import fc from 'fast-check'
 import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { CheckpointError, openSealedJson, readCheckpoint, sealJson } from '../src/training/checkpoint'
+import { CheckpointError, openSealedJson, readCheckpoint, sealJson, sha256 } from '../src/training/checkpoint'
 import { DataError } from '../src/data/readers'
 import { readExperimentCheckpoint } from '../src/experiment/checkpoint'
 import { runExperiment } from '../src/experiment/experiment'
@@ -177,3 +177,143 @@ for (const kind of ['train', 'experiment'] as Kind[]) {
     t.true((counts.read ?? 0) + (counts['read, resumed'] ?? 0) > 0 && Object.keys(counts).some((k) => k.startsWith('CheckpointError')), 'both outcomes occur')
   })
 }
+
+// ---------------------------------------------------------------------------------------------
+// Crafted tensor files, re-sealed (the index's SHA-256 of the file is unkeyed: anyone can
+// recompute it). Every header that makes entries share, skip or add bytes must be refused before
+// anything is allocated: entries pointing at the same bytes once made a 1.5 MB file allocate 3.2 GB.
+
+type Header = Record<string, any>
+function splitTensors(bytes: Uint8Array): { header: Header; data: Uint8Array } {
+  const n = Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true))
+  return { header: JSON.parse(Buffer.from(bytes.subarray(8, 8 + n)).toString('utf8')), data: bytes.subarray(8 + n) }
+}
+function joinTensors(header: Header, data: Uint8Array): Uint8Array {
+  const json = Buffer.from(JSON.stringify(header))
+  const padded = Math.ceil(json.length / 8) * 8
+  const out = Buffer.alloc(8 + padded + data.length, 0x20)
+  out.writeBigUInt64LE(BigInt(padded), 0)
+  json.copy(out, 8)
+  Buffer.from(data).copy(out, 8 + padded)
+  return out
+}
+/** Replaces the tensor file of the checkpoint in `dir` with `bytes` and re-seals its index to match. */
+function reseal(dir: string, kind: Kind, bytes: Uint8Array): void {
+  const ixPath = join(dir, 'checkpoint', KINDS[kind].index)
+  const ix = openSealedJson(readFileSync(ixPath, 'utf8'), 'index', (why) => { throw new Error(why) })
+  writeFileSync(join(dir, 'checkpoint', ix.files.tensors.name), bytes)
+  ix.files.tensors.size = bytes.length
+  ix.files.tensors.sha256 = sha256(bytes)
+  writeFileSync(ixPath, sealJson(ix))
+}
+
+type Craft = { kind: 'alias'; to: number } | { kind: 'swap'; a: number; b: number } | { kind: 'gap'; at: number; bytes: number } | { kind: 'extra'; alias: boolean; at: number } | { kind: 'bomb'; copies: number }
+/** The generator of crafted tensor files: entries aliasing others, reordered, gapped, unknown, and the many-aliases bomb. */
+const craft: fc.Arbitrary<Craft> = fc.oneof(
+  fc.record({ kind: fc.constant('alias' as const), to: fc.nat() }),
+  fc.record({ kind: fc.constant('swap' as const), a: fc.nat(), b: fc.nat() }),
+  fc.record({ kind: fc.constant('gap' as const), at: fc.nat(), bytes: fc.integer({ min: 1, max: 64 }) }),
+  fc.record({ kind: fc.constant('extra' as const), alias: fc.boolean(), at: fc.nat() }),
+  fc.record({ kind: fc.constant('bomb' as const), copies: fc.integer({ min: 2, max: 2000 }) }),
+)
+
+function applyCraft(bytes: Uint8Array, c: Craft): Uint8Array | undefined {
+  const { header, data } = splitTensors(bytes)
+  const names = Object.keys(header).filter((k) => k !== '__metadata__' && header[k].data_offsets[1] > header[k].data_offsets[0])
+  if (names.length < 2) return undefined
+  const pick = (i: number) => names[i % names.length]
+  if (c.kind === 'alias') {
+    // a later entry pointing at the bytes of an earlier one of the same dtype and size (or the first's start)
+    const victim = pick(c.to % (names.length - 1) + 1)
+    const [a, b] = header[victim].data_offsets
+    header[victim].data_offsets = [0, b - a]
+    if (b - a > data.length) return undefined
+    return joinTensors(header, data)
+  }
+  if (c.kind === 'swap') {
+    const [x, y] = [pick(c.a), pick(c.b)]
+    const [ox, oy] = [header[x].data_offsets, header[y].data_offsets]
+    if (x === y || ox[1] - ox[0] !== oy[1] - oy[0] || header[x].dtype !== header[y].dtype) return undefined
+    // the same bytes, listed out of order: the data of the two entries exchanged
+    ;[header[x].data_offsets, header[y].data_offsets] = [oy, ox]
+    return joinTensors(header, data)
+  }
+  if (c.kind === 'gap') {
+    const at = header[pick(c.at)].data_offsets[0]
+    for (const k of names) for (const j of [0, 1]) if (header[k].data_offsets[j] > at || (j === 0 && header[k].data_offsets[0] === at)) header[k].data_offsets[j] += c.bytes
+    for (const k of Object.keys(header)) if (k !== '__metadata__' && !names.includes(k) && header[k].data_offsets[0] >= at) header[k].data_offsets = header[k].data_offsets.map((o: number) => o + c.bytes)
+    return joinTensors(header, Buffer.concat([data.subarray(0, at), Buffer.alloc(c.bytes), data.subarray(at)]))
+  }
+  if (c.kind === 'extra') {
+    if (c.alias) {
+      const src = header[pick(c.at)]
+      header['unknown.0'] = { ...src }
+      return joinTensors(header, data)
+    }
+    header['unknown.0'] = { dtype: 'F32', shape: [2], data_offsets: [data.length, data.length + 8] }
+    return joinTensors(header, Buffer.concat([data, Buffer.alloc(8)]))
+  }
+  // many names over the same bytes
+  const src = header[pick(0)]
+  for (let i = 0; i < c.copies; i++) header[`alias.${i}`] = { ...src }
+  return joinTensors(header, data)
+}
+
+for (const kind of ['train', 'experiment'] as Kind[]) {
+  test.serial(`${kind} checkpoint: crafted tensor files (aliasing, reordered, gapped, unknown tensors) are refused before allocating`, async (t) => {
+    const counts: Record<string, number> = {}
+    let made = 0
+    await check(
+      fc.asyncProperty(craft, async (c) => {
+        const dir = await copyOf(kind)
+        try {
+          const cdir = join(dir, 'checkpoint')
+          const file = readdirSync(cdir).find((f) => f.endsWith('.safetensors'))!
+          const crafted = applyCraft(readFileSync(join(cdir, file)), c)
+          if (!crafted) return
+          made++
+          reseal(dir, kind, crafted)
+          let outcome = 'accepted'
+          try { await KINDS[kind].read(dir) } catch (e) { outcome = e instanceof CheckpointError ? `CheckpointError ${e.code}` : `${(e as Error).name}: ${(e as Error).message}` }
+          counts[`${c.kind}: ${outcome}`] = (counts[`${c.kind}: ${outcome}`] ?? 0) + 1
+          if (outcome !== 'CheckpointError ECORRUPT') throw new Error(`${JSON.stringify(c)}: ${outcome}`)
+        } finally {
+          rmSync(dir, { recursive: true, force: true })
+        }
+      }),
+      { seed: SEED, numRuns: 150 },
+    )
+    t.log(`${made} crafted tensor files: ${JSON.stringify(counts)}`)
+    t.true(made > 100)
+  })
+}
+
+test.serial('a re-sealed tensor file whose unchanged bytes are read back is accepted (the crafting helpers keep a valid file valid)', async (t) => {
+  const dir = await copyOf('train')
+  const cdir = join(dir, 'checkpoint')
+  const file = readdirSync(cdir).find((f) => f.endsWith('.safetensors'))!
+  const { header, data } = splitTensors(readFileSync(join(cdir, file)))
+  reseal(dir, 'train', joinTensors(header, data))
+  await t.notThrowsAsync(readCheckpoint(dir))
+})
+
+/** Strings that name inherited properties or look like the encoded non-finite numbers, and arbitrary ones. */
+const hostileString = fc.oneof(
+  fc.constantFrom('toString', 'valueOf', 'constructor', '__proto__', 'hasOwnProperty', 'isPrototypeOf', 'propertyIsEnumerable', 'toLocaleString', '__defineGetter__', 'NaN ', 'nan', 'infinity'),
+  fc.string(),
+  fc.string({ unit: 'grapheme', maxLength: 20 }),
+)
+
+test('sealed JSON: any object of hostile strings (inherited property names included) opens to itself', (t) => {
+  const bad = (why: string): never => { throw new Error(why) }
+  t.deepEqual(openSealedJson(sealJson({ name: 'toString', list: ['constructor', '__proto__'] }), 'x', bad), { name: 'toString', list: ['constructor', '__proto__'] })
+  fc.assert(
+    fc.property(fc.dictionary(hostileString, fc.oneof(hostileString, fc.array(hostileString, { maxLength: 4 }), fc.double())), (o) => {
+      const back = openSealedJson(sealJson(o), 'x', bad)
+      // JSON.parse makes "__proto__" an own key, as the object literal spread does not: compare as JSON
+      return JSON.stringify(back) === JSON.stringify(JSON.parse(JSON.stringify(o, (_, x) => (typeof x === 'number' && !Number.isFinite(x) ? String(x) : x)), (_, x) => (x === 'NaN' ? NaN : x === 'Infinity' ? Infinity : x === '-Infinity' ? -Infinity : x)))
+    }),
+    { seed: SEED, numRuns: 500 },
+  )
+  t.pass()
+})

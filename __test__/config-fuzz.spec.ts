@@ -9,6 +9,8 @@ import { parseClassmap } from '../src/data/classmap'
 import { DataError } from '../src/data/readers'
 import { readExperimentConfig, resolveExperiment } from '../src/experiment/experiment'
 import { FIELD_NAMES, readTrainConfig, resolveModelConfig } from '../src/training/config'
+import { decodeModel, ModelFileError } from '../src/output/model-file'
+import { modelWithNames } from './helpers/crafted'
 
 const k49 = join(__dirname, '..', '..', 'shared', 'data', 'k49', 'k49_classmap.csv')
 const validMap = (() => {
@@ -136,4 +138,74 @@ test('experiment config JSON with model settings in M0, M4 and search.base: an e
   )
   t.log(`${runs} random nested configs`)
   t.deepEqual(bad, [])
+})
+
+// ---------------------------------------------------------------------------------------------
+// Hostile strings (issue K): markup and control characters where numbers or class names belong
+
+const hostile = fc.oneof(
+  fc.constantFrom('<img src=x onerror=alert(1)>', '"><script>alert(1)</script>', '2', '1e3', ' 4', '0x10', 'Infinity', '__proto__', 'constructor', '\x1b[2J'),
+  fc.string({ maxLength: 12 }),
+)
+
+test('hostile strings in an experiment config\'s counts (search/architecture concurrency and threads, …) are refused naming the setting', (t) => {
+  const places: [string, string | undefined][] = [['threads', undefined], ['search', 'concurrency'], ['search', 'threads'], ['search', 'trials'], ['search', 'epochs'], ['architecture', 'concurrency'], ['architecture', 'threads'], ['reference', 'budgetSeconds'], ['seed', undefined]]
+  let runs = 0
+  fc.assert(
+    fc.property(fc.constantFrom(...places), hostile, ([key, sub], s) => {
+      runs++
+      const cfg = sub ? { [key]: { [sub]: s } } : { [key]: s }
+      try {
+        resolveExperiment({ ...cfg, images: 'X.npy', labels: 'y.npy' } as never)
+      } catch (e) {
+        return e instanceof RangeError && e.message.includes(sub ?? key)
+      }
+      return false
+    }),
+    { seed: 0x6b4b, numRuns: 400 },
+  )
+  t.log(`${runs} hostile strings in counts, every one refused`)
+  t.pass()
+})
+
+test('hostile class names: a class map row or a model file naming a control character is refused, any other name read back as it is', (t) => {
+  const control = fc.constantFrom(...[0x00, 0x07, 0x08, 0x0a, 0x0d, 0x1b, 0x7f, 0x85, 0x9b, 0x2028, 0x2029, 0x202a, 0x202e, 0x2066, 0x2069].map((c) => String.fromCodePoint(c)))
+  const name = fc.oneof(
+    fc.string({ unit: 'grapheme', minLength: 1, maxLength: 6 }),
+    fc.tuple(fc.string({ maxLength: 3 }), control, fc.string({ maxLength: 3 })).map(([a, c, b]) => a + c + b),
+  )
+  const counts = { csvRefused: 0, csvRead: 0, modelRefused: 0, modelRead: 0 }
+  const forbidden = /[\p{Cc}\u2028\u2029\u202A-\u202E\u2066-\u2069]/u
+  fc.assert(
+    fc.property(fc.array(name, { minLength: 1, maxLength: 4 }), (names) => {
+      const bad = names.some((n) => forbidden.test(n))
+      // model file
+      try {
+        const got = decodeModel(modelWithNames(names)).meta.classNames
+        if (bad || JSON.stringify(got) !== JSON.stringify(names)) return false
+        counts.modelRead++
+      } catch (e) {
+        if (!(e instanceof ModelFileError) || !bad || e.code !== 'ECLASSNAMES') return false
+        counts.modelRefused++
+      }
+      // class map: each name's first code point as a row
+      const cps = names.map((n) => n.codePointAt(0)!)
+      const csv = `index,codepoint,char\n${cps.map((cp, k) => `${k},U+${cp.toString(16).toUpperCase().padStart(4, '0')},${String.fromCodePoint(cp)}`).join('\n')}\n`
+      const csvBad = cps.some((cp) => forbidden.test(String.fromCodePoint(cp)))
+      try {
+        parseClassmap(csv)
+        if (csvBad) return false
+        counts.csvRead++
+      } catch (e) {
+        if (!(e instanceof DataError)) return false
+        // a refused printable name can only be a character the row format cannot hold (a space, a comma at the end…)
+        if (!csvBad && cps.every((cp) => String.fromCodePoint(cp).trim() !== '')) return false
+        counts.csvRefused++
+      }
+      return true
+    }),
+    { seed: 0x6b4c, numRuns: 600 },
+  )
+  t.log(`600 lists of hostile class names: ${JSON.stringify(counts)}`)
+  t.true(counts.csvRefused > 0 && counts.modelRefused > 0 && counts.modelRead > 0)
 })

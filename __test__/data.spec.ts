@@ -533,3 +533,106 @@ test('property: mutated npy/npz/IDX files throw nothing but DataError', (t) => {
   );
   t.pass();
 });
+
+// ---------------------------------------------------------------------------------------------
+// Crafted files (issue K): bombs and prototype names
+
+/** `zip` (one member) with its central directory listing that member `copies` times. */
+function duplicateMembers(zip: Uint8Array, copies: number, rename?: (i: number) => string | undefined): Uint8Array {
+  const b = Buffer.from(zip);
+  const eocd = b.lastIndexOf(Buffer.from([0x50, 0x4b, 0x05, 0x06]));
+  const cdSize = b.readUInt32LE(eocd + 12);
+  const cdOff = b.readUInt32LE(eocd + 16);
+  const entry = b.subarray(cdOff, cdOff + cdSize);
+  const entries: Buffer[] = [];
+  for (let i = 0; i < copies; i++) {
+    const name = rename?.(i);
+    if (name === undefined) { entries.push(entry); continue; }
+    // same data, another name in the directory
+    const nameLen = entry.readUInt16LE(28);
+    const head = Buffer.from(entry.subarray(0, 46));
+    const nb = Buffer.from(name, 'latin1');
+    head.writeUInt16LE(nb.length, 28);
+    entries.push(Buffer.concat([head, nb, entry.subarray(46 + nameLen)]));
+  }
+  const cd = Buffer.concat(entries);
+  const end = Buffer.from(b.subarray(eocd, eocd + 22));
+  end.writeUInt16LE(copies, 8);
+  end.writeUInt16LE(copies, 10);
+  end.writeUInt32LE(cd.length, 12);
+  return Buffer.concat([b.subarray(0, cdOff), cd, end]);
+}
+
+/** Milliseconds a synchronous call takes (it may throw): no other test can run meanwhile. */
+function syncMs(f: () => unknown): number {
+  const started = performance.now();
+  try { f(); } catch { /* the time is what counts */ }
+  return performance.now() - started;
+}
+
+test('npz: a member listed more than once is refused before it is inflated again', async (t) => {
+  const zip = zipSync({ 'arr_0.npy': npyOf('u1', [2, 4], [1, 2, 3, 4, 5, 6, 7, 8]) }, { level: 6 });
+  // the helper keeps a one-listing archive valid
+  t.is((await loadImages(tmpFile(duplicateMembers(zip, 1), 'once.npz'))).n, 2);
+  await rejects(t, loadImages(tmpFile(duplicateMembers(zip, 3000), 'dup.npz')), 'EZIP', /lists the member "arr_0\.npy" more than once/);
+  t.true(syncMs(() => parseArray(duplicateMembers(zip, 3000), 'dup.npz')) < 1000);
+  // a duplicate of another member is refused too
+  await rejects(t, loadImages(tmpFile(duplicateMembers(zip, 3, (i) => (i === 0 ? undefined : 'other.npy')), 'dup2.npz')), 'EZIP', /"other\.npy" more than once/);
+});
+
+test('npy: thousands of dimensions are refused before any work, and the message stays short', async (t) => {
+  for (const fortran of [false, true]) {
+    const shape = [200, ...new Array(4000).fill(1), 4];
+    const bytes = npy('|u1', shape, new Uint8Array(800), { fortran, version: 1 });
+    const e = await rejects(t, loadImages(tmpFile(bytes, 'dims.npy')), 'ESHAPE', /4002 dimensions, more than 64/);
+    t.true(e.message.length < 300, `message of ${e.message.length} characters`);
+    t.true(syncMs(() => parseArray(bytes, 'dims.npy')) < 1000);
+  }
+  // a header longer than any NumPy writes (version 2: 4-byte length)
+  const long = npy('|u1', [1], new Uint8Array(1), { version: 2, headerText: `{'descr': '|u1', 'fortran_order': False, 'shape': (1,), }${' '.repeat(70000)}` });
+  await rejects(t, loadImages(tmpFile(long, 'long.npy')), 'ENPY_HEADER', /header is \d+ bytes, more than the 65536/);
+  // long values in messages are clipped
+  const descr = npy('<' + 'x'.repeat(5000), [1], new Uint8Array(1));
+  const e = await rejects(t, loadImages(tmpFile(descr, 'descr.npy')), 'EDTYPE', /unsupported dtype/);
+  t.true(e.message.length < 400, `message of ${e.message.length} characters`);
+});
+
+test('npy: descr naming an Object.prototype property is an unsupported dtype (DataError), not a TypeError', async (t) => {
+  for (const descr of ['<__proto__', '<constructor', '<toString', '|hasOwnProperty', '__proto__']) {
+    await rejects(t, () => parseArray(npy(descr, [1], new Uint8Array(1)), 'proto.npy'), 'EDTYPE', /unsupported dtype/);
+  }
+});
+
+test('property: crafted archives (duplicate members) and headers (many dimensions, long values) throw nothing but a short DataError, quickly', (t) => {
+  const zip = zipSync({ 'arr_0.npy': npyOf('u1', [1, 4], [1, 2, 3, 4]), 'labels.npy': npyOf('u1', [1], [0]) });
+  const counts: Record<string, number> = {};
+  const crafted = fc.oneof(
+    fc.record({ kind: fc.constant('zip' as const), copies: fc.integer({ min: 2, max: 4000 }), names: fc.array(fc.constantFrom(undefined, 'arr_0.npy', 'labels.npy', '__proto__', 'constructor'), { maxLength: 8 }) }),
+    fc.record({ kind: fc.constant('npy' as const), ndim: fc.integer({ min: 0, max: 6000 }), unit: fc.boolean(), fortran: fc.boolean(), version: fc.constantFrom<1 | 2 | 3>(1, 2, 3), descr: fc.oneof(fc.constantFrom('|u1', '<f4', '<__proto__', '<constructor', '<valueOf'), fc.string({ maxLength: 3000 }).map((s) => `<${s.replace(/['\\]/g, '')}`)) }),
+  );
+  fc.assert(
+    fc.property(crafted, (c) => {
+      let bytes: Uint8Array;
+      if (c.kind === 'zip') bytes = duplicateMembers(zip, c.copies, (i) => c.names[i % Math.max(1, c.names.length)]);
+      else {
+        const shape = c.ndim === 0 ? [] : [2, ...new Array(c.ndim - 1).fill(c.unit ? 1 : 2)].slice(0, c.ndim);
+        const n = c.unit || c.ndim < 2 ? 2 : 0; // 2^ndim elements is no test: only unit shapes carry data
+        bytes = npy(c.descr, c.unit ? shape : shape.map(() => 0), new Uint8Array(n), { fortran: c.fortran, version: c.version });
+      }
+      const started = Date.now();
+      let outcome = 'read';
+      try {
+        parseArray(bytes, 'crafted');
+      } catch (e) {
+        if (!(e instanceof DataError)) throw e;
+        if (e.message.length > 700) throw new Error(`a ${e.message.length}-character message: ${e.message.slice(0, 200)}`);
+        outcome = e.code;
+      }
+      if (Date.now() - started > 3000) throw new Error(`${c.kind} took ${Date.now() - started} ms`);
+      counts[`${c.kind} ${outcome}`] = (counts[`${c.kind} ${outcome}`] ?? 0) + 1;
+    }),
+    { numRuns: 300, seed: 20261201 },
+  );
+  t.log(`300 crafted files: ${JSON.stringify(counts)}`);
+  t.pass();
+});

@@ -155,3 +155,55 @@ test('the permutation lie is refused with a RangeError naming the repeated index
   t.throws(() => native.setTrainingState(m, greedy), { instanceOf: RangeError, message: /cannot be the sums over 1 samples/ })
   native.freeModel(m)
 })
+
+test('a SharedArrayBuffer written by another thread while setWeights/setNormState/setTrainingState read it: no NaN is ever accepted', async (t) => {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { native } = require('../index.js')
+  const { Worker } = await import('node:worker_threads')
+  // W1 is 4096×256 floats: the checks scan all of them between reading element 0 and copying it,
+  // the window in which the worker's write used to slip in (the check saw 0.5, NaN was copied:
+  // about 1 call in 100 on the old binding, with NaN written 1/64 of the time).
+  const m = native.createModel([4096, 256, 10], 1, 1, { batchNorm: true })
+  const weights: Float32Array[] = native.getWeights(m)
+  const sab = new SharedArrayBuffer(4 + weights[0].byteLength)
+  const stop = new Int32Array(sab, 0, 1)
+  const shared = new Float32Array(sab, 4, weights[0].length)
+  shared.set(weights[0])
+  const worker = new Worker(`
+    const { workerData } = require('node:worker_threads')
+    const stop = new Int32Array(workerData, 0, 1)
+    const f = new Float32Array(workerData, 4, 1)
+    for (let i = 0; Atomics.load(stop, 0) === 0; i++) f[0] = (i & 63) === 0 ? NaN : 0.5
+  `, { eval: true, workerData: sab })
+  await new Promise((r) => setTimeout(r, 50)) // the worker is flipping
+  const counts = { accepted: 0, refused: 0, nanAccepted: 0 }
+  const tally = (accepted: boolean, nan: boolean) => { if (accepted) counts.accepted++; else counts.refused++; if (accepted && nan) counts.nanAccepted++ }
+  try {
+    for (let i = 0; i < 1500; i++) {
+      // weights
+      let ok = true
+      try { native.setWeights(m, [shared, ...weights.slice(1)]) } catch (e) { if (!(e instanceof RangeError)) throw e; ok = false }
+      tally(ok, ok && Number.isNaN(native.getWeights(m)[0][0]))
+      if (i % 3 !== 0) continue
+      // Adam's moments
+      const st = native.getTrainingState(m)
+      ok = true
+      try { native.setTrainingState(m, { ...st, step: 1, m: [shared.subarray(0, weights[0].length), ...weights.slice(1).map((w) => new Float32Array(w.length))], v: weights.map((w) => new Float32Array(w.length)) }) } catch (e) { if (!(e instanceof RangeError)) throw e; ok = false }
+      tally(ok, ok && Number.isNaN(native.getTrainingState(m).m[0][0]))
+      // batch norm's state (γ of the hidden layer read from the shared view: 64 values)
+      if (i % 2 === 0) {
+        const ns: Float32Array[] = native.getNormState(m)
+        ok = true
+        try { native.setNormState(m, [shared.subarray(0, ns[0].length), ...ns.slice(1)]) } catch (e) { if (!(e instanceof RangeError)) throw e; ok = false }
+        tally(ok, ok && native.getNormState(m)[0].some((x: number) => Number.isNaN(x)))
+      }
+    }
+  } finally {
+    Atomics.store(stop, 0, 1)
+    await worker.terminate()
+    native.freeModel(m)
+  }
+  t.log(`${counts.accepted + counts.refused} calls over a buffer another thread writes: ${JSON.stringify(counts)}`)
+  t.is(counts.nanAccepted, 0)
+  t.true(counts.refused > 0 && counts.accepted > 0, 'the worker raced the calls both ways')
+})

@@ -2,9 +2,9 @@
 // train run directory — its structure, and how it looks in a real browser (Debian's Chromium
 // through playwright-core; skipped with a message when /usr/bin/chromium is absent).
 import test from 'ava'
-import { existsSync, mkdtempSync, readFileSync, statSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { join, relative } from 'node:path'
 import { runExperiment } from '../src/experiment/experiment'
 import { buildReport, writeReport } from '../src/output/report'
 import { train } from '../src/training/train'
@@ -116,5 +116,103 @@ test.serial('in Chromium: the reports open from disk with every section visible,
     }
   } finally {
     await ctx.close()
+  }
+})
+
+// ---------------------------------------------------------------------------------------------
+// Crafted experiment directories (issue K): the report is documented as script-free, so no value
+// read from the directory may reach the HTML unescaped, and it reads nothing outside the directory.
+
+const HOSTILE = ['<img src=x onerror=alert(1)>', '"><script>alert(1)</script>', "'><svg onload=alert(1)>", '</code></pre><iframe src=javascript:alert(1)>']
+const RAW = /<img src=x|<script|<svg onload|<iframe/i
+
+/** Every path to a leaf of a JSON value. */
+function leaves(v: unknown, prefix: (string | number)[] = [], out: (string | number)[][] = []): (string | number)[][] {
+  if (v === null || typeof v !== 'object') { out.push(prefix); return out }
+  for (const [k, x] of Object.entries(v)) leaves(x, [...prefix, Array.isArray(v) ? Number(k) : k], out)
+  return out
+}
+function setAt(v: any, path: (string | number)[], x: unknown): void {
+  for (const k of path.slice(0, -1)) v = v[k]
+  v[path[path.length - 1]] = x
+}
+
+test.serial('hostile strings in any field of experiment.json, trials.json or a model\'s metrics.json never reach the report unescaped', async (t) => {
+  const { experiment } = await fixtures()
+  const fc = (await import('fast-check')).default
+  const files = ['experiment.json', 'search/trials.json', 'architecture/trials.json', 'models/M1/metrics.json'].filter((f) => existsSync(join(experiment, f)))
+  const originals = Object.fromEntries(files.map((f) => [f, readFileSync(join(experiment, f), 'utf8')]))
+  const all = files.flatMap((f) => leaves(JSON.parse(originals[f])).map((p) => [f, p] as const))
+  const counts: Record<string, number> = {}
+  try {
+    await fc.assert(
+      fc.asyncProperty(fc.nat(), fc.constantFrom(...HOSTILE), fc.boolean(), async (which, s, allOfFile) => {
+        const [file, path] = all[which % all.length]
+        const v = JSON.parse(originals[file])
+        // one field, or every leaf of the file at once
+        for (const p of allOfFile ? leaves(v) : [path]) setAt(v, p, s)
+        writeFileSync(join(experiment, file), JSON.stringify(v))
+        let outcome = 'built'
+        try {
+          const html = await buildReport(experiment)
+          const m = RAW.exec(html)
+          if (m) throw new Error(`${file} ${allOfFile ? '(every field)' : JSON.stringify(path)} = ${s}: unescaped at ${JSON.stringify(html.slice(Math.max(0, m.index - 80), m.index + 40))}`)
+        } catch (e) {
+          if ((e as Error).message.includes('unescaped')) throw e
+          outcome = `refused (${(e as Error).name})`
+        } finally {
+          writeFileSync(join(experiment, file), originals[file])
+        }
+        counts[outcome] = (counts[outcome] ?? 0) + 1
+      }),
+      { seed: 20261201, numRuns: 300 },
+    )
+  } finally {
+    for (const f of files) writeFileSync(join(experiment, f), originals[f])
+  }
+  t.log(`300 crafted directories (${all.length} fields): ${JSON.stringify(counts)}`)
+  t.true((counts.built ?? 0) > 100)
+})
+
+test.serial('report DIR reads only inside DIR: models[].dir leaving it, absolute, or through a link is refused', async (t) => {
+  const { experiment } = await fixtures()
+  const original = readFileSync(join(experiment, 'experiment.json'), 'utf8')
+  const outside = mkdtempSync(join(tmpdir(), 'kana-report-outside-'))
+  writeFileSync(join(outside, 'curves.svg'), '<svg xmlns="http://www.w3.org/2000/svg"><text>SECRET-OUTSIDE</text></svg>')
+  writeFileSync(join(outside, 'metrics.json'), '{"test": {"perClass": []}}')
+  symlinkSync(outside, join(experiment, 'models', 'link'))
+  try {
+    for (const dir of [relative(experiment, outside), outside, '../../../../../../..' + outside, 'models/link', 'models/M1/../../..']) {
+      const exp = JSON.parse(original)
+      exp.models[0].dir = dir
+      writeFileSync(join(experiment, 'experiment.json'), JSON.stringify(exp))
+      const e = await t.throwsAsync(buildReport(experiment), undefined, dir)
+      t.regex(e!.message, /leaves the directory|leads outside the directory/, dir)
+      t.notRegex(e!.message, /SECRET/)
+    }
+  } finally {
+    writeFileSync(join(experiment, 'experiment.json'), original)
+    rmSync(join(experiment, 'models', 'link'), { force: true })
+    rmSync(outside, { recursive: true, force: true })
+  }
+  const html = await buildReport(experiment)
+  t.false(html.includes(Buffer.from('SECRET-OUTSIDE').toString('base64').slice(0, 12)))
+})
+
+test.serial('a picture that is a symbolic link to a file outside the directory is refused', async (t) => {
+  const { run } = await fixtures()
+  const outside = mkdtempSync(join(tmpdir(), 'kana-report-outside-'))
+  writeFileSync(join(outside, 'secret.svg'), '<svg xmlns="http://www.w3.org/2000/svg"><text>SECRET</text></svg>')
+  const curves = join(run, 'curves.svg')
+  const saved = readFileSync(curves)
+  rmSync(curves)
+  symlinkSync(join(outside, 'secret.svg'), curves)
+  try {
+    const e = await t.throwsAsync(buildReport(run))
+    t.regex(e!.message, /curves\.svg.*leads outside the directory/)
+  } finally {
+    rmSync(curves)
+    writeFileSync(curves, saved)
+    rmSync(outside, { recursive: true, force: true })
   }
 })

@@ -10,7 +10,7 @@ export function explicitOptions(args: string[]): Set<string> {
   const names = new Set<string>()
   for (const a of args) {
     if (a === '--') break
-    if (SHORT[a]) names.add(SHORT[a])
+    if (Object.hasOwn(SHORT, a)) names.add(SHORT[a]) // own keys: an argument 'constructor' is no option
     if (!a.startsWith('--')) continue
     const name = a.slice(2).split('=')[0].replace(/^no-/, '').replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)
     names.add(name)

@@ -36,6 +36,7 @@ export const experimentOptions = (y: Argv) =>
     .option('overwrite', { type: 'boolean', describe: 'Replace the finished experiment in --out (only the files kana-native writes there are removed)' })
     .option('report', { type: 'boolean', describe: 'Write report.html at the end (--no-report to skip) [default: on]' })
     .option('plain', { type: 'boolean', default: false, describe: 'Plain progress lines' })
+    .option('queue', { type: 'string', describe: 'Train the searches\' trials, M0 and M4 as jobs on this queue: redis://[user:password@]host:port[/db] or rediss:// (TLS), served by `kana-native worker`s; the password may come from $KANA_NATIVE_REDIS_PASSWORD instead' })
 
 export const reportOptions = (y: Argv) =>
   y
@@ -107,7 +108,7 @@ export async function experimentConfigFrom(argv: Record<string, any>, usage: Usa
 }
 
 /** Options that only say how to show the run, allowed next to --resume. */
-const DISPLAY_OPTIONS = new Set(['resume', 'report', 'plain', 'json', 'quiet'])
+const DISPLAY_OPTIONS = new Set(['resume', 'report', 'plain', 'json', 'quiet', 'queue'])
 
 export async function experimentCommand(argv: Record<string, any>, out: Out, usage: Usage, typed: Set<string> = new Set()): Promise<number> {
   let config: ExperimentConfig = {}
@@ -138,7 +139,7 @@ export async function experimentCommand(argv: Record<string, any>, out: Out, usa
   }
   const dir = resolve(argv.resume ?? argv.out ?? join('runs', `experiment-${new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)}`))
   try {
-    const common: ExperimentOptions = { command: process.argv.slice(1), report: argv.report, signal: ac.signal, log: say }
+    const common: ExperimentOptions = { command: process.argv.slice(1), report: argv.report, signal: ac.signal, log: say, ...(argv.queue !== undefined ? { queue: String(argv.queue) } : {}) }
     const r = await runExperiment(argv.resume !== undefined ? { ...common, resume: dir } : { ...config, ...common, out: dir, overwrite: argv.overwrite })
     if (out.json) {
       process.stdout.write(JSON.stringify({ type: 'result', dir: r.dir, report: r.reportPath, seconds: r.seconds, table: r.table, agreement: r.agreement && { epochsCompared: r.agreement.epochsCompared, maxTrainLossRelDiffFirst10: r.agreement.maxTrainLossRelDiffFirst10, testAccuracyDiffPoints: r.agreement.testAccuracyDiffPoints, pass: r.agreement.pass } }) + '\n')

@@ -19,8 +19,10 @@ import { summarize } from '../output/metrics'
 import { classDistribution, confusionHeatmap, sampleGrid, writeRendered } from '../output/plots'
 import { terminalProgress, type DatasetName } from '../data/datasets'
 import { experimentCommand, experimentOptions, reportCommand, reportOptions } from './experiment'
+import { workerCommand, workerOptions } from './worker'
 import { defined, explicitOptions, interruptSignals, modelSettingsFrom, modelOptions, shellWord } from './args'
 import { readTrainConfig, type TrainFile } from '../training/config'
+import { redactSecrets } from '../queue/connection'
 
 type Out = { json: boolean; quiet: boolean; plain: boolean }
 
@@ -315,10 +317,14 @@ export function parser(args: string[]) {
         .example('$0 experiment --config exp.json --out runs/exp1', 'settings from a JSON file (flags override it)')
         .example('$0 experiment --models M0,M1,M2 --trials 6 --reference-budget 120', 'fewer models, a smaller search, a shorter reference run'),
     )
+    .command('worker', 'Train trial jobs of `experiment --queue` runs: connect to the queue and take jobs until Ctrl-C', (y) =>
+      outputOptions(workerOptions(y))
+        .example('$0 worker --queue redis://:PASSWORD@10.0.0.5:6379 --concurrency 2 --threads 1', 'two trials at a time, one engine thread each'),
+    )
     .command('report <dir>', 'Write one self-contained HTML report of an experiment or train run directory', (y) =>
       outputOptions(reportOptions(y)).example('$0 report runs/experiment-2026-01-01T10-00-00', '').example('$0 report runs/m3 --out m3.html', 'a single train run'),
     )
-    .demandCommand(1, 'name a command: train, predict, evaluate, inspect, experiment or report')
+    .demandCommand(1, 'name a command: train, predict, evaluate, inspect, experiment, worker or report')
     .recommendCommands()
     .strict()
     .help()
@@ -333,7 +339,7 @@ export async function main(args: string[] = hideBin(process.argv)): Promise<numb
   try {
     argv = await parser(args).parseAsync()
   } catch (e) {
-    process.stderr.write(`kana-native: ${(e as Error).message}\nRun \`kana-native --help\` for usage.\n`)
+    process.stderr.write(`kana-native: ${redactSecrets((e as Error).message)}\nRun \`kana-native --help\` for usage.\n`)
     return 2
   }
   if (argv.help || argv.version) return 0
@@ -347,12 +353,13 @@ export async function main(args: string[] = hideBin(process.argv)): Promise<numb
       case 'inspect': return await inspectCommand(argv, out)
       case 'experiment': return await experimentCommand(argv, out, (m) => new UsageError(m), explicitOptions(args))
       case 'report': return await reportCommand(argv, out)
+      case 'worker': return await workerCommand(argv, out, (m) => new UsageError(m))
       default: throw new UsageError(`unknown command ${command}`)
     }
   } catch (e) {
     const err = e as Error
-    process.stderr.write(`kana-native: ${err.message}\n`)
-    if (process.env.KANA_DEBUG) process.stderr.write(`${err.stack}\n`)
+    process.stderr.write(`kana-native: ${redactSecrets(err.message)}\n`)
+    if (process.env.KANA_DEBUG) process.stderr.write(`${redactSecrets(String(err.stack))}\n`)
     return err instanceof UsageError ? 2 : 1
   }
 }

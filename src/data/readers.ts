@@ -122,7 +122,10 @@ function decodeValues(bytes: Uint8Array, offset: number, count: number, dt: DTyp
 }
 
 /** Fortran (column-major) data → C (row-major) order, for any number of dimensions. */
-function fortranToC(data: NumericArray, shape: number[]): NumericArray {
+function fortranToC(data: NumericArray, fullShape: number[]): NumericArray {
+  // Unit dimensions do not change the order; dropped, the index below advances in O(1) amortised
+  // per element (with them, O(ndim) each: thousands of (…, 1, 1, …) once took seconds per sample).
+  const shape = fullShape.filter((d) => d !== 1);
   if (shape.length < 2 || data.length === 0) return data;
   const out = new (data.constructor as { new (n: number): NumericArray })(data.length);
   const nd = shape.length;
@@ -145,9 +148,14 @@ function fortranToC(data: NumericArray, shape: number[]): NumericArray {
   return out;
 }
 
+/** `text` cut to `max` characters (an ellipsis and the full length after): crafted headers can be huge. */
+export function clipText(text: string, max = 200): string {
+  return text.length <= max ? text : `${text.slice(0, max)}… (${text.length} characters)`;
+}
+
 /** Python's tuple spelling, so messages match what `arr.shape` printed where the file was made. */
 function fmtShape(s: number[]): string {
-  return s.length === 1 ? `(${s[0]},)` : `(${s.join(', ')})`;
+  return clipText(s.length === 1 ? `(${s[0]},)` : `(${s.join(', ')})`);
 }
 
 /**
@@ -217,7 +225,7 @@ function parsePyLiteral(text: string, file: string): PyValue {
           ws();
           if (text[pos] !== ':') fail("expected ':'");
           pos++;
-          if (Object.prototype.hasOwnProperty.call(dict, k as string)) fail(`duplicate key '${k}'`);
+          if (Object.prototype.hasOwnProperty.call(dict, k as string)) fail(`duplicate key '${clipText(k as string, 60)}'`);
           dict[k as string] = value(depth + 1);
         } else {
           items.push(value(depth + 1));
@@ -243,6 +251,12 @@ function parsePyLiteral(text: string, file: string): PyValue {
 }
 
 const NPY_MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // \x93NUMPY
+/**
+ * The largest .npy header read (NumPy itself refuses more than 10000 bytes by default since 1.24),
+ * and the most dimensions (NumPy's own limit is 32, 64 from NumPy 2). Checked before any work.
+ */
+export const MAX_NPY_HEADER = 65536;
+export const MAX_NDIM = 64;
 
 function parseNpy(bytes: Uint8Array, file: string, maxBytes: number): NdArray {
   if (!NPY_MAGIC.every((b, i) => i >= bytes.length || bytes[i] === b)) {
@@ -258,6 +272,9 @@ function parseNpy(bytes: Uint8Array, file: string, maxBytes: number): NdArray {
   if (bytes.length < prefix) throw new DataError('ETRUNCATED', `truncated .npy: ${bytes.length} bytes is shorter than the version ${major} preamble`, file);
   const headerLen = major === 1 ? dv.getUint16(8, true) : dv.getUint32(8, true);
   const dataStart = prefix + headerLen;
+  if (headerLen > MAX_NPY_HEADER) {
+    throw new DataError('ENPY_HEADER', `the .npy header is ${headerLen} bytes, more than the ${MAX_NPY_HEADER} this reader accepts (NumPy writes a few hundred)`, file);
+  }
   if (dataStart > bytes.length) {
     throw new DataError('ETRUNCATED', `truncated .npy: header claims ${headerLen} bytes but the file ends after ${bytes.length - prefix}`, file);
   }
@@ -272,27 +289,32 @@ function parseNpy(bytes: Uint8Array, file: string, maxBytes: number): NdArray {
     throw new DataError('ENPY_HEADER', `malformed .npy header: keys are {${keys}}, expected {descr, fortran_order, shape}`, file);
   }
   const { descr, fortran_order: fortran, shape } = header as Record<string, PyValue>;
-  if (typeof fortran !== 'boolean') throw new DataError('ENPY_HEADER', `malformed .npy header: fortran_order is ${JSON.stringify(fortran)}, not True/False`, file);
+  if (typeof fortran !== 'boolean') throw new DataError('ENPY_HEADER', `malformed .npy header: fortran_order is ${clipText(JSON.stringify(fortran) ?? String(fortran))}, not True/False`, file);
+  if (Array.isArray(shape) && shape.length > MAX_NDIM) {
+    throw new DataError('ESHAPE', `shape has ${shape.length} dimensions, more than ${MAX_NDIM}: the header is corrupt`, file);
+  }
   if (!Array.isArray(shape) || !shape.every((d) => typeof d === 'number' && d >= 0)) {
-    throw new DataError('ENPY_HEADER', `malformed .npy header: shape ${JSON.stringify(shape)} is not a tuple of non-negative integers`, file);
+    throw new DataError('ENPY_HEADER', `malformed .npy header: shape ${clipText(JSON.stringify(shape) ?? String(shape))} is not a tuple of non-negative integers`, file);
   }
   if (shape.some((d) => !Number.isSafeInteger(d))) {
     throw new DataError('ESHAPE', 'shape has a dimension too large to be real: the header is corrupt', file);
   }
   if (typeof descr !== 'string') {
-    throw new DataError('EDTYPE', `unsupported dtype ${JSON.stringify(descr)}: structured (record) arrays are not image or label arrays`, file);
+    throw new DataError('EDTYPE', `unsupported dtype ${clipText(JSON.stringify(descr) ?? String(descr))}: structured (record) arrays are not image or label arrays`, file);
   }
   const order = descr[0];
+  const shown = clipText(descr, 60);
   const code = '<>|='.includes(order) ? descr.slice(1) : descr;
   if (code[0] === 'O') {
-    throw new DataError('EPICKLE', `dtype '${descr}' is an object array (pickled Python objects); refusing to unpickle. Re-save it with a numeric dtype, e.g. np.save(path, np.asarray(a, dtype=np.uint8))`, file);
+    throw new DataError('EPICKLE', `dtype '${shown}' is an object array (pickled Python objects); refusing to unpickle. Re-save it with a numeric dtype, e.g. np.save(path, np.asarray(a, dtype=np.uint8))`, file);
   }
-  const dt = DTYPES[code];
+  // own keys only: '<__proto__' or '<constructor' must not find Object.prototype's
+  const dt = Object.hasOwn(DTYPES, code) ? DTYPES[code] : undefined;
   if (!dt) {
-    throw new DataError('EDTYPE', `unsupported dtype '${descr}' (supported: bool, u1, i1, u2, i2, u4, i4, u8, i8, f2, f4, f8, either byte order)`, file);
+    throw new DataError('EDTYPE', `unsupported dtype '${shown}' (supported: bool, u1, i1, u2, i2, u4, i4, u8, i8, f2, f4, f8, either byte order)`, file);
   }
   if (dt.size > 1 && order !== '<' && order !== '>') {
-    throw new DataError('EDTYPE', `dtype '${descr}' does not state a byte order ('<' or '>')`, file);
+    throw new DataError('EDTYPE', `dtype '${shown}' does not state a byte order ('<' or '>')`, file);
   }
   const count = checkDataLength(file, shape as number[], dt.size, bytes.length - dataStart, maxBytes);
   let data = decodeValues(bytes, dataStart, count, dt, order === '>');
@@ -306,6 +328,7 @@ function parseNpy(bytes: Uint8Array, file: string, maxBytes: number): NdArray {
 function parseNpz(bytes: Uint8Array, file: string, opts: Required<LoadOptions>): NdArray {
   const want = opts.arrayName.endsWith('.npy') ? opts.arrayName : `${opts.arrayName}.npy`;
   const names: string[] = [];
+  const seen = new Set<string>();
   let tooBig: { name: string; size: number } | undefined;
   let entries: Record<string, Uint8Array>;
   try {
@@ -315,6 +338,10 @@ function parseNpz(bytes: Uint8Array, file: string, opts: Required<LoadOptions>):
       filter: (f) => {
         // A corrupt directory can claim billions of entries; no real .npz has this many.
         if (names.push(f.name) > 65536) throw new Error('more than 65536 entries');
+        // One member per name: a directory listing the wanted member thousands of times would
+        // inflate it once per listing (a 322 KB file ran for minutes). NumPy never writes two.
+        if (seen.has(f.name)) throw new Error(`the archive lists the member ${JSON.stringify(clipText(f.name, 80))} more than once`);
+        seen.add(f.name);
         if (f.name !== want) return false;
         if (f.originalSize > opts.maxBytes) { tooBig = { name: f.name, size: f.originalSize }; return false; }
         // Deflate cannot expand more than ~1032:1, so a larger claim is corruption, and
@@ -333,7 +360,7 @@ function parseNpz(bytes: Uint8Array, file: string, opts: Required<LoadOptions>):
   }
   const member = entries[want];
   if (!member) {
-    const inside = names.length ? names.map((n) => n.replace(/\.npy$/, '')).join(', ') : 'nothing';
+    const inside = names.length ? clipText(names.map((n) => n.replace(/\.npy$/, '')).join(', '), 400) : 'nothing';
     throw new DataError('ENO_ARRAY', `no array '${want.replace(/\.npy$/, '')}' in the archive; it contains: ${inside}`, file);
   }
   return parseNpy(member, `${file}:${want}`, opts.maxBytes);
@@ -350,7 +377,7 @@ function parseIdx(bytes: Uint8Array, file: string, maxBytes: number): NdArray {
   if (bytes.length < 4) throw new DataError('ETRUNCATED', `truncated IDX file: only ${bytes.length} bytes`, file);
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const magic = dv.getUint32(0, false);
-  const dt = IDX_TYPES[bytes[2]];
+  const dt = Object.hasOwn(IDX_TYPES, bytes[2]) ? IDX_TYPES[bytes[2]] : undefined;
   const nd = bytes[3];
   if (bytes[0] !== 0 || bytes[1] !== 0 || !dt || nd === 0) {
     throw new DataError('EIDX_MAGIC', `bad IDX magic 0x${magic.toString(16).padStart(8, '0')} (expected 0x00000801 for labels or 0x00000803 for images); not a .npy/.npz file either`, file);

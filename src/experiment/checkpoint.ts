@@ -24,7 +24,7 @@ import { promises as fsp } from 'node:fs'
 import { join } from 'node:path'
 import {
   CHECKPOINT_DIR, CheckpointError, commitCheckpoint, readIndexText, removeCheckpoint, decodeTensors, encodeTensors, isInt, isObj, openSealedJson, readRecordedFile,
-  decodeSnapshot, encodeSnapshot, type RunSnapshot, type Tensor,
+  decodeSnapshot, encodeSnapshot, checkNoUnusedTensors, type RunSnapshot, type Tensor,
 } from '../training/checkpoint'
 import { Trial, type TrialOptions, type ModelConfig } from '../training/trial'
 import type { TrialData } from '../training/sources'
@@ -186,6 +186,7 @@ export async function readExperimentCheckpoint(dir: string): Promise<LoadedExper
       reference.state = state
     } else bad('the reference entry is malformed')
   }
+  checkNoUnusedTensors(tensors, bad)
   if (!Array.isArray(ix.resync) || !ix.resync.every((r: unknown) => isObj(r) && Number.isSafeInteger(r.epoch) && typeof r.relDiff === 'number')) bad('the re-synchronised epochs are malformed')
   return {
     dir, createdAt: ix.createdAt, config: ix.config, data: ix.data, reason: ix.reason, seconds: ix.seconds, interruptions: ix.interruptions,

@@ -25,7 +25,7 @@ import { abortError, MLP, Dataset } from '../engine/mlp'
 import { loadInputs, type InputOptions, type Inputs, type Part } from '../data/inputs'
 import { claimRunDir, type RunDirClaim } from '../training/run-dir'
 import { summarize } from '../output/metrics'
-import { writeFileAtomic } from '../output/atomic'
+import { makeOutputDir, writeFileAtomic } from '../output/atomic'
 import { historyCsv } from '../training/history'
 import { saveModel } from '../output/model-file'
 import { classDistribution, comparisonCurves, confusionHeatmap, lossCurves, sampleGrid, writeRendered, type HistoryRow } from '../output/plots'
@@ -44,6 +44,9 @@ import {
 import { ExperimentStore, hasExperimentCheckpoint, readExperimentCheckpoint, removeExperimentCheckpoint, type ExperimentCheckpointHeader, type LoadedExperimentCheckpoint } from './checkpoint'
 import { CheckpointError, dataFingerprint } from '../training/checkpoint'
 import { agreementChart, lrEffectChart } from './plots'
+import { TrialQueue } from '../queue/executor'
+import { parseQueueUrl, redactSecrets } from '../queue/connection'
+import { dataSpecOf } from '../queue/data'
 import { machineFacts } from '../engine/machine'
 import { writeReport } from '../output/report'
 import type { EpochRecord, SplitMetrics } from '../training/records'
@@ -82,6 +85,12 @@ export interface ExperimentOptions extends ExperimentConfig {
   resume?: string
   /** Progress lines (phases, trials, epochs of long runs). */
   log?: (line: string) => void
+  /**
+   * A job queue, redis://[user:password@]host:port[/db] or rediss://: the searches' trials, M0 and
+   * M4 are trained as jobs by the workers connected to it (`kana-native worker`), with the same
+   * results; the rest stays here. Data must come from files (or a named data set) the workers can read.
+   */
+  queue?: string
 }
 
 export interface ModelResult {
@@ -285,6 +294,9 @@ interface Study {
   twins: EngineCopy[]
   /** Threads for this thread's models while the reference holds one core. */
   sideThreads: number
+  queue?: TrialQueue
+  /** Advances the trial under `key`: here, or as a job on the queue. */
+  advance(key: string, t: Trial, untilEpoch: number): Promise<void>
 }
 
 /** Wall seconds per phase (experiment.json `timings`). */
@@ -320,6 +332,12 @@ const epochLogger = (log: (line: string) => void, id: string, every: number) => 
 export async function runExperiment(opts: ExperimentOptions = {}): Promise<ExperimentResult> {
   // settings first (a resumed experiment's come from its checkpoint), then the directory's lock
   if (opts.resume === undefined) resolveExperiment(opts)
+  if (opts.queue !== undefined) {
+    parseQueueUrl(opts.queue)
+    if (opts.inMemory) throw new RangeError('a job queue needs data the workers can load: images and labels files (or a named data set), not arrays in memory (inMemory)')
+  }
+  // a queue's password must not reach the lock file, experiment.json or the report
+  if (opts.command) opts = { ...opts, command: opts.command.map(redactSecrets) }
   const dir = resolve(opts.resume ?? opts.out ?? join('runs', `experiment-${stamp()}`))
   const claim = await claimRunDir(dir, { kind: 'experiment', overwrite: opts.overwrite, resume: opts.resume !== undefined, command: opts.command, onWarning: opts.log && ((m) => opts.log!(`warning: ${m}`)) })
   try {
@@ -331,6 +349,14 @@ export async function runExperiment(opts: ExperimentOptions = {}): Promise<Exper
 
 async function studyIn(opts: ExperimentOptions, dir: string, claim: RunDirClaim): Promise<ExperimentResult> {
   const x = await openStudy(opts, dir, claim)
+  try {
+    return await phases(x)
+  } finally {
+    await x.queue?.close()
+  }
+}
+
+async function phases(x: Study): Promise<ExperimentResult> {
   try {
     if (x.wants('M0')) await trainM0(x)
     if (x.wants('M1') || x.wants('M2') || x.wants('M3')) await searchM1(x)
@@ -397,8 +423,10 @@ async function openStudy(opts: ExperimentOptions, dir: string, claim: RunDirClai
     config: configForFile(cfg), data: { fingerprint, samples: { train: inputs.train.labels.length, validation: inputs.validation.labels.length, test: inputs.test.labels.length } },
     reason, seconds: priorSeconds + (performance.now() - clock.started) / 1000, interruptions: interruptions + (reason === 'interrupted' ? 1 : 0), command: opts.command,
   })
+  const queue = opts.queue === undefined ? undefined : await TrialQueue.open(opts.queue, { data: dataSpecOf(inputs, cfg.split, cfg.seed, fingerprint), log })
   return {
-    opts, cfg, dir, loaded, store, inputs, data, testSplit, log, clock, machineAtStart, checkpointHeader,
+    opts, cfg, dir, loaded, store, inputs, data, testSplit, log, clock, machineAtStart, checkpointHeader, queue,
+    advance: (key, t, untilEpoch) => (queue ? queue.advance(key, t, untilEpoch, opts.signal) : t.advance(untilEpoch, opts.signal)),
     phaseDone: (phase) => store.write(dir, checkpointHeader(phase)),
     wants: (m) => cfg.models.includes(m),
     finished: new Map(), twins: [], sideThreads: cfg.threads,
@@ -411,7 +439,7 @@ async function trainM0(x: Study): Promise<void> {
   x.clock.begin('M0')
   x.log(`M0: ${archLabel(layersOf(cfg.M0, inputs.features, inputs.classes))} ${techniques(cfg.M0)}`)
   const t = x.store.trial('M0', cfg.M0, x.data, { threads: cfg.threads, onEpoch: epochLogger(x.log, 'M0', 50) })
-  await t.advance(cfg.M0.epochs, x.opts.signal)
+  await x.advance('M0', t, cfg.M0.epochs)
   t.finish()
   x.finished.set('M0', { trial: t, result: { ...fromTrial('M0', t), notes: `the study's baseline: ${paramCount(t.layers).toLocaleString('en-US')} parameters, one gradient step per epoch on all ${inputs.train.labels.length} training images` } })
   x.clock.end('M0')
@@ -428,10 +456,11 @@ async function searchM1(x: Study): Promise<void> {
   const search = await runTrials('search', s.mode, configs, x.data, {
     epochs: s.epochs, halving: s.halving, concurrency: s.concurrency, threads: s.threads, signal: x.opts.signal, log,
     makeTrial: (i, c, threads) => x.store.trial(`search/${i + 1}`, c, x.data, { threads }),
+    advance: (t, until, i) => x.advance(`search/${i + 1}`, t, until), inFlight: x.queue && configs.length,
   })
   x.search = search
   const best = search.best
-  await best.advance(best.config.epochs, x.opts.signal)
+  await x.advance(`search/${search.bestId}`, best, best.config.epochs)
   best.finish()
   log(`search: selected trial ${search.bestId} (${describeConfig(best.config)}), best val_loss ${best.bestValLoss.toFixed(4)} at epoch ${best.bestEpoch}; ${search.epochsTrained} epochs trained instead of up to ${search.epochsWithoutHalving}, ${search.seconds.toFixed(1)}s`)
   x.finished.set('M1', {
@@ -492,10 +521,11 @@ async function architectureM3(x: Study): Promise<void> {
     concurrency: beside ? a.concurrency : cfg.search.concurrency, threads: beside ? x.sideThreads : cfg.search.threads,
     signal: x.opts.signal, log,
     makeTrial: (i, c, threads) => x.store.trial(`architecture/${i + 1}`, c, x.data, { threads }),
+    advance: (t, until, i) => x.advance(`architecture/${i + 1}`, t, until), inFlight: x.queue && configs.length,
   })
   x.arch = arch
   const best = arch.best
-  await best.advance(best.config.epochs, x.opts.signal)
+  await x.advance(`architecture/${arch.bestId}`, best, best.config.epochs)
   best.finish()
   const sameAsM1 = hiddenLabel(best.config.hidden) === hiddenLabel(m1.config.hidden)
   log(`M3: selected ${archLabel(best.layers)}, best val_loss ${best.bestValLoss.toFixed(4)} at epoch ${best.bestEpoch}${sameAsM1 ? ' (M1\'s architecture again)' : ''}`)
@@ -514,7 +544,7 @@ async function trainM4(x: Study): Promise<void> {
   const layers = layersOf(cfg.M4, inputs.features, inputs.classes)
   x.log(`M4: ${archLabel(layers)} (${paramCount(layers).toLocaleString('en-US')} parameters) ${techniques(cfg.M4)}, ${x.sideThreads} thread(s)`)
   const t = x.store.trial('M4', cfg.M4, x.data, { threads: x.sideThreads, onEpoch: epochLogger(x.log, 'M4', 5) })
-  await t.advance(cfg.M4.epochs, x.opts.signal)
+  await x.advance('M4', t, cfg.M4.epochs)
   t.finish()
   const h = t.history
   const last = h[h.length - 1]
@@ -966,7 +996,7 @@ export function comparisonCsv(rows: TableRow[]): string {
 }
 
 async function writeModelDir(r: ModelResult, inputs: Inputs, weights: Float32Array[], cfg: ResolvedExperiment): Promise<void> {
-  await mkdir(r.dir, { recursive: true })
+  await makeOutputDir(r.dir, 2) // models/ and models/<id>: real folders, never links
   await writeFileAtomic(join(r.dir, 'config.json'), json({
     model: r.id, engine: r.engine, ...r.config, layers: r.layers, classNames: inputs.classNames,
     data: { ...inputs.source, features: inputs.features, classes: inputs.classes, samples: { train: inputs.train.labels.length, validation: inputs.validation.labels.length, test: inputs.test.labels.length }, splitSeed: cfg.seed },
@@ -996,7 +1026,7 @@ async function writeDataPictures(dir: string, inputs: Inputs): Promise<void> {
 }
 
 async function writeSearch(dir: string, s: SearchResult, plotTitle?: string): Promise<SearchSummary> {
-  await mkdir(dir, { recursive: true })
+  await makeOutputDir(dir)
   await writeFileAtomic(join(dir, 'trials.csv'), trialsCsv(s.trials))
   await writeFileAtomic(join(dir, 'trials.json'), json(s.trials))
   await writeFileAtomic(join(dir, 'trials.md'), trialsMarkdown(s.trials))

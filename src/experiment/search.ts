@@ -229,6 +229,10 @@ export async function runTrials(
     epochs: number; halving: HalvingOptions | false; concurrency: number; threads: number; signal?: AbortSignal; log?: (line: string) => void
     /** Makes trial `i` (0-based); an experiment's checkpoint store restores saved trials this way. */
     makeTrial?: (i: number, c: ModelConfig, threads: number) => Trial
+    /** Advances trial `i` (0-based) to `untilEpoch`, e.g. as a job on a queue (src/queue); default here, t.advance. */
+    advance?: (t: Trial, untilEpoch: number, i: number) => Promise<void>
+    /** Trials advanced at once when `advance` sends them elsewhere (a queue: every trial of a rung); default `concurrency`. */
+    inFlight?: number
   },
 ): Promise<SearchResult> {
   if (configs.length === 0) throw new RangeError(`${name}: no configurations to try`)
@@ -239,9 +243,9 @@ export async function runTrials(
   const stoppedBy = new Map<Trial, string>()
   let alive = trials
   for (const [i, rung] of rungs.entries()) {
-    await pool(alive, opts.concurrency, async (t) => {
+    await pool(alive, opts.inFlight ?? opts.concurrency, async (t) => {
       const before = t.epochsRun
-      await t.advance(rung, opts.signal)
+      await (opts.advance ? opts.advance(t, rung, trials.indexOf(t)) : t.advance(rung, opts.signal))
       if (t.epochsRun === before) return // already stopped by itself: nothing new to say
       const id = trials.indexOf(t) + 1
       opts.log?.(`${name} trial ${id}/${trials.length} (${describeConfig(t.config)}): ${t.epochsRun} epochs, best val_loss ${t.bestValLoss.toFixed(4)} @ ${t.bestEpoch}, val_acc ${(t.bestValAccuracy * 100).toFixed(2)}%, ${t.seconds.toFixed(1)}s${t.stopReason ? ` (${t.stopReason})` : ''}`)

@@ -154,3 +154,38 @@ function syncDirSync(dir: string): void {
     if (fd !== undefined) try { fs.closeSync(fd); } catch { /* ignore */ }
   }
 }
+
+/**
+ * Creates the output folder `dir` and checks, without following links, that its last `levels`
+ * components — the folders kana-native names inside an output directory (checkpoint/, models/M1,
+ * search/, …) — are real directories: a symbolic link there would send its files (and the
+ * clean-up of older ones) into whatever folder it points at. The output directory the user named
+ * (and the path to it) may be or pass through links: that is the user's choice.
+ *
+ * A link made between this check and a later write is not caught (no descriptor-relative writes
+ * in Node's fs); clean-ups only remove names kana-native recorded, so they stay within its files.
+ */
+export async function makeOutputDir(dir: string, levels = 1): Promise<void> {
+  const owned: string[] = [];
+  let d = path.resolve(dir);
+  for (let i = 0; i < levels; i++) { owned.unshift(d); d = path.dirname(d); }
+  await fsp.mkdir(d, { recursive: true });
+  for (const p of owned) {
+    try { await fsp.mkdir(p); } catch (e) { if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw describe(p, e); }
+    checkOwnedDir(p, await fsp.lstat(p));
+  }
+}
+
+/** Throws (code 'ESYMLINK' or 'ENOTDIR') unless `st` (from lstat) is a real directory. */
+export function checkOwnedDir(p: string, st: fs.Stats): void {
+  if (st.isSymbolicLink()) {
+    const err = new Error(`${p} is a symbolic link: kana-native writes its files only into real folders inside an output directory, never through a link (it would write and delete files wherever the link points). Remove the link, or choose another directory`);
+    (err as NodeJS.ErrnoException).code = 'ESYMLINK';
+    throw err;
+  }
+  if (!st.isDirectory()) {
+    const err = new Error(`${p} exists and is not a directory; kana-native needs that name for a folder of its own`);
+    (err as NodeJS.ErrnoException).code = 'ENOTDIR';
+    throw err;
+  }
+}

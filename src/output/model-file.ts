@@ -24,6 +24,7 @@
 import { promises as fsp } from 'node:fs';
 import { writeFileAtomic } from './atomic';
 import { trainingRecordProblem } from '../training/config';
+import { classNameProblem } from '../data/classmap';
 
 export const MODEL_FORMAT = 'kana-native-model';
 /** The version written; READ_VERSIONS are those read. */
@@ -190,6 +191,7 @@ function checkMeta(m: unknown, fail: Fail): ModelFile['meta'] {
   if (classNames !== undefined) {
     if (!Array.isArray(classNames) || !classNames.every((c) => typeof c === 'string')) fail('EMETA', 'classNames is not an array of strings');
     if (classNames.length !== out) fail('ECLASSNAMES', `${classNames.length} classNames for ${out} output classes`);
+    classNames.forEach((c, k) => { const problem = classNameProblem(c); if (problem) fail('ECLASSNAMES', `classNames[${k}] ${problem}`); });
     meta.classNames = [...classNames];
   }
   if (training !== undefined) {

@@ -20,7 +20,7 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { promises as fsp } from 'node:fs'
 import { join } from 'node:path'
-import { writeFileAtomic } from '../output/atomic'
+import { makeOutputDir, writeFileAtomic } from '../output/atomic'
 import { EarlyStopping } from './early-stopping'
 import type { TrainingState } from '../engine/mlp'
 import type { Inputs } from '../data/inputs'
@@ -172,7 +172,8 @@ export function sealJson(obj: Record<string, unknown>): string {
 export function openSealedJson(text: string, name: string, bad: (why: string) => never): Record<string, any> {
   let v: unknown
   try {
-    v = JSON.parse(text, (_, x) => (typeof x === 'string' && x in NON_FINITE ? NON_FINITE[x] : x))
+    // own keys only: a string such as "toString" is no number
+    v = JSON.parse(text, (_, x) => (typeof x === 'string' && Object.hasOwn(NON_FINITE, x) ? NON_FINITE[x] : x))
   } catch (e) {
     return bad(`${name} is not valid JSON (${(e as Error).message})`)
   }
@@ -216,7 +217,29 @@ export function encodeTensors(tensors: [string, Tensor][], meta: Record<string, 
   return bytes
 }
 
-export function decodeTensors(bytes: Uint8Array, file: string): { meta: Record<string, unknown>; tensors: Map<string, Tensor> } {
+/**
+ * The tensors of a decoded file, by name; remembers which were taken (`get`), so that the reader
+ * can refuse a file holding tensors its index does not name (`unused`).
+ */
+export class TensorMap extends Map<string, Tensor> {
+  private readonly taken = new Set<string>()
+  override get(name: string): Tensor | undefined {
+    if (super.has(name)) this.taken.add(name)
+    return super.get(name)
+  }
+  /** Names never taken, in file order. */
+  unused(): string[] {
+    return [...this.keys()].filter((k) => !this.taken.has(k))
+  }
+}
+
+/**
+ * Decodes a checkpoint's tensor file. Strict, as decodeModel is for model files: the tensors must
+ * tile the data section exactly, in header order (as encodeTensors writes them), so no byte is
+ * decoded twice — a file whose entries all point at the same bytes would otherwise make every
+ * entry a full allocation (entries × size from a small file) — and none lies unused.
+ */
+export function decodeTensors(bytes: Uint8Array, file: string): { meta: Record<string, unknown>; tensors: TensorMap } {
   const bad = (why: string): never => { throw new CheckpointError('ECORRUPT', `${file}: ${why}`) }
   if (bytes.length < 8) bad('too short')
   const n = Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true))
@@ -224,27 +247,41 @@ export function decodeTensors(bytes: Uint8Array, file: string): { meta: Record<s
   let header: Record<string, any>
   try { header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + n))) } catch { return bad('header is not JSON') }
   if (typeof header !== 'object' || header === null || Array.isArray(header)) bad('header is not an object')
-  const meta = (header as Record<string, any>).__metadata__
+  const meta = Object.hasOwn(header, '__metadata__') ? (header as Record<string, any>).__metadata__ : undefined
   if (typeof meta !== 'object' || meta === null) bad('no __metadata__')
   const start = 8 + n
-  const tensors = new Map<string, Tensor>()
-  let end = 0
+  const clip = (name: string) => JSON.stringify(name.length > 80 ? `${name.slice(0, 80)}…` : name)
+  // every entry checked before anything is allocated
+  const spans: { name: string; dtype: string; count: number; a: number; b: number }[] = []
+  let pos = 0
   for (const [name, info] of Object.entries(header)) {
     if (name === '__metadata__') continue
-    const { dtype, shape, data_offsets: off } = info ?? {}
-    if ((dtype !== 'F32' && dtype !== 'U32' && dtype !== 'F64') || !Array.isArray(shape) || shape.length !== 1 || !Number.isSafeInteger(shape[0]) || shape[0] < 0 || !Array.isArray(off) || off.length !== 2) bad(`tensor "${name}" has a bad header entry`)
+    const { dtype, shape, data_offsets: off } = isObj(info) ? info : ({} as Record<string, any>)
+    if ((dtype !== 'F32' && dtype !== 'U32' && dtype !== 'F64') || !Array.isArray(shape) || shape.length !== 1 || !Number.isSafeInteger(shape[0]) || shape[0] < 0 || !Array.isArray(off) || off.length !== 2) bad(`tensor ${clip(name)} has a bad header entry`)
     const [a, b] = off as number[]
     const width = dtype === 'F64' ? 8 : 4
-    if (!Number.isSafeInteger(a) || !Number.isSafeInteger(b) || a < 0 || b - a !== width * shape[0] || start + b > bytes.length) bad(`tensor "${name}" has bad offsets`)
-    const t = dtype === 'F32' ? new Float32Array(shape[0]) : dtype === 'F64' ? new Float64Array(shape[0]) : new Uint32Array(shape[0])
+    if (!Number.isSafeInteger(a) || !Number.isSafeInteger(b) || a < 0 || b - a !== width * shape[0] || start + b > bytes.length) bad(`tensor ${clip(name)} has bad offsets`)
+    if (a < pos) bad(`tensor ${clip(name)} overlaps the tensor before it or is out of order (bytes ${a}–${b}, the previous one ends at ${pos})`)
+    if (a > pos) bad(`bytes ${pos}–${a} of the data, before tensor ${clip(name)}, belong to no tensor`)
+    spans.push({ name, dtype, count: shape[0], a, b })
+    pos = b
+  }
+  if (start + pos !== bytes.length) bad('trailing bytes')
+  const tensors = new TensorMap()
+  for (const { name, dtype, count, a, b } of spans) {
+    const t = dtype === 'F32' ? new Float32Array(count) : dtype === 'F64' ? new Float64Array(count) : new Uint32Array(count)
     const src = bytes.subarray(start + a, start + b)
     if (HOST_LE) new Uint8Array(t.buffer).set(src)
     else { const v = new DataView(src.buffer, src.byteOffset, src.byteLength); for (let i = 0; i < t.length; i++) t[i] = dtype === 'F32' ? v.getFloat32(4 * i, true) : dtype === 'F64' ? v.getFloat64(8 * i, true) : v.getUint32(4 * i, true) }
     tensors.set(name, t)
-    end = Math.max(end, b)
   }
-  if (start + end !== bytes.length) bad('trailing bytes')
   return { meta, tensors }
+}
+
+/** Refuses a tensor file holding tensors its index never named (after every one was taken). */
+export function checkNoUnusedTensors(tensors: TensorMap, bad: (why: string) => never): void {
+  const extra = tensors.unused()
+  if (extra.length) bad(`the tensor file holds ${extra.length} tensor(s) its index does not name (${extra.slice(0, 3).map((x) => JSON.stringify(x.slice(0, 80))).join(', ')}${extra.length > 3 ? ', …' : ''})`)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -255,10 +292,13 @@ export function decodeTensors(bytes: Uint8Array, file: string): { meta: Record<s
 
 /**
  * Writes `data` (key → bytes) as `<key>.<id>.safetensors` into `dir`, then the index that
- * `index(files)` returns, sealed, as `indexName`; removes the data files of older checkpoints.
+ * `index(files)` returns, sealed, as `indexName`; removes the data files the previous index
+ * named — those only, never other files that happen to lie there. `dir` must be a real folder
+ * (not a symbolic link) inside the run directory.
  */
 export async function commitCheckpoint(dir: string, indexName: string, data: [string, Uint8Array][], index: (files: Record<string, FileRef>) => Record<string, unknown>): Promise<void> {
-  await fsp.mkdir(dir, { recursive: true })
+  await makeOutputDir(dir)
+  const previous = await recordedNames(dir, indexName)
   const id = `${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`
   const files: Record<string, FileRef> = {}
   for (const [key, bytes] of data) {
@@ -267,10 +307,24 @@ export async function commitCheckpoint(dir: string, indexName: string, data: [st
     files[key] = { name, size: bytes.length, sha256: sha256(bytes) }
   }
   await writeFileAtomic(join(dir, indexName), sealJson(index(files)))
-  // Now the older checkpoint's files are unreferenced.
+  // Now the older checkpoint's files are unreferenced. (A data file of a checkpoint that crashed
+  // before its index was written is named by no index: it goes with the folder when the run ends.)
   const keep = new Set(Object.values(files).map((f) => f.name))
-  for (const f of await fsp.readdir(dir)) {
-    if (f.endsWith('.safetensors') && !keep.has(f)) await fsp.rm(join(dir, f), { force: true }).catch(() => {})
+  for (const f of previous) {
+    if (!keep.has(f)) await fsp.rm(join(dir, f), { force: true }).catch(() => {})
+  }
+}
+
+/** The data files the index `indexName` in `dir` names (none when it is missing or not intact). */
+async function recordedNames(dir: string, indexName: string): Promise<string[]> {
+  let text: string
+  try { text = await fsp.readFile(join(dir, indexName), 'utf8') } catch { return [] }
+  try {
+    const ix = openSealedJson(text, indexName, (why) => { throw new Error(why) })
+    // only names of the form this function writes: nothing outside the folder, nothing else
+    return isObj(ix.files) ? Object.values(ix.files).map((f) => (isObj(f) ? f.name : undefined)).filter((n): n is string => typeof n === 'string' && /^[\w-]+\.[0-9a-z]+-[0-9a-f]{8}\.safetensors$/.test(n)) : []
+  } catch {
+    return []
   }
 }
 
@@ -468,6 +522,7 @@ export async function readCheckpoint(runDir: string): Promise<Checkpoint> {
   if (!isObj(files) || !isObj(files.tensors)) bad('the list of files is incomplete')
   const { tensors } = decodeTensors(await readRecordedFile(dir, files.tensors, 'the tensors', CHECKPOINT_INDEX, bad), join(dir, files.tensors.name))
   const snapshot = decodeSnapshot('', ix.run, tensors, Float32Array, bad)
+  checkNoUnusedTensors(tensors, bad)
   const model = snapshot.model
   if (snapshot.released || !model || snapshot.stopReason !== null || snapshot.finished) return bad('the run is not one that can continue')
   if (snapshot.progress.epoch >= config.epochs) bad(`epoch ${snapshot.progress.epoch} is outside 0..${config.epochs - 1}`)

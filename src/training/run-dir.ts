@@ -5,13 +5,13 @@
 //   model.safetensors the weights, with architecture, normalisation, class names, config, metrics
 //   curves.png/.svg, confusion.png/.svg (test), class-distribution.png/.svg, samples.png/.svg
 //   .kana-native.lock while a process works in it (claimRunDir, below)
-import { closeSync, existsSync, linkSync, openSync, readFileSync, renameSync, rmdirSync, rmSync, statSync, writeSync } from 'node:fs'
+import { closeSync, existsSync, linkSync, lstatSync, openSync, readFileSync, renameSync, rmdirSync, rmSync, statSync, writeSync } from 'node:fs'
 import { mkdir, rm, rmdir } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import { join, resolve, sep } from 'node:path'
 import { CHECKPOINT_DIR, CHECKPOINT_INDEX, removeCheckpoint } from './checkpoint'
-import { writeFileAtomic } from '../output/atomic'
+import { checkOwnedDir, writeFileAtomic } from '../output/atomic'
 import { writeHistory } from './history'
 import { saveModel } from '../output/model-file'
 import { classDistribution, confusionHeatmap, lossCurves, sampleGrid, writeRendered } from '../output/plots'
@@ -134,7 +134,7 @@ export interface RunDirClaim {
 }
 
 export class RunDirError extends Error {
-  /** 'ELOCKED' (another process holds the directory), 'EFINISHED' (a finished run), 'EEXIST' (an earlier run's files), 'ENOTDIR', 'EOPTION'. */
+  /** 'ELOCKED' (another process holds the directory), 'EFINISHED' (a finished run), 'EEXIST' (an earlier run's files), 'ENOTDIR', 'ESYMLINK' (a folder of its own is a link), 'EOPTION'. */
   readonly code: string
   constructor(code: string, message: string) {
     super(message)
@@ -271,6 +271,7 @@ export async function claimRunDir(dir: string, opts: ClaimOptions): Promise<RunD
   for (const s of SIGNALS) process.prependListener(s, onSignal)
 
   try {
+    checkOwnedFolders(dir, opts.kind)
     await checkContents(dir, opts)
   } catch (e) {
     release()
@@ -289,6 +290,24 @@ export async function claimRunDir(dir: string, opts: ClaimOptions): Promise<RunD
 }
 
 const SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM']
+
+/**
+ * The folders kana-native makes inside a run or experiment directory must be real ones: a symbolic
+ * link (checkpoint/ → elsewhere, models/ → elsewhere) would make this run write, overwrite and
+ * clean up files outside the directory. Checked without following links, whatever the options.
+ */
+function checkOwnedFolders(dir: string, kind: RunDirKind): void {
+  const subs = kind === 'run' ? [CHECKPOINT_DIR] : [CHECKPOINT_DIR, ...Object.keys(EXPERIMENT_FILES).filter((s) => s !== '.')]
+  for (const sub of subs) {
+    let st
+    try { st = lstatSync(join(dir, sub)) } catch { continue } // absent (or its parent is): made when needed
+    try {
+      checkOwnedDir(join(dir, sub), st)
+    } catch (e) {
+      throw new RunDirError((e as NodeJS.ErrnoException).code ?? 'ENOTDIR', `cannot use ${dir}: ${(e as Error).message}`)
+    }
+  }
+}
 
 const existing = (dir: string, names: string[]) => names.filter((n) => existsSync(join(dir, n)))
 

@@ -213,9 +213,11 @@ impl Env {
             .collect()
     }
 
-    /// The type and contents of a typed array, borrowed for the duration of the call (the
-    /// JavaScript thread cannot run, so the buffer cannot change or go away meanwhile).
-    pub fn get_typed_array<'a>(self, v: napi_value, name: &str) -> JsResult<TypedArray<'a>> {
+    /// The type of a typed array and where its elements lie. Nothing is borrowed: the buffer may be
+    /// a SharedArrayBuffer that another thread writes while this one reads, and a Rust reference
+    /// over memory that changes under it is undefined behaviour (a check could pass on one value
+    /// and the copy take another). Callers copy the elements ([`Raw::copy`]) and check the copy.
+    pub fn get_typed_array(self, v: napi_value, name: &str) -> JsResult<TypedArray> {
         let mut is = false;
         check(unsafe { napi_is_typedarray(self.0, v, &mut is) }, "is_typedarray")?;
         if !is {
@@ -226,11 +228,11 @@ impl Env {
             unsafe { napi_get_typedarray_info(self.0, v, &mut kind, &mut len, &mut data, ptr::null_mut(), ptr::null_mut()) },
             "get_typedarray_info",
         )?;
-        // SAFETY: Node-API reports `len` elements of the given kind at `data` (null when empty or detached).
-        unsafe fn slice<'a, T>(data: *mut c_void, len: usize) -> &'a [T] {
-            if len == 0 || data.is_null() { &[] } else { std::slice::from_raw_parts(data.cast::<T>(), len) }
+        // Node-API reports `len` elements of the given kind at `data` (null when empty or detached).
+        fn slice<T>(data: *mut c_void, len: usize) -> Raw<T> {
+            Raw { ptr: data.cast::<T>(), len: if data.is_null() { 0 } else { len } }
         }
-        Ok(unsafe {
+        Ok({
             match kind {
                 NAPI_UINT8_ARRAY | NAPI_UINT8_CLAMPED_ARRAY => TypedArray::U8(slice(data, len)),
                 NAPI_INT8_ARRAY => TypedArray::I8(slice(data, len)),
@@ -323,16 +325,44 @@ impl Env {
     }
 }
 
-pub enum TypedArray<'a> {
-    U8(&'a [u8]),
-    I8(&'a [i8]),
-    I16(&'a [i16]),
-    U16(&'a [u16]),
-    I32(&'a [i32]),
-    U32(&'a [u32]),
-    F32(&'a [f32]),
+pub enum TypedArray {
+    U8(Raw<u8>),
+    I8(Raw<i8>),
+    I16(Raw<i16>),
+    U16(Raw<u16>),
+    I32(Raw<i32>),
+    U32(Raw<u32>),
+    F32(Raw<f32>),
     F64,
     Other,
+}
+
+/// The elements of a typed array, not borrowed (see [`Env::get_typed_array`]): valid to copy
+/// while no JavaScript runs on this thread (nothing can detach or shrink the buffer meanwhile).
+pub struct Raw<T> {
+    ptr: *const T,
+    len: usize,
+}
+
+impl<T: Copy> Raw<T> {
+    /// A copy in native memory, or a RangeError naming the bytes when they cannot be had (instead
+    /// of the process aborting on a failed allocation). The copy is made with one memcpy and no
+    /// reference to the source: a value another thread writes meanwhile may be copied old or new,
+    /// and whatever is copied is what the caller checks and uses.
+    pub fn copy(&self, name: &str) -> JsResult<Vec<T>> {
+        let mut v: Vec<T> = Vec::new();
+        v.try_reserve_exact(self.len)
+            .map_err(|_| range_error(format!("{name}: cannot allocate {} bytes of native memory for a copy", self.len as u128 * std::mem::size_of::<T>() as u128)))?;
+        if self.len > 0 {
+            // SAFETY: `ptr` holds `len` elements (Node-API's report; no JavaScript ran since), the
+            // destination has room for them, and the two do not overlap; T is plain data.
+            unsafe {
+                ptr::copy_nonoverlapping(self.ptr, v.as_mut_ptr(), self.len);
+                v.set_len(self.len);
+            }
+        }
+        Ok(v)
+    }
 }
 
 /// Runs an exported function body: reads up to `N` arguments, catches panics and errors and turns

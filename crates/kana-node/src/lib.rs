@@ -239,19 +239,27 @@ unsafe extern "C" fn get_weights(env: napi_env, info: napi_callback_info) -> nap
     })
 }
 
-/// The contents of Float32Arrays whose `napi_value`s were read earlier, borrowed. Reading values
-/// (array elements, object fields) may run JavaScript (getters, proxies), and JavaScript can
-/// detach or shrink a buffer: so every value is read first and the slices are borrowed last, with
-/// no JavaScript running between the borrow and the use.
-fn f32_slices<'a>(env: Env, items: &[napi_value], name: &str) -> JsResult<Vec<&'a [f32]>> {
+/// Copies of Float32Arrays whose `napi_value`s were read earlier. Reading values (array elements,
+/// object fields) may run JavaScript (getters, proxies), and JavaScript can detach or shrink a
+/// buffer: so every value is read first and the contents copied last, with no JavaScript running
+/// in between. Copied, never borrowed: a SharedArrayBuffer's elements can change under a borrow
+/// (another thread), so the checks (finiteness, shapes) run on the copies, which are what is used.
+fn f32_copies(env: Env, items: &[napi_value], name: &str) -> JsResult<Vec<Vec<f32>>> {
     items
         .iter()
         .enumerate()
-        .map(|(i, &a)| match env.get_typed_array(a, &format!("{name}[{i}]"))? {
-            TypedArray::F32(s) => Ok(s),
-            _ => Err(type_error(format!("{name}[{i}] must be a Float32Array"))),
+        .map(|(i, &a)| {
+            let what = format!("{name}[{i}]");
+            match env.get_typed_array(a, &what)? {
+                TypedArray::F32(s) => s.copy(&what),
+                _ => Err(type_error(format!("{what} must be a Float32Array"))),
+            }
         })
         .collect()
+}
+
+fn slices(v: &[Vec<f32>]) -> Vec<&[f32]> {
+    v.iter().map(|x| x.as_slice()).collect()
 }
 
 /// setWeights(model, Float32Array[]): replaces all weights after checking shapes and finiteness.
@@ -259,8 +267,8 @@ unsafe extern "C" fn set_weights(env: napi_env, info: napi_callback_info) -> nap
     call(env, info, |env, [m, arrays]| {
         let cell = model(env, m)?;
         let items = env.get_array(arrays, "weights", MAX_ARRAYS)?;
-        let arrays = f32_slices(env, &items, "weights")?;
-        cell.with("set the weights", |t| Ok(t.set_params(&arrays)?))?;
+        let arrays = f32_copies(env, &items, "weights")?;
+        cell.with("set the weights", |t| Ok(t.set_params(&slices(&arrays))?))?;
         env.undefined()
     })
 }
@@ -282,8 +290,8 @@ unsafe extern "C" fn set_norm_state(env: napi_env, info: napi_callback_info) -> 
     call(env, info, |env, [m, arrays]| {
         let cell = model(env, m)?;
         let items = env.get_array(arrays, "normState", MAX_ARRAYS)?;
-        let arrays = f32_slices(env, &items, "normState")?;
-        cell.with("set the norm state", |t| Ok(t.set_norm_state(&arrays)?))?;
+        let arrays = f32_copies(env, &items, "normState")?;
+        cell.with("set the norm state", |t| Ok(t.set_norm_state(&slices(&arrays))?))?;
         env.undefined()
     })
 }
@@ -321,22 +329,12 @@ unsafe extern "C" fn get_training_state(env: napi_env, info: napi_callback_info)
     })
 }
 
-/// A copy of `s` in native memory, or a RangeError naming the bytes when they cannot be had
-/// (instead of the process aborting on a failed allocation).
-fn try_copy<T: Copy>(s: &[T], name: &str) -> JsResult<Vec<T>> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(s.len())
-        .map_err(|_| range_error(format!("{name}: cannot allocate {} bytes of native memory for a copy", std::mem::size_of_val(s))))?;
-    v.extend_from_slice(s);
-    Ok(v)
-}
-
 /// setTrainingState(model, { step, rng, m, v, partialEpoch })
 unsafe extern "C" fn set_training_state(env: napi_env, info: napi_callback_info) -> napi_value {
     call(env, info, |env, [m, state]| {
         let cell = model(env, m)?;
         env.expect_object(state, "state")?;
-        // Every value is read (running any getters) before the moments are borrowed: see f32_slices.
+        // Every value is read (running any getters) before the moments are copied: see f32_copies.
         let field = |k: &str| env.get_field(state, k)?.ok_or_else(|| type_error(format!("state.{k} is missing")));
         let step = env.get_integer(field("step")?, "state.step", 0.0, 9_007_199_254_740_991.0)? as u64;
         let rng: u64 = env.get_string(field("rng")?, "state.rng")?.parse().map_err(|_| range_error("state.rng must be a decimal 64-bit unsigned integer"))?;
@@ -352,15 +350,15 @@ unsafe extern "C" fn set_training_state(env: napi_env, info: napi_callback_info)
                 let correct = int("correct")? as usize;
                 // the last getter has run: the order is copied right away
                 let order = match env.get_typed_array(order, "state.partialEpoch.order")? {
-                    TypedArray::U32(s) => try_copy(s, "state.partialEpoch.order")?,
+                    TypedArray::U32(s) => s.copy("state.partialEpoch.order")?,
                     _ => return Err(type_error("state.partialEpoch.order must be a Uint32Array")),
                 };
                 Some(kana_core::PartialEpoch { order, batch_size, next_step, loss, correct })
             }
             _ => None,
         };
-        let (mv, vv) = (f32_slices(env, &m_items, "state.m")?, f32_slices(env, &v_items, "state.v")?);
-        cell.with("set the training state", |t| Ok(t.set_training_state(step, &mv, &vv, rng, partial)?))?;
+        let (mv, vv) = (f32_copies(env, &m_items, "state.m")?, f32_copies(env, &v_items, "state.v")?);
+        cell.with("set the training state", |t| Ok(t.set_training_state(step, &slices(&mv), &slices(&vv), rng, partial)?))?;
         env.undefined()
     })
 }
@@ -391,10 +389,10 @@ unsafe extern "C" fn progress(env: napi_env, info: napi_callback_info) -> napi_v
 /// RangeError naming the bytes, not an abort.
 unsafe extern "C" fn create_dataset(env: napi_env, info: napi_callback_info) -> napi_value {
     call(env, info, |env, [images, labels, features]| {
-        // (no JavaScript runs between these borrows and the copies)
+        // (no JavaScript runs between reading where the elements lie and copying them)
         let features = env.get_integer(features, "features", 1.0, (1u64 << 32) as f64)? as usize;
         let pixels = match env.get_typed_array(images, "images")? {
-            TypedArray::U8(s) => try_copy(s, "images")?,
+            TypedArray::U8(s) => s.copy("images")?,
             _ => return Err(type_error("images must be a Uint8Array of pixel values 0..255")),
         };
         let labels = match env.type_of(labels)? {
@@ -408,7 +406,9 @@ unsafe extern "C" fn create_dataset(env: napi_env, info: napi_callback_info) -> 
 }
 
 fn label_vec(labels: TypedArray) -> JsResult<Vec<u32>> {
-    fn convert<T: Copy + Into<i64>>(xs: &[T]) -> JsResult<Vec<u32>> {
+    // copied first (see Raw::copy), then checked and converted
+    fn convert<T: Copy + Into<i64>>(raw: js::Raw<T>) -> JsResult<Vec<u32>> {
+        let xs = raw.copy("labels")?;
         let mut out = Vec::new();
         out.try_reserve_exact(xs.len())
             .map_err(|_| range_error(format!("labels: cannot allocate {} bytes of native memory for {} labels", xs.len() as u128 * 4, xs.len())))?;
