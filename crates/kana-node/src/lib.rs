@@ -646,7 +646,7 @@ unsafe extern "C" fn augment_batch(env: napi_env, info: napi_callback_info) -> n
         let step = env.get_integer(step, "step", 0.0, 9_007_199_254_740_991.0)? as u64;
         // (no JavaScript runs between this borrow and the copy)
         let pixels = match env.get_typed_array(images, "images")? {
-            TypedArray::U8(s) => try_copy(s, "images")?,
+            TypedArray::U8(s) => s.copy("images")?,
             _ => return Err(type_error("images must be a Uint8Array of pixel values 0..255")),
         };
         if pixels.len() % n != 0 {
