@@ -28,19 +28,28 @@ const bin = join(root, 'bin', 'kana-native.js')
 const STUDY: Omit<ModelConfig, 'seed'> = {
   hidden: [512], optimizer: 'adam', lr: 1e-3, batchSize: 32, l2: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, epochs: 200,
   schedule: 'constant', lrMin: 1e-5, earlyStopping: true, patience: 20, minDelta: 0, restoreBest: true,
+  // issue F1's levers, all off (clipNorm: absent unless given)
+  warmupEpochs: 0, pctStart: 0.3, divFactor: 25, finalDivFactor: 1e4, activation: 'relu', leakySlope: 0.01, dropout: 0, batchNorm: false,
+  bnMomentum: 0.1, bnEps: 1e-5, labelSmoothing: 0, weightDecay: 0, momentum: 0, nesterov: false,
 }
+/** The settings that stay absent when not given. */
+const OPTIONAL = ['clipNorm']
 
 test('every field resolves to the study\'s default, in the declared key order', (t) => {
   const c = resolveModelConfig({ seed: 5 })
   t.deepEqual(c, { ...STUDY, seed: 5 })
-  t.deepEqual(Object.keys(c), [...FIELD_NAMES], 'ModelConfig keys in declaration order (config.json, trial comparison)')
-  t.deepEqual(Object.keys(STUDY).concat('seed').sort(), [...FIELD_NAMES].sort(), 'the hand-written table covers every field')
+  t.deepEqual(Object.keys(c), FIELD_NAMES.filter((k) => !OPTIONAL.includes(k)), 'ModelConfig keys in declaration order (config.json, trial comparison)')
+  t.deepEqual(Object.keys(STUDY).concat('seed', ...OPTIONAL).sort(), [...FIELD_NAMES].sort(), 'the hand-written table covers every field')
 })
 
 test('dependent defaults: lr by optimizer, lrMin = lr / 100; undefined means absent', (t) => {
   t.is(resolveModelConfig({ seed: 1, optimizer: 'gd' }).lr, 0.1)
   t.is(resolveModelConfig({ seed: 1, optimizer: 'sgd' }).lr, 0.1)
   t.is(resolveModelConfig({ seed: 1, optimizer: 'adam' }).lr, 1e-3)
+  t.is(resolveModelConfig({ seed: 1, optimizer: 'adamw' }).lr, 1e-3)
+  t.is(resolveModelConfig({ seed: 1, optimizer: 'adamw' }).weightDecay, 1e-2)
+  t.is(resolveModelConfig({ seed: 1, optimizer: 'adam' }).weightDecay, 0)
+  t.false('clipNorm' in resolveModelConfig({ seed: 1 }))
   t.is(resolveModelConfig({ seed: 1, optimizer: 'gd' }).lrMin, 0.1 / 100)
   t.is(resolveModelConfig({ seed: 1, lr: 0.37 }).lrMin, 0.37 / 100)
   t.is(resolveModelConfig({ seed: 1, lr: 0.37, lrMin: 0 }).lrMin, 0)
@@ -67,6 +76,21 @@ test('a bad value of every field is a RangeError naming the setting and the valu
     minDelta: [-0.1, NaN],
     restoreBest: ['true', 0],
     seed: [1.5, NaN, 2 ** 60, '1'],
+    warmupEpochs: [-1, 1.5, NaN, '2'],
+    pctStart: [0, 1, -0.5, NaN],
+    divFactor: [0, -1, Infinity],
+    finalDivFactor: [0, -1, NaN],
+    activation: ['tanh', '', 'ReLU', null],
+    leakySlope: [-0.1, NaN, Infinity],
+    dropout: [-0.1, 1, 1.5, NaN, [0.5, 1], [-0.1], 'x'],
+    batchNorm: ['yes', 1],
+    bnMomentum: [1, -0.1, NaN],
+    bnEps: [0, -1e-5, Infinity],
+    labelSmoothing: [1, -0.1, NaN, 2],
+    clipNorm: [0, -1, NaN, Infinity, '1'],
+    weightDecay: [-1e-2, NaN],
+    momentum: [1, -0.1, NaN],
+    nesterov: ['true', 1],
   }
   const valid = resolveModelConfig({ seed: 1 })
   for (const k of FIELD_NAMES) {
@@ -79,7 +103,12 @@ test('a bad value of every field is a RangeError naming the setting and the valu
   }
   // today's exact words, which tests and users match
   t.throws(() => checkModelConfig({ ...valid, hidden: [0] }), { message: 'hidden must be a list of positive integer widths, got [0]' })
-  t.throws(() => checkModelConfig({ ...valid, optimizer: 'rmsprop' as never }), { message: 'optimizer must be gd, sgd or adam, got "rmsprop"' })
+  t.throws(() => checkModelConfig({ ...valid, optimizer: 'rmsprop' as never }), { message: 'optimizer must be gd, sgd, adam or adamw, got "rmsprop"' })
+  t.throws(() => checkModelConfig({ ...valid, activation: 'tanh' as never }), { message: 'activation must be relu, leaky-relu, silu or gelu, got "tanh"' })
+  t.throws(() => checkModelConfig({ ...valid, dropout: 1 }), { message: 'dropout must be a rate in [0, 1) or a list of one rate in [0, 1) per hidden layer, got 1' })
+  t.throws(() => checkModelConfig({ ...valid, dropout: [0.2, -0.1] }), { message: 'dropout must be a rate in [0, 1) or a list of one rate in [0, 1) per hidden layer, got [0.2,-0.1]' })
+  t.throws(() => checkModelConfig({ ...valid, labelSmoothing: 1 }), { message: 'labelSmoothing must be a number in [0, 1), got 1' })
+  t.throws(() => checkModelConfig({ ...valid, clipNorm: 0 }), { message: 'clipNorm must be a finite number > 0, got 0' })
   t.throws(() => checkModelConfig({ ...valid, lr: -1 }), { message: 'lr must be a finite number > 0, got -1' })
   t.throws(() => checkModelConfig({ ...valid, lr: NaN }), { message: 'lr must be a finite number > 0, got NaN' })
   t.throws(() => checkModelConfig({ ...valid, batchSize: 0 }), { message: 'batchSize must be an integer ≥ 1, got 0' })
@@ -94,6 +123,27 @@ test('rules between settings: the schedule\'s lrMin checks come before any work'
   t.notThrows(() => resolveModelConfig({ seed: 1, schedule: 'linear', lrMin: 0 }))
 })
 
+test('rules between settings: the F1 levers that do not go together are refused before any work', (t) => {
+  const refused: [Partial<ModelConfig>, RegExp][] = [
+    [{ batchNorm: true, batchSize: 1 }, /^batchSize must be ≥ 2 with batchNorm/],
+    [{ optimizer: 'sgd', nesterov: true }, /^nesterov needs a momentum > 0/],
+    [{ optimizer: 'adam', momentum: 0.9 }, /^momentum is only used by optimizers gd and sgd, not adam/],
+    [{ optimizer: 'adamw', momentum: 0.9 }, /^momentum is only used by optimizers gd and sgd, not adamw/],
+    [{ optimizer: 'adam', weightDecay: 0.01 }, /^weightDecay is only used by optimizer adamw, not adam/],
+    [{ optimizer: 'sgd', weightDecay: 0.01 }, /^weightDecay is only used by optimizer adamw, not sgd/],
+    [{ hidden: [8, 4], dropout: [0.1] }, /^dropout must list one rate per hidden layer \(2\), got 1/],
+    [{ epochs: 5, warmupEpochs: 5 }, /^warmupEpochs must be < epochs \(5\), got 5/],
+    [{ epochs: 10, schedule: 'one-cycle', pctStart: 0.1 }, /^pctStart × epochs = 0.1 × 10 = 1/],
+  ]
+  for (const [c, message] of refused) t.throws(() => resolveModelConfig({ seed: 1, ...c }), { instanceOf: RangeError, message }, JSON.stringify(c))
+  const fine: Partial<ModelConfig>[] = [
+    { batchNorm: true, batchSize: 2 }, { batchNorm: true, optimizer: 'gd', batchSize: 1 }, { optimizer: 'sgd', momentum: 0.9, nesterov: true },
+    { optimizer: 'gd', momentum: 0.5 }, { optimizer: 'adamw', weightDecay: 0 }, { hidden: [8, 4], dropout: [0.1, 0] }, { epochs: 5, warmupEpochs: 4, schedule: 'cosine' },
+    { activation: 'leaky-relu', leakySlope: 0.2 }, { clipNorm: 1, labelSmoothing: 0.1 },
+  ]
+  for (const c of fine) t.notThrows(() => resolveModelConfig({ seed: 1, ...c }), JSON.stringify(c))
+})
+
 test('partial model configurations are strict: unknown keys are named, with the known ones', (t) => {
   t.deepEqual(checkPartialModelConfig({ epochs: 3 }), { epochs: 3 })
   t.throws(() => checkPartialModelConfig({ epoch: 3 }, 'M0'), { instanceOf: RangeError, message: /^unknown key "epoch" in M0; known: hidden, optimizer, lr, .*seed$/ })
@@ -106,7 +156,7 @@ test('the JSON Schema export describes every field, strictly', (t) => {
   t.is(js.additionalProperties, false)
   for (const k of FIELD_NAMES) t.is(typeof js.properties[k].description, 'string', k)
   t.like(js.properties.batchSize, { type: 'integer', minimum: 1, default: 32 })
-  t.like(js.properties.lr, { type: 'number', exclusiveMinimum: 0, description: 'initial learning rate (default: 1e-3 (adam), 0.1 (gd/sgd))' })
+  t.like(js.properties.lr, { type: 'number', exclusiveMinimum: 0, description: 'initial learning rate (default: 1e-3 (adam, adamw), 0.1 (gd/sgd))' })
 })
 
 // ---------------------------------------------------------------------------------------------
@@ -259,10 +309,14 @@ test('train() and runExperiment() check every setting before loading anything', 
 test('every field is a train flag of its type, with its default shown; absent flags stay undefined', async (t) => {
   const help = await new Promise<string>((res) => parser(['train', '--help']).parse(['train', '--help'], {}, (_e: unknown, _a: unknown, out: string) => res(out)))
   for (const k of FIELD_NAMES) t.regex(help, new RegExp(`--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}\\b`), k)
-  t.regex(help, /--lr .*\[default: 1e-3 \(adam\), 0\.1 \(gd\/sgd\)\]/)
-  t.regex(help, /--optimizer .*\[choices: "gd", "sgd", "adam"\] \[default: adam\]/s)
+  t.regex(help, /--lr .*\[default: 1e-3 \(adam, adamw\), 0\.1 \(gd\/sgd\)\]/)
+  t.regex(help, /--optimizer .*\[choices: "gd", "sgd", "adam", "adamw"\] \[default: adam\]/s)
   const argv = await parser([]).parseAsync(['train', '--batch-size', '64', '--no-early-stopping', '--hidden', '100,80', '--schedule', 'linear'])
   t.deepEqual(modelSettingsFrom(argv), { hidden: [100, 80], batchSize: 64, schedule: 'linear', earlyStopping: false })
+  const f1 = await parser([]).parseAsync(['train', '--activation', 'gelu', '--dropout', '0.2', '--batch-norm', '--label-smoothing', '0.1', '--clip-norm', '5',
+    '--optimizer', 'sgd', '--momentum', '0.9', '--nesterov', '--schedule', 'one-cycle', '--warmup-epochs', '2', '--pct-start', '0.25'])
+  t.deepEqual(modelSettingsFrom(f1), { activation: 'gelu', dropout: 0.2, batchNorm: true, labelSmoothing: 0.1, clipNorm: 5, optimizer: 'sgd', momentum: 0.9, nesterov: true, schedule: 'one-cycle', warmupEpochs: 2, pctStart: 0.25 })
+  t.deepEqual(modelSettingsFrom(await parser([]).parseAsync(['train', '--dropout', '0.2,0.1'])), { dropout: [0.2, 0.1] })
   const none = await parser([]).parseAsync(['train'])
   t.deepEqual(modelSettingsFrom(none), {}, 'no yargs defaults: the schema\'s apply')
   await t.throwsAsync(async () => parser([]).parseAsync(['train', '--schedule', 'step']), { message: /Invalid values|Choices/ })
@@ -304,7 +358,8 @@ test('model-file metadata: the training record\'s model settings are checked by 
   t.is(decodeModel(ok).meta.training?.optimizer, 'adam')
   t.is(trainingRecordProblem({ epochsRun: 3, somethingElse: 'free' }), undefined, 'other keys are free')
   for (const [training, message] of [
-    [{ optimizer: 'rmsprop' }, /training: optimizer must be gd, sgd or adam, got "rmsprop"/],
+    [{ optimizer: 'rmsprop' }, /training: optimizer must be gd, sgd, adam or adamw, got "rmsprop"/],
+    [{ dropout: 1 }, /training: dropout must be a rate in \[0, 1\)/],
     [{ lr: -1 }, /training: lr must be a finite number > 0, got -1/],
     [{ hidden: [0] }, /training: hidden must be a list of positive integer widths/],
   ] as [Record<string, unknown>, RegExp][]) {

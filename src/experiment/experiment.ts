@@ -27,10 +27,10 @@ import { claimRunDir, type RunDirClaim } from '../training/run-dir'
 import { summarize } from '../output/metrics'
 import { writeFileAtomic } from '../output/atomic'
 import { historyCsv } from '../training/history'
-import { saveModel } from '../output/model-file'
+import { saveModel, type ModelMeta } from '../output/model-file'
 import { classDistribution, comparisonCurves, confusionHeatmap, lossCurves, sampleGrid, writeRendered, type HistoryRow } from '../output/plots'
 import { Trial, layersOf, type ModelConfig } from '../training/trial'
-import { trialData, type AfterStep, type TrialData } from '../training/sources'
+import { modelParams, trialData, type AfterStep, type TrialData } from '../training/sources'
 import { stepsPerEpoch } from '../training/batches'
 import type { Run } from '../training/run'
 import { mulberry32 } from '../data/split'
@@ -191,16 +191,27 @@ const json = (v: unknown) => JSON.stringify(v, (_, x) => (typeof x === 'number' 
 // ---------------------------------------------------------------------------------------------
 // Descriptions
 
-const OPT_NAMES = { gd: 'full-batch GD', sgd: 'mini-batch SGD', adam: 'Adam' } as const
+const OPT_NAMES = { gd: 'full-batch GD', sgd: 'mini-batch SGD', adam: 'Adam', adamw: 'AdamW' } as const
 
 /** A learning rate or λ for people: 0.1, 0.00316, 7.77e-6. */
 export const short = (x: number): string => (x !== 0 && Math.abs(x) < 1e-3 ? x.toExponential(2).replace(/\.?0+e/, 'e') : String(Number(x.toPrecision(3))))
 
 export function techniques(c: ModelConfig): string {
   const parts = [`${OPT_NAMES[c.optimizer]} lr ${short(c.lr)}`]
-  if (c.schedule !== 'constant') parts.push(`${c.schedule} schedule to ${short(c.lrMin)}`)
+  // the F1 levers, each only when used (the study's recipes read as before)
+  if (c.optimizer === 'adamw') parts.push(`wd ${short(c.weightDecay)}`)
+  if (c.momentum > 0) parts.push(`${c.nesterov ? 'Nesterov ' : ''}momentum ${short(c.momentum)}`)
+  if (c.schedule === 'one-cycle') parts.push(`one-cycle schedule (pct ${short(c.pctStart)}, div ${short(c.divFactor)}, final div ${short(c.finalDivFactor)})`)
+  else if (c.schedule !== 'constant') parts.push(`${c.schedule} schedule to ${short(c.lrMin)}`)
+  if (c.warmupEpochs > 0) parts.push(`warm-up ${c.warmupEpochs}`)
   if (c.optimizer !== 'gd') parts.push(`batch ${c.batchSize}`)
   parts.push(c.l2 > 0 ? `L2 ${short(c.l2)}` : 'no L2')
+  if (c.activation !== 'relu') parts.push(c.activation === 'leaky-relu' ? `leaky-relu ${short(c.leakySlope)}` : c.activation)
+  const rates = Array.isArray(c.dropout) ? c.dropout : [c.dropout]
+  if (rates.some((p) => p > 0)) parts.push(`dropout ${rates.map(short).join('/')}`)
+  if (c.batchNorm) parts.push('batch norm')
+  if (c.labelSmoothing > 0) parts.push(`label smoothing ${short(c.labelSmoothing)}`)
+  if (c.clipNorm !== undefined) parts.push(`clip norm ${short(c.clipNorm)}`)
   parts.push(c.earlyStopping ? `early stopping (patience ${c.patience})` : `${c.epochs} epochs, no early stopping`)
   if (c.restoreBest) parts.push('best weights restored')
   return parts.join(', ')
@@ -679,7 +690,7 @@ async function writeStudy(x: Study, results: ModelResult[], agreement: Agreement
     model: r.id, testAccuracy: r.metrics.test.accuracy, testLoss: r.metrics.test.loss, balancedAccuracy: r.metrics.test.balancedAccuracy,
     macroF1: r.metrics.test.macroF1, techniques: `${archLabel(r.layers)} ${r.techniques}`, notes: r.notes, seconds: r.seconds,
   }))
-  for (const r of results) await writeModelDir(r, inputs, r.id === 'M2' ? refOut!.weights : x.finished.get(r.id)!.trial!.model.getWeights(), cfg)
+  for (const r of results) await writeModelDir(r, inputs, r.id === 'M2' ? refOut!.weights : modelParams(x.finished.get(r.id)!.trial!.model), cfg)
   await writeFileAtomic(join(dir, 'comparison.md'), comparisonMarkdown(table))
   await writeFileAtomic(join(dir, 'comparison.csv'), comparisonCsv(table))
   await writeFileAtomic(join(dir, 'comparison.json'), json(table))
@@ -965,7 +976,21 @@ export function comparisonCsv(rows: TableRow[]): string {
   return [cols.join(','), ...rows.map((r) => cols.map((c) => cell(r[c])).join(','))].join('\n') + '\n'
 }
 
-async function writeModelDir(r: ModelResult, inputs: Inputs, weights: Float32Array[], cfg: ResolvedExperiment): Promise<void> {
+/** A model file's architecture fields for configuration `c` (the engine's and the reference's models alike). */
+function configArchitecture(c: ModelConfig, layers: number[]): Pick<ModelMeta, 'activation' | 'leakySlope' | 'batchNorm' | 'bnEps' | 'dropout'> {
+  const hidden = layers.length - 2
+  return {
+    activation: c.activation,
+    leakySlope: c.activation === 'leaky-relu' ? c.leakySlope : undefined,
+    batchNorm: c.batchNorm,
+    bnEps: c.batchNorm ? c.bnEps : undefined,
+    dropout: Array.isArray(c.dropout) ? [...c.dropout] : new Array<number>(hidden).fill(c.dropout),
+  }
+}
+
+/** `params`: the Run's layout, [W1, b1, …] then, with batch norm, the norm state (sources.ts modelParams). */
+async function writeModelDir(r: ModelResult, inputs: Inputs, params: Float32Array[], cfg: ResolvedExperiment): Promise<void> {
+  const n = 2 * (r.layers.length - 1)
   await mkdir(r.dir, { recursive: true })
   await writeFileAtomic(join(r.dir, 'config.json'), json({
     model: r.id, engine: r.engine, ...r.config, layers: r.layers, classNames: inputs.classNames,
@@ -980,10 +1005,11 @@ async function writeModelDir(r: ModelResult, inputs: Inputs, weights: Float32Arr
     train: r.metrics.train, validation: r.metrics.validation, test: r.metrics.test,
   }))
   await saveModel(join(r.dir, 'model.safetensors'), {
+    ...configArchitecture(r.config, r.layers),
     layers: r.layers, classNames: inputs.classNames, inputShape: inputs.features === 784 ? [28, 28] : undefined, seed: r.config.seed,
     training: { ...r.config, engine: r.engine, epochsRun: r.history.length, bestEpoch: r.bestEpoch, stopReason: r.stoppedBy },
     metrics: { validation: brief(r.metrics.validation), test: brief(r.metrics.test) },
-  }, weights)
+  }, params.slice(0, n), params.slice(n))
   if (r.history.length > 0) await writeRendered(join(r.dir, 'curves'), await lossCurves(r.history, { title: `${r.id}: training and validation`, bestEpoch: r.bestEpoch }))
   await writeRendered(join(r.dir, 'confusion'), await confusionHeatmap(r.metrics.test.confusion, inputs.classNames, { title: `${r.id}: test confusion matrix (accuracy ${pct(r.metrics.test.accuracy, 1)})` }))
 }

@@ -89,11 +89,13 @@ export interface RunSnapshot<W extends Float32Array | Float64Array = Float32Arra
 /** What decides the rest of a model's training: its weights and its optimiser's state. */
 export interface ModelState<W extends Float32Array | Float64Array = Float32Array> {
   weights: W[]
+  /** Batch norm's [γ, β, running mean, running variance] per hidden layer (MLP.getNormState()); empty or absent without. */
+  norm?: W[]
   /** Optimiser steps taken. */
   step: number
   /** The engine's shuffling generator (a decimal string); null for the reference. */
   rng: string | null
-  /** Adam's moments, or SGD's momentum in `m`; empty before the first step that makes them. */
+  /** Adam's moments, or SGD's momentum in `m`; empty before the first step that makes them. One array per parameter tensor: W, b, then γ, β of the hidden layers with batch norm. */
   m: W[]
   v: W[]
   /** The engine's own unfinished epoch (train's engine-shuffled epochs). */
@@ -326,7 +328,7 @@ export function encodeSnapshot<W extends Float32Array | Float64Array>(prefix: st
     m = {
       step: model.step, rng: model.rng,
       partialEpoch: pe && { batchSize: pe.batchSize, nextStep: pe.nextStep, loss: pe.loss, correct: pe.correct, length: pe.order.length },
-      tensors: { weights: list('weights', model.weights), m: list('m', model.m), v: list('v', model.v), epochStart: list('epochStart', model.epochStart) },
+      tensors: { weights: list('weights', model.weights), norm: list('norm', model.norm), m: list('m', model.m), v: list('v', model.v), epochStart: list('epochStart', model.epochStart) },
     }
   }
   return { ...rest, divergence: rest.divergence ?? null, extra: rest.extra ?? null, tensors: { best: list('best', best), kept: list('kept', kept) }, model: m }
@@ -384,9 +386,19 @@ export function decodeSnapshot<W extends Float32Array | Float64Array>(
     if (!isObj(m) || !isInt(m.step) || (m.rng !== null && (typeof m.rng !== 'string' || !/^\d+$/.test(m.rng))) || !isObj(m.tensors)) fail('the model state is malformed')
     const weights = take('weights', m.tensors.weights)
     if (!weights) return fail('the model state has no weights')
+    // without batch norm there is no norm state (and snapshots from before it have no entry)
+    const norm = m.tensors.norm === undefined ? [] : take('norm', m.tensors.norm) ?? []
+    if (norm.length % 4 !== 0 || norm.length / 4 > weights.length / 2 - 1) fail('the norm state does not fit the weights')
+    // the optimiser's arrays: W, b of each layer, then γ, β of the hidden layers with batch norm
+    const params: number[] = []
+    for (let l = 0; l < weights.length / 2; l++) {
+      params.push(weights[2 * l].length, weights[2 * l + 1].length)
+      if (4 * l < norm.length) params.push(norm[4 * l].length, norm[4 * l].length)
+    }
+    norm.forEach((x, k) => { if (x.length !== weights[2 * Math.floor(k / 4) + 1].length) fail('the norm state does not fit the weights') })
     const mom = (name: string) => {
       const xs = take(name, m.tensors[name]) ?? []
-      if (xs.length !== 0 && (xs.length !== weights.length || xs.some((x, k) => x.length !== weights[k].length))) fail(`${name} does not fit the weights`)
+      if (xs.length !== 0 && (xs.length !== params.length || xs.some((x, k) => x.length !== params[k]))) fail(`${name} does not fit the weights`)
       return xs
     }
     let partialEpoch: TrainingState['partialEpoch'] = null
@@ -398,7 +410,7 @@ export function decodeSnapshot<W extends Float32Array | Float64Array>(
       partialEpoch = { order: order as Uint32Array, batchSize: pe.batchSize, nextStep: pe.nextStep, loss: pe.loss, correct: pe.correct }
     }
     const epochStart = take('epochStart', m.tensors.epochStart)
-    model = { weights, step: m.step, rng: m.rng, m: mom('m'), v: mom('v'), partialEpoch, ...(epochStart ? { epochStart } : {}) }
+    model = { weights, norm, step: m.step, rng: m.rng, m: mom('m'), v: mom('v'), partialEpoch, ...(epochStart ? { epochStart } : {}) }
   } else if (!r.released) fail('a live run without its model state')
   return {
     progress: { epoch: p.epoch, phase: p.phase, partial: pa && { nextBatch: pa.nextBatch, loss: pa.loss, correct: pa.correct }, pendingFit: pf && { loss: pf.loss, accuracy: pf.accuracy }, epochSeconds: p.epochSeconds, seconds: p.seconds },
@@ -473,13 +485,19 @@ export async function readCheckpoint(runDir: string): Promise<Checkpoint> {
   if (snapshot.progress.epoch >= config.epochs) bad(`epoch ${snapshot.progress.epoch} is outside 0..${config.epochs - 1}`)
   if (model.rng === null) bad('the model state lacks its generator')
   // every tensor against the layers the configuration names
+  const L = config.layers.length - 1
   const sizes = config.layers.slice(1).flatMap((n, l) => [config.layers[l] * n, n])
-  const fits = (ws: Float32Array[] | undefined, name: string) => {
-    if (ws && (ws.length !== sizes.length || ws.some((w, k) => w.length !== sizes[k]))) bad(`${name} do not fit layers [${config.layers}]`)
+  const bn = config.batchNorm === true
+  const normSizes = bn ? config.layers.slice(1, -1).flatMap((n) => [n, n, n, n]) : []
+  const paramSizes = config.layers.slice(1).flatMap((n, l) => [config.layers[l] * n, n, ...(bn && l < L - 1 ? [n, n] : [])])
+  const fits = (ws: Float32Array[] | undefined, name: string, want = sizes) => {
+    if (ws && (ws.length !== want.length || ws.some((w, k) => w.length !== want[k]))) bad(`${name} do not fit layers [${config.layers}]${bn ? ' with batch norm' : ''}`)
   }
   fits(model.weights, 'the weights')
-  fits(snapshot.best, 'the best weights')
-  if (model.m.length) fits(model.m, 'the first moments')
-  if (model.v.length) fits(model.v, 'the second moments')
+  fits(model.norm ?? [], 'the norm state', normSizes)
+  // the Run keeps the norm state after the weights (sources.ts modelParams)
+  fits(snapshot.best, 'the best weights', [...sizes, ...normSizes])
+  if (model.m.length) fits(model.m, 'the first moments', paramSizes)
+  if (model.v.length) fits(model.v, 'the second moments', paramSizes)
   return { config, data, lr: ix.lr, snapshot: snapshot as Checkpoint['snapshot'], createdAt: ix.createdAt }
 }
