@@ -174,8 +174,8 @@ test('experiment JSON: unknown keys at every level are named with their place', 
     [{ seed: 1, serach: {} }, /exp\.json: unknown key "serach"; known: seed, split, threads, data, models, M0, M4, search, architecture, reference$/],
     [{ search: { mode: 'grid', trails: 3 } }, /unknown key "trails" in search; known: mode, trials, epochs, halving, concurrency, threads, space, base/],
     [{ search: { halving: { minEpoch: 2 } } }, /unknown key "minEpoch" in search\.halving; known: minEpochs, eta/],
-    [{ search: { space: { lr: { adamw: [1e-3] } } } }, /unknown key "adamw" in search\.space\.lr; known: gd, sgd, adam/],
-    [{ search: { space: { dropout: [0.1] } } }, /unknown key "dropout" in search\.space; known: optimizer, lr, batchSize/],
+    [{ search: { space: { lr: { rmsprop: [1e-3] } } } }, /unknown key "rmsprop" in search\.space\.lr; known: gd, sgd, adam, adamw/],
+    [{ search: { space: { dropuot: [0.1] } } }, /unknown key "dropuot" in search\.space; known: optimizer, lr, batchSize, .*, dropout, batchNorm/],
     [{ M0: { epoch: 3 } }, /unknown key "epoch" in M0; known: hidden, optimizer/],
     [{ search: { base: { betta1: 0.8 } } }, /unknown key "betta1" in search\.base/],
     [{ architecture: { width: [1] } }, /unknown key "width" in architecture/],
@@ -197,6 +197,9 @@ test('experiment JSON: nested values checked by the same field schemas, named by
     [{ search: { space: { batchSize: [32, 0] } } }, /search\.space\.batchSize\[1\] must be an integer ≥ 1, got 0/],
     [{ search: { space: { schedule: ['step'] } } }, /search\.space\.schedule\[0\] must be constant, linear, exponential, cosine or one-cycle/],
     [{ search: { space: { hidden: [] } } }, /search\.space\.hidden must be a non-empty list of hidden-layer lists, got \[\]/],
+    [{ search: { space: { dropout: [0.1, 1] } } }, /search\.space\.dropout\[1\] must be a rate in \[0, 1\)/],
+    [{ search: { space: { activation: ['tanh'] } } }, /search\.space\.activation\[0\] must be relu, leaky-relu, silu or gelu/],
+    [{ search: { space: { batchNorm: [] } } }, /search\.space\.batchNorm must be a non-empty list of batch-norm switches/],
     [{ search: { halving: { eta: 1 } } }, /search\.halving\.eta must be a number > 1, got 1/],
     [{ search: { halving: true } }, /search\.halving must be false or \{minEpochs, eta\}, got true/],
     [{ search: { mode: 'bayes' } }, /search\.mode must be grid or random/],
@@ -213,6 +216,25 @@ test('experiment JSON: nested values checked by the same field schemas, named by
     // the Node API says the same without the file
     t.throws(() => resolveExperiment(cfg as never), { instanceOf: RangeError, message })
   }
+})
+
+test('search space levers: drawn from their own generator, the study\'s draws unchanged; grids multiply; levers that do not apply are left out', (t) => {
+  const opts = { mode: 'random' as const, trials: 8, epochs: 10, space: DEFAULT_RANDOM_SPACE }
+  const plain = searchConfigs(opts, 3)
+  const space = { ...DEFAULT_RANDOM_SPACE, optimizer: ['adam', 'sgd', 'adamw'] as const, lr: { ...DEFAULT_RANDOM_SPACE.lr, adamw: [1e-4, 1e-3] } }
+  const levers = { activation: ['relu', 'gelu'] as const, dropout: [0, 0.3], batchNorm: [false, true], labelSmoothing: [0, 0.1], weightDecay: [0.05], momentum: [0.9], warmupEpochs: [0, 2] }
+  const withLevers = searchConfigs({ ...opts, space: { ...DEFAULT_RANDOM_SPACE, ...levers } as never }, 3)
+  const study = (c: ModelConfig) => [c.optimizer, c.lr, c.batchSize, c.hidden, c.l2, c.schedule, c.patience]
+  t.deepEqual(withLevers.map(study), plain.map(study), 'the study\'s settings are drawn as without levers')
+  t.true(withLevers.some((c) => c.activation === 'gelu') && withLevers.some((c) => c.batchNorm), 'the levers are drawn')
+  for (const c of withLevers) {
+    t.is(c.momentum, c.optimizer === 'sgd' ? 0.9 : 0, 'momentum only for gd/sgd')
+    t.is(c.weightDecay, 0, 'weightDecay only for adamw')
+  }
+  const w = searchConfigs({ ...opts, trials: 20, space: { ...space, ...levers } as never }, 3).filter((c) => c.optimizer === 'adamw')
+  t.true(w.length > 0 && w.every((c) => c.weightDecay === 0.05))
+  const grid = searchConfigs({ mode: 'grid', trials: 0, epochs: 5, space: { ...DEFAULT_RANDOM_SPACE, optimizer: ['adam'], lr: { adam: [1e-3] }, batchSize: [32], hidden: [[8]], l2: [0], schedule: ['constant'], patience: [5], dropout: [0, 0.2], batchNorm: [false, true] } }, 1)
+  t.deepEqual(grid.map((c) => [c.dropout, c.batchNorm]), [[0, false], [0, true], [0.2, false], [0.2, true]])
 })
 
 test('resolveExperiment checks the search candidates up front; a resolved configuration reads back', async (t) => {

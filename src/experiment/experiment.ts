@@ -30,7 +30,7 @@ import { historyCsv } from '../training/history'
 import { saveModel, type ModelMeta } from '../output/model-file'
 import { classDistribution, comparisonCurves, confusionHeatmap, lossCurves, sampleGrid, writeRendered, type HistoryRow } from '../output/plots'
 import { Trial, layersOf, type ModelConfig } from '../training/trial'
-import { modelParams, trialData, type AfterStep, type TrialData } from '../training/sources'
+import { modelOptions, modelParams, setModelParams, trialData, type AfterStep, type TrialData } from '../training/sources'
 import { stepsPerEpoch } from '../training/batches'
 import type { Run } from '../training/run'
 import { mulberry32 } from '../data/split'
@@ -459,8 +459,9 @@ function startReference(x: Study): void {
   const m1 = m1Of(x)
   if (!x.wants('M2') || !m1) return
   // the initial weights: a fresh engine model with M1's seed, as M1 itself started
-  const fresh = new MLP({ layers: m1.layers, seed: m1.config.seed, threads: 1 })
-  const init = fresh.getWeights()
+  // (with M1's architecture options: with batch norm its initial norm state comes along)
+  const fresh = new MLP({ layers: m1.layers, seed: m1.config.seed, threads: 1, ...modelOptions(m1.config) })
+  const init = modelParams(fresh)
   fresh.free()
   const job: ReferenceJob = { config: m1.config, layers: m1.layers, init, train: inputs.train, validation: inputs.validation, features: inputs.features, budgetSeconds: cfg.reference.budgetSeconds }
   x.clock.begin('M2')
@@ -790,7 +791,7 @@ async function engineCopy(
   const trial = store.trial(key, { ...c, earlyStopping: false, restoreBest: false }, data, { threads, initialWeights: init, afterStep, keepEpoch: ref.weightsEpoch })
   await trial.advance(ref.history.length, signal)
   trial.finish()
-  if (ref.weightsEpoch > 0) trial.model.setWeights(trial.kept!)
+  if (ref.weightsEpoch > 0) setModelParams(trial.model, trial.kept!)
   return { trial, atEpoch: ref.weightsEpoch }
 }
 
@@ -806,7 +807,7 @@ async function engineEpochStarts(m1: Trial, data: TrialData, threads: number, ep
   const engineLoss: number[] = []
   const stateOf = (t: Trial, epoch: number): EpochStart => {
     const { step, m, v } = t.model.getTrainingState()
-    return { epoch, weights: t.model.getWeights(), step, m, v }
+    return { epoch, weights: modelParams(t.model), step, m, v }
   }
   // M1's configuration (its schedule over all its epochs) from its seed, run for `epochs` whatever
   // early stopping would say; each epoch's end is the next one's start
@@ -815,7 +816,7 @@ async function engineEpochStarts(m1: Trial, data: TrialData, threads: number, ep
     onEpoch: (r, run) => {
       const t = run as Trial
       engineLoss.push(r.trainLoss)
-      ends.push(t.model.getWeights())
+      ends.push(modelParams(t.model))
       if (r.epoch < epochs) starts.push(stateOf(t, r.epoch))
     },
   })
@@ -885,7 +886,8 @@ function agreementOf(ref: ReferenceOutcome, refTest: { loss: number; accuracy: n
   const first = (xs: number[]) => (xs.length ? Math.max(...xs.slice(0, 10)) : NaN)
   const maxFirst10 = first(trainLossRelDiff)
   const refW = ref.weights
-  const natW = prefix.trial.model.getWeights()
+  // with batch norm both lists end with the norm state (sources.ts modelParams)
+  const natW = modelParams(prefix.trial.model)
   let maxAbs = 0
   for (let l = 0; l < refW.length; l++) for (let i = 0; i < refW[l].length; i++) maxAbs = Math.max(maxAbs, Math.abs(refW[l][i] - natW[l][i]))
   const common = Math.min(p.length, m1.history.length)

@@ -28,7 +28,7 @@ import type { EpochRecord } from '../training/records'
 export interface ReferenceJob {
   config: ModelConfig
   layers: number[]
-  /** [W1, b1, W2, b2, …] as MLP.getWeights() returns them. */
+  /** [W1, b1, W2, b2, …] as MLP.getWeights() returns them (then, with batch norm, the norm state: sources.ts modelParams). */
   init: Float32Array[]
   train: Part
   validation: Part
@@ -163,6 +163,7 @@ export async function runReference(job: ReferenceJob, onEpoch?: (r: EpochRecord)
 /** The engine's state at the start of (0-based) epoch `epoch`. */
 export interface EpochStart {
   epoch: number
+  /** sources.ts modelParams: the weights, then with batch norm the norm state. */
   weights: Float32Array[]
   step: number
   /** Adam's moments (empty before the first Adam step). */

@@ -66,7 +66,7 @@ export const modelParams = (model: MLP): Float32Array[] => [...model.getWeights(
 export function setModelParams(model: MLP, w: Float32Array[]): void {
   const n = 2 * (model.layers.length - 1)
   model.setWeights(w.slice(0, n))
-  if (w.length > n || model.batchNorm) model.setNormState(w.slice(n))
+  if (w.length > n) model.setNormState(w.slice(n))
 }
 
 const evaluation = async (model: MLP, set: Dataset, signal?: AbortSignal): Promise<EpochFit> => {
