@@ -157,6 +157,9 @@ test.serial('the M1/M2 agreement holds when the search picks gelu + dropout + ba
     t.is(file.norm.length, 4, m)
   }
   t.regex(readFileSync(join(out, 'comparison.md'), 'utf8'), /gelu, dropout 0\.2, batch norm, label smoothing 0\.1/)
+  const trials = readFileSync(join(out, 'search', 'trials.csv'), 'utf8').trim().split('\n')
+  t.is(trials[0], 'id,optimizer,lr,batchSize,hidden,l2,schedule,patience,epochs,bestEpoch,valLoss,valAccuracy,stoppedBy,seconds,selected,levers')
+  t.regex(trials[1], /,gelu; dropout 0\.2; batch norm; label smoothing 0\.1; wd 0\.01; warm-up 1$/)
 })
 
 test.serial('the written experiment-config.json reproduces the experiment exactly', async (t) => {

@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { train, type TrainAbortError, type TrainOptions, type TrainResult } from '../src/training/train'
-import { readCheckpoint } from '../src/training/checkpoint'
+import { readCheckpoint, sealJson } from '../src/training/checkpoint'
 import { Trial, resolveModelConfig } from '../src/training/trial'
 import { trialData } from '../src/training/sources'
 import { loadTrainedModel } from '../src/output/saved-model'
@@ -173,4 +173,18 @@ test('--config: the new settings are keys of train\'s file', async (t) => {
   const file = decodeModel(readFileSync(join(dir, 'run', 'model.safetensors')))
   t.is(file.meta.activation, 'silu')
   t.is(file.norm.length, 4)
+})
+
+test('a checkpoint written before the F1 settings existed resumes with their defaults', async (t) => {
+  const dir = newDir()
+  const ac = new AbortController()
+  const opts: TrainOptions = { data, hidden: [12], batchSize: 16, epochs: 3, seed: 8, threads: 1 }
+  await t.throwsAsync(train({ ...opts, out: dir, signal: ac.signal, onEpoch: (r) => void (r.epoch === 1 && ac.abort()) }), { name: 'AbortError' })
+  const path = join(dir, 'checkpoint', 'checkpoint.json')
+  const { integrity: _, ...ix } = JSON.parse(readFileSync(path, 'utf8'))
+  for (const k of ['warmupEpochs', 'pctStart', 'divFactor', 'finalDivFactor', 'activation', 'leakySlope', 'dropout', 'batchNorm', 'bnMomentum', 'bnEps', 'labelSmoothing', 'weightDecay', 'momentum', 'nesterov']) delete ix.config[k]
+  writeFileSync(path, sealJson(ix))
+  const got = await train({ resume: dir, data })
+  const want = await train(opts)
+  t.deepEqual(got.model.getWeights(), want.model.getWeights())
 })

@@ -332,7 +332,25 @@ export function trialsCsv(trials: TrialLog[]): string {
     const s = String(v)
     return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s
   }
-  return [TRIAL_COLUMNS.join(','), ...trials.map((t) => TRIAL_COLUMNS.map((c) => cell(t[c])).join(','))].join('\n') + '\n'
+  // a `levers` column only when a trial used one (the study's files keep their columns)
+  const withLevers = trials.some((t) => leversOf(t.config) !== '')
+  const head: string[] = withLevers ? [...TRIAL_COLUMNS, 'levers'] : [...TRIAL_COLUMNS]
+  return [head.join(','), ...trials.map((t) => [...TRIAL_COLUMNS.map((c) => cell(t[c])), ...(withLevers ? [cell(leversOf(t.config))] : [])].join(','))].join('\n') + '\n'
+}
+
+/** Issue F1's levers a configuration uses, in words ('' for none): the trials' `levers` column. */
+export function leversOf(c: ModelConfig): string {
+  const parts: string[] = []
+  if (c.activation !== 'relu') parts.push(c.activation)
+  const rates = Array.isArray(c.dropout) ? c.dropout : [c.dropout]
+  if (rates.some((p) => p > 0)) parts.push(`dropout ${rates.join('/')}`)
+  if (c.batchNorm) parts.push('batch norm')
+  if (c.labelSmoothing > 0) parts.push(`label smoothing ${c.labelSmoothing}`)
+  if (c.clipNorm !== undefined) parts.push(`clip ${c.clipNorm}`)
+  if (c.optimizer === 'adamw') parts.push(`wd ${c.weightDecay}`)
+  if (c.momentum > 0) parts.push(`${c.nesterov ? 'nesterov ' : ''}momentum ${c.momentum}`)
+  if (c.warmupEpochs > 0) parts.push(`warm-up ${c.warmupEpochs}`)
+  return parts.join('; ')
 }
 
 /** The trials as a Markdown table, sorted by validation loss (best first). */
@@ -343,5 +361,9 @@ export function trialsMarkdown(trials: TrialLog[]): string {
     String(t.epochs), String(t.bestEpoch), Number.isFinite(t.valLoss) ? t.valLoss.toFixed(4) : String(t.valLoss), Number.isFinite(t.valAccuracy) ? `${(t.valAccuracy * 100).toFixed(2)}%` : '—', t.stoppedBy, t.seconds.toFixed(1),
   ])
   const head = ['rank', 'trial', 'optimizer', 'lr', 'batch', 'hidden', 'L2', 'schedule', 'patience', 'epochs', 'best epoch', 'val loss', 'val acc', 'stopped by', 'seconds']
+  if (sorted.some((t) => leversOf(t.config) !== '')) {
+    head.push('levers')
+    sorted.forEach((t, k) => rows[k].push(leversOf(t.config) || '—'))
+  }
   return [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n') + '\n'
 }

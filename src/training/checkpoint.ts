@@ -26,7 +26,10 @@ import type { TrainingState } from '../engine/mlp'
 import type { Inputs } from '../data/inputs'
 import type { ResolvedConfig } from './records'
 import type { RunState } from './run'
-import { checkModelConfig } from './config'
+import { checkModelConfig, defaultModelConfig } from './config'
+
+/** Settings added after checkpoint version 2 was first written (issue F1): absent from older checkpoints. */
+const NEWER_FIELDS = ['warmupEpochs', 'pctStart', 'divFactor', 'finalDivFactor', 'activation', 'leakySlope', 'dropout', 'batchNorm', 'bnMomentum', 'bnEps', 'labelSmoothing', 'weightDecay', 'momentum', 'nesterov']
 
 export const CHECKPOINT_DIR = 'checkpoint'
 export const CHECKPOINT_INDEX = 'checkpoint.json'
@@ -464,6 +467,11 @@ export async function readCheckpoint(runDir: string): Promise<Checkpoint> {
 
   const config = ix.config as ResolvedConfig
   if (!isObj(config) || !Array.isArray(config.layers) || !config.layers.every((n) => isInt(n, 1)) || config.layers.length < 2 || !isInt(config.epochs, 1) || !isInt(config.seed) || !isInt(config.threads, 1)) bad('config is incomplete')
+  // a checkpoint written before issue F1's settings existed ran with their defaults, the study's
+  const cfg = config as unknown as Record<string, unknown>
+  for (const [k, v] of Object.entries(defaultModelConfig())) {
+    if (NEWER_FIELDS.includes(k) && cfg[k] === undefined) cfg[k] = k === 'weightDecay' && config.optimizer === 'adamw' ? 1e-2 : v
+  }
   try {
     checkModelConfig({ ...config, hidden: config.layers.slice(1, -1) })
   } catch (e) {
