@@ -25,7 +25,9 @@ export type { EpochRecord, ResolvedConfig, SplitMetrics, StopReason, TrainResult
 /**
  * train()'s options: the model settings of the one schema (config.ts FIELDS: hidden, optimizer, lr,
  * batchSize, l2, beta1, beta2, eps, epochs, schedule, lrMin, earlyStopping, patience, minDelta,
- * restoreBest, seed — each optional, with the study's default), the data (InputOptions) and the run's own.
+ * restoreBest, issue F1's warmupEpochs, pctStart, divFactor, finalDivFactor, activation, leakySlope,
+ * dropout, batchNorm, bnMomentum, bnEps, labelSmoothing, clipNorm, weightDecay, momentum, nesterov,
+ * and seed — each optional, with the study's default), the data (InputOptions) and the run's own.
  */
 export interface TrainOptions extends Omit<InputOptions, 'seed'>, Partial<ModelConfig> {
   /** Default: the machine's cores. */
