@@ -8,17 +8,10 @@
 // platform and every place tried.
 const { existsSync } = require('node:fs')
 const { join } = require('node:path')
-
-function platformTriple() {
-  const { platform, arch } = process
-  if (platform !== 'linux') return `${platform}-${arch}`
-  // glibc or musl: the report header names the glibc version only on glibc systems
-  const glibc = process.report?.getReport?.()?.header?.glibcVersionRuntime
-  return `${platform}-${arch}-${glibc ? 'gnu' : 'musl'}`
-}
+const { currentPlatformTriple } = require('./platform.js')
 
 function loadNativeBinding() {
-  const triple = platformTriple()
+  const triple = currentPlatformTriple()
   const local = join(__dirname, `kana-native.${triple}.node`)
   const pkg = `kana-native-${triple}`
   const failures = []
@@ -46,5 +39,10 @@ function loadNativeBinding() {
 
 // The raw binding is published on `exports` before the TypeScript layer loads, because that layer
 // (dist/engine/native.js) takes it from here.
-module.exports = { native: loadNativeBinding() }
-Object.assign(module.exports, require('./dist/index.js'))
+const native = loadNativeBinding()
+module.exports.native = native
+// Written as `module.exports = require(…)` because that is the form Node's ES module loader
+// (cjs-module-lexer) reads as a re-export: `import { MLP, train } from 'kana-native'` then finds
+// every name of dist/index.js (with Object.assign it found none).
+module.exports = require('./dist/index.js')
+module.exports.native = native

@@ -6,6 +6,7 @@ import { join } from 'node:path'
 import { loadImages, loadLabels } from '../src/data/readers'
 import type { ExperimentConfig } from '../src/experiment/experiment'
 import { npy } from './helpers/npy'
+import { findChromium } from './helpers/chromium'
 
 export const kmnist = join(__dirname, '..', '..', 'shared', 'data', 'kmnist')
 export const hasKmnist = existsSync(join(kmnist, 'X_images.npy'))
@@ -57,10 +58,10 @@ export const miniConfig: ExperimentConfig = {
 }
 
 
-export const CHROMIUM = '/usr/bin/chromium'
+export const CHROMIUM = findChromium()
 export const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync']
 
-/** Debian's Chromium through playwright-core, with a fresh user-data directory; null when it is not installed. */
+/** Debian's Chromium (elsewhere the browser findChromium finds) through playwright-core, with a fresh user-data directory; null when it is not installed. */
 export async function launchChromium(viewport = { width: 1280, height: 1000 }) {
   if (!existsSync(CHROMIUM)) return null
   const { chromium } = await import('playwright-core')

@@ -2,36 +2,11 @@ import test from 'ava';
 import type { ExecutionContext } from 'ava';
 
 import { ReferenceMLP } from '../src/engine/reference';
+import { mulberry32 } from '../src/data/split'
+import { close, closeArray } from './helpers/close'
 import type { ReferenceInit } from '../src/engine/reference';
 
 // ---------------------------------------------------------------- helpers --
-
-/** mulberry32: a tiny seeded PRNG, uniform in [0, 1). */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function close(t: ExecutionContext, actual: number, expected: number, tol: number, what: string): void {
-  t.true(Math.abs(actual - expected) <= tol, `${what}: got ${actual}, expected ${expected} (tol ${tol})`);
-}
-
-function closeArray(
-  t: ExecutionContext,
-  actual: ArrayLike<number>,
-  expected: ArrayLike<number>,
-  tol: number,
-  what: string,
-): void {
-  t.is(actual.length, expected.length, `${what}: length`);
-  for (let i = 0; i < expected.length; i++) close(t, actual[i], expected[i], tol, `${what}[${i}]`);
-}
 
 /** Random Float64 parameters for the given sizes. */
 function randomInit(sizes: number[], rand: () => number): { weights: Float64Array; bias: Float64Array }[] {

@@ -2,8 +2,8 @@
 // exits 130 and prints the resume command; `train --resume` then ends bit for bit where an
 // uninterrupted run ends. SIGKILL at any moment (also while the checkpoint is being written)
 // leaves no torn file in the run directory.
+import { cliIn } from './helpers/cli'
 import test from 'ava'
-import { spawn, spawnSync } from 'node:child_process'
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -11,7 +11,6 @@ import { decodeModel } from '../src/output/model-file'
 import { readCheckpoint } from '../src/training/checkpoint'
 
 const root = join(__dirname, '..')
-const bin = join(root, 'bin', 'kana-native.js')
 const kmnist = join(root, '..', 'shared', 'data', 'kmnist')
 const hasData = existsSync(join(kmnist, 'X_images.npy'))
 const real = hasData ? test.serial : test.skip
@@ -25,28 +24,7 @@ const options = (epochs = 10) => ['--images', join(kmnist, 'X_images.npy'), '--l
   '--schedule', 'linear', '--patience', '4', '--seed', '3', '--threads', '2']
 const settings = options()
 
-function cli(args: string[]) {
-  const r = spawnSync(process.execPath, [bin, ...args], { cwd: tmp, encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } })
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr }
-}
-
-/** A run in the background, its stderr collected; `until` resolves once stderr matches. */
-function start(args: string[]) {
-  const child = spawn(process.execPath, [bin, ...args], { cwd: tmp, env: { ...process.env, NO_COLOR: '1' } })
-  let stderr = ''
-  const waiting: [RegExp, () => void][] = []
-  child.stderr.setEncoding('utf8').on('data', (d: string) => {
-    stderr += d
-    for (const [re, go] of waiting) if (re.test(stderr)) go()
-  })
-  child.stdout.resume()
-  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) => child.on('close', (code, signal) => res({ code, signal })))
-  const until = (re: RegExp) => Promise.race([
-    new Promise<void>((res) => (re.test(stderr) ? res() : waiting.push([re, res]))),
-    exit.then(() => { if (!re.test(stderr)) throw new Error(`the run ended before ${re}:\n${stderr}`) }),
-  ])
-  return { child, exit, until, stderr: () => stderr }
-}
+const { cli, start } = cliIn(tmp)
 
 const json = (path: string) => JSON.parse(readFileSync(path, 'utf8'))
 const tensors = (dir: string) => decodeModel(readFileSync(join(dir, 'model.safetensors'))).weights

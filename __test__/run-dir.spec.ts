@@ -2,6 +2,7 @@
 // process at a time holds a directory (a lock file naming it); a finished run is replaced only
 // when asked (overwrite), and then only the files kana-native wrote go; every setting and the
 // split's sizes are checked before any training, and an empty test part is allowed.
+import { cliIn } from './helpers/cli'
 import test from 'ava'
 import { spawn, spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -191,33 +192,11 @@ test('experiment: a finished experiment directory is refused, overwrite replaces
 // The command line, two real processes
 
 const root = join(__dirname, '..')
-const bin = join(root, 'bin', 'kana-native.js')
 const kmnist = join(root, '..', 'shared', 'data', 'kmnist')
 const real = existsSync(join(kmnist, 'X_images.npy')) ? test.serial : test.skip
 const files = ['--images', join(kmnist, 'X_images.npy'), '--labels', join(kmnist, 'y_images.npy')]
 
-function cli(args: string[]) {
-  const r = spawnSync(process.execPath, [bin, ...args], { cwd: tmp, encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } })
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr }
-}
-
-function start(args: string[]) {
-  const child = spawn(process.execPath, [bin, ...args], { cwd: tmp, env: { ...process.env, NO_COLOR: '1' } })
-  let stderr = ''
-  const waiting: [RegExp, () => void][] = []
-  child.stderr.setEncoding('utf8').on('data', (d: string) => {
-    stderr += d
-    for (const [re, go] of waiting) if (re.test(stderr)) go()
-  })
-  child.stdout.resume()
-  let done = false
-  const exit = new Promise<number | null>((res) => child.on('close', (code) => { done = true; res(code) }))
-  const until = (re: RegExp) => Promise.race([
-    new Promise<void>((res) => (re.test(stderr) ? res() : waiting.push([re, res]))),
-    exit.then(() => { if (!re.test(stderr)) throw new Error(`ended before ${re}:\n${stderr}`) }),
-  ])
-  return { child, exit, until, stderr: () => stderr, done: () => done }
-}
+const { cli, start } = cliIn(tmp)
 
 real('CLI: a second train into a directory in use fails at once naming the first; the first finishes; a finished run is refused, --overwrite replaces it', async (t) => {
   const dir = join(tmp, 'cli-train')
@@ -229,7 +208,7 @@ real('CLI: a second train into a directory in use fails at once naming the first
   t.is(second.code, 1, second.stderr)
   t.regex(second.stderr, new RegExp(`kana-native: ${dir} is in use by another kana-native process: pid ${first.child.pid} on host ${hostname()}, since \\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z \\(.*train .*--out ${dir}\\)`))
   t.notRegex(second.stderr, /^epoch/m, 'the second trained nothing')
-  t.is(await first.exit, 0, first.stderr())
+  t.is((await first.exit).code, 0, first.stderr())
   t.is(json(join(dir, 'metrics.json')).epochs, 12)
   t.false(existsSync(join(dir, LOCK_FILE)), 'released at the end')
 
@@ -255,14 +234,14 @@ real('CLI: Ctrl-C releases the lock; --resume takes it, and a second --resume me
   const run = start(['train', ...settings, '--out', dir])
   await run.until(/^epoch 1\/12 /m)
   run.child.kill('SIGINT')
-  t.is(await run.exit, 130, run.stderr())
+  t.is((await run.exit).code, 130, run.stderr())
   t.false(existsSync(join(dir, LOCK_FILE)), 'released on interrupt')
   const resumed = start(['train', '--resume', dir, '--plain'])
   await resumed.until(/^epoch \d+\/12 /m)
   const other = cli(['train', '--resume', dir])
   t.is(other.code, 1)
   t.regex(other.stderr, new RegExp(`is in use by another kana-native process: pid ${resumed.child.pid} `))
-  t.is(await resumed.exit, 0, resumed.stderr())
+  t.is((await resumed.exit).code, 0, resumed.stderr())
   t.false(existsSync(join(dir, LOCK_FILE)))
 
   // a second Ctrl-C quits at once (killed by it, or 130 if the checkpoint was already written): no lock left either way
@@ -299,7 +278,7 @@ real('CLI: experiment — a second process on the directory fails at once; a fin
   t.false(first.done())
   t.is(second.code, 1, second.stderr)
   t.regex(second.stderr, new RegExp(`kana-native: ${dir} is in use by another kana-native process: pid ${first.child.pid} on host `))
-  t.is(await first.exit, 0, first.stderr())
+  t.is((await first.exit).code, 0, first.stderr())
   const again = cli(['experiment', ...settings, '--m0-epochs', '2', '--out', dir])
   t.is(again.code, 1)
   t.regex(again.stderr, /holds a finished experiment \(experiment\.json\); choose another directory, or pass `--overwrite`/)

@@ -21,8 +21,24 @@ export function explicitOptions(args: string[]): Set<string> {
 /** The object without its undefined entries (what was not given). */
 export const defined = <T extends Record<string, unknown>>(o: T): Partial<T> => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>
 
-/** A path as a POSIX shell word. */
-export const shellWord = (s: string): string => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`)
+/**
+ * A word the user's shell reads back as `s`, for commands printed to copy (the resume command).
+ * POSIX shells: single quotes. Windows (cmd.exe and PowerShell both): double quotes, and a path's
+ * backslashes and drive colon need none; a `"` inside is doubled, which both accept.
+ */
+export function shellWord(s: string, platform: NodeJS.Platform = process.platform): string {
+  if (platform === 'win32') return /^[\w@%+=:,./\\-]+$/.test(s) ? s : `"${s.replace(/"/g, '""')}"`
+  return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`
+}
+
+/**
+ * The signals that ask a run to stop and checkpoint. Windows delivers Ctrl-C as SIGINT and
+ * Ctrl-Break as SIGBREAK; it never delivers SIGTERM (a kill there ends the process outright, which
+ * the between-epoch autosave covers), but listening for it is harmless.
+ */
+export function interruptSignals(platform: NodeJS.Platform = process.platform): NodeJS.Signals[] {
+  return platform === 'win32' ? ['SIGINT', 'SIGTERM', 'SIGBREAK'] : ['SIGINT', 'SIGTERM']
+}
 
 // ---------------------------------------------------------------------------------------------
 // Model-setting flags, generated from the one schema (training/config.ts FIELDS): a new field

@@ -4,7 +4,7 @@ import { dirname, join, resolve } from 'node:path'
 import { comparisonMarkdown, readExperimentConfig, resolveExperiment, runExperiment, MODEL_IDS, type ExperimentConfig, type ExperimentInterruption, type ExperimentOptions, type ModelId } from '../experiment/experiment'
 import { writeReport } from '../output/report'
 import { searchConfigs } from '../experiment/search'
-import { defined, fieldFromArgv, fieldOption, shellWord } from './args'
+import { defined, fieldFromArgv, fieldOption, interruptSignals, shellWord } from './args'
 
 type Out = { json: boolean; quiet: boolean; plain: boolean }
 type Usage = (message: string) => Error
@@ -131,8 +131,7 @@ export async function experimentCommand(argv: Record<string, any>, out: Out, usa
     if (!out.quiet && !out.json) process.stderr.write('\ninterrupt: stopping every model after its current batch and writing a checkpoint (interrupt again to quit at once, without one)\n')
     ac.abort()
   }
-  process.once('SIGINT', onSignal)
-  process.once('SIGTERM', onSignal)
+  for (const sig of interruptSignals()) process.once(sig, onSignal)
   const say = (line: string) => {
     if (out.json) process.stdout.write(JSON.stringify({ type: 'log', message: line }) + '\n')
     else if (!out.quiet) process.stderr.write(line + '\n')
@@ -167,8 +166,7 @@ export async function experimentCommand(argv: Record<string, any>, out: Out, usa
     }
     throw e
   } finally {
-    process.off('SIGINT', onSignal)
-    process.off('SIGTERM', onSignal)
+    for (const sig of interruptSignals()) process.off(sig, onSignal)
   }
 }
 

@@ -17,7 +17,7 @@ import { summarize } from '../output/metrics'
 import { classDistribution, confusionHeatmap, sampleGrid, writeRendered } from '../output/plots'
 import { terminalProgress, type DatasetName } from '../data/datasets'
 import { experimentCommand, experimentOptions, reportCommand, reportOptions } from './experiment'
-import { defined, explicitOptions, modelSettingsFrom, modelOptions, shellWord } from './args'
+import { defined, explicitOptions, interruptSignals, modelSettingsFrom, modelOptions, shellWord } from './args'
 import { readTrainConfig, type TrainFile } from '../training/config'
 
 type Out = { json: boolean; quiet: boolean; plain: boolean }
@@ -88,8 +88,7 @@ async function trainCommand(argv: Record<string, any>, out: Out): Promise<number
     log(out, '\ninterrupt: stopping after the current batch and writing a checkpoint (interrupt again to quit at once, without one)')
     ac.abort()
   }
-  process.once('SIGINT', onSignal)
-  process.once('SIGTERM', onSignal)
+  for (const sig of interruptSignals()) process.once(sig, onSignal)
   const runDir = resolve(argv.resume ?? argv.out ?? join('runs', new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)))
   const tty = process.stderr.isTTY && !out.plain && !out.quiet && !out.json
   let bar: SingleBar | undefined
@@ -162,8 +161,7 @@ async function trainCommand(argv: Record<string, any>, out: Out): Promise<number
     throw e
   } finally {
     download?.stop()
-    process.off('SIGINT', onSignal)
-    process.off('SIGTERM', onSignal)
+    for (const sig of interruptSignals()) process.off(sig, onSignal)
   }
 }
 

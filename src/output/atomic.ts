@@ -5,7 +5,8 @@
  * Why: `fs.writeFile` truncates first and writes after, so a crash, Ctrl-C or full disk midway
  * leaves a torn file — for a model or checkpoint, hours of training lost. rename(2) within one
  * directory is atomic on POSIX (and MoveFileEx replaces atomically on NTFS), so readers see the
- * old file or the new one, never a mix.
+ * old file or the new one, never a mix. On Windows a rename refused because the target is open
+ * elsewhere for a moment is retried (renameReplacing).
  *
  * Limits: the target's permission bits are kept, its owner and hard links are not (the target
  * becomes a new inode); a symlink target is replaced by a regular file. A process killed between
@@ -64,7 +65,7 @@ export async function writeFileAtomic(target: string, data: string | Uint8Array)
     await fh.sync(); // data on disk before the rename makes it visible
     await fh.close();
     fh = undefined;
-    await fsp.rename(tmp, target);
+    await renameReplacing(tmp, target);
   } catch (err) {
     await fh?.close().catch(() => {});
     await fsp.rm(tmp, { force: true }).catch(() => {});
@@ -85,13 +86,49 @@ export function writeFileAtomicSync(target: string, data: string | Uint8Array): 
     fs.fsyncSync(fd);
     fs.closeSync(fd);
     fd = undefined;
-    fs.renameSync(tmp, target);
+    renameReplacingSync(tmp, target);
   } catch (err) {
     if (fd !== undefined) try { fs.closeSync(fd); } catch { /* already failing */ }
     try { fs.rmSync(tmp, { force: true }); } catch { /* best effort */ }
     throw describe(target, err);
   }
   syncDirSync(path.dirname(target));
+}
+
+/**
+ * Windows refuses to rename over a file that another process holds open at that moment — a reader,
+ * or an antivirus or indexing scan of the file just written — with EPERM, EACCES or EBUSY, where
+ * POSIX rename(2) simply replaces it. Such a refusal lasts milliseconds, so on win32 the rename is
+ * retried with growing pauses (about 4 s in all) before it counts as failed, as npm's
+ * write-file-atomic and graceful-fs do. Other platforms and other errors fail at once.
+ */
+export const RENAME_RETRY_MS = [10, 20, 40, 80, 160, 320, 640, 1000, 1000, 1000];
+
+export function retryRename(err: unknown, attempt: number, platform: NodeJS.Platform = process.platform): boolean {
+  const code = (err as NodeJS.ErrnoException)?.code;
+  return platform === 'win32' && (code === 'EPERM' || code === 'EACCES' || code === 'EBUSY') && attempt < RENAME_RETRY_MS.length;
+}
+
+export async function renameReplacing(from: string, to: string, platform: NodeJS.Platform = process.platform, rename = fsp.rename): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await rename(from, to);
+    } catch (err) {
+      if (!retryRename(err, attempt, platform)) throw err;
+      await new Promise((r) => setTimeout(r, RENAME_RETRY_MS[attempt]));
+    }
+  }
+}
+
+export function renameReplacingSync(from: string, to: string, platform: NodeJS.Platform = process.platform, rename = fs.renameSync): void {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return rename(from, to);
+    } catch (err) {
+      if (!retryRename(err, attempt, platform)) throw err;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, RENAME_RETRY_MS[attempt]); // a synchronous sleep
+    }
+  }
 }
 
 /**

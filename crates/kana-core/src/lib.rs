@@ -3,8 +3,9 @@
 //! A multilayer perceptron classifier read top to bottom:
 //!
 //! * [`rng`]: a seeded generator, so a run is reproducible from one `u64`.
-//! * [`gemm`]: the one heavy operation, `C = αA·B + βC`, through matrixmultiply's SIMD kernels
-//!   (chosen at run time: AVX-512, AVX2+FMA, SSE2 or scalar), split over rayon threads.
+//! * [`gemm`]: the one heavy operation, `C = αA·B + βC` (and `gemm_bias`, with the layer's bias and
+//!   ReLU fused in), through our own register-blocked AVX-512 / AVX2+FMA kernels chosen at run
+//!   time, or matrixmultiply's portable kernels elsewhere, split over rayon threads.
 //! * [`act`]: the hidden activations (ReLU, leaky ReLU, SiLU, GELU) and an f32 erf.
 //! * [`dropout`]: the seeded, thread-independent dropout mask.
 //! * [`mlp`]: dense layers, activation, batch norm, dropout, softmax fused with cross-entropy, He

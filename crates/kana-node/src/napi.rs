@@ -66,6 +66,9 @@ pub type napi_finalize = unsafe extern "C" fn(env: napi_env, data: *mut c_void, 
 pub type napi_async_execute_callback = unsafe extern "C" fn(env: napi_env, data: *mut c_void);
 pub type napi_async_complete_callback = unsafe extern "C" fn(env: napi_env, status: napi_status, data: *mut c_void);
 
+// On Windows a DLL cannot leave symbols undefined: rustc generates the import table for node.exe
+// itself (raw-dylib; no node.lib needed). Not yet compiled for Windows (see README, Packages).
+#[cfg_attr(windows, link(name = "node.exe", kind = "raw-dylib", modifiers = "+verbatim"))]
 extern "C" {
     pub fn napi_get_undefined(env: napi_env, result: *mut napi_value) -> napi_status;
     pub fn napi_get_null(env: napi_env, result: *mut napi_value) -> napi_status;
