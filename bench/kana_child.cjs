@@ -5,7 +5,8 @@
 //   node --expose-gc bench/kana_child.cjs '<json spec>'
 //
 // spec: { workload: 'train'|'gd'|'infer'|'k49', data, labels (raw u8 / int32 files), features,
-//         offset, n (rows), layers, batch, threads, lr, steps (gd passes / infer passes), seed }
+//         offset, n (rows), layers, batch, threads, lr, steps (gd passes / infer passes), seed,
+//         optional activation, dropout, batchNorm (the F1 layers) }
 // Prints one line "RESULT {json}".
 //
 // Workloads
@@ -69,7 +70,12 @@ const median = (a) => [...a].sort((x, y) => x - y)[Math.floor((a.length - 1) / 2
 
 async function main() {
   const out = { cpuFeatures: kana.native.cpuFeatures(), threads: spec.threads }
-  const model = new MLP({ layers: spec.layers, seed: spec.seed ?? 1, threads: spec.threads })
+  // the F1 layers (bench/layers.mjs): activation, dropout, batch norm; absent = the plain ReLU MLP
+  const arch = {}
+  if (spec.activation) arch.activation = spec.activation
+  if (spec.dropout) arch.dropout = spec.dropout
+  if (spec.batchNorm) arch.batchNorm = true
+  const model = new MLP({ layers: spec.layers, seed: spec.seed ?? 1, threads: spec.threads, ...arch })
   const adam = { epochs: 1, optimizer: 'adam', lr: spec.lr ?? 1e-3, batchSize: spec.batch }
 
   if (spec.workload === 'train') {

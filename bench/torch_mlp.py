@@ -11,7 +11,8 @@ The spec (written by scripts/bench.mjs) names one workload and the shared synthe
      "offset": first row, "n": rows, "layers": [...], "batch": 32, "threads": 2,
      "lr": 1e-3, "steps": optional step cap (gd: timed steps; infer: timed passes),
      "max_seconds": optional time cap for training, "warmup": warm-up steps (or passes),
-     "warmup_seconds": optional time cap for the training warm-up, "seed": 1}
+     "warmup_seconds": optional time cap for the training warm-up, "seed": 1,
+     optional "activation", "dropout", "batchNorm": the F1 layers (bench/layers.mjs)}
 The data file is raw uint8, row-major N×784 (the same bytes kana-native reads); labels raw int32.
 The model, optimiser and loop are what a user would write: nn.Sequential of Linear/ReLU, cross
 entropy, torch.optim.Adam (or SGD for full-batch GD), batches sliced from a shuffled permutation.
@@ -99,11 +100,18 @@ def main():
     del X8
 
     layers = spec['layers']
+    # hidden layer: Linear, [BatchNorm1d], activation, [Dropout] — kana-native's order (README
+    # "Conventions"); absent options = the plain ReLU MLP
+    act = {'relu': nn.ReLU, 'leaky-relu': lambda: nn.LeakyReLU(0.01), 'silu': nn.SiLU, 'gelu': nn.GELU}[spec.get('activation') or 'relu']
     mods = []
     for i in range(len(layers) - 1):
         mods.append(nn.Linear(layers[i], layers[i + 1]))
         if i < len(layers) - 2:
-            mods.append(nn.ReLU())
+            if spec.get('batchNorm'):
+                mods.append(nn.BatchNorm1d(layers[i + 1]))
+            mods.append(act())
+            if spec.get('dropout'):
+                mods.append(nn.Dropout(float(spec['dropout'])))
     model = nn.Sequential(*mods)
 
     wl = spec['workload']
