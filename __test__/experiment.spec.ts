@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import { readExperimentConfig, runExperiment, resolveExperiment, MODEL_IDS, type ExperimentResult } from '../src/experiment/experiment'
 import { rungsFor, searchConfigs, DEFAULT_RANDOM_SPACE } from '../src/experiment/search'
 import { epochOrder } from '../src/training/batches'
+import { decodeModel } from '../src/output/model-file'
 import { classmap, hasKmnist, miniConfig, miniData, npy } from './experiment-fixtures'
 
 const root = join(__dirname, '..')
@@ -120,6 +121,45 @@ test.serial('a miniature experiment: M0–M4, search, agreement, files, table, t
   t.truthy(exp.machine.cpuFeatures.arch)
   t.true(exp.seconds > 0 && exp.timings.total > 0)
   if (hasKmnist) t.is(exp.data.classNames[0], 'お')
+})
+
+test.serial('the M1/M2 agreement holds when the search picks gelu + dropout + batch norm + AdamW + label smoothing + cosine with warm-up', async (t) => {
+  const data = await miniData()
+  const out = mkdtempSync(join(tmpdir(), 'kana-exp-f1-'))
+  const r = await runExperiment({
+    ...miniConfig, models: ['M1', 'M2'], data: hasKmnist ? { classmap } : undefined, inMemory: data, out, log: () => {},
+    search: {
+      mode: 'grid', trials: 1, epochs: 3, halving: false,
+      space: {
+        optimizer: ['adamw'], lr: { adamw: [1e-3] }, batchSize: [32], hidden: [[32]], l2: [1e-3], schedule: ['cosine'], patience: [10],
+        activation: ['gelu'], dropout: [0.2], batchNorm: [true], labelSmoothing: [0.1], weightDecay: [0.01], warmupEpochs: [1],
+      },
+    },
+  })
+  const c = r.models.find((m) => m.id === 'M1')!.config
+  t.like(c, { optimizer: 'adamw', activation: 'gelu', dropout: 0.2, batchNorm: true, labelSmoothing: 0.1, weightDecay: 0.01, schedule: 'cosine', warmupEpochs: 1 })
+  const row = r.table.find((x) => x.model === 'M1')!
+  t.regex(row.techniques, /AdamW lr 0\.001, wd 0\.01, cosine schedule to 1e-5, warm-up 1, batch 32, L2 0\.001, gelu, dropout 0\.2, batch norm, label smoothing 0\.1/)
+  t.deepEqual(r.models.find((m) => m.id === 'M2')!.config, c)
+  const a = r.agreement!
+  t.is(a.verdict, 'agree', JSON.stringify({ pass: a.pass, loss: a.maxTrainLossRelDiffFirst10, acc: a.testAccuracyDiffPoints }))
+  t.is(a.epochsCompared, 3)
+  t.true(a.maxTrainLossRelDiffFirst10 < 1e-4, `training loss ${a.maxTrainLossRelDiffFirst10}`)
+  t.true(a.testAccuracyDiffPoints <= 0.5)
+  t.true(a.prefixMatchesM1, 'the engine prefix repeats M1 bit for bit')
+  t.true(a.resync.pass && a.resync.maxTrainLossRelDiff < 1e-4, `re-synchronised ${a.resync.maxTrainLossRelDiff}`)
+  t.is(a.resync.engineLoss[0], a.engine.trainLoss[0], 'epoch 1 starts from the same state in both comparisons')
+  // the model files of both: batch norm's state, the architecture
+  for (const m of ['M1', 'M2']) {
+    const file = decodeModel(readFileSync(join(out, 'models', m, 'model.safetensors')))
+    t.is(file.meta.activation, 'gelu', m)
+    t.true(file.meta.batchNorm, m)
+    t.is(file.norm.length, 4, m)
+  }
+  t.regex(readFileSync(join(out, 'comparison.md'), 'utf8'), /gelu, dropout 0\.2, batch norm, label smoothing 0\.1/)
+  const trials = readFileSync(join(out, 'search', 'trials.csv'), 'utf8').trim().split('\n')
+  t.is(trials[0], 'id,optimizer,lr,batchSize,hidden,l2,schedule,patience,epochs,bestEpoch,valLoss,valAccuracy,stoppedBy,seconds,selected,levers')
+  t.regex(trials[1], /,gelu; dropout 0\.2; batch norm; label smoothing 0\.1; wd 0\.01; warm-up 1$/)
 })
 
 test.serial('the written experiment-config.json reproduces the experiment exactly', async (t) => {

@@ -137,6 +137,12 @@ installTest('the packaged tarballs install without Rust and train, predict, requ
     t.true(Math.abs(v.slice(0, 10).reduce((a, b) => a + b, 0) - 1) <= 1e-6)
   }
 
+  // the job queue's BullMQ is an optional peer dependency: not installed, and asked for by name
+  t.false(existsSync(join(nm, 'bullmq')), 'bullmq is not installed with kana-native')
+  const worker = npx(['worker', '--queue', 'redis://127.0.0.1:1'])
+  t.not(worker.code, 0)
+  t.regex(worker.stderr, /npm install bullmq ioredis/)
+
   // 4. CommonJS: the addon comes from the platform package, not from this checkout
   writeFileSync(join(project, 'check.cjs'), `
 const k = require('kana-native')

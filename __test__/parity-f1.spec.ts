@@ -186,9 +186,8 @@ test('full-batch GD beyond one 2048-row chunk: batch norm statistics and dropout
 // reference does that; the engine (f1 at 97f673d) adds λ·W of the *decayed* weight. A difference of
 // λ·lr·λw·W in the gradient: invisible in the parity cases above (5.96e-7), but exposed here by a
 // huge eps (Adam then moves by about lr·g/eps, linear in g) and large λ, lr, λw. Reported in
-// /work/coord/f1-parity.md; `failing` until the engine takes the pre-step weight (or the lead rules
-// the engine's order the convention, and the reference changes).
-test.failing('AdamW + L2: the L2 term sees the pre-step weight, as an L2 loss term does in PyTorch', async (t) => {
+// /work/coord/f1-parity.md; the engine now takes the pre-step weight too (optim.rs adam_loop).
+test('AdamW + L2: the L2 term sees the pre-step weight, as an L2 loss term does in PyTorch', async (t) => {
   const layers = [24, 16, 5]
   const model = new MLP({ layers, seed: 3, threads: 1 })
   t.teardown(() => model.free())

@@ -28,20 +28,29 @@ const bin = join(root, 'bin', 'kana-native.js')
 const STUDY: Omit<ModelConfig, 'seed'> = {
   hidden: [512], optimizer: 'adam', lr: 1e-3, batchSize: 32, l2: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, epochs: 200,
   schedule: 'constant', lrMin: 1e-5, earlyStopping: true, patience: 20, minDelta: 0, restoreBest: true,
+  // issue F1's levers, all off (clipNorm: absent unless given)
+  warmupEpochs: 0, pctStart: 0.3, divFactor: 25, finalDivFactor: 1e4, activation: 'relu', leakySlope: 0.01, dropout: 0, batchNorm: false,
+  bnMomentum: 0.1, bnEps: 1e-5, labelSmoothing: 0, weightDecay: 0, momentum: 0, nesterov: false,
   augment: false, rotate: 0, scale: 0, shear: 0, shift: 0, elastic: 'off',
 }
+/** The settings that stay absent when not given. */
+const OPTIONAL = ['clipNorm']
 
 test('every field resolves to the study\'s default, in the declared key order', (t) => {
   const c = resolveModelConfig({ seed: 5 })
   t.deepEqual(c, { ...STUDY, seed: 5 })
-  t.deepEqual(Object.keys(c), [...FIELD_NAMES], 'ModelConfig keys in declaration order (config.json, trial comparison)')
-  t.deepEqual(Object.keys(STUDY).concat('seed').sort(), [...FIELD_NAMES].sort(), 'the hand-written table covers every field')
+  t.deepEqual(Object.keys(c), FIELD_NAMES.filter((k) => !OPTIONAL.includes(k)), 'ModelConfig keys in declaration order (config.json, trial comparison)')
+  t.deepEqual(Object.keys(STUDY).concat('seed', ...OPTIONAL).sort(), [...FIELD_NAMES].sort(), 'the hand-written table covers every field')
 })
 
 test('dependent defaults: lr by optimizer, lrMin = lr / 100; undefined means absent', (t) => {
   t.is(resolveModelConfig({ seed: 1, optimizer: 'gd' }).lr, 0.1)
   t.is(resolveModelConfig({ seed: 1, optimizer: 'sgd' }).lr, 0.1)
   t.is(resolveModelConfig({ seed: 1, optimizer: 'adam' }).lr, 1e-3)
+  t.is(resolveModelConfig({ seed: 1, optimizer: 'adamw' }).lr, 1e-3)
+  t.is(resolveModelConfig({ seed: 1, optimizer: 'adamw' }).weightDecay, 1e-2)
+  t.is(resolveModelConfig({ seed: 1, optimizer: 'adam' }).weightDecay, 0)
+  t.false('clipNorm' in resolveModelConfig({ seed: 1 }))
   t.is(resolveModelConfig({ seed: 1, optimizer: 'gd' }).lrMin, 0.1 / 100)
   t.is(resolveModelConfig({ seed: 1, lr: 0.37 }).lrMin, 0.37 / 100)
   t.is(resolveModelConfig({ seed: 1, lr: 0.37, lrMin: 0 }).lrMin, 0)
@@ -80,6 +89,21 @@ test('a bad value of every field is a RangeError naming the setting and the valu
     shift: [-1, 1e4],
     elastic: ['on', [1], [1, 0], [-1, 2], 3, null],
     seed: [1.5, NaN, 2 ** 60, '1'],
+    warmupEpochs: [-1, 1.5, NaN, '2'],
+    pctStart: [0, 1, -0.5, NaN],
+    divFactor: [0, -1, Infinity],
+    finalDivFactor: [0, -1, NaN],
+    activation: ['tanh', '', 'ReLU', null],
+    leakySlope: [-0.1, NaN, Infinity],
+    dropout: [-0.1, 1, 1.5, NaN, [0.5, 1], [-0.1], 'x'],
+    batchNorm: ['yes', 1],
+    bnMomentum: [1, -0.1, NaN],
+    bnEps: [0, -1e-5, Infinity],
+    labelSmoothing: [1, -0.1, NaN, 2],
+    clipNorm: [0, -1, NaN, Infinity, '1'],
+    weightDecay: [-1e-2, NaN],
+    momentum: [1, -0.1, NaN],
+    nesterov: ['true', 1],
   }
   const valid = resolveModelConfig({ seed: 1 })
   for (const k of FIELD_NAMES) {
@@ -92,7 +116,12 @@ test('a bad value of every field is a RangeError naming the setting and the valu
   }
   // today's exact words, which tests and users match
   t.throws(() => checkModelConfig({ ...valid, hidden: [0] }), { message: 'hidden must be a list of positive integer widths, got [0]' })
-  t.throws(() => checkModelConfig({ ...valid, optimizer: 'rmsprop' as never }), { message: 'optimizer must be gd, sgd or adam, got "rmsprop"' })
+  t.throws(() => checkModelConfig({ ...valid, optimizer: 'rmsprop' as never }), { message: 'optimizer must be gd, sgd, adam or adamw, got "rmsprop"' })
+  t.throws(() => checkModelConfig({ ...valid, activation: 'tanh' as never }), { message: 'activation must be relu, leaky-relu, silu or gelu, got "tanh"' })
+  t.throws(() => checkModelConfig({ ...valid, dropout: 1 }), { message: 'dropout must be a rate in [0, 1) or a list of one rate in [0, 1) per hidden layer, got 1' })
+  t.throws(() => checkModelConfig({ ...valid, dropout: [0.2, -0.1] }), { message: 'dropout must be a rate in [0, 1) or a list of one rate in [0, 1) per hidden layer, got [0.2,-0.1]' })
+  t.throws(() => checkModelConfig({ ...valid, labelSmoothing: 1 }), { message: 'labelSmoothing must be a number in [0, 1), got 1' })
+  t.throws(() => checkModelConfig({ ...valid, clipNorm: 0 }), { message: 'clipNorm must be a finite number > 0, got 0' })
   t.throws(() => checkModelConfig({ ...valid, lr: -1 }), { message: 'lr must be a finite number > 0, got -1' })
   t.throws(() => checkModelConfig({ ...valid, lr: NaN }), { message: 'lr must be a finite number > 0, got NaN' })
   t.throws(() => checkModelConfig({ ...valid, batchSize: 0 }), { message: 'batchSize must be an integer ≥ 1, got 0' })
@@ -107,6 +136,27 @@ test('rules between settings: the schedule\'s lrMin checks come before any work'
   t.notThrows(() => resolveModelConfig({ seed: 1, schedule: 'linear', lrMin: 0 }))
 })
 
+test('rules between settings: the F1 levers that do not go together are refused before any work', (t) => {
+  const refused: [Partial<ModelConfig>, RegExp][] = [
+    [{ batchNorm: true, batchSize: 1 }, /^batchSize must be ≥ 2 with batchNorm/],
+    [{ optimizer: 'sgd', nesterov: true }, /^nesterov needs a momentum > 0/],
+    [{ optimizer: 'adam', momentum: 0.9 }, /^momentum is only used by optimizers gd and sgd, not adam/],
+    [{ optimizer: 'adamw', momentum: 0.9 }, /^momentum is only used by optimizers gd and sgd, not adamw/],
+    [{ optimizer: 'adam', weightDecay: 0.01 }, /^weightDecay is only used by optimizer adamw, not adam/],
+    [{ optimizer: 'sgd', weightDecay: 0.01 }, /^weightDecay is only used by optimizer adamw, not sgd/],
+    [{ hidden: [8, 4], dropout: [0.1] }, /^dropout must list one rate per hidden layer \(2\), got 1/],
+    [{ epochs: 5, warmupEpochs: 5 }, /^warmupEpochs must be < epochs \(5\), got 5/],
+    [{ epochs: 10, schedule: 'one-cycle', pctStart: 0.1 }, /^pctStart × epochs = 0.1 × 10 = 1/],
+  ]
+  for (const [c, message] of refused) t.throws(() => resolveModelConfig({ seed: 1, ...c }), { instanceOf: RangeError, message }, JSON.stringify(c))
+  const fine: Partial<ModelConfig>[] = [
+    { batchNorm: true, batchSize: 2 }, { batchNorm: true, optimizer: 'gd', batchSize: 1 }, { optimizer: 'sgd', momentum: 0.9, nesterov: true },
+    { optimizer: 'gd', momentum: 0.5 }, { optimizer: 'adamw', weightDecay: 0 }, { hidden: [8, 4], dropout: [0.1, 0] }, { epochs: 5, warmupEpochs: 4, schedule: 'cosine' },
+    { activation: 'leaky-relu', leakySlope: 0.2 }, { clipNorm: 1, labelSmoothing: 0.1 },
+  ]
+  for (const c of fine) t.notThrows(() => resolveModelConfig({ seed: 1, ...c }), JSON.stringify(c))
+})
+
 test('partial model configurations are strict: unknown keys are named, with the known ones', (t) => {
   t.deepEqual(checkPartialModelConfig({ epochs: 3 }), { epochs: 3 })
   t.throws(() => checkPartialModelConfig({ epoch: 3 }, 'M0'), { instanceOf: RangeError, message: /^unknown key "epoch" in M0; known: hidden, optimizer, lr, .*seed$/ })
@@ -119,7 +169,7 @@ test('the JSON Schema export describes every field, strictly', (t) => {
   t.is(js.additionalProperties, false)
   for (const k of FIELD_NAMES) t.is(typeof js.properties[k].description, 'string', k)
   t.like(js.properties.batchSize, { type: 'integer', minimum: 1, default: 32 })
-  t.like(js.properties.lr, { type: 'number', exclusiveMinimum: 0, description: 'initial learning rate (default: 1e-3 (adam), 0.1 (gd/sgd))' })
+  t.like(js.properties.lr, { type: 'number', exclusiveMinimum: 0, description: 'initial learning rate (default: 1e-3 (adam, adamw), 0.1 (gd/sgd))' })
 })
 
 // ---------------------------------------------------------------------------------------------
@@ -137,8 +187,8 @@ test('experiment JSON: unknown keys at every level are named with their place', 
     [{ seed: 1, serach: {} }, /exp\.json: unknown key "serach"; known: seed, split, threads, data, models, M0, M4, search, architecture, reference$/],
     [{ search: { mode: 'grid', trails: 3 } }, /unknown key "trails" in search; known: mode, trials, epochs, halving, concurrency, threads, space, base/],
     [{ search: { halving: { minEpoch: 2 } } }, /unknown key "minEpoch" in search\.halving; known: minEpochs, eta/],
-    [{ search: { space: { lr: { adamw: [1e-3] } } } }, /unknown key "adamw" in search\.space\.lr; known: gd, sgd, adam/],
-    [{ search: { space: { dropout: [0.1] } } }, /unknown key "dropout" in search\.space; known: optimizer, lr, batchSize/],
+    [{ search: { space: { lr: { rmsprop: [1e-3] } } } }, /unknown key "rmsprop" in search\.space\.lr; known: gd, sgd, adam, adamw/],
+    [{ search: { space: { dropuot: [0.1] } } }, /unknown key "dropuot" in search\.space; known: optimizer, lr, batchSize, .*, dropout, batchNorm/],
     [{ M0: { epoch: 3 } }, /unknown key "epoch" in M0; known: hidden, optimizer/],
     [{ search: { base: { betta1: 0.8 } } }, /unknown key "betta1" in search\.base/],
     [{ architecture: { width: [1] } }, /unknown key "width" in architecture/],
@@ -160,6 +210,9 @@ test('experiment JSON: nested values checked by the same field schemas, named by
     [{ search: { space: { batchSize: [32, 0] } } }, /search\.space\.batchSize\[1\] must be an integer ≥ 1, got 0/],
     [{ search: { space: { schedule: ['step'] } } }, /search\.space\.schedule\[0\] must be constant, linear, exponential, cosine or one-cycle/],
     [{ search: { space: { hidden: [] } } }, /search\.space\.hidden must be a non-empty list of hidden-layer lists, got \[\]/],
+    [{ search: { space: { dropout: [0.1, 1] } } }, /search\.space\.dropout\[1\] must be a rate in \[0, 1\)/],
+    [{ search: { space: { activation: ['tanh'] } } }, /search\.space\.activation\[0\] must be relu, leaky-relu, silu or gelu/],
+    [{ search: { space: { batchNorm: [] } } }, /search\.space\.batchNorm must be a non-empty list of batch-norm switches/],
     [{ search: { halving: { eta: 1 } } }, /search\.halving\.eta must be a number > 1, got 1/],
     [{ search: { halving: true } }, /search\.halving must be false or \{minEpochs, eta\}, got true/],
     [{ search: { mode: 'bayes' } }, /search\.mode must be grid or random/],
@@ -176,6 +229,25 @@ test('experiment JSON: nested values checked by the same field schemas, named by
     // the Node API says the same without the file
     t.throws(() => resolveExperiment(cfg as never), { instanceOf: RangeError, message })
   }
+})
+
+test('search space levers: drawn from their own generator, the study\'s draws unchanged; grids multiply; levers that do not apply are left out', (t) => {
+  const opts = { mode: 'random' as const, trials: 8, epochs: 10, space: DEFAULT_RANDOM_SPACE }
+  const plain = searchConfigs(opts, 3)
+  const space = { ...DEFAULT_RANDOM_SPACE, optimizer: ['adam', 'sgd', 'adamw'] as const, lr: { ...DEFAULT_RANDOM_SPACE.lr, adamw: [1e-4, 1e-3] } }
+  const levers = { activation: ['relu', 'gelu'] as const, dropout: [0, 0.3], batchNorm: [false, true], labelSmoothing: [0, 0.1], weightDecay: [0.05], momentum: [0.9], warmupEpochs: [0, 2] }
+  const withLevers = searchConfigs({ ...opts, space: { ...DEFAULT_RANDOM_SPACE, ...levers } as never }, 3)
+  const study = (c: ModelConfig) => [c.optimizer, c.lr, c.batchSize, c.hidden, c.l2, c.schedule, c.patience]
+  t.deepEqual(withLevers.map(study), plain.map(study), 'the study\'s settings are drawn as without levers')
+  t.true(withLevers.some((c) => c.activation === 'gelu') && withLevers.some((c) => c.batchNorm), 'the levers are drawn')
+  for (const c of withLevers) {
+    t.is(c.momentum, c.optimizer === 'sgd' ? 0.9 : 0, 'momentum only for gd/sgd')
+    t.is(c.weightDecay, 0, 'weightDecay only for adamw')
+  }
+  const w = searchConfigs({ ...opts, trials: 20, space: { ...space, ...levers } as never }, 3).filter((c) => c.optimizer === 'adamw')
+  t.true(w.length > 0 && w.every((c) => c.weightDecay === 0.05))
+  const grid = searchConfigs({ mode: 'grid', trials: 0, epochs: 5, space: { ...DEFAULT_RANDOM_SPACE, optimizer: ['adam'], lr: { adam: [1e-3] }, batchSize: [32], hidden: [[8]], l2: [0], schedule: ['constant'], patience: [5], dropout: [0, 0.2], batchNorm: [false, true] } }, 1)
+  t.deepEqual(grid.map((c) => [c.dropout, c.batchNorm]), [[0, false], [0, true], [0.2, false], [0.2, true]])
 })
 
 test('resolveExperiment checks the search candidates up front; a resolved configuration reads back', async (t) => {
@@ -272,10 +344,14 @@ test('train() and runExperiment() check every setting before loading anything', 
 test('every field is a train flag of its type, with its default shown; absent flags stay undefined', async (t) => {
   const help = await new Promise<string>((res) => parser(['train', '--help']).parse(['train', '--help'], {}, (_e: unknown, _a: unknown, out: string) => res(out)))
   for (const k of FIELD_NAMES) t.regex(help, new RegExp(`--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}\\b`), k)
-  t.regex(help, /--lr .*\[default: 1e-3 \(adam\), 0\.1 \(gd\/sgd\)\]/)
-  t.regex(help, /--optimizer .*\[choices: "gd", "sgd", "adam"\] \[default: adam\]/s)
+  t.regex(help, /--lr .*\[default: 1e-3 \(adam, adamw\), 0\.1 \(gd\/sgd\)\]/)
+  t.regex(help, /--optimizer .*\[choices: "gd", "sgd", "adam", "adamw"\] \[default: adam\]/s)
   const argv = await parser([]).parseAsync(['train', '--batch-size', '64', '--no-early-stopping', '--hidden', '100,80', '--schedule', 'linear'])
   t.deepEqual(modelSettingsFrom(argv), { hidden: [100, 80], batchSize: 64, schedule: 'linear', earlyStopping: false })
+  const f1 = await parser([]).parseAsync(['train', '--activation', 'gelu', '--dropout', '0.2', '--batch-norm', '--label-smoothing', '0.1', '--clip-norm', '5',
+    '--optimizer', 'sgd', '--momentum', '0.9', '--nesterov', '--schedule', 'one-cycle', '--warmup-epochs', '2', '--pct-start', '0.25'])
+  t.deepEqual(modelSettingsFrom(f1), { activation: 'gelu', dropout: 0.2, batchNorm: true, labelSmoothing: 0.1, clipNorm: 5, optimizer: 'sgd', momentum: 0.9, nesterov: true, schedule: 'one-cycle', warmupEpochs: 2, pctStart: 0.25 })
+  t.deepEqual(modelSettingsFrom(await parser([]).parseAsync(['train', '--dropout', '0.2,0.1'])), { dropout: [0.2, 0.1] })
   const none = await parser([]).parseAsync(['train'])
   t.deepEqual(modelSettingsFrom(none), {}, 'no yargs defaults: the schema\'s apply')
   await t.throwsAsync(async () => parser([]).parseAsync(['train', '--schedule', 'step']), { message: /Invalid values|Choices/ })
@@ -317,7 +393,8 @@ test('model-file metadata: the training record\'s model settings are checked by 
   t.is(decodeModel(ok).meta.training?.optimizer, 'adam')
   t.is(trainingRecordProblem({ epochsRun: 3, somethingElse: 'free' }), undefined, 'other keys are free')
   for (const [training, message] of [
-    [{ optimizer: 'rmsprop' }, /training: optimizer must be gd, sgd or adam, got "rmsprop"/],
+    [{ optimizer: 'rmsprop' }, /training: optimizer must be gd, sgd, adam or adamw, got "rmsprop"/],
+    [{ dropout: 1 }, /training: dropout must be a rate in \[0, 1\)/],
     [{ lr: -1 }, /training: lr must be a finite number > 0, got -1/],
     [{ hidden: [0] }, /training: hidden must be a list of positive integer widths/],
   ] as [Record<string, unknown>, RegExp][]) {

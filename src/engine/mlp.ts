@@ -124,10 +124,10 @@ export { abortError } from './abort'
 
 import { abortError } from './abort'
 
-/** The study's optimisers (the run schema and the search draw from these). */
-export type OptimizerName = 'gd' | 'sgd' | 'adam'
-/** Every optimiser fit accepts: the study's and AdamW. */
-export type FitOptimizerName = OptimizerName | 'adamw'
+/** The optimisers fit accepts (the run schema and the search draw from these): the study's and AdamW. */
+export type OptimizerName = 'gd' | 'sgd' | 'adam' | 'adamw'
+/** Kept for callers of the earlier name. */
+export type FitOptimizerName = OptimizerName
 
 export interface MLPOptions {
   /** Layer sizes, input first and classes last, e.g. [784, 512, 49]. */

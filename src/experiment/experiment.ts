@@ -27,10 +27,10 @@ import { claimRunDir, type RunDirClaim } from '../training/run-dir'
 import { summarize } from '../output/metrics'
 import { makeOutputDir, writeFileAtomic } from '../output/atomic'
 import { historyCsv } from '../training/history'
-import { saveModel } from '../output/model-file'
+import { saveModel, type ModelMeta } from '../output/model-file'
 import { classDistribution, comparisonCurves, confusionHeatmap, lossCurves, sampleGrid, writeRendered, type HistoryRow } from '../output/plots'
 import { Trial, layersOf, type ModelConfig } from '../training/trial'
-import { trialData, type AfterStep, type TrialData } from '../training/sources'
+import { modelOptions, modelParams, setModelParams, trialData, type AfterStep, type TrialData } from '../training/sources'
 import { stepsPerEpoch } from '../training/batches'
 import type { Run } from '../training/run'
 import { mulberry32 } from '../data/split'
@@ -200,16 +200,27 @@ const json = (v: unknown) => JSON.stringify(v, (_, x) => (typeof x === 'number' 
 // ---------------------------------------------------------------------------------------------
 // Descriptions
 
-const OPT_NAMES = { gd: 'full-batch GD', sgd: 'mini-batch SGD', adam: 'Adam' } as const
+const OPT_NAMES = { gd: 'full-batch GD', sgd: 'mini-batch SGD', adam: 'Adam', adamw: 'AdamW' } as const
 
 /** A learning rate or λ for people: 0.1, 0.00316, 7.77e-6. */
 export const short = (x: number): string => (x !== 0 && Math.abs(x) < 1e-3 ? x.toExponential(2).replace(/\.?0+e/, 'e') : String(Number(x.toPrecision(3))))
 
 export function techniques(c: ModelConfig): string {
   const parts = [`${OPT_NAMES[c.optimizer]} lr ${short(c.lr)}`]
-  if (c.schedule !== 'constant') parts.push(`${c.schedule} schedule to ${short(c.lrMin)}`)
+  // the F1 levers, each only when used (the study's recipes read as before)
+  if (c.optimizer === 'adamw') parts.push(`wd ${short(c.weightDecay)}`)
+  if (c.momentum > 0) parts.push(`${c.nesterov ? 'Nesterov ' : ''}momentum ${short(c.momentum)}`)
+  if (c.schedule === 'one-cycle') parts.push(`one-cycle schedule (pct ${short(c.pctStart)}, div ${short(c.divFactor)}, final div ${short(c.finalDivFactor)})`)
+  else if (c.schedule !== 'constant') parts.push(`${c.schedule} schedule to ${short(c.lrMin)}`)
+  if (c.warmupEpochs > 0) parts.push(`warm-up ${c.warmupEpochs}`)
   if (c.optimizer !== 'gd') parts.push(`batch ${c.batchSize}`)
   parts.push(c.l2 > 0 ? `L2 ${short(c.l2)}` : 'no L2')
+  if (c.activation !== 'relu') parts.push(c.activation === 'leaky-relu' ? `leaky-relu ${short(c.leakySlope)}` : c.activation)
+  const rates = Array.isArray(c.dropout) ? c.dropout : [c.dropout]
+  if (rates.some((p) => p > 0)) parts.push(`dropout ${rates.map(short).join('/')}`)
+  if (c.batchNorm) parts.push('batch norm')
+  if (c.labelSmoothing > 0) parts.push(`label smoothing ${short(c.labelSmoothing)}`)
+  if (c.clipNorm !== undefined) parts.push(`clip norm ${short(c.clipNorm)}`)
   parts.push(c.earlyStopping ? `early stopping (patience ${c.patience})` : `${c.epochs} epochs, no early stopping`)
   if (c.restoreBest) parts.push('best weights restored')
   return parts.join(', ')
@@ -477,8 +488,9 @@ function startReference(x: Study): void {
   const m1 = m1Of(x)
   if (!x.wants('M2') || !m1) return
   // the initial weights: a fresh engine model with M1's seed, as M1 itself started
-  const fresh = new MLP({ layers: m1.layers, seed: m1.config.seed, threads: 1 })
-  const init = fresh.getWeights()
+  // (with M1's architecture options: with batch norm its initial norm state comes along)
+  const fresh = new MLP({ layers: m1.layers, seed: m1.config.seed, threads: 1, ...modelOptions(m1.config) })
+  const init = modelParams(fresh)
   fresh.free()
   const job: ReferenceJob = { config: m1.config, layers: m1.layers, init, train: inputs.train, validation: inputs.validation, features: inputs.features, budgetSeconds: cfg.reference.budgetSeconds }
   x.clock.begin('M2')
@@ -709,7 +721,7 @@ async function writeStudy(x: Study, results: ModelResult[], agreement: Agreement
     model: r.id, testAccuracy: r.metrics.test.accuracy, testLoss: r.metrics.test.loss, balancedAccuracy: r.metrics.test.balancedAccuracy,
     macroF1: r.metrics.test.macroF1, techniques: `${archLabel(r.layers)} ${r.techniques}`, notes: r.notes, seconds: r.seconds,
   }))
-  for (const r of results) await writeModelDir(r, inputs, r.id === 'M2' ? refOut!.weights : x.finished.get(r.id)!.trial!.model.getWeights(), cfg)
+  for (const r of results) await writeModelDir(r, inputs, r.id === 'M2' ? refOut!.weights : modelParams(x.finished.get(r.id)!.trial!.model), cfg)
   await writeFileAtomic(join(dir, 'comparison.md'), comparisonMarkdown(table))
   await writeFileAtomic(join(dir, 'comparison.csv'), comparisonCsv(table))
   await writeFileAtomic(join(dir, 'comparison.json'), json(table))
@@ -809,7 +821,7 @@ async function engineCopy(
   const trial = store.trial(key, { ...c, earlyStopping: false, restoreBest: false }, data, { threads, initialWeights: init, afterStep, keepEpoch: ref.weightsEpoch })
   await trial.advance(ref.history.length, signal)
   trial.finish()
-  if (ref.weightsEpoch > 0) trial.model.setWeights(trial.kept!)
+  if (ref.weightsEpoch > 0) setModelParams(trial.model, trial.kept!)
   return { trial, atEpoch: ref.weightsEpoch }
 }
 
@@ -825,7 +837,7 @@ async function engineEpochStarts(m1: Trial, data: TrialData, threads: number, ep
   const engineLoss: number[] = []
   const stateOf = (t: Trial, epoch: number): EpochStart => {
     const { step, m, v } = t.model.getTrainingState()
-    return { epoch, weights: t.model.getWeights(), step, m, v }
+    return { epoch, weights: modelParams(t.model), step, m, v }
   }
   // M1's configuration (its schedule over all its epochs) from its seed, run for `epochs` whatever
   // early stopping would say; each epoch's end is the next one's start
@@ -834,7 +846,7 @@ async function engineEpochStarts(m1: Trial, data: TrialData, threads: number, ep
     onEpoch: (r, run) => {
       const t = run as Trial
       engineLoss.push(r.trainLoss)
-      ends.push(t.model.getWeights())
+      ends.push(modelParams(t.model))
       if (r.epoch < epochs) starts.push(stateOf(t, r.epoch))
     },
   })
@@ -904,7 +916,8 @@ function agreementOf(ref: ReferenceOutcome, refTest: { loss: number; accuracy: n
   const first = (xs: number[]) => (xs.length ? Math.max(...xs.slice(0, 10)) : NaN)
   const maxFirst10 = first(trainLossRelDiff)
   const refW = ref.weights
-  const natW = prefix.trial.model.getWeights()
+  // with batch norm both lists end with the norm state (sources.ts modelParams)
+  const natW = modelParams(prefix.trial.model)
   let maxAbs = 0
   for (let l = 0; l < refW.length; l++) for (let i = 0; i < refW[l].length; i++) maxAbs = Math.max(maxAbs, Math.abs(refW[l][i] - natW[l][i]))
   const common = Math.min(p.length, m1.history.length)
@@ -995,12 +1008,26 @@ export function comparisonCsv(rows: TableRow[]): string {
   return [cols.join(','), ...rows.map((r) => cols.map((c) => cell(r[c])).join(','))].join('\n') + '\n'
 }
 
-async function writeModelDir(r: ModelResult, inputs: Inputs, weights: Float32Array[], cfg: ResolvedExperiment): Promise<void> {
+/** A model file's architecture fields for configuration `c` (the engine's and the reference's models alike). */
+function configArchitecture(c: ModelConfig, layers: number[]): Pick<ModelMeta, 'activation' | 'leakySlope' | 'batchNorm' | 'bnEps' | 'dropout'> {
+  const hidden = layers.length - 2
+  return {
+    activation: c.activation,
+    leakySlope: c.activation === 'leaky-relu' ? c.leakySlope : undefined,
+    batchNorm: c.batchNorm,
+    bnEps: c.batchNorm ? c.bnEps : undefined,
+    dropout: Array.isArray(c.dropout) ? [...c.dropout] : new Array<number>(hidden).fill(c.dropout),
+  }
+}
+
+/** `params`: the Run's layout, [W1, b1, …] then, with batch norm, the norm state (sources.ts modelParams). */
+async function writeModelDir(r: ModelResult, inputs: Inputs, params: Float32Array[], cfg: ResolvedExperiment): Promise<void> {
+  const n = 2 * (r.layers.length - 1)
   await makeOutputDir(r.dir, 2) // models/ and models/<id>: real folders, never links
   await writeFileAtomic(join(r.dir, 'config.json'), json({
     model: r.id, engine: r.engine, ...r.config, layers: r.layers, classNames: inputs.classNames,
     data: { ...inputs.source, features: inputs.features, classes: inputs.classes, samples: { train: inputs.train.labels.length, validation: inputs.validation.labels.length, test: inputs.test.labels.length }, splitSeed: cfg.seed },
-    batchOrder: 'trial.ts epochOrder(seed, epoch): mini-batches generated in TypeScript',
+    batchOrder: 'training/batches.ts epochOrder(seed, epoch): mini-batches generated in TypeScript',
     node: process.version,
   }))
   await writeFileAtomic(join(r.dir, 'history.csv'), historyCsv(r.history))
@@ -1010,10 +1037,11 @@ async function writeModelDir(r: ModelResult, inputs: Inputs, weights: Float32Arr
     train: r.metrics.train, validation: r.metrics.validation, test: r.metrics.test,
   }))
   await saveModel(join(r.dir, 'model.safetensors'), {
+    ...configArchitecture(r.config, r.layers),
     layers: r.layers, classNames: inputs.classNames, inputShape: inputs.features === 784 ? [28, 28] : undefined, seed: r.config.seed,
     training: { ...r.config, engine: r.engine, epochsRun: r.history.length, bestEpoch: r.bestEpoch, stopReason: r.stoppedBy },
     metrics: { validation: brief(r.metrics.validation), test: brief(r.metrics.test) },
-  }, weights)
+  }, params.slice(0, n), params.slice(n))
   if (r.history.length > 0) await writeRendered(join(r.dir, 'curves'), await lossCurves(r.history, { title: `${r.id}: training and validation`, bestEpoch: r.bestEpoch }))
   await writeRendered(join(r.dir, 'confusion'), await confusionHeatmap(r.metrics.test.confusion, inputs.classNames, { title: `${r.id}: test confusion matrix (accuracy ${pct(r.metrics.test.accuracy, 1)})` }))
 }

@@ -19,7 +19,7 @@ import { Worker } from 'node:worker_threads'
 import { join } from 'node:path'
 import { ReferenceMLP } from '../engine/reference'
 import { EpochInterrupted, Run, epochLr } from '../training/run'
-import { flatParams, referenceBatches, referenceInit } from '../training/reference-source'
+import { flatParams, flatState, referenceBatches, referenceModel, stateInit } from '../training/reference-source'
 import type { ModelConfig } from '../training/config'
 import type { RunSnapshot } from '../training/checkpoint'
 import type { Part } from '../data/inputs'
@@ -28,7 +28,7 @@ import type { EpochRecord } from '../training/records'
 export interface ReferenceJob {
   config: ModelConfig
   layers: number[]
-  /** [W1, b1, W2, b2, …] as MLP.getWeights() returns them. */
+  /** [W1, b1, W2, b2, …] as MLP.getWeights() returns them (then, with batch norm, the norm state: sources.ts modelParams). */
   init: Float32Array[]
   train: Part
   validation: Part
@@ -45,7 +45,7 @@ export interface ReferenceOutcome {
   bestEpoch: number
   weightsEpoch: number
   seconds: number
-  /** Weights the run ends with (after restore-best when configured), float32. */
+  /** Weights the run ends with (after restore-best when configured), float32; with batch norm, the norm state after them. */
   weights: Float32Array[]
   /** The same in float64: the model the test split is evaluated with. */
   weights64: Float64Array[]
@@ -80,6 +80,19 @@ interface BudgetState {
   lastEpochSeconds: number
 }
 
+/**
+ * Puts an optimiser state in the engine's layout (checkpoint.ts ModelState; Adam's moments, or the
+ * momentum buffer in `m`) into a reference model, with its step counter (the dropout masks' step).
+ */
+function restoreReference(model: ReferenceMLP, layers: number[], c: ModelConfig, m: { norm?: ArrayLike<number>[]; step: number; m: ArrayLike<number>[]; v: ArrayLike<number>[] }): void {
+  const hiddenNorm = c.batchNorm ? layers.length - 2 : 0
+  if (m.norm?.length) model.setNormState(m.norm)
+  model.setSteps(m.step)
+  const adamLike = c.optimizer === 'adam' || c.optimizer === 'adamw'
+  if (adamLike) model.setAdamState(m.m.length ? { t: m.step, m: stateInit(m.m, layers.length - 1, hiddenNorm), v: stateInit(m.v, layers.length - 1, hiddenNorm) } : null)
+  else model.setMomentumState(m.m.length ? stateInit(m.m, layers.length - 1, hiddenNorm) : null)
+}
+
 /** The reference run itself. Keeps the final model for the later test evaluation. */
 export async function runReference(job: ReferenceJob, onEpoch?: (r: EpochRecord) => void, control: ReferenceControl = {}): Promise<ReferenceRunResult> {
   const c = job.config
@@ -103,8 +116,7 @@ export async function runReference(job: ReferenceJob, onEpoch?: (r: EpochRecord)
   })
   if (rs) {
     const m = rs.model!
-    src.model.setAdamState(m.m.length ? { t: m.step, m: referenceInit(m.m), v: referenceInit(m.v) } : null)
-    src.model.setSteps(m.step) // the augmentation (and dropout) keys depend on the step count, SGD's too
+    restoreReference(src.model, job.layers, c, m)
     src.epochStart = m.epochStart
     run.restore(rs)
   }
@@ -112,11 +124,16 @@ export async function runReference(job: ReferenceJob, onEpoch?: (r: EpochRecord)
     await run.advance(c.epochs)
   } catch (e) {
     if ((e as Error)?.name !== 'AbortError') throw e
-    const adam = src.model.getAdamState()
+    const ref = src.model
+    const adam = ref.getAdamState()
+    const momentum = ref.getMomentumState()
     return {
       state: {
         ...run.state(), released: false,
-        model: { weights: src.getWeights(), step: src.model.steps, rng: null, m: adam ? flatParams(adam.m) : [], v: adam ? flatParams(adam.v) : [], partialEpoch: null, epochStart: src.epochStart },
+        model: {
+          weights: flatParams(ref.getWeights64()), norm: ref.getNormState64(), step: ref.steps, rng: null,
+          m: adam ? flatState(adam.m) : momentum ? flatState(momentum) : [], v: adam ? flatState(adam.v) : [], partialEpoch: null, epochStart: src.epochStart,
+        },
         extra: { budget: { ...budget, seconds: elapsed() } },
       },
     }
@@ -124,11 +141,12 @@ export async function runReference(job: ReferenceJob, onEpoch?: (r: EpochRecord)
   run.finish()
   const model = src.model
   const val = model.evaluate(job.validation.images, job.validation.labels, job.validation.labels.length)
-  const weights = model.getWeights().flatMap((p) => [p.weights, p.bias])
+  // with batch norm the norm state follows the weights (the Run's layout, sources.ts modelParams)
+  const weights = [...model.getWeights().flatMap((p) => [p.weights, p.bias]), ...model.getNormState()]
   return {
     model,
     outcome: {
-      history: run.history, stoppedBy: run.stopReason as ReferenceStop, bestEpoch: run.bestEpoch, weightsEpoch: run.weightsEpoch, seconds: elapsed(), weights, weights64: flatParams(model.getWeights64()),
+      history: run.history, stoppedBy: run.stopReason as ReferenceStop, bestEpoch: run.bestEpoch, weightsEpoch: run.weightsEpoch, seconds: elapsed(), weights, weights64: [...flatParams(model.getWeights64()), ...model.getNormState64()],
       validation: { loss: val.loss, accuracy: val.accuracy, confusion: [...val.confusion] },
     },
   }
@@ -145,6 +163,7 @@ export async function runReference(job: ReferenceJob, onEpoch?: (r: EpochRecord)
 /** The engine's state at the start of (0-based) epoch `epoch`. */
 export interface EpochStart {
   epoch: number
+  /** sources.ts modelParams: the weights, then with batch norm the norm state. */
   weights: Float32Array[]
   step: number
   /** Adam's moments (empty before the first Adam step). */
@@ -193,8 +212,7 @@ export async function runResync(job: ResyncJob, onEpoch: (r: ResyncRecord) => vo
     const epochStart = performance.now()
     const s = job.starts[k]
     const src = referenceBatches(job.layers, s.weights, c, job.train, job.train, job.features, { stop })
-    if (s.m.length) src.model.setAdamState({ t: s.step, m: referenceInit(s.m), v: referenceInit(s.v) })
-    src.model.setSteps(s.step) // (the engine's step count at the epoch's start: the augmentation keys)
+    restoreReference(src.model, job.layers, c, { norm: [], step: s.step, m: s.m, v: s.v })
     let referenceLoss: number
     try {
       referenceLoss = (await src.trainEpoch(s.epoch, epochLr(c, s.epoch), undefined, null)).loss
@@ -357,7 +375,7 @@ export function runReferenceHere(job: ReferenceJob, onEpoch?: (r: EpochRecord) =
 
 /** A finished reference run (from an experiment's checkpoint): its outcome, and its model for the test split. */
 export function finishedReference(job: ReferenceJob, outcome: ReferenceOutcome): ReferenceRun {
-  const model = new ReferenceMLP(job.layers, referenceInit(outcome.weights64))
+  const model = referenceModel(job.layers, outcome.weights64, job.config)
   return {
     result: Promise.resolve(outcome),
     onWorker: false,

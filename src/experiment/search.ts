@@ -37,7 +37,20 @@ export const SearchSpaceSchema = z.strictObject({
   l2: candidates(fieldSchema('l2'), 'L2 λ values'),
   schedule: candidates(fieldSchema('schedule'), 'schedules'),
   patience: candidates(fieldSchema('patience'), 'patience values'),
+  // issue F1's levers: searched only when listed (otherwise every trial has the study's value)
+  activation: candidates(fieldSchema('activation'), 'activations').optional(),
+  dropout: candidates(fieldSchema('dropout'), 'dropout rates').optional(),
+  batchNorm: candidates(fieldSchema('batchNorm'), 'batch-norm switches').optional(),
+  labelSmoothing: candidates(fieldSchema('labelSmoothing'), 'label-smoothing ε values').optional(),
+  weightDecay: candidates(fieldSchema('weightDecay'), 'AdamW weight decays').optional(),
+  momentum: candidates(fieldSchema('momentum'), 'momentum values').optional(),
+  warmupEpochs: candidates(fieldSchema('warmupEpochs'), 'warm-up lengths').optional(),
 })
+
+/** The levers a search space may list beside the study's settings (issue F1), in drawing order. */
+export const LEVERS = ['activation', 'dropout', 'batchNorm', 'labelSmoothing', 'weightDecay', 'momentum', 'warmupEpochs'] as const
+type Lever = (typeof LEVERS)[number]
+type Levers = Partial<Pick<ModelConfig, Lever>>
 
 /** Candidate values per hyper-parameter. Random search draws lr log-uniformly over [min, max] of its optimizer's list. */
 export interface SearchSpace {
@@ -48,6 +61,14 @@ export interface SearchSpace {
   l2: number[]
   schedule: ScheduleName[]
   patience: number[]
+  /** Optional (issue F1): each listed lever is searched too; weightDecay applies to adamw trials only, momentum to gd/sgd ones. */
+  activation?: ModelConfig['activation'][]
+  dropout?: ModelConfig['dropout'][]
+  batchNorm?: boolean[]
+  labelSmoothing?: number[]
+  weightDecay?: number[]
+  momentum?: number[]
+  warmupEpochs?: number[]
 }
 // the interface is what the search reads; the schema must describe exactly it
 const _sameSpace: [z.infer<typeof SearchSpaceSchema>] extends [SearchSpace] ? ([SearchSpace] extends [z.infer<typeof SearchSpaceSchema>] ? true : never) : never = true
@@ -150,11 +171,19 @@ export function checkSpace(s: SearchSpace, where = 'search.space'): void {
 export function searchConfigs(opts: Pick<SearchOptions, 'mode' | 'trials' | 'epochs' | 'space' | 'base'>, seed: number): ModelConfig[] {
   const s = opts.space
   checkSpace(s)
-  const make = (o: OptimizerName, lr: number, batchSize: number, hidden: number[], l2: number, schedule: ScheduleName, patience: number) =>
-    resolveModelConfig({ ...opts.base, optimizer: o, lr, lrMin: undefined, batchSize, hidden, l2, schedule, patience, epochs: opts.epochs, earlyStopping: true, restoreBest: true, seed })
+  const make = (o: OptimizerName, lr: number, batchSize: number, hidden: number[], l2: number, schedule: ScheduleName, patience: number, levers: Levers = {}) => {
+    // a lever that does not apply to the trial's optimizer is left at the study's value
+    const { weightDecay, momentum, ...rest } = levers
+    const own = { ...rest, ...(o === 'adamw' && weightDecay !== undefined ? { weightDecay } : {}), ...((o === 'gd' || o === 'sgd') && momentum !== undefined ? { momentum } : {}) }
+    return resolveModelConfig({ ...opts.base, ...own, optimizer: o, lr, lrMin: undefined, batchSize, hidden, l2, schedule, patience, epochs: opts.epochs, earlyStopping: true, restoreBest: true, seed })
+  }
+  const listed = LEVERS.filter((k) => s[k] !== undefined)
   if (opts.mode === 'grid') {
+    // every combination of the listed levers (one empty combination when none is listed)
+    let combos: Levers[] = [{}]
+    for (const k of listed) combos = combos.flatMap((c) => (s[k] as unknown[]).map((v) => ({ ...c, [k]: v })))
     const out: ModelConfig[] = []
-    for (const o of s.optimizer) for (const lr of s.lr[o]!) for (const b of s.batchSize) for (const h of s.hidden) for (const l2 of s.l2) for (const sch of s.schedule) for (const p of s.patience) out.push(make(o, lr, b, h, l2, sch, p))
+    for (const o of s.optimizer) for (const lr of s.lr[o]!) for (const b of s.batchSize) for (const h of s.hidden) for (const l2 of s.l2) for (const sch of s.schedule) for (const p of s.patience) for (const lv of combos) out.push(make(o, lr, b, h, l2, sch, p, lv))
     if (opts.trials > 0 && out.length > opts.trials) {
       throw new RangeError(`the grid has ${out.length} points, more than trials = ${opts.trials}: shrink the space or use random search`)
     }
@@ -162,12 +191,17 @@ export function searchConfigs(opts: Pick<SearchOptions, 'mode' | 'trials' | 'epo
   }
   if (!(Number.isInteger(opts.trials) && opts.trials >= 1)) throw new RangeError(`random search needs trials ≥ 1, got ${opts.trials}`)
   const rand = mulberry32((seed ^ 0x5eed5eed) >>> 0)
+  // the levers from a generator of their own, after the study's draws: a space without them draws
+  // exactly the sequence it always did, and listing them leaves the other settings' draws as they were
+  const leverRand = mulberry32((seed ^ 0x1e7e7500) >>> 0)
   return Array.from({ length: opts.trials }, () => {
     const o = pick(rand, s.optimizer)
     const lrs = s.lr[o]!
     const [lo, hi] = [Math.min(...lrs), Math.max(...lrs)]
     const lr = Number((lo * (hi / lo) ** rand()).toPrecision(3)) // log-uniform
-    return make(o, lr, pick(rand, s.batchSize), pick(rand, s.hidden), pick(rand, s.l2), pick(rand, s.schedule), pick(rand, s.patience))
+    const drawn = [pick(rand, s.batchSize), pick(rand, s.hidden), pick(rand, s.l2), pick(rand, s.schedule), pick(rand, s.patience)] as const
+    const levers: Levers = Object.fromEntries(listed.map((k) => [k, pick(leverRand, s[k] as unknown[])]))
+    return make(o, lr, ...drawn, levers)
   })
 }
 
@@ -302,7 +336,25 @@ export function trialsCsv(trials: TrialLog[]): string {
     const s = String(v)
     return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s
   }
-  return [TRIAL_COLUMNS.join(','), ...trials.map((t) => TRIAL_COLUMNS.map((c) => cell(t[c])).join(','))].join('\n') + '\n'
+  // a `levers` column only when a trial used one (the study's files keep their columns)
+  const withLevers = trials.some((t) => leversOf(t.config) !== '')
+  const head: string[] = withLevers ? [...TRIAL_COLUMNS, 'levers'] : [...TRIAL_COLUMNS]
+  return [head.join(','), ...trials.map((t) => [...TRIAL_COLUMNS.map((c) => cell(t[c])), ...(withLevers ? [cell(leversOf(t.config))] : [])].join(','))].join('\n') + '\n'
+}
+
+/** Issue F1's levers a configuration uses, in words ('' for none): the trials' `levers` column. */
+export function leversOf(c: ModelConfig): string {
+  const parts: string[] = []
+  if (c.activation !== 'relu') parts.push(c.activation)
+  const rates = Array.isArray(c.dropout) ? c.dropout : [c.dropout]
+  if (rates.some((p) => p > 0)) parts.push(`dropout ${rates.join('/')}`)
+  if (c.batchNorm) parts.push('batch norm')
+  if (c.labelSmoothing > 0) parts.push(`label smoothing ${c.labelSmoothing}`)
+  if (c.clipNorm !== undefined) parts.push(`clip ${c.clipNorm}`)
+  if (c.optimizer === 'adamw') parts.push(`wd ${c.weightDecay}`)
+  if (c.momentum > 0) parts.push(`${c.nesterov ? 'nesterov ' : ''}momentum ${c.momentum}`)
+  if (c.warmupEpochs > 0) parts.push(`warm-up ${c.warmupEpochs}`)
+  return parts.join('; ')
 }
 
 /** The trials as a Markdown table, sorted by validation loss (best first). */
@@ -313,5 +365,9 @@ export function trialsMarkdown(trials: TrialLog[]): string {
     String(t.epochs), String(t.bestEpoch), Number.isFinite(t.valLoss) ? t.valLoss.toFixed(4) : String(t.valLoss), Number.isFinite(t.valAccuracy) ? `${(t.valAccuracy * 100).toFixed(2)}%` : '—', t.stoppedBy, t.seconds.toFixed(1),
   ])
   const head = ['rank', 'trial', 'optimizer', 'lr', 'batch', 'hidden', 'L2', 'schedule', 'patience', 'epochs', 'best epoch', 'val loss', 'val acc', 'stopped by', 'seconds']
+  if (sorted.some((t) => leversOf(t.config) !== '')) {
+    head.push('levers')
+    sorted.forEach((t, k) => rows[k].push(leversOf(t.config) || '—'))
+  }
   return [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n') + '\n'
 }

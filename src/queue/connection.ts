@@ -3,6 +3,21 @@
 // every URL shown, logged or recorded goes through redactUrl/redactSecrets.
 import type { RedisOptions } from 'bullmq'
 
+/**
+ * BullMQ, loaded when a queue is used. It is an optional peer dependency: the package installs
+ * without it (and without the native install script of its msgpackr-extract), so a student's
+ * `npm install kana-native` stays free of anything a job queue needs; `--queue` and `worker` say
+ * what to install.
+ */
+export async function loadBullmq(): Promise<typeof import('bullmq')> {
+  try {
+    return await import('bullmq')
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException)?.code !== 'ERR_MODULE_NOT_FOUND' && (e as NodeJS.ErrnoException)?.code !== 'MODULE_NOT_FOUND') throw e
+    throw new Error('the job queue needs BullMQ, an optional dependency of kana-native: npm install bullmq ioredis')
+  }
+}
+
 /** The BullMQ queue every kana-native coordinator and worker use. */
 export const QUEUE_NAME = 'kana-native-trials'
 /** Key prefix in Redis (BullMQ's default is "bull"). */

@@ -9,10 +9,10 @@
 // without its data) is sent again; a queue unreachable for longer than `outageSeconds` fails the
 // run with a clear message. A result is checked (version, schema, hash, that it continues the state
 // sent) before it is used: never a wrong result, at worst an error.
-import { Queue } from 'bullmq'
+import type { Queue } from 'bullmq'
 import { abortError } from '../engine/abort'
 import type { Trial } from '../training/trial'
-import { parseQueueUrl, QUEUE_NAME, QUEUE_PREFIX, redactSecrets } from './connection'
+import { loadBullmq, parseQueueUrl, QUEUE_NAME, QUEUE_PREFIX, redactSecrets } from './connection'
 import {
   decodeSnapshotBlob, encodeSnapshotBlob, jobIdOf, KANA_VERSION, parseResult, PayloadError, PROTOCOL, JOB_FORMAT,
   type DataSpec, type TrialJob,
@@ -47,10 +47,10 @@ export class TrialQueue {
   private readonly outageMs: number
   private readonly pollMs: number
 
-  private constructor(url: string, private readonly o: TrialQueueOptions) {
+  private constructor(bull: typeof import('bullmq'), url: string, private readonly o: TrialQueueOptions) {
     const conn = parseQueueUrl(url)
     this.display = conn.display
-    this.queue = new Queue(QUEUE_NAME, { connection: conn.options, prefix: QUEUE_PREFIX })
+    this.queue = new bull.Queue(QUEUE_NAME, { connection: conn.options, prefix: QUEUE_PREFIX })
     this.queue.on('error', () => {}) // reconnections are the poll loop's business
     this.log = (l) => o.log?.(redactSecrets(l))
     this.outageMs = (o.outageSeconds ?? 120) * 1000
@@ -59,7 +59,8 @@ export class TrialQueue {
 
   /** Connects (within the outage time) and says how many workers are there. */
   static async open(url: string, o: TrialQueueOptions): Promise<TrialQueue> {
-    const q = new TrialQueue(url, o)
+    parseQueueUrl(url) // a bad URL is refused before BullMQ is even looked for
+    const q = new TrialQueue(await loadBullmq(), url, o)
     try {
       const workers = await q.call(() => q.queue.getWorkersCount(), 'connect')
       q.log(`queue: ${q.display} (${QUEUE_NAME}), ${workers} worker(s) connected now${workers === 0 ? ': the jobs wait until one connects (kana-native worker --queue URL)' : ''}`)

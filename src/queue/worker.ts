@@ -11,10 +11,10 @@
 // stops each running trial between two mini-batches, stores its state into its job, puts the job
 // back on the queue for another worker, and leaves.
 import { hostname } from 'node:os'
-import { Worker, UnrecoverableError, WaitingError, type Job } from 'bullmq'
+import type { Job } from 'bullmq'
 import { Trial, layersOf } from '../training/trial'
 import type { TrialData } from '../training/sources'
-import { parseQueueUrl, QUEUE_NAME, QUEUE_PREFIX, redactSecrets } from './connection'
+import { loadBullmq, parseQueueUrl, QUEUE_NAME, QUEUE_PREFIX, redactSecrets } from './connection'
 import { loadJobData } from './data'
 import {
   decodeSnapshotBlob, encodeSnapshotBlob, KANA_VERSION, MAX_SNAPSHOT_BYTES, parameterCount, parseJob, PayloadError, PROTOCOL, RESULT_FORMAT,
@@ -46,6 +46,7 @@ export interface TrialWorker {
 }
 
 export async function startWorker(o: WorkerOptions): Promise<TrialWorker> {
+  const { Worker, UnrecoverableError, WaitingError } = await loadBullmq()
   const conn = parseQueueUrl(o.queue)
   const concurrency = o.concurrency ?? 1
   if (!(Number.isInteger(concurrency) && concurrency >= 1 && concurrency <= 64)) throw new RangeError(`--concurrency must be an integer in 1..64, got ${concurrency}`)

@@ -26,7 +26,10 @@ import type { TrainingState } from '../engine/mlp'
 import type { Inputs } from '../data/inputs'
 import type { ResolvedConfig } from './records'
 import type { RunState } from './run'
-import { checkModelConfig } from './config'
+import { checkModelConfig, defaultModelConfig } from './config'
+
+/** Settings added after checkpoint version 2 was first written (issue F1): absent from older checkpoints. */
+const NEWER_FIELDS = ['warmupEpochs', 'pctStart', 'divFactor', 'finalDivFactor', 'activation', 'leakySlope', 'dropout', 'batchNorm', 'bnMomentum', 'bnEps', 'labelSmoothing', 'weightDecay', 'momentum', 'nesterov']
 
 export const CHECKPOINT_DIR = 'checkpoint'
 export const CHECKPOINT_INDEX = 'checkpoint.json'
@@ -89,11 +92,13 @@ export interface RunSnapshot<W extends Float32Array | Float64Array = Float32Arra
 /** What decides the rest of a model's training: its weights and its optimiser's state. */
 export interface ModelState<W extends Float32Array | Float64Array = Float32Array> {
   weights: W[]
+  /** Batch norm's [γ, β, running mean, running variance] per hidden layer (MLP.getNormState()); empty or absent without. */
+  norm?: W[]
   /** Optimiser steps taken. */
   step: number
   /** The engine's shuffling generator (a decimal string); null for the reference. */
   rng: string | null
-  /** Adam's moments, or SGD's momentum in `m`; empty before the first step that makes them. */
+  /** Adam's moments, or SGD's momentum in `m`; empty before the first step that makes them. One array per parameter tensor: W, b, then γ, β of the hidden layers with batch norm. */
   m: W[]
   v: W[]
   /** The engine's own unfinished epoch (train's engine-shuffled epochs). */
@@ -380,7 +385,7 @@ export function encodeSnapshot<W extends Float32Array | Float64Array>(prefix: st
     m = {
       step: model.step, rng: model.rng,
       partialEpoch: pe && { batchSize: pe.batchSize, nextStep: pe.nextStep, loss: pe.loss, correct: pe.correct, length: pe.order.length },
-      tensors: { weights: list('weights', model.weights), m: list('m', model.m), v: list('v', model.v), epochStart: list('epochStart', model.epochStart) },
+      tensors: { weights: list('weights', model.weights), norm: list('norm', model.norm), m: list('m', model.m), v: list('v', model.v), epochStart: list('epochStart', model.epochStart) },
     }
   }
   return { ...rest, divergence: rest.divergence ?? null, extra: rest.extra ?? null, tensors: { best: list('best', best), kept: list('kept', kept) }, model: m }
@@ -438,9 +443,19 @@ export function decodeSnapshot<W extends Float32Array | Float64Array>(
     if (!isObj(m) || !isInt(m.step) || (m.rng !== null && (typeof m.rng !== 'string' || !/^\d+$/.test(m.rng))) || !isObj(m.tensors)) fail('the model state is malformed')
     const weights = take('weights', m.tensors.weights)
     if (!weights) return fail('the model state has no weights')
+    // without batch norm there is no norm state (and snapshots from before it have no entry)
+    const norm = m.tensors.norm === undefined ? [] : take('norm', m.tensors.norm) ?? []
+    if (norm.length % 4 !== 0 || norm.length / 4 > weights.length / 2 - 1) fail('the norm state does not fit the weights')
+    // the optimiser's arrays: W, b of each layer, then γ, β of the hidden layers with batch norm
+    const params: number[] = []
+    for (let l = 0; l < weights.length / 2; l++) {
+      params.push(weights[2 * l].length, weights[2 * l + 1].length)
+      if (4 * l < norm.length) params.push(norm[4 * l].length, norm[4 * l].length)
+    }
+    norm.forEach((x, k) => { if (x.length !== weights[2 * Math.floor(k / 4) + 1].length) fail('the norm state does not fit the weights') })
     const mom = (name: string) => {
       const xs = take(name, m.tensors[name]) ?? []
-      if (xs.length !== 0 && (xs.length !== weights.length || xs.some((x, k) => x.length !== weights[k].length))) fail(`${name} does not fit the weights`)
+      if (xs.length !== 0 && (xs.length !== params.length || xs.some((x, k) => x.length !== params[k]))) fail(`${name} does not fit the weights`)
       return xs
     }
     let partialEpoch: TrainingState['partialEpoch'] = null
@@ -452,7 +467,7 @@ export function decodeSnapshot<W extends Float32Array | Float64Array>(
       partialEpoch = { order: order as Uint32Array, batchSize: pe.batchSize, nextStep: pe.nextStep, loss: pe.loss, correct: pe.correct }
     }
     const epochStart = take('epochStart', m.tensors.epochStart)
-    model = { weights, step: m.step, rng: m.rng, m: mom('m'), v: mom('v'), partialEpoch, ...(epochStart ? { epochStart } : {}) }
+    model = { weights, norm, step: m.step, rng: m.rng, m: mom('m'), v: mom('v'), partialEpoch, ...(epochStart ? { epochStart } : {}) }
   } else if (!r.released) fail('a live run without its model state')
   return {
     progress: { epoch: p.epoch, phase: p.phase, partial: pa && { nextBatch: pa.nextBatch, loss: pa.loss, correct: pa.correct }, pendingFit: pf && { loss: pf.loss, accuracy: pf.accuracy }, epochSeconds: p.epochSeconds, seconds: p.seconds },
@@ -506,6 +521,11 @@ export async function readCheckpoint(runDir: string): Promise<Checkpoint> {
 
   const config = ix.config as ResolvedConfig
   if (!isObj(config) || !Array.isArray(config.layers) || !config.layers.every((n) => isInt(n, 1)) || config.layers.length < 2 || !isInt(config.epochs, 1) || !isInt(config.seed) || !isInt(config.threads, 1)) bad('config is incomplete')
+  // a checkpoint written before issue F1's settings existed ran with their defaults, the study's
+  const cfg = config as unknown as Record<string, unknown>
+  for (const [k, v] of Object.entries(defaultModelConfig())) {
+    if (NEWER_FIELDS.includes(k) && cfg[k] === undefined) cfg[k] = k === 'weightDecay' && config.optimizer === 'adamw' ? 1e-2 : v
+  }
   try {
     checkModelConfig({ ...config, hidden: config.layers.slice(1, -1) })
   } catch (e) {
@@ -528,13 +548,19 @@ export async function readCheckpoint(runDir: string): Promise<Checkpoint> {
   if (snapshot.progress.epoch >= config.epochs) bad(`epoch ${snapshot.progress.epoch} is outside 0..${config.epochs - 1}`)
   if (model.rng === null) bad('the model state lacks its generator')
   // every tensor against the layers the configuration names
+  const L = config.layers.length - 1
   const sizes = config.layers.slice(1).flatMap((n, l) => [config.layers[l] * n, n])
-  const fits = (ws: Float32Array[] | undefined, name: string) => {
-    if (ws && (ws.length !== sizes.length || ws.some((w, k) => w.length !== sizes[k]))) bad(`${name} do not fit layers [${config.layers}]`)
+  const bn = config.batchNorm === true
+  const normSizes = bn ? config.layers.slice(1, -1).flatMap((n) => [n, n, n, n]) : []
+  const paramSizes = config.layers.slice(1).flatMap((n, l) => [config.layers[l] * n, n, ...(bn && l < L - 1 ? [n, n] : [])])
+  const fits = (ws: Float32Array[] | undefined, name: string, want = sizes) => {
+    if (ws && (ws.length !== want.length || ws.some((w, k) => w.length !== want[k]))) bad(`${name} do not fit layers [${config.layers}]${bn ? ' with batch norm' : ''}`)
   }
   fits(model.weights, 'the weights')
-  fits(snapshot.best, 'the best weights')
-  if (model.m.length) fits(model.m, 'the first moments')
-  if (model.v.length) fits(model.v, 'the second moments')
+  fits(model.norm ?? [], 'the norm state', normSizes)
+  // the Run keeps the norm state after the weights (sources.ts modelParams)
+  fits(snapshot.best, 'the best weights', [...sizes, ...normSizes])
+  if (model.m.length) fits(model.m, 'the first moments', paramSizes)
+  if (model.v.length) fits(model.v, 'the second moments', paramSizes)
   return { config, data, lr: ix.lr, snapshot: snapshot as Checkpoint['snapshot'], createdAt: ix.createdAt }
 }

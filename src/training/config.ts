@@ -13,8 +13,8 @@
 // Adding a setting (issue F1 adds many) = one entry in FIELDS below: its flag, its --config key,
 // its checks everywhere, its README row follow. Cross-field constraints go in RULES.
 import { z } from 'zod'
-import type { OptimizerName } from '../engine/mlp'
-import type { ScheduleName } from './schedule'
+import type { MLPOptions, OptimizerName } from '../engine/mlp'
+import { learningRate, type ScheduleName } from './schedule'
 
 // ---------------------------------------------------------------------------------------------
 // Ranges: a zod schema and the same range in words, for messages `${setting} ${must}, got ${value}`.
@@ -38,6 +38,10 @@ export const ranges = {
   oneOf: <const T extends readonly [string, ...string[]]>(xs: T) => range(z.enum(xs), `must be ${words(xs)}`),
   widths: () => range(z.array(z.number().int().min(1)), 'must be a list of positive integer widths'),
   string: () => range(z.string(), 'must be a string'),
+  /** (0, 1), e.g. one-cycle's pctStart. */
+  openUnit: () => range(z.number().gt(0).lt(1), 'must be a number in (0, 1)'),
+  /** A dropout rate in [0, 1), or one per hidden layer. */
+  rates: () => range(z.union([z.number().min(0).lt(1), z.array(z.number().min(0).lt(1))]), 'must be a rate in [0, 1) or a list of one rate in [0, 1) per hidden layer'),
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -72,7 +76,15 @@ export const numberList = (s: string): number[] => {
   return xs
 }
 
-export const OPTIMIZERS = ['gd', 'sgd', 'adam'] as const satisfies readonly OptimizerName[]
+/** `--dropout 0.2` → 0.2 (every hidden layer), `--dropout 0.2,0.1` → one rate per hidden layer. */
+export const rateList = (s: string): number | number[] => {
+  const xs = numberList(s)
+  return xs.length === 1 && !String(s).includes(',') ? xs[0] : xs
+}
+
+export const OPTIMIZERS = ['gd', 'sgd', 'adam', 'adamw'] as const satisfies readonly OptimizerName[]
+export const ACTIVATIONS = ['relu', 'leaky-relu', 'silu', 'gelu'] as const
+const adamLike = (o: unknown) => o === 'adam' || o === 'adamw'
 export const SCHEDULES = ['constant', 'linear', 'exponential', 'cosine', 'one-cycle'] as const satisfies readonly ScheduleName[]
 
 /**
@@ -81,20 +93,35 @@ export const SCHEDULES = ['constant', 'linear', 'exponential', 'cosine', 'one-cy
  */
 export const FIELDS = {
   hidden: field({ schema: ranges.widths(), default: [512], arg: 'W[,W…]', fromFlag: numberList, doc: 'hidden layer widths (`100,80` for two layers)' }),
-  optimizer: field({ schema: ranges.oneOf(OPTIMIZERS), default: 'adam', doc: 'full-batch gradient descent, mini-batch SGD (reshuffled every epoch), Adam' }),
-  lr: field({ schema: ranges.positive(), default: (c) => (c.optimizer === 'adam' ? 1e-3 : 0.1), defaultText: '1e-3 (adam), 0.1 (gd/sgd)', arg: 'η0', doc: 'initial learning rate' }),
+  optimizer: field({ schema: ranges.oneOf(OPTIMIZERS), default: 'adam', doc: 'full-batch gradient descent, mini-batch SGD (reshuffled every epoch), Adam, AdamW (Adam with decoupled weight decay, `--weight-decay`)' }),
+  lr: field({ schema: ranges.positive(), default: (c) => (adamLike(c.optimizer) ? 1e-3 : 0.1), defaultText: '1e-3 (adam, adamw), 0.1 (gd/sgd)', arg: 'η0', doc: 'initial learning rate' }),
   batchSize: field({ schema: ranges.intAtLeast(1), default: 32, arg: 'm', doc: 'mini-batch size (sgd, adam)' }),
   l2: field({ schema: ranges.nonNegative(), default: 1e-3, arg: 'λ', doc: 'L2: (λ/2)·Σ‖W‖² added to the loss, weights only' }),
   beta1: field({ schema: ranges.unit(), default: 0.9, arg: 'β1', doc: 'Adam β1' }),
   beta2: field({ schema: ranges.unit(), default: 0.999, arg: 'β2', doc: 'Adam β2' }),
   eps: field({ schema: ranges.positive(), default: 1e-8, arg: 'ε', doc: 'Adam ε' }),
   epochs: field({ schema: ranges.intAtLeast(1), default: 200, arg: 'T', doc: 'maximum epochs' }),
-  schedule: field({ schema: ranges.oneOf(SCHEDULES), default: 'constant', doc: 'learning rate of epoch t < T: constant η_t = η0; linear η_t = max(η0(1 − t/T), η_min); exponential η_t = η0·γ^t with γ = (η_min/η0)^{1/T}' }),
+  schedule: field({ schema: ranges.oneOf(SCHEDULES), default: 'constant', doc: 'learning rate of epoch t < T: constant η_t = η0; linear η_t = max(η0(1 − t/T), η_min); exponential η_t = η0·γ^t with γ = (η_min/η0)^{1/T}; cosine η_t = η_min + (η0 − η_min)(1 + cos(πt/T))/2; one-cycle PyTorch\'s OneCycleLR per epoch (peak η0, see `--pct-start`); all after the `--warmup-epochs` (see *Schedules*)' }),
   lrMin: field({ schema: ranges.nonNegative(), default: (c) => (c.lr as number) / 100, defaultText: 'lr/100', arg: 'η_min', doc: 'floor / end point of the schedule' }),
   earlyStopping: field({ schema: ranges.boolean(), default: true, doc: 'stop when validation loss has not improved for `--patience` epochs' }),
   patience: field({ schema: ranges.intAtLeast(0), default: 20, arg: 'p', doc: 'epochs without a validation improvement before early stopping' }),
   minDelta: field({ schema: ranges.nonNegative(), default: 0, arg: 'd', doc: 'an improvement must lower the best validation loss by more than d' }),
   restoreBest: field({ schema: ranges.boolean(), default: true, doc: 'end with the weights of the best validation epoch' }),
+  warmupEpochs: field({ schema: ranges.intAtLeast(0), default: 0, arg: 'W', doc: 'linear warm-up: epoch t < W runs at (t+1)/(W+1) of the schedule\'s first rate, then the schedule runs over the remaining T − W epochs (W < T)' }),
+  pctStart: field({ schema: ranges.openUnit(), default: 0.3, arg: 'p', doc: 'one-cycle: fraction of the epochs spent rising to η0' }),
+  divFactor: field({ schema: ranges.positive(), default: 25, arg: 'd', doc: 'one-cycle: the first rate is η0/d' }),
+  finalDivFactor: field({ schema: ranges.positive(), default: 1e4, arg: 'f', doc: 'one-cycle: the last rate is η0/(d·f)' }),
+  activation: field({ schema: ranges.oneOf(ACTIVATIONS), default: 'relu', doc: 'hidden-layer activation: ReLU, leaky ReLU (`--leaky-slope`), SiLU x·σ(x), GELU (exact erf form)' }),
+  leakySlope: field({ schema: ranges.nonNegative(), default: 0.01, arg: 'α', doc: 'leaky-relu: slope for x ≤ 0 (used only with leaky-relu)' }),
+  dropout: field({ schema: ranges.rates(), default: 0, arg: 'p[,p…]', fromFlag: rateList, doc: 'inverted dropout after each hidden activation, training only: one rate, or one per hidden layer' }),
+  batchNorm: field({ schema: ranges.boolean(), default: false, doc: 'batch normalisation of the hidden layers, before the activation (running statistics in evaluation and prediction)' }),
+  bnMomentum: field({ schema: ranges.unit(), default: 0.1, arg: 'm', doc: 'batch norm: momentum of the running statistics (PyTorch\'s)' }),
+  bnEps: field({ schema: ranges.positive(), default: 1e-5, arg: 'ε', doc: 'batch norm: ε in √(σ² + ε)' }),
+  labelSmoothing: field({ schema: ranges.unit(), default: 0, arg: 'ε', doc: 'label smoothing: training targets (1 − ε)·onehot + ε/K; reported losses stay the plain cross-entropy' }),
+  clipNorm: field({ schema: ranges.positive().optional(), defaultText: 'off', arg: 'c', doc: 'clip the gradients to this global L2 norm (over W, b, γ, β, before L2) before each step' }),
+  weightDecay: field({ schema: ranges.nonNegative(), default: (c) => (c.optimizer === 'adamw' ? 1e-2 : 0), defaultText: '1e-2 (adamw), 0', arg: 'λw', doc: 'AdamW\'s decoupled weight decay W ← W·(1 − η·λw), weights only (adamw only)' }),
+  momentum: field({ schema: ranges.unit(), default: 0, arg: 'μ', doc: 'SGD/GD momentum (PyTorch\'s, dampening 0); 0: plain SGD (gd, sgd only)' }),
+  nesterov: field({ schema: ranges.boolean(), default: false, doc: 'Nesterov momentum (needs `--momentum` > 0)' }),
   // Augmentation of the training batches (issue F2; kana-core/src/augment.rs has the math). On when
   // any range is > 0 or elastic is set; `augment` only switches the ranges' defaults to F2's recipe.
   augment: field({ schema: ranges.boolean(), default: false, doc: 'augment every training batch with the defaults of rotate, scale, shear and shift below (F2\'s measured recipe; no elastic); each range can also be set alone' }),
@@ -144,7 +171,39 @@ const RULES: ((c: ModelConfig) => string | undefined)[] = [
   // the schedule's own checks (schedule.ts), here so that they fail before any work
   (c) => (c.lrMin > c.lr ? `lrMin must be ≤ lr (${c.lr}), got ${c.lrMin}` : undefined),
   (c) => (c.schedule === 'exponential' && c.lrMin <= 0 ? `lrMin must be > 0 for the exponential schedule, got ${c.lrMin}` : undefined),
+  (c) => (c.warmupEpochs >= c.epochs ? `warmupEpochs must be < epochs (${c.epochs}), got ${c.warmupEpochs}` : undefined),
+  // what else the schedule refuses (one-cycle's pctStart × epochs = 1)
+  (c) => {
+    try {
+      epochLrOf(c, 0)
+      return undefined
+    } catch (e) {
+      return (e as Error).message
+    }
+  },
+  (c) => (c.batchNorm && c.optimizer !== 'gd' && c.batchSize === 1 ? 'batchSize must be ≥ 2 with batchNorm (a batch of one sample cannot be normalised), got 1' : undefined),
+  (c) => (Array.isArray(c.dropout) && c.dropout.length !== c.hidden.length ? `dropout must list one rate per hidden layer (${c.hidden.length}), got ${c.dropout.length}` : undefined),
+  (c) => (c.weightDecay > 0 && c.optimizer !== 'adamw' ? `weightDecay is only used by optimizer adamw, not ${c.optimizer} (use l2 for an L2 penalty), got ${c.weightDecay}` : undefined),
+  (c) => (c.momentum > 0 && c.optimizer !== 'gd' && c.optimizer !== 'sgd' ? `momentum is only used by optimizers gd and sgd, not ${c.optimizer}, got ${c.momentum}` : undefined),
+  (c) => (c.nesterov && !(c.momentum > 0) ? 'nesterov needs a momentum > 0' : undefined),
 ]
+
+/** The schedule's options of a configuration (run.ts epochLr is this at epoch t). */
+export const scheduleOf = (c: ModelConfig) => ({
+  name: c.schedule, lr: c.lr, lrMin: c.lrMin, epochs: c.epochs,
+  warmupEpochs: c.warmupEpochs, pctStart: c.pctStart, divFactor: c.divFactor, finalDivFactor: c.finalDivFactor,
+})
+const epochLrOf = (c: ModelConfig, t: number) => learningRate(scheduleOf(c), t)
+
+/** The architecture options of `c` beyond the layer sizes, as MLP and ReferenceMLP take them: only those that apply. */
+export function modelOptions(c: ModelConfig): Pick<MLPOptions, 'activation' | 'leakySlope' | 'dropout' | 'batchNorm' | 'bnMomentum' | 'bnEps'> {
+  const o: ReturnType<typeof modelOptions> = {}
+  if (c.activation !== 'relu') o.activation = c.activation
+  if (c.activation === 'leaky-relu') o.leakySlope = c.leakySlope
+  if (Array.isArray(c.dropout) ? c.dropout.some((p) => p > 0) : c.dropout > 0) o.dropout = Array.isArray(c.dropout) ? [...c.dropout] : c.dropout
+  if (c.batchNorm) Object.assign(o, { batchNorm: true, bnMomentum: c.bnMomentum, bnEps: c.bnEps })
+  return o
+}
 
 // ---------------------------------------------------------------------------------------------
 // Messages from zod's issues, in kana-native's words
@@ -254,7 +313,9 @@ export function resolveModelConfig(c: Partial<ModelConfig> & { seed: number }): 
   for (const k of FIELD_NAMES) {
     const f = FIELDS[k] as FieldSpec
     const given = (c as Partly)[k]
-    cfg[k] = given !== undefined ? given : typeof f.default === 'function' ? (f.default as (c: Partly) => unknown)(cfg) : f.default
+    const v = given !== undefined ? given : typeof f.default === 'function' ? (f.default as (c: Partly) => unknown)(cfg) : f.default
+    // an optional setting left unset (clipNorm) is absent, not undefined
+    if (v !== undefined) cfg[k] = v
   }
   checkModelConfig(cfg as ModelConfig)
   return cfg as ModelConfig

@@ -1,9 +1,9 @@
 // The pure-TypeScript reference (float64) as a batch source of a Run: the same batches as the
 // engine's (batches.ts), for M2 and the M1/M2 comparison.
-import { ReferenceMLP, type ReferenceInit } from '../engine/reference'
+import { ReferenceMLP, type ReferenceGradient, type ReferenceInit, type ReferenceStateInit, type StepOptions } from '../engine/reference'
 import { batchAt, epochOrder } from './batches'
 import { EpochAbandoned, EpochInterrupted, type EpochSource } from './run'
-import type { ModelConfig } from './config'
+import { modelOptions, type ModelConfig } from './config'
 import type { Part } from '../data/inputs'
 import { augmentBatch, augmentOf } from '../engine/augment'
 
@@ -16,6 +16,42 @@ export const referenceInit = (w: ArrayLike<number>[]): ReferenceInit[] => {
 
 /** The reference's per-layer parameters → [W1, b1, W2, b2, …]. */
 export const flatParams = (ps: { weights: Float64Array; bias: Float64Array }[]): Float64Array[] => ps.flatMap((p) => [p.weights, p.bias])
+
+/** Per-layer optimiser state (Adam's moments, the momentum buffer) → the engine's order: W, b, then γ, β with batch norm. */
+export const flatState = (ps: ReferenceGradient[]): Float64Array[] => ps.flatMap((p) => (p.gamma ? [p.weights, p.bias, p.gamma, p.beta!] : [p.weights, p.bias]))
+
+/** The engine's optimiser-state order (flatState) → per layer; `normLayers` hidden layers have γ, β. */
+export function stateInit(flat: ArrayLike<number>[], layers: number, normLayers: number): ReferenceStateInit[] {
+  const out: ReferenceStateInit[] = []
+  let k = 0
+  for (let l = 0; l < layers; l++) {
+    const layer: ReferenceStateInit = { weights: flat[k++], bias: flat[k++] }
+    if (l < normLayers) Object.assign(layer, { gamma: flat[k++], beta: flat[k++] })
+    out.push(layer)
+  }
+  return out
+}
+
+/** The reference's options of one step of `c` at rate `lr` (the engine's fitOptions, sources.ts). */
+export function referenceStepOptions(c: ModelConfig, lr: number): StepOptions {
+  const o: StepOptions = { optimizer: c.optimizer === 'gd' ? 'sgd' : c.optimizer, lr, l2: c.l2, beta1: c.beta1, beta2: c.beta2, eps: c.eps }
+  if (c.labelSmoothing > 0) o.labelSmoothing = c.labelSmoothing
+  if (c.clipNorm !== undefined) o.clipNorm = c.clipNorm
+  if (c.optimizer === 'adamw') o.weightDecay = c.weightDecay
+  if ((c.optimizer === 'gd' || c.optimizer === 'sgd') && c.momentum > 0) Object.assign(o, { momentum: c.momentum, nesterov: c.nesterov })
+  return o
+}
+
+/**
+ * A reference model of `c` from `params`: [W1, b1, …] and, with batch norm, the norm state after
+ * them (the Run's layout, sources.ts modelParams); same options and seed (dropout masks) as the engine's.
+ */
+export function referenceModel(layers: number[], params: ArrayLike<number>[], c: ModelConfig): ReferenceMLP {
+  const n = 2 * (layers.length - 1)
+  const model = new ReferenceMLP(layers, referenceInit(params.slice(0, n)), { ...modelOptions(c), seed: c.seed })
+  if (params.length > n) model.setNormState(params.slice(n))
+  return model
+}
 
 export interface ReferenceSource extends EpochSource<Float64Array> {
   readonly model: ReferenceMLP
@@ -33,15 +69,14 @@ export function referenceBatches(
   control: { stop?: Int32Array; abandon?: () => boolean } = {},
 ): ReferenceSource {
   const n = train.labels.length
-  const optimizer = c.optimizer === 'adam' ? 'adam' : 'sgd' // 'gd' = SGD on the full batch
   const batchSize = c.optimizer === 'gd' ? n : Math.min(c.batchSize, n)
   const steps = Math.ceil(n / batchSize)
   const augment = augmentOf(c)
   const src: ReferenceSource = {
-    model: new ReferenceMLP(layers, referenceInit(init)),
+    model: referenceModel(layers, init, c),
     async trainEpoch(t, lr, _signal, from) {
       const order = batchSize >= n ? Uint32Array.from({ length: n }, (_, i) => i) : epochOrder(c.seed, t, n)
-      if (!from && t > 0) src.epochStart = flatParams(src.model.getWeights64())
+      if (!from && t > 0) src.epochStart = src.getWeights()
       let loss = from?.loss ?? 0
       let correct = from?.correct ?? 0
       for (let b = from?.nextBatch ?? 0; b < steps; b++) {
@@ -49,7 +84,7 @@ export function referenceBatches(
         const batch = batchAt(train, features, order, batchSize, b)
         // augmented as the engine augments it: keyed by the engine model's seed (the run's), this step and the row
         const images = augment ? augmentBatch(batch.images, batch.n, features, augment, c.seed, src.model.steps) : batch.images
-        const r = src.model.step(images, batch.labels, batch.n, { optimizer, lr, l2: c.l2, beta1: c.beta1, beta2: c.beta2, eps: c.eps })
+        const r = src.model.step(images, batch.labels, batch.n, referenceStepOptions(c, lr))
         loss += r.loss * batch.n
         correct += Math.round(r.accuracy * batch.n)
         if (t > 0 && control.abandon?.()) {
@@ -66,9 +101,10 @@ export function referenceBatches(
       const { loss, accuracy } = src.model.evaluate(validation.images, validation.labels, validation.labels.length)
       return { loss, accuracy }
     },
-    getWeights: () => flatParams(src.model.getWeights64()),
+    // with batch norm, the norm state after the weights (as the engine's sources.ts modelParams)
+    getWeights: () => [...flatParams(src.model.getWeights64()), ...src.model.getNormState64()],
     // a rebuilt model: used to end with the best (or last full) epoch's parameters, never to continue
-    setWeights: (w) => void ((src as { model: ReferenceMLP }).model = new ReferenceMLP(layers, referenceInit(w))),
+    setWeights: (w) => void ((src as { model: ReferenceMLP }).model = referenceModel(layers, w, c)),
   }
   return src
 }

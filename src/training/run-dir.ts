@@ -14,6 +14,7 @@ import { CHECKPOINT_DIR, CHECKPOINT_INDEX, removeCheckpoint } from './checkpoint
 import { checkOwnedDir, writeFileAtomic } from '../output/atomic'
 import { writeHistory } from './history'
 import { saveModel } from '../output/model-file'
+import { architectureMeta } from '../output/saved-model'
 import { classDistribution, confusionHeatmap, lossCurves, sampleGrid, writeRendered } from '../output/plots'
 import type { Inputs } from '../data/inputs'
 import type { ResolvedConfig, SplitMetrics, TrainResult } from './records'
@@ -54,14 +55,16 @@ export async function finishRunDir(dir: string, result: TrainResult): Promise<vo
     validation: metrics.validation,
     test: metrics.test,
   }))
+  // the architecture (activation, batch norm, dropout) and batch norm's state: what inference needs
   await saveModel(join(dir, MODEL_FILE), {
+    ...architectureMeta(model),
     layers: config.layers,
     classNames: inputs.classNames,
     inputShape: inputs.features === 784 ? [28, 28] : undefined,
     seed: config.seed,
     training: { ...config, epochsRun: history.length, bestEpoch: result.bestEpoch, stopReason: result.stopReason },
     metrics: { train: briefMetrics(metrics.train), validation: briefMetrics(metrics.validation), test: metrics.test && briefMetrics(metrics.test) },
-  }, model.getWeights())
+  }, model.getWeights(), model.getNormState())
   await writePictures(dir, result)
 }
 

@@ -24,7 +24,7 @@
 import { EarlyStopping, type EarlyStoppingState } from './early-stopping'
 import { learningRate } from './schedule'
 import { abortError } from '../engine/abort'
-import type { ModelConfig } from './config'
+import { scheduleOf, type ModelConfig } from './config'
 import type { EpochRecord, StopReason } from './records'
 
 /** Why a run ended: the run's own reasons, and 'budget' (a stop policy: the reference's time budget). */
@@ -125,7 +125,7 @@ export interface RunOptions<W> {
 }
 
 /** Learning rate of (0-based) epoch t of configuration c: a pure function of the two (schedule.ts). */
-export const epochLr = (c: ModelConfig, t: number): number => learningRate({ name: c.schedule, lr: c.lr, lrMin: c.lrMin, epochs: c.epochs }, t)
+export const epochLr = (c: ModelConfig, t: number): number => learningRate(scheduleOf(c), t)
 
 const FRESH: RunProgress = { epoch: 0, phase: 'train', partial: null, pendingFit: null, epochSeconds: 0, seconds: 0 }
 

@@ -17,6 +17,8 @@ import { Dataset, type FitOptions, type MLP } from '../engine/mlp'
 import { batchAt, epochOrder, stepsPerEpoch } from './batches'
 import { EpochInterrupted, type EpochFit, type EpochSource } from './run'
 import type { ModelConfig } from './config'
+
+export { modelOptions } from './config'
 import type { Part } from '../data/inputs'
 import { augmentOf } from '../engine/augment'
 
@@ -41,7 +43,33 @@ export function trialData(train: Part, validation: Part, features: number, class
 
 /** The engine's fit options of one epoch of `c` at rate `lr`: the one place a configuration reaches the engine's optimiser. */
 export function fitOptions(c: ModelConfig, lr: number): FitOptions {
-  return { optimizer: c.optimizer, lr, batchSize: c.batchSize, l2: c.l2, beta1: c.beta1, beta2: c.beta2, eps: c.eps, augment: augmentOf(c) }
+  const o: FitOptions = { optimizer: c.optimizer, lr, batchSize: c.batchSize, l2: c.l2, beta1: c.beta1, beta2: c.beta2, eps: c.eps }
+  // only the options that apply: the engine refuses e.g. a momentum given to Adam, and the
+  // defaults (none of them given) are the study's optimisers exactly
+  if (c.labelSmoothing > 0) o.labelSmoothing = c.labelSmoothing
+  if (c.clipNorm !== undefined) o.clipNorm = c.clipNorm
+  if (c.optimizer === 'adamw') o.weightDecay = c.weightDecay
+  if ((c.optimizer === 'gd' || c.optimizer === 'sgd') && c.momentum > 0) {
+    o.momentum = c.momentum
+    if (c.nesterov) o.nesterov = true
+  }
+  const augment = augmentOf(c)
+  if (augment) o.augment = augment
+  return o
+}
+
+
+/**
+ * What a Run keeps of the model (restore-best, the kept epoch): the weights [W1, b1, …] and, with
+ * batch norm, the norm state after them (γ, β, running statistics: evaluation needs them too).
+ * Without batch norm this is getWeights() exactly.
+ */
+export const modelParams = (model: MLP): Float32Array[] => [...model.getWeights(), ...model.getNormState()]
+
+export function setModelParams(model: MLP, w: Float32Array[]): void {
+  const n = 2 * (model.layers.length - 1)
+  model.setWeights(w.slice(0, n))
+  if (w.length > n) model.setNormState(w.slice(n))
 }
 
 const evaluation = async (model: MLP, set: Dataset, signal?: AbortSignal): Promise<EpochFit> => {
@@ -63,8 +91,8 @@ export function engineEpochs(
       return { loss, accuracy }
     },
     validate: (signal) => evaluation(model, sets.validation, signal),
-    getWeights: () => model.getWeights(),
-    setWeights: (w) => model.setWeights(w),
+    getWeights: () => modelParams(model),
+    setWeights: (w) => setModelParams(model, w),
   }
 }
 
@@ -100,8 +128,8 @@ export function engineBatches(model: MLP, c: ModelConfig, data: TrialData, after
       return { loss: loss / n, accuracy: correct / n }
     },
     validate: (signal) => evaluation(model, data.validationSet, signal),
-    getWeights: () => model.getWeights(),
-    setWeights: (w) => model.setWeights(w),
+    getWeights: () => modelParams(model),
+    setWeights: (w) => setModelParams(model, w),
   }
 }
 

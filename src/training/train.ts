@@ -4,7 +4,7 @@
 // hang on the run; the per-batch math runs in the engine (MLP.fit, sources.ts engineEpochs).
 import { Dataset, MLP } from '../engine/mlp'
 import { Run } from './run'
-import { engineEpochs } from './sources'
+import { engineEpochs, modelOptions } from './sources'
 import { summarize } from '../output/metrics'
 import { checkParts, loadInputs, type InputOptions, type Inputs } from '../data/inputs'
 import { claimRunDir, finishRunDir, startRunDir, type RunDirClaim } from './run-dir'
@@ -25,7 +25,9 @@ export type { EpochRecord, ResolvedConfig, SplitMetrics, StopReason, TrainResult
 /**
  * train()'s options: the model settings of the one schema (config.ts FIELDS: hidden, optimizer, lr,
  * batchSize, l2, beta1, beta2, eps, epochs, schedule, lrMin, earlyStopping, patience, minDelta,
- * restoreBest, seed — each optional, with the study's default), the data (InputOptions) and the run's own.
+ * restoreBest, issue F1's warmupEpochs, pctStart, divFactor, finalDivFactor, activation, leakySlope,
+ * dropout, batchNorm, bnMomentum, bnEps, labelSmoothing, clipNorm, weightDecay, momentum, nesterov,
+ * and seed — each optional, with the study's default), the data (InputOptions) and the run's own.
  */
 export interface TrainOptions extends Omit<InputOptions, 'seed'>, Partial<ModelConfig> {
   /** Default: the machine's cores. */
@@ -254,7 +256,7 @@ async function trainIn(opts: TrainOptions, claim?: RunDirClaim): Promise<TrainRe
     config = resolveConfig({ ...opts, seed }, inputs.features, inputs.classes)
     if (runDir !== undefined) dataRecord = await recordData(opts, inputs)
   }
-  const model = new MLP({ layers: config.layers, seed: config.seed, threads: config.threads })
+  const model = new MLP({ layers: config.layers, seed: config.seed, threads: config.threads, ...modelOptions({ ...config, hidden: config.layers.slice(1, -1) }) })
   if (runDir !== undefined && !ck) {
     await claim?.clear()
     await startRunDir(runDir, config, inputs, opts.command)
@@ -282,7 +284,7 @@ async function trainIn(opts: TrainOptions, claim?: RunDirClaim): Promise<TrainRe
           const p = state.progress
           const dir = await writeCheckpoint(runDir!, {
             config, data: dataRecord!, lr: run.lr(p.epoch),
-            snapshot: { ...state, released: false, model: { weights: model.getWeights(), step, rng, m, v, partialEpoch }, extra: { train: { seconds: (performance.now() - started) / 1000 } } },
+            snapshot: { ...state, released: false, model: { weights: model.getWeights(), norm: model.getNormState(), step, rng, m, v, partialEpoch }, extra: { train: { seconds: (performance.now() - started) / 1000 } } },
           })
           return { dir, runDir: resolve(runDir!), epoch: p.epoch + 1, epochs: config.epochs, phase: p.phase, step: p.phase === 'validate' ? steps : partialEpoch?.nextStep ?? 0, steps }
         },
@@ -301,6 +303,7 @@ async function trainIn(opts: TrainOptions, claim?: RunDirClaim): Promise<TrainRe
       throw new CheckpointError('ECONFLICT', `cannot resume ${runDir}: its schedule gave epoch ${s.progress.epoch + 1} the rate ${ck.lr}, this kana-native computes ${lr}`)
     }
     model.setWeights(s.model.weights)
+    model.setNormState(s.model.norm ?? [])
     model.setTrainingState({ step: s.model.step, rng: s.model.rng!, m: s.model.m, v: s.model.v, partialEpoch: pe })
     run.restore(s)
     const seconds = (s.extra?.train as { seconds?: unknown } | undefined)?.seconds

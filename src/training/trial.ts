@@ -5,7 +5,7 @@
 // selection sees validation only.
 import { MLP } from '../engine/mlp'
 import { Run, type EpochHook } from './run'
-import { engineBatches, type AfterStep, type TrialData } from './sources'
+import { engineBatches, modelOptions, setModelParams, type AfterStep, type TrialData } from './sources'
 import { CheckpointError, type RunSnapshot } from './checkpoint'
 import { checkModelConfig, type ModelConfig } from './config'
 
@@ -16,7 +16,7 @@ export const layersOf = (c: ModelConfig, features: number, classes: number): num
 
 export interface TrialOptions {
   threads: number
-  /** Start from these weights instead of the seed's initialisation (layout of MLP.getWeights()). */
+  /** Start from these weights instead of the seed's initialisation (layout of MLP.getWeights(), then, with batch norm, of getNormState()). */
   initialWeights?: Float32Array[]
   /** Called after every epoch. */
   onEpoch?: EpochHook<Float32Array>
@@ -37,8 +37,8 @@ export class Trial extends Run<Float32Array> {
   constructor(config: ModelConfig, data: TrialData, opts: TrialOptions) {
     checkModelConfig(config)
     const layers = layersOf(config, data.features, data.classes)
-    const model = new MLP({ layers, seed: config.seed, threads: opts.threads })
-    if (opts.initialWeights) model.setWeights(opts.initialWeights)
+    const model = new MLP({ layers, seed: config.seed, threads: opts.threads, ...modelOptions(config) })
+    if (opts.initialWeights) setModelParams(model, opts.initialWeights)
     super(config, engineBatches(model, config, data, opts.afterStep), { keepEpoch: opts.keepEpoch, hooks: { onEpoch: opts.onEpoch ? [opts.onEpoch] : [] } })
     this.model = model
     this.layers = layers
@@ -76,7 +76,7 @@ export class Trial extends Run<Float32Array> {
       const { step, rng, m, v, partialEpoch } = this.model.getTrainingState()
       // every mini-batch is a whole engine epoch of its own, so the engine never holds half of one
       if (partialEpoch) throw new Error('internal error: the engine holds an unfinished epoch between trial batches')
-      s.model = { weights: this.model.getWeights(), step, rng, m, v, partialEpoch: null }
+      s.model = { weights: this.model.getWeights(), norm: this.model.getNormState(), step, rng, m, v, partialEpoch: null }
     }
     return s
   }
@@ -92,6 +92,7 @@ export class Trial extends Run<Float32Array> {
     if (!s.model) throw new Error('internal error: a trial snapshot without its weights')
     if (s.model.rng === null) throw new Error('a trial snapshot without its generator state')
     this.model.setWeights(s.model.weights)
+    this.model.setNormState(s.model.norm ?? [])
     this.model.setTrainingState({ step: s.model.step, rng: s.model.rng, m: s.model.m, v: s.model.v, partialEpoch: null })
   }
 }

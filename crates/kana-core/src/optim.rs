@@ -254,9 +254,10 @@ fn adam_loop(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], hp: &AdamSt
     let n = p.len().min(g.len()).min(m.len()).min(v.len());
     let (p, g, m, v) = (&mut p[..n], &g[..n], &mut m[..n], &mut v[..n]);
     for i in 0..n {
-        // AdamW's decay first, as PyTorch; an L2 term, if also set, sees the decayed weight
-        p[i] *= decay;
+        // An L2 term, if also set, is part of the loss: its gradient λ·W is taken at the pre-step
+        // weight (as PyTorch's backward would), then AdamW's decay, then Adam's update
         let g = g[i] + l2 * p[i];
+        p[i] *= decay;
         m[i] = hp.beta1 * m[i] + (1.0 - hp.beta1) * g;
         v[i] = hp.beta2 * v[i] + (1.0 - hp.beta2) * g * g;
         p[i] -= hp.lr * m[i] / (v[i].sqrt() * hp.inv_sqrt_bc2 + hp.eps);
