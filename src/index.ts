@@ -35,3 +35,5 @@ export { evaluateNoise, addNoise, parseNoiseSpec, writeNoise } from './output/no
 export type { NoiseSpec, NoiseResult, NoiseKind } from './output/noise'
 export { loadEnsemble } from './output/ensemble'
 export type { Ensemble } from './output/ensemble'
+export { PRESETS, PRESET_NAMES } from './training/presets'
+export type { PresetName } from './training/presets'
