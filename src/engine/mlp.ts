@@ -12,6 +12,7 @@ import {
   type Evaluation,
   type LabelArray,
   type ModelHandle,
+  type NativeEpochOptions,
   type TrainingState,
 } from './native'
 
@@ -169,32 +170,20 @@ export interface CallOptions {
   progressInterval?: number
 }
 
-export interface FitOptions extends CallOptions {
+/**
+ * One fit call: its epochs and the optimiser settings of every step. The settings past lr and
+ * batchSize are the engine's own (native.ts NativeEpochOptions, where each is documented): L2,
+ * Adam's β1/β2/ε, AdamW's weightDecay, momentum/nesterov, labelSmoothing, clipNorm, augment.
+ */
+export interface FitOptions extends CallOptions, Partial<Omit<NativeEpochOptions, 'optimizer' | 'lr' | 'batchSize'>> {
   /** Default 1. */
   epochs?: number
   /** 'gd' = full-batch gradient descent, 'sgd' = mini-batch SGD, 'adam' (default), 'adamw' (Adam with decoupled weight decay). */
   optimizer?: FitOptimizerName
   /** Learning rate. Default 1e-3 for Adam, 0.1 for gd/sgd. */
   lr?: number
-  /** Mini-batch size for 'sgd' and 'adam'. Default 32. */
+  /** Mini-batch size for 'sgd' and 'adam'. Default 32. L2 (`l2`, λ: (λ/2)·Σ‖W‖² added to the loss) defaults to 0 here. */
   batchSize?: number
-  /** L2 strength λ: (λ/2)·Σ‖W‖² is added to the loss, λ·W to the weight gradients. Default 0. */
-  l2?: number
-  beta1?: number
-  beta2?: number
-  eps?: number
-  /** 'adamw' only: decoupled weight decay λw (weights only). Default 1e-2. */
-  weightDecay?: number
-  /** 'gd'/'sgd' only: momentum μ in [0, 1). Default 0 (plain SGD). */
-  momentum?: number
-  /** 'gd'/'sgd' with momentum > 0: Nesterov momentum. */
-  nesterov?: boolean
-  /** Label smoothing ε in [0, 1) in the training gradient; reported losses stay the plain cross-entropy. Default 0. */
-  labelSmoothing?: number
-  /** Clip gradients to this global L2 norm (> 0) before each step. Default: no clipping. */
-  clipNorm?: number
-  /** Random affine / elastic augmentation of every training batch (never of evaluate/predict). Default: none. */
-  augment?: AugmentOptions | null
   /** Called after every epoch (awaited). */
   onEpoch?: (result: EpochResult & { epoch: number }) => void | Promise<void>
 }

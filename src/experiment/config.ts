@@ -4,7 +4,7 @@ import { availableParallelism } from 'node:os'
 import { randomInt } from 'node:crypto'
 import { resolve } from 'node:path'
 import { z } from 'zod'
-import { PartialModelConfigSchema, RUN_FIELDS, parseWith, ranges, resolveModelConfig, show, type ModelConfig } from '../training/config'
+import { PartialModelConfigSchema, RUN_FIELDS, parseWith, ranges, readJsonObject, resolveModelConfig, show, type ModelConfig } from '../training/config'
 import { DEFAULT_GRID_SPACE, DEFAULT_RANDOM_SPACE, SearchSpaceSchema, searchConfigs, type HalvingOptions, type SearchSpace } from './search'
 import type { InputOptions } from '../data/inputs'
 import type { SplitFractions } from '../data/split'
@@ -193,20 +193,7 @@ export function configForFile(cfg: ResolvedExperiment): ResolvedExperiment {
 
 /** Reads a JSON experiment configuration (the `--config` file), with a clear message when it is bad. */
 export async function readExperimentConfig(path: string): Promise<ExperimentConfig> {
-  const { readFile } = await import('node:fs/promises')
-  let text: string
-  try {
-    text = await readFile(path, 'utf8')
-  } catch (e) {
-    throw new Error(`cannot read the configuration ${path}: ${(e as Error).message}`)
-  }
-  let v: unknown
-  try {
-    v = JSON.parse(text)
-  } catch (e) {
-    throw new Error(`${path} is not valid JSON: ${(e as Error).message}`)
-  }
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error(`${path} must hold a JSON object (see README "Experiments and reports")`)
+  const v = await readJsonObject(path, 'a JSON object (see README "Experiments and reports")')
   try {
     checkModels((v as ExperimentConfig).models)
     return parseWith(ExperimentFileSchema, v) as ExperimentConfig

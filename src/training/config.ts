@@ -386,13 +386,9 @@ export function trainingRecordProblem(record: Record<string, unknown>): string |
   return r.success ? undefined : describeIssue(ModelConfigSchema, record, r.error.issues[0])
 }
 
-/**
- * Reads train's `--config` JSON: model settings and run options, checked (unknown keys and bad
- * values are errors naming the file and the key); relative data paths are relative to the file.
- */
-export async function readTrainConfig(path: string): Promise<TrainFile> {
+/** A configuration file's JSON object, with a message naming the file when it cannot be read, parsed or is no object. */
+export async function readJsonObject(path: string, what: string): Promise<Record<string, unknown>> {
   const { readFile } = await import('node:fs/promises')
-  const { dirname, resolve } = await import('node:path')
   let text: string
   try {
     text = await readFile(path, 'utf8')
@@ -405,7 +401,17 @@ export async function readTrainConfig(path: string): Promise<TrainFile> {
   } catch (e) {
     throw new Error(`${path} is not valid JSON: ${(e as Error).message}`)
   }
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error(`${path} must hold a JSON object of settings (see README "kana-native train")`)
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error(`${path} must hold ${what}`)
+  return v as Record<string, unknown>
+}
+
+/**
+ * Reads train's `--config` JSON: model settings and run options, checked (unknown keys and bad
+ * values are errors naming the file and the key); relative data paths are relative to the file.
+ */
+export async function readTrainConfig(path: string): Promise<TrainFile> {
+  const { dirname, resolve } = await import('node:path')
+  const v = await readJsonObject(path, 'a JSON object of settings (see README "kana-native train")')
   let c: TrainFile
   try {
     c = parseWith(TrainFileSchema, v)
