@@ -160,8 +160,9 @@ export interface Agreement {
   /**
    * agree: the criteria hold as stated (free-running, from the same initial weights);
    * float32-sensitivity: the free-running training losses drift apart by more than 1%, but every
-   * re-synchronised epoch agrees within 1%, the drift is no larger than rounding-size jitter makes
-   * the engine drift from itself, and test accuracy agrees; disagree: anything else.
+   * re-synchronised epoch agrees within 1%, the largest drift over epochs 1–10 is within 10× of
+   * the largest that rounding-size jitter makes the engine drift from itself, and test accuracy
+   * agrees; disagree: anything else.
    */
   verdict: 'agree' | 'float32-sensitivity' | 'disagree'
 }
@@ -927,15 +928,16 @@ function agreementOf(ref: ReferenceOutcome, refTest: { loss: number; accuracy: n
   const twinAcc = twinTests.map((m) => Math.abs(prefixTest.accuracy - m.accuracy) * 100)
   const sensAcc = Math.max(0, ...twinAcc)
   const pass = { trainLoss: maxFirst10 <= 0.01, testAccuracy: accDiff <= 0.5 }
-  // Explained by rounding: at every epoch the reference is within SENSITIVITY_FACTOR× the largest
-  // twin difference so far (plus 1e-6 for epochs where everything agrees to ~1e-9), and the
-  // accuracy gap within SENSITIVITY_FACTOR_ACCURACY× the largest twin's (or 0.5 points, or one sample).
-  let envelope = 0
-  let lossExplained = true
-  for (let i = 0; i < Math.min(10, n); i++) {
-    envelope = Math.max(envelope, sensTrain[i])
-    if (trainLossRelDiff[i] > SENSITIVITY_FACTOR * envelope + 1e-6) lossExplained = false
-  }
+  // Explained by rounding: over epochs 1–10 the reference's largest drift is within
+  // SENSITIVITY_FACTOR× the twins' largest (plus 1e-6 for runs where everything agrees to ~1e-9),
+  // and the accuracy gap within SENSITIVITY_FACTOR_ACCURACY× the largest twin's (or 0.5 points, or
+  // one sample). The maxima, not epoch by epoch: in a chaotic configuration the epoch at which a
+  // rounding difference blows up varies from one pair of trajectories to the next (measured on
+  // KMNIST seed 1: the twins' drift jumped at epoch 6 with one GEMM kernel and at epoch 3 with
+  // another, the reference's at epoch 4), while its size does not. Implementation errors are what
+  // the re-synchronised epochs (resyncPass) catch, each epoch on its own.
+  const window = Math.min(10, n)
+  const lossExplained = Math.max(0, ...trainLossRelDiff.slice(0, window)) <= SENSITIVITY_FACTOR * Math.max(0, ...sensTrain.slice(0, window)) + 1e-6
   const oneSample = 100 / prefixTest.samples
   const accExplained = accDiff <= Math.max(0.5, SENSITIVITY_FACTOR_ACCURACY * sensAcc, oneSample)
   const rs = [...resync].sort((a, b) => a.epoch - b.epoch)
