@@ -13,6 +13,7 @@ import {
   type LabelArray,
   type ModelHandle,
   type NativeEpochOptions,
+  type NativeModelOptions,
   type TrainingState,
 } from './native'
 
@@ -130,25 +131,18 @@ export type OptimizerName = 'gd' | 'sgd' | 'adam' | 'adamw'
 /** Kept for callers of the earlier name. */
 export type FitOptimizerName = OptimizerName
 
-export interface MLPOptions {
+/**
+ * A model: its layers, seed and threads, and the architecture options of the engine
+ * (native.ts NativeModelOptions, each documented there): activation, leakySlope, dropout,
+ * batchNorm, bnMomentum, bnEps — all optional, the plain ReLU network by default.
+ */
+export interface MLPOptions extends NativeModelOptions {
   /** Layer sizes, input first and classes last, e.g. [784, 512, 49]. */
   layers: number[]
   /** Fixes the initial weights, every shuffle and the dropout masks. Default: a random seed, readable as `model.seed`. */
   seed?: number
   /** Worker threads for the engine. Default: the machine's available cores. */
   threads?: number
-  /** Hidden-layer activation: 'relu' (default), 'leaky-relu', 'silu' or 'gelu' (exact erf form). */
-  activation?: Activation
-  /** Slope of 'leaky-relu' for x ≤ 0 (finite, ≥ 0). Default 0.01. */
-  leakySlope?: number
-  /** Inverted dropout after each hidden activation (training only): one rate, or one per hidden layer; each in [0, 1). Default 0. */
-  dropout?: number | number[]
-  /** Batch norm of the hidden layers, before the activation (batch statistics in training, running ones in evaluate/predict). */
-  batchNorm?: boolean
-  /** Batch norm's running-statistics momentum in [0, 1). Default 0.1. */
-  bnMomentum?: number
-  /** Batch norm's ε (> 0). Default 1e-5. */
-  bnEps?: number
 }
 
 export interface Progress {
