@@ -343,7 +343,7 @@ const epochLogger = (log: (line: string) => void, id: string, every: number) => 
  */
 export async function runExperiment(opts: ExperimentOptions = {}): Promise<ExperimentResult> {
   // settings first (a resumed experiment's come from its checkpoint), then the directory's lock
-  if (opts.resume === undefined) resolveExperiment(opts)
+  const resolved = opts.resume === undefined ? resolveExperiment(opts) : undefined
   if (opts.queue !== undefined) {
     parseQueueUrl(opts.queue)
     if (opts.inMemory) throw new RangeError('a job queue needs data the workers can load: images and labels files (or a named data set), not arrays in memory (inMemory)')
@@ -353,14 +353,14 @@ export async function runExperiment(opts: ExperimentOptions = {}): Promise<Exper
   const dir = resolve(opts.resume ?? opts.out ?? join('runs', `experiment-${stamp()}`))
   const claim = await claimRunDir(dir, { kind: 'experiment', overwrite: opts.overwrite, resume: opts.resume !== undefined, command: opts.command, onWarning: opts.log && ((m) => opts.log!(`warning: ${m}`)) })
   try {
-    return await studyIn(opts, dir, claim)
+    return await studyIn(opts, dir, claim, resolved)
   } finally {
     claim.release()
   }
 }
 
-async function studyIn(opts: ExperimentOptions, dir: string, claim: RunDirClaim): Promise<ExperimentResult> {
-  const x = await openStudy(opts, dir, claim)
+async function studyIn(opts: ExperimentOptions, dir: string, claim: RunDirClaim, resolved?: ResolvedExperiment): Promise<ExperimentResult> {
+  const x = await openStudy(opts, dir, claim, resolved)
   try {
     return await phases(x)
   } finally {
@@ -390,7 +390,8 @@ async function phases(x: Study): Promise<ExperimentResult> {
 const m1Of = (x: Study) => x.finished.get('M1')?.trial
 
 /** Configuration (or the checkpoint's, to resume), the directory, the data, the store of trials. */
-async function openStudy(opts: ExperimentOptions, dir: string, claim: RunDirClaim): Promise<Study> {
+/** `resolved`: a new experiment's configuration, resolved (its random seed drawn) once, before the directory was claimed. */
+async function openStudy(opts: ExperimentOptions, dir: string, claim: RunDirClaim, resolved?: ResolvedExperiment): Promise<Study> {
   const clock = new PhaseClock()
   const log = opts.log ?? (() => {})
   let loaded: LoadedExperimentCheckpoint | undefined
@@ -403,7 +404,7 @@ async function openStudy(opts: ExperimentOptions, dir: string, claim: RunDirClai
   }
   let cfg: ResolvedExperiment
   try {
-    cfg = resolveExperiment(loaded ? (loaded.config as ExperimentConfig) : opts)
+    cfg = loaded ? resolveExperiment(loaded.config as ExperimentConfig) : resolved ?? resolveExperiment(opts)
   } catch (e) {
     if (!loaded) throw e
     throw new CheckpointError('ECORRUPT', `the experiment checkpoint in ${loaded.dir} holds an invalid configuration: ${(e as Error).message}`, { cause: e })
