@@ -79,30 +79,34 @@ test('the streamed formats read the same pixels as loadImages, and the others fa
   const f = 16
   const body = pixels(5, f)
   const bool = Uint8Array.from(body, (v) => v % 3) // 0, 1, 2: NumPy reads 2 as True
-  const cases: [string, Uint8Array, boolean][] = [
+  const cases: [string, Uint8Array, boolean | null][] = [
     ['npy u1 N×16', npy('|u1', [5, f], body), true],
     ['npy u1 N×4×4×1', npy('|u1', [5, 4, 4, 1], body), true],
     ['npy bool', npy('|b1', [5, 4, 4], bool), true],
     ['IDX u8', idx(0x08, [5, 4, 4], body), true],
-    ['IDX gzipped', gzipSync(idx(0x08, [5, 4, 4], body)), false],
+    ['IDX gzipped', gzipSync(idx(0x08, [5, 4, 4], body)), true],
+    ['npy gzipped, bool', gzipSync(npy('|b1', [5, f], bool)), true],
+    ['gzipped npz', gzipSync(zipSync({ 'arr_0.npy': npy('|u1', [5, f], body) })), false],
+    ['gzipped twice (refused by both)', gzipSync(gzipSync(idx(0x08, [5, 4, 4], body))), null],
     ['npz', zipSync({ 'arr_0.npy': npy('|u1', [5, f], body) }), false],
     ['npy float32 k/255', npy('<f4', [5, f], Float32Array.from(body, (v) => v / 255)), false],
     ['npy int32', npy('<i4', [5, f], Int32Array.from(body)), false],
   ]
   for (const [name, bytes, streamed] of cases) {
     const file = tmpFile(bytes, 'x')
-    t.is((await openImages(file)).streamed, streamed, name)
+    t.is(await openImages(file).then((f) => f.streamed, () => null), streamed, name)
     t.deepEqual(await outcome(() => viaStream(file)), await outcome(() => loadImages(file)), name)
   }
 })
 
-test('large files pass in chunks of at most CHUNK_BYTES, in order', async (t) => {
+test('large files pass in chunks of at most CHUNK_BYTES, in order (plain and gzipped)', async (t) => {
   const n = Math.ceil((2.5 * CHUNK_BYTES) / 784)
   const body = pixels(n, 784, 3)
-  const file = tmpFile(npy('|u1', [n, 784], body), 'big.npy')
-  const r = await viaStream(file)
-  t.true(r.chunks.length >= 3 && r.chunks.every((c) => c <= CHUNK_BYTES), JSON.stringify(r.chunks))
-  t.true(Buffer.from(r.images).equals(Buffer.from(body)))
+  for (const bytes of [npy('|u1', [n, 784], body), gzipSync(idx(0x08, [n, 28, 28], body))]) {
+    const r = await viaStream(tmpFile(bytes, 'big'))
+    t.true(r.chunks.length >= 3 && r.chunks.every((c) => c <= CHUNK_BYTES), JSON.stringify(r.chunks))
+    t.true(Buffer.from(r.images).equals(Buffer.from(body)))
+  }
 })
 
 test('loadDataset holds the same data as new Dataset(loadImages(...)), labels included', async (t) => {
@@ -157,6 +161,7 @@ test('property: damaged files give exactly the error (or the data) loadImages gi
     idx(0x08, [3, 2, 2], pixels(3, 4)),
     idx(0x0c, [1, 2, 2], Buffer.from(Int32Array.from([1, 2, 3, 4]).buffer)),
     gzipSync(idx(0x08, [2, 2, 2], pixels(2, 4))),
+    gzipSync(npy('|u1', [2, 4], pixels(2, 4))),
   ]
   const mutation = fc.oneof(
     fc.record({ kind: fc.constant('set' as const), pos: fc.nat(), byte: fc.integer({ min: 0, max: 255 }) }),

@@ -3,10 +3,14 @@
 // reused chunk buffer — into a native PixelBuffer that the Dataset adopts without a copy
 // (`loadDataset`), or row by row into the parts of a split (inputs.ts).
 //
-// Streamed: uint8 and bool arrays in .npy (C order) and IDX files, as they are on disk. Everything
-// else — gzip, .npz, other dtypes (their checks and the k/255 rule look at every value before
-// converting), Fortran order — is decoded whole by readers.ts as before, then handed on in chunks.
-import { promises as fsp } from 'node:fs'
+// Streamed: uint8 and bool arrays in .npy (C order) and IDX files, plain or gzipped (a gzipped file
+// is inflated twice: once to check it whole, as readers.ts does before parsing, and once to read
+// it). Everything else — .npz, other dtypes (their checks and the k/255 rule look at every value
+// before converting), Fortran order — is decoded whole by readers.ts as before, then handed on in
+// chunks.
+import { createReadStream, promises as fsp } from 'node:fs'
+import { pipeline } from 'node:stream/promises'
+import { createGunzip } from 'node:zlib'
 import { Dataset, PixelBuffer } from '../engine/mlp'
 import {
   DataError,
@@ -51,15 +55,74 @@ export async function openImages(path: string, options: LoadOptions = {}): Promi
   const layout = await fileOp(path, async () => {
     const size = await statDataFile(path, options)
     const opts = checkedOptions(options)
-    const head = await readHead(path, Math.min(size, HEAD_BYTES))
-    const format = detectFormat(head, size, path)
-    const h = format === 'npy' ? parseNpyHeader(head, size, path, opts.maxBytes) : format === 'idx' ? parseIdxHeader(head, size, path, opts.maxBytes) : null
-    return h && h.itemSize === 1 && !(h.fortran && h.shape.filter((d) => d !== 1).length > 1) ? { h, size } : null
+    let head = await readHead(path, Math.min(size, HEAD_BYTES))
+    let format = detectFormat(head, size, path)
+    let gz: { size: number } | null = null
+    let name = path
+    if (format === 'gzip') {
+      // checked whole first, as gunzipSync does in readers.ts: a corrupt stream is EGZIP whatever its header says
+      const g = await inflate(path, opts.maxBytes, HEAD_BYTES, () => undefined)
+      ;({ head } = g)
+      gz = { size: g.size }
+      name = `${path} (gunzipped)`
+      format = detectFormat(head, g.size, name, false)
+    }
+    const total = gz ? gz.size : size
+    const h = format === 'npy' ? parseNpyHeader(head, total, name, opts.maxBytes) : format === 'idx' ? parseIdxHeader(head, total, name, opts.maxBytes) : null
+    return h && h.itemSize === 1 && !(h.fortran && h.shape.filter((d) => d !== 1).length > 1) ? { h, size, gz } : null
   })
   if (!layout) return whole(path, options)
-  const { h, size } = layout
-  const { n, rows, cols } = imageShape(h.shape, path)
-  return { n, rows, cols, streamed: true, read: (sink) => streamData(path, h, size, sink) }
+  const { h, size, gz } = layout
+  const { n, rows, cols } = imageShape(h.shape, path) // (toImages names the file itself)
+  const read = gz ? (sink: Sink) => streamGzipData(path, h, gz.size, sink) : (sink: Sink) => streamData(path, h, size, sink)
+  return { n, rows, cols, streamed: true, read }
+}
+
+type Sink = (chunk: Uint8Array) => void
+
+/**
+ * Inflates the gzipped file, passing each output chunk to `onChunk`; returns the first `keep`
+ * bytes of the output and its size. The errors are readers.ts's for gunzipSync: EGZIP with zlib's
+ * message, ETOO_LARGE past `maxBytes`.
+ */
+async function inflate(path: string, maxBytes: number, keep: number, onChunk: (c: Buffer) => void): Promise<{ head: Uint8Array; size: number }> {
+  const head = new Uint8Array(keep)
+  let size = 0
+  try {
+    await pipeline(createReadStream(path, { highWaterMark: 1 << 20 }), createGunzip({ chunkSize: 1 << 20 }), async (out: AsyncIterable<Buffer>) => {
+      for await (const c of out) {
+        if (size < keep) head.set(c.subarray(0, keep - size), size)
+        size += c.length
+        if (size > maxBytes) throw new DataError('ETOO_LARGE', `gzip data inflates beyond the ${maxBytes}-byte limit`, path)
+        onChunk(c)
+      }
+    })
+  } catch (e) {
+    if (e instanceof DataError) throw e
+    const err = e as NodeJS.ErrnoException
+    // zlib's errors carry a Z_* code (or none); the file's own (ENOENT, EIO, …) are fileOp's
+    if (err.code && !err.code.startsWith('Z_') && err.code !== 'ERR_BUFFER_TOO_LARGE') throw e
+    throw new DataError('EGZIP', `corrupt or truncated gzip data (${err.message})`, path)
+  }
+  return { head: head.subarray(0, Math.min(size, keep)), size }
+}
+
+/** The data region of a checked gzipped file, inflated again chunk by chunk. */
+async function streamGzipData(path: string, h: ArrayLayout, size: number, sink: Sink): Promise<void> {
+  const end = h.dataStart + h.count
+  let at = 0
+  const { size: now } = await fileOp(path, () =>
+    inflate(path, Number.MAX_SAFE_INTEGER, 0, (c) => {
+      const from = Math.max(h.dataStart - at, 0)
+      const to = Math.min(end - at, c.length)
+      at += c.length
+      if (to <= from) return
+      const chunk = c.subarray(from, to) // zlib's own output buffer: ours to change
+      if (h.dtype === 'bool') for (let i = 0; i < chunk.length; i++) if (chunk[i] > 1) chunk[i] = 1
+      sink(chunk)
+    }),
+  )
+  if (now !== size) throw new DataError('ECHANGED', `the file changed while being read (it inflated to ${size} bytes when checked, ${now} now)`, path)
 }
 
 async function readHead(path: string, bytes: number): Promise<Uint8Array> {
@@ -79,7 +142,7 @@ async function readHead(path: string, bytes: number): Promise<Uint8Array> {
 }
 
 /** The data region of a checked header, chunk by chunk (bool normalised to 0/1 as decodeValues does). */
-async function streamData(path: string, h: ArrayLayout, size: number, sink: (chunk: Uint8Array) => void): Promise<void> {
+async function streamData(path: string, h: ArrayLayout, size: number, sink: Sink): Promise<void> {
   const total = h.count
   const bool = h.dtype === 'bool'
   await fileOp(path, async () => {
