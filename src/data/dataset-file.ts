@@ -201,10 +201,15 @@ export async function loadDataset(images: string, labels?: string | null, option
   const lab = labels == null ? null : await loadLabels(labels, options)
   if (lab && img.n !== lab.n) throw new DataError('ESHAPE', `holds ${img.n} images but ${labels} holds ${lab.n} labels`, images)
   options.onOpen?.({ n: img.n, rows: img.rows, cols: img.cols, streamed: img.streamed })
+  return datasetOf(img, lab?.labels ?? null)
+}
+
+/** The opened file's pixels as a native Dataset (through a PixelBuffer: no whole copy in JavaScript). */
+export async function datasetOf(img: ImageFile, labels: Int32Array | null): Promise<Dataset> {
   const features = img.rows * img.cols
   const pixels = new PixelBuffer(img.n * features)
   await img.read((chunk) => pixels.write(chunk))
-  return new Dataset(pixels, lab?.labels ?? null, features)
+  return new Dataset(pixels, labels, features)
 }
 
 /**

@@ -109,3 +109,23 @@ impl Dataset {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_adopts_the_pixels_without_a_copy_and_check_shape_refuses_what_new_would() {
+        let pixels = vec![7u8; 12];
+        let at = pixels.as_ptr();
+        let d = Dataset::new(pixels, Some(vec![0, 1, 2]), 4).unwrap();
+        assert_eq!(d.pixels().as_ptr(), at, "the vector is adopted, not copied");
+        assert_eq!((d.len(), d.features()), (3, 4));
+        assert_eq!(Dataset::check_shape(12, None, 4).unwrap(), 3);
+        for (bytes, labels, features) in [(12, Some(2), 4), (12, None, 5), (12, None, 0)] {
+            let e = Dataset::check_shape(bytes, labels, features).unwrap_err();
+            let n = Dataset::new(vec![0; bytes], labels.map(|l| vec![0; l]), features).unwrap_err();
+            assert_eq!(e.message, n.message);
+        }
+    }
+}
