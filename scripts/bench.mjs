@@ -25,7 +25,8 @@
 //   tfjs      TensorFlow.js 4, pure-JS 'cpu' and 'wasm' backends: few steps, subset inference
 //                                                                        bench/tfjs_child.cjs
 // All engines read the same seeded synthetic uint8 data (K49's shape: 784 pixels, 49 classes),
-// generated once per run into a temporary directory.
+// generated once per run into a temporary directory; the K49-sized workload reads its rows as .npy
+// files (written from the same bytes) through loadDataset, as a user would load K49.
 //
 // Flags:
 //   --quick          1 repetition, 16,384 training rows, fewer steps/passes (≈ 2 minutes on a
