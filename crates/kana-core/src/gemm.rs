@@ -31,7 +31,7 @@ const PARALLEL_MIN_MACS: usize = 1 << 20;
 
 /// `c ← alpha·a·b + beta·c`. With `beta == 0`, `c` is write-only (its old contents, even NaN, are ignored).
 pub fn gemm(alpha: f32, a: ArrayView2<f32>, b: ArrayView2<f32>, beta: f32, c: ArrayViewMut2<f32>) {
-    gemm_epi(alpha, a, b, beta, Epi::NONE, c)
+    gemm_epi(alpha, a, b, beta, Epi { bias: None, relu: false }, c)
 }
 
 /// `c ← a·b + bias` (the bias added to every row), then `max(·, 0)` if `relu`: a dense layer's
@@ -40,45 +40,14 @@ pub fn gemm(alpha: f32, a: ArrayView2<f32>, b: ArrayView2<f32>, beta: f32, c: Ar
 /// by `c = (c + bias).max(0)` per element (`f32::max`: NaN + bias gives 0, as there).
 pub fn gemm_bias(a: ArrayView2<f32>, b: ArrayView2<f32>, bias: ArrayView1<f32>, relu: bool, c: ArrayViewMut2<f32>) {
     assert!(bias.len() == b.ncols(), "gemm_bias: bias has {} values for {} columns", bias.len(), b.ncols());
-    gemm_epi(1.0, a, b, 0.0, Epi { bias: Some(bias), relu, ..Epi::NONE }, c)
+    gemm_epi(1.0, a, b, 0.0, Epi { bias: Some(bias), relu }, c)
 }
 
-/// Takes the finished tiles of a product in place of C (see [`gemm_into`]).
-pub trait TileSink: Sync {
-    /// `g` holds the final values of C's rows `i0..i0 + rows`, columns `j0..j0 + cols` (indices in
-    /// the whole product), row after row, `ldg` floats apart. Tiles are disjoint and each element
-    /// of C comes exactly once; tiles may come from several threads at once.
-    ///
-    /// # Safety
-    /// `g` points at `rows` rows of `cols` readable floats, `ldg` apart.
-    unsafe fn tile(&self, i0: usize, j0: usize, rows: usize, cols: usize, g: *const f32, ldg: usize);
-
-    /// A hint: the tile at `i0, j0` of `rows × cols` comes next (`rows` may be 0).
-    fn prefetch(&self, _i0: usize, _j0: usize, _rows: usize, _cols: usize) {}
-}
-
-/// `alpha·a·b + beta·c`, handed tile by tile to `sink` instead of being stored in `c`: the
-/// optimiser applies its update to each tile of the weight gradient while it is in registers
-/// (well, in L1), so the gradient array is never written and read back. The values are bit for
-/// bit those [`gemm`] would store. `c` is still read when `beta ≠ 0`, and used as scratch for the
-/// partial sums when k spans several blocks (k > 320); otherwise it is left untouched.
-pub fn gemm_into(alpha: f32, a: ArrayView2<f32>, b: ArrayView2<f32>, beta: f32, c: ArrayViewMut2<f32>, sink: &dyn TileSink) {
-    gemm_epi(alpha, a, b, beta, Epi { sink: Some(sink), ..Epi::NONE }, c)
-}
-
-/// What is applied to C after the product: `+ bias` (per column) and ReLU; or, with a sink, where
-/// C's tiles go (`row0`, `col0`: where this block of C starts in the whole product).
+/// What is applied to C after the product: `+ bias` (per column) and ReLU.
 #[derive(Clone, Copy)]
 struct Epi<'a> {
     bias: Option<ArrayView1<'a, f32>>,
     relu: bool,
-    sink: Option<&'a dyn TileSink>,
-    row0: usize,
-    col0: usize,
-}
-
-impl Epi<'_> {
-    const NONE: Epi<'static> = Epi { bias: None, relu: false, sink: None, row0: 0, col0: 0 };
 }
 
 fn gemm_epi(alpha: f32, a: ArrayView2<f32>, b: ArrayView2<f32>, beta: f32, epi: Epi, c: ArrayViewMut2<f32>) {
@@ -116,8 +85,7 @@ fn split_rows(alpha: f32, a: ArrayView2<f32>, b: ArrayView2<f32>, beta: f32, epi
     let mid = m.div_ceil(2 * rows) * rows; // a whole number of blocks on each side
     let (a0, a1) = a.split_at(Axis(0), mid);
     let (c0, c1) = c.split_at(Axis(0), mid);
-    let e1 = Epi { row0: epi.row0 + mid, ..epi };
-    rayon::join(|| split_rows(alpha, a0, b, beta, epi, c0, rows), || split_rows(alpha, a1, b, beta, e1, c1, rows));
+    rayon::join(|| split_rows(alpha, a0, b, beta, epi, c0, rows), || split_rows(alpha, a1, b, beta, epi, c1, rows));
 }
 
 fn split_cols(alpha: f32, a: ArrayView2<f32>, b: ArrayView2<f32>, beta: f32, epi: Epi, c: ArrayViewMut2<f32>, cols: usize) {
@@ -135,7 +103,6 @@ fn split_cols(alpha: f32, a: ArrayView2<f32>, b: ArrayView2<f32>, beta: f32, epi
         }
         None => (epi, epi),
     };
-    let e1 = Epi { col0: epi.col0 + mid, ..e1 };
     rayon::join(|| split_cols(alpha, a, b0, beta, e0, c0, cols), || split_cols(alpha, a, b1, beta, e1, c1, cols));
 }
 
@@ -202,8 +169,8 @@ fn kernel_with(isa: Isa, alpha: f32, a: ArrayView2<f32>, b: ArrayView2<f32>, bet
         match isa {
             // SAFETY: `isa` comes from run-time detection (or a narrower choice), so the
             // processor has the instructions; the views' shapes were checked by `gemm`.
-            Isa::Avx512 => return unsafe { x86::drive::<x86::Avx512>(alpha, &a, &b, beta, &epi, &mut c) },
-            Isa::Avx2 => return unsafe { x86::drive::<x86::Avx2>(alpha, &a, &b, beta, &epi, &mut c) },
+            Isa::Avx512 => return unsafe { x86::drive::<x86::Avx512>(alpha, &a, &b, beta, epi.bias.as_ref(), epi.relu, &mut c) },
+            Isa::Avx2 => return unsafe { x86::drive::<x86::Avx2>(alpha, &a, &b, beta, epi.bias.as_ref(), epi.relu, &mut c) },
             Isa::Portable => {}
         }
     }
@@ -226,15 +193,6 @@ fn kernel_with(isa: Isa, alpha: f32, a: ArrayView2<f32>, b: ArrayView2<f32>, bet
 
 /// The epilogue as a separate pass (for the portable path), with the fused kernels' arithmetic.
 fn epilogue(epi: Epi, mut c: ArrayViewMut2<f32>) {
-    if let Some(sink) = epi.sink {
-        // the whole of C as one tile, row by row (C may be strided)
-        for (r, row) in c.rows().into_iter().enumerate() {
-            let row = row.to_vec();
-            // SAFETY: `row` holds the row's `ncols` floats.
-            unsafe { sink.tile(epi.row0 + r, epi.col0, 1, row.len(), row.as_ptr(), row.len()) };
-        }
-        return;
-    }
     if let Some(bias) = epi.bias {
         for mut row in c.rows_mut() {
             ndarray::Zip::from(&mut row).and(&bias).for_each(|z, &b| *z = if epi.relu { (*z + b).max(0.0) } else { *z + b });
@@ -390,7 +348,7 @@ mod x86 {
 
     thread_local! {
         /// Per-thread packing buffers, kept between calls so a training step allocates nothing.
-        static BUFFERS: RefCell<[Vec<Line>; 4]> = const { RefCell::new([Vec::new(), Vec::new(), Vec::new(), Vec::new()]) };
+        static BUFFERS: RefCell<[Vec<Line>; 3]> = const { RefCell::new([Vec::new(), Vec::new(), Vec::new()]) };
     }
 
     fn floats(v: &mut Vec<Line>, n: usize) -> *mut f32 {
@@ -412,19 +370,17 @@ mod x86 {
     ///
     /// # Safety
     /// The processor supports `K`'s instructions; shapes are consistent (checked by the caller).
-    pub unsafe fn drive<K: Micro>(alpha: f32, a: &ArrayView2<f32>, b: &ArrayView2<f32>, beta: f32, epi: &super::Epi, c: &mut ArrayViewMut2<f32>) {
-        let (bias, relu) = (epi.bias.as_ref(), epi.relu);
-        let sink = epi.sink.map(|s| (s, epi.row0, epi.col0));
+    pub unsafe fn drive<K: Micro>(alpha: f32, a: &ArrayView2<f32>, b: &ArrayView2<f32>, beta: f32, bias: Option<&ArrayView1<f32>>, relu: bool, c: &mut ArrayViewMut2<f32>) {
         BUFFERS.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut bufs) => drive_with::<K>(alpha, a, b, beta, bias, relu, sink, c, &mut bufs),
+            Ok(mut bufs) => drive_with::<K>(alpha, a, b, beta, bias, relu, c, &mut bufs),
             // re-entered on this thread (cannot happen today: kernels never wait on rayon)
-            Err(_) => drive_with::<K>(alpha, a, b, beta, bias, relu, sink, c, &mut Default::default()),
+            Err(_) => drive_with::<K>(alpha, a, b, beta, bias, relu, c, &mut Default::default()),
         })
     }
 
     #[allow(clippy::too_many_arguments)]
-    unsafe fn drive_with<K: Micro>(alpha: f32, a: &ArrayView2<f32>, b: &ArrayView2<f32>, beta: f32, bias: Option<&ArrayView1<f32>>, relu: bool, sink: Option<(&dyn super::TileSink, usize, usize)>, c: &mut ArrayViewMut2<f32>, bufs: &mut [Vec<Line>; 4]) {
-        let [abuf, bbuf, biasbuf, rowbuf] = bufs;
+    unsafe fn drive_with<K: Micro>(alpha: f32, a: &ArrayView2<f32>, b: &ArrayView2<f32>, beta: f32, bias: Option<&ArrayView1<f32>>, relu: bool, c: &mut ArrayViewMut2<f32>, bufs: &mut [Vec<Line>; 3]) {
+        let [abuf, bbuf, biasbuf] = bufs;
         let (mr, nr) = (K::MR, K::NR);
         let (m, k) = a.dim();
         let n = b.dim().1;
@@ -457,10 +413,6 @@ mod x86 {
             }
             None => std::ptr::null(),
         };
-        // with a sink, a whole row tile of the column block (MR × NC at most), handed over at once:
-        // the sink then works along rows of up to NC contiguous floats, not NR-wide pieces
-        let ldr = NC.min(n.div_ceil(nr) * nr);
-        let rt = if sink.is_some() { floats(rowbuf, mr * ldr) } else { std::ptr::null_mut() };
         let mut ctile = [Line([0.0; 16]); 28]; // MR × NR = 14 × 32 floats at most
         let ct = ctile.as_mut_ptr() as *mut f32;
         debug_assert!(mr * nr <= 28 * 16);
@@ -476,8 +428,6 @@ mod x86 {
                 // the epilogue belongs to the last k block, when C holds the whole sum
                 let last = kb + 1 == kblocks;
                 let relu_k = relu && last;
-                // the last k block's tiles go to the sink (through the local tile), not to C
-                let sink_k = if last { sink } else { None };
                 // B block (kc × ncb) as panels of nr columns, each kc × nr, zero-padded on the right
                 if !b_direct {
                     for jp in 0..panels {
@@ -495,11 +445,6 @@ mod x86 {
                         pack_a(ap, rsa, csa, i0, rows, pc, kc, pa);
                         (pa as *const f32, 1, rows)
                     };
-                    if let Some((sink, row0, col0)) = sink_k {
-                        // the next row tile's rows, while this one computes
-                        let next = i0 + rows;
-                        sink.prefetch(row0 + next, col0 + jc, mr.min(m - next.min(m)), ncb);
-                    }
                     for jp in 0..panels {
                         let j0 = jc + jp * nr;
                         let cols = nr.min(n - j0);
@@ -513,17 +458,7 @@ mod x86 {
                             (pb.add(jp * kc * nr) as *const f32, nr)
                         };
                         let c0 = cp.offset(i0 as isize * rsc + j0 as isize * csc);
-                        if sink_k.is_some() {
-                            let t = rt.add(jp * nr);
-                            if beta_k != 0.0 {
-                                for r in 0..rows {
-                                    for j in 0..cols {
-                                        *t.add(r * ldr + j) = *c0.offset(r as isize * rsc + j as isize * csc);
-                                    }
-                                }
-                            }
-                            K::tile(rows, kc, a_ptr, ars, lda, b_ptr, ldb, t, ldr, alpha, beta_k, std::ptr::null(), false);
-                        } else if c_direct && cols == nr {
+                        if c_direct && cols == nr {
                             K::tile(rows, kc, a_ptr, ars, lda, b_ptr, ldb, c0, rsc as usize, alpha, beta_k, bias_at(j0), relu_k);
                         } else {
                             // narrow or strided C: compute on a local tile and copy the valid part
@@ -541,9 +476,6 @@ mod x86 {
                                 }
                             }
                         }
-                    }
-                    if let Some((sink, row0, col0)) = sink_k {
-                        sink.tile(row0 + i0, col0 + jc, rows, ncb, rt, ldr);
                     }
                 }
             }
@@ -689,7 +621,7 @@ mod tests {
                                 c.view_mut()
                             };
                             let mut cv = cv;
-                            kernel_with(isa, alpha, av, bv, beta, Epi::NONE, cv.view_mut());
+                            kernel_with(isa, alpha, av, bv, beta, Epi { bias: None, relu: false }, cv.view_mut());
                             let got = cv.to_owned();
                             for ((i, j), &v) in got.indexed_iter() {
                                 let w = alpha as f64 * prod[[i, j]] + if beta == 0.0 { 0.0 } else { beta as f64 * c0[[i, j]] as f64 };
@@ -722,7 +654,7 @@ mod tests {
             let prod = naive(&a, &b);
             for isa in [Isa::Avx512, Isa::Avx2, Isa::Portable].into_iter().filter(|&i| available(i)) {
                 let mut c2 = Array2::from_elem((2 * m, 2 * n), f32::NAN);
-                kernel_with(isa, 1.0, a, b, 0.0, Epi::NONE, c2.slice_mut(s![..;2, ..;2]));
+                kernel_with(isa, 1.0, a, b, 0.0, Epi { bias: None, relu: false }, c2.slice_mut(s![..;2, ..;2]));
                 for ((i, j), &v) in c2.indexed_iter() {
                     if i % 2 == 1 || j % 2 == 1 {
                         assert!(v.is_nan(), "{isa:?} wrote outside the view at [{i},{j}]");
@@ -753,13 +685,13 @@ mod tests {
                 }
                 for isa in [Isa::Avx512, Isa::Avx2, Isa::Portable].into_iter().filter(|&i| available(i)) {
                     let mut c2 = Array2::from_elem((n, m), f32::NAN); // C stored column-major
-                    kernel_with(isa, 1.0, a.view(), b.view(), 0.0, Epi { bias: Some(bias.view()), relu, ..Epi::NONE }, c2.view_mut().reversed_axes());
+                    kernel_with(isa, 1.0, a.view(), b.view(), 0.0, Epi { bias: Some(bias.view()), relu }, c2.view_mut().reversed_axes());
                     if isa == super::isa() {
                         assert_eq!(c2.t(), want, "{isa:?} ({m},{k},{n}) relu {relu}");
                     } else {
                         let mut plain = Array2::zeros((m, n));
-                        kernel_with(isa, 1.0, a.view(), b.view(), 0.0, Epi::NONE, plain.view_mut());
-                        epilogue(Epi { bias: Some(bias.view()), relu, ..Epi::NONE }, plain.view_mut());
+                        kernel_with(isa, 1.0, a.view(), b.view(), 0.0, Epi { bias: None, relu: false }, plain.view_mut());
+                        epilogue(Epi { bias: Some(bias.view()), relu }, plain.view_mut());
                         assert_eq!(c2.t(), plain, "{isa:?} ({m},{k},{n}) relu {relu}");
                     }
                 }

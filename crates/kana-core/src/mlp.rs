@@ -275,10 +275,6 @@ pub struct TrainPass<'a> {
     pub row0: usize,
     /// ε of label smoothing
     pub label_smoothing: f32,
-    /// Whether the backward pass computes the weight gradients `∂W_l`; off, it leaves them to
-    /// [`crate::optim::step_fused`], which computes them from the inputs and deltas left in the
-    /// workspace and applies the update as it goes.
-    pub weight_grads: bool,
 }
 
 impl Mlp {
@@ -455,9 +451,7 @@ impl Mlp {
             let (lower, upper) = ws.deltas.split_at_mut(l);
             let delta = upper[0].slice(s![..rows, ..]);
             let g = &mut grads.layers[l];
-            if pass.weight_grads {
-                gemm(1.0, input.t(), delta, beta, g.w.view_mut());
-            }
+            gemm(1.0, input.t(), delta, beta, g.w.view_mut());
             // ∂b = Σ_rows δ, summed in place (no temporary)
             if !accumulate {
                 g.b.fill(0.0);

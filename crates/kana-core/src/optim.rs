@@ -12,9 +12,7 @@
 //! Parameters are taken tensor by tensor in the one order of [`crate::mlp::slot`].
 
 use crate::error::{Error, Result};
-use crate::gemm::{gemm_into, TileSink};
-use crate::mlp::{slot, Grads, Kind, Mlp, Workspace};
-use ndarray::s;
+use crate::mlp::{Grads, Kind, Mlp};
 use rayon::prelude::*;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -136,188 +134,63 @@ pub fn clip(grads: &mut Grads, max_norm: f32) -> f64 {
 /// so the update is cut into blocks spread over the current rayon pool; the result does not
 /// depend on how it is cut. The state must have been [`OptimizerState::prepare`]d.
 pub fn step(net: &mut Mlp, grads: &Grads, opt: Optimizer, state: &mut OptimizerState, lr: f32, l2: f32) {
-    let hp = Hyper::next(opt, state, lr, l2, net.tensor_count());
+    state.step += 1;
     let parallel = net.num_params() >= PARALLEL_MIN_PARAMS && rayon::current_num_threads() > 1;
-    for i in 0..net.tensor_count() {
-        let rule = hp.rule(net.kind(i));
-        let (m, v) = moments(state, i);
-        rule.run(parallel, net.tensor_mut(i), grads.tensor(i), m, v);
-    }
-}
-
-/// The same update as [`step`], bit for bit, with each weight gradient `∂W_l = A_{l-1}ᵀ·δ_l`
-/// computed here from the inputs and deltas a backward pass left in `ws` (run with
-/// `TrainPass::weight_grads` off, over one chunk of `rows` rows) and applied tile by tile as the
-/// product produces it ([`gemm_into`]): the gradient array is neither written nor read back, which
-/// saves 2 of the 8 floats a weight moves per step. The other tensors (biases, γ, β) take their
-/// gradients from `grads` as in [`step`]. For an update that needs the whole gradient first
-/// (clipping by the global norm) use [`step`].
-#[allow(clippy::too_many_arguments)]
-pub fn step_fused(net: &mut Mlp, grads: &mut Grads, ws: &Workspace, rows: usize, opt: Optimizer, state: &mut OptimizerState, lr: f32, l2: f32) {
-    let hp = Hyper::next(opt, state, lr, l2, net.tensor_count());
-    let parallel = net.num_params() >= PARALLEL_MIN_PARAMS && rayon::current_num_threads() > 1;
-    let layers = net.layers.len();
-    let batch_norm = net.config.batch_norm;
-    for i in 0..net.tensor_count() {
-        let (l, kind) = slot(layers, batch_norm, i);
-        let rule = hp.rule(kind);
-        let (m, v) = moments(state, i);
-        if kind != Kind::Weight {
-            rule.run(parallel, net.tensor_mut(i), grads.tensor(i), m, v);
-            continue;
-        }
-        let input = if l == 0 { ws.x.slice(s![..rows, ..]) } else { ws.acts[l - 1].slice(s![..rows, ..]) };
-        let delta = ws.deltas[l].slice(s![..rows, ..]);
-        let width = net.sizes[l + 1];
-        let p = net.tensor_mut(i);
-        let sink = Fused { rule, width, p: p.as_mut_ptr(), m: m.as_mut_ptr(), v: v.as_mut_ptr(), with_m: !m.is_empty(), with_v: !v.is_empty() };
-        gemm_into(1.0, input.t(), delta, 0.0, grads.layers[l].w.view_mut(), &sink);
-    }
-}
-
-/// Tensor `i`'s moments (empty slices for what the optimiser does not use).
-fn moments(state: &mut OptimizerState, i: usize) -> (&mut [f32], &mut [f32]) {
-    let m = state.m.get_mut(i).map_or(&mut [][..], |m| &mut m[..]);
-    let v = state.v.get_mut(i).map_or(&mut [][..], |v| &mut v[..]);
-    (m, v)
-}
-
-/// One step's hyperparameters, the step counter already advanced (Adam's bias corrections).
-struct Hyper {
-    opt: Optimizer,
-    lr: f32,
-    l2: f32,
-    adam: Option<AdamStep>,
-}
-
-impl Hyper {
-    fn next(opt: Optimizer, state: &mut OptimizerState, lr: f32, l2: f32, tensors: usize) -> Self {
-        state.step += 1;
-        let adam = match opt {
-            Optimizer::Sgd => None,
-            Optimizer::Momentum { .. } => {
-                assert_eq!(state.m.len(), tensors, "momentum buffer prepared");
-                None
-            }
-            Optimizer::Adam { beta1, beta2, eps } | Optimizer::AdamW { beta1, beta2, eps, .. } => {
-                assert!(state.m.len() == tensors && state.v.len() == tensors, "Adam's moments prepared");
-                let t = state.step as i32;
-                Some(AdamStep {
-                    lr: lr / (1.0 - (beta1 as f64).powi(t)) as f32,
-                    inv_sqrt_bc2: 1.0 / (1.0 - (beta2 as f64).powi(t)).sqrt() as f32,
-                    beta1,
-                    beta2,
-                    eps,
-                })
-            }
-        };
-        Hyper { opt, lr, l2, adam }
-    }
-
-    /// The update of a tensor of this kind (L2 and decoupled decay apply to weights only).
-    fn rule(&self, kind: Kind) -> Rule {
-        let weight = kind == Kind::Weight;
-        let l2 = if weight { self.l2 } else { 0.0 };
-        match self.opt {
-            Optimizer::Sgd => Rule::Sgd { lr: self.lr, l2 },
-            Optimizer::Momentum { momentum, nesterov } => Rule::Momentum { lr: self.lr, l2, momentum, nesterov },
-            Optimizer::Adam { .. } | Optimizer::AdamW { .. } => {
-                let weight_decay = if let Optimizer::AdamW { weight_decay, .. } = self.opt { weight_decay } else { 0.0 };
-                // decoupled decay; ×1 (exact) for Adam and for everything but weights
-                let decay = if weight { 1.0 - self.lr * weight_decay } else { 1.0 };
-                Rule::Adam { hp: self.adam.expect("Adam's step"), l2, decay }
+    let tensors = net.tensor_count();
+    match opt {
+        Optimizer::Sgd => {
+            for i in 0..tensors {
+                let l2 = if net.kind(i) == Kind::Weight { l2 } else { 0.0 };
+                blocks(parallel, net.tensor_mut(i), grads.tensor(i), |p, g| sgd(p, g, lr, l2));
             }
         }
-    }
-}
-
-/// One tensor's update for this step.
-#[derive(Clone, Copy)]
-enum Rule {
-    Sgd { lr: f32, l2: f32 },
-    Momentum { lr: f32, l2: f32, momentum: f32, nesterov: bool },
-    Adam { hp: AdamStep, l2: f32, decay: f32 },
-}
-
-impl Rule {
-    /// Updates `p` from `g` (and the moments it uses; the others may be empty).
-    fn apply(&self, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
-        match *self {
-            Rule::Sgd { lr, l2 } => sgd(p, g, lr, l2),
-            Rule::Momentum { lr, l2, momentum, nesterov } => sgd_momentum(p, g, m, lr, l2, momentum, nesterov),
-            Rule::Adam { ref hp, l2, decay } => adam(p, g, m, v, hp, l2, decay),
-        }
-    }
-
-    /// [`Rule::apply`] over a whole tensor, in blocks of a fixed size spread over the rayon pool
-    /// when `parallel` (each element on its own: the same result however it is cut).
-    fn run(&self, parallel: bool, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
-        if !parallel {
-            return self.apply(p, g, m, v);
-        }
-        match self {
-            Rule::Sgd { .. } => p.par_chunks_mut(BLOCK).zip(g.par_chunks(BLOCK)).for_each(|(p, g)| self.apply(p, g, &mut [], &mut [])),
-            Rule::Momentum { .. } => p.par_chunks_mut(BLOCK).zip(g.par_chunks(BLOCK)).zip(m.par_chunks_mut(BLOCK)).for_each(|((p, g), m)| self.apply(p, g, m, &mut [])),
-            Rule::Adam { .. } => p
-                .par_chunks_mut(BLOCK)
-                .zip(g.par_chunks(BLOCK))
-                .zip(m.par_chunks_mut(BLOCK))
-                .zip(v.par_chunks_mut(BLOCK))
-                .for_each(|(((p, g), m), v)| self.apply(p, g, m, v)),
-        }
-    }
-}
-
-/// Applies a rule to the tiles of a weight gradient as [`gemm_into`] produces them: `p`, `m`, `v`
-/// point at the tensor and its moments (row-major, `width` columns, the gradient's shape).
-struct Fused {
-    rule: Rule,
-    width: usize,
-    p: *mut f32,
-    m: *mut f32,
-    v: *mut f32,
-    with_m: bool,
-    with_v: bool,
-}
-
-// SAFETY: the tiles handed to `tile` are disjoint, so threads update disjoint elements.
-unsafe impl Sync for Fused {}
-
-impl TileSink for Fused {
-    unsafe fn tile(&self, i0: usize, j0: usize, rows: usize, cols: usize, g: *const f32, ldg: usize) {
-        use std::slice::{from_raw_parts, from_raw_parts_mut};
-        for r in 0..rows {
-            let at = (i0 + r) * self.width + j0;
-            // SAFETY: the tile lies inside the product, which has the tensor's shape; tiles are
-            // disjoint, so these slices alias nothing another thread holds.
-            let p = from_raw_parts_mut(self.p.add(at), cols);
-            let m = if self.with_m { from_raw_parts_mut(self.m.add(at), cols) } else { &mut [] };
-            let v = if self.with_v { from_raw_parts_mut(self.v.add(at), cols) } else { &mut [] };
-            self.rule.apply(p, from_raw_parts(g.add(r * ldg), cols), m, v);
-        }
-    }
-
-    /// The rows of a tile come as pieces of up to 512 floats, 4 × width bytes apart, and each row
-    /// tile only after the product computed it: ask for the next one's lines meanwhile (measured:
-    /// without, the loads of m and v stall the update).
-    fn prefetch(&self, i0: usize, j0: usize, rows: usize, cols: usize) {
-        #[cfg(target_arch = "x86_64")]
-        for r in 0..rows {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
-            let at = (i0 + r) * self.width + j0;
-            for line in (0..cols).step_by(16) {
-                // SAFETY: a prefetch never faults, whatever the address
-                unsafe {
-                    _mm_prefetch::<_MM_HINT_T1>(self.p.wrapping_add(at + line) as *const i8);
-                    if self.with_m {
-                        _mm_prefetch::<_MM_HINT_T1>(self.m.wrapping_add(at + line) as *const i8);
-                    }
-                    if self.with_v {
-                        _mm_prefetch::<_MM_HINT_T1>(self.v.wrapping_add(at + line) as *const i8);
-                    }
+        Optimizer::Momentum { momentum, nesterov } => {
+            assert_eq!(state.m.len(), tensors, "momentum buffer prepared");
+            for i in 0..tensors {
+                let l2 = if net.kind(i) == Kind::Weight { l2 } else { 0.0 };
+                let (p, g, buf) = (net.tensor_mut(i), grads.tensor(i), &mut state.m[i][..]);
+                if parallel {
+                    p.par_chunks_mut(BLOCK).zip(g.par_chunks(BLOCK)).zip(buf.par_chunks_mut(BLOCK))
+                        .for_each(|((p, g), b)| sgd_momentum(p, g, b, lr, l2, momentum, nesterov));
+                } else {
+                    sgd_momentum(p, g, buf, lr, l2, momentum, nesterov);
                 }
             }
         }
+        Optimizer::Adam { beta1, beta2, eps } | Optimizer::AdamW { beta1, beta2, eps, .. } => {
+            assert!(state.m.len() == tensors && state.v.len() == tensors, "Adam's moments prepared");
+            let weight_decay = if let Optimizer::AdamW { weight_decay, .. } = opt { weight_decay } else { 0.0 };
+            let t = state.step as i32;
+            let hp = AdamStep {
+                lr: lr / (1.0 - (beta1 as f64).powi(t)) as f32,
+                inv_sqrt_bc2: 1.0 / (1.0 - (beta2 as f64).powi(t)).sqrt() as f32,
+                beta1,
+                beta2,
+                eps,
+            };
+            for i in 0..tensors {
+                let weight = net.kind(i) == Kind::Weight;
+                let l2 = if weight { l2 } else { 0.0 };
+                // decoupled decay; ×1 (exact) for Adam and for everything but weights
+                let decay = if weight { 1.0 - lr * weight_decay } else { 1.0 };
+                let (p, g, m, v) = (net.tensor_mut(i), grads.tensor(i), &mut state.m[i][..], &mut state.v[i][..]);
+                if parallel {
+                    p.par_chunks_mut(BLOCK).zip(g.par_chunks(BLOCK)).zip(m.par_chunks_mut(BLOCK)).zip(v.par_chunks_mut(BLOCK))
+                        .for_each(|(((p, g), m), v)| adam(p, g, m, v, &hp, l2, decay));
+                } else {
+                    adam(p, g, m, v, &hp, l2, decay);
+                }
+            }
+        }
+    }
+}
+
+/// Runs `f` over matching blocks of `p` and `g`, in parallel when asked.
+fn blocks(parallel: bool, p: &mut [f32], g: &[f32], f: impl Fn(&mut [f32], &[f32]) + Sync) {
+    if parallel {
+        p.par_chunks_mut(BLOCK).zip(g.par_chunks(BLOCK)).for_each(|(p, g)| f(p, g));
+    } else {
+        f(p, g);
     }
 }
 
@@ -336,7 +209,6 @@ fn sgd_momentum(p: &mut [f32], g: &[f32], buf: &mut [f32], lr: f32, l2: f32, mom
     }
 }
 
-#[derive(Clone, Copy)]
 struct AdamStep {
     /// η / (1 − β1ᵗ)
     lr: f32,

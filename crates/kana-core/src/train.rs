@@ -283,10 +283,7 @@ impl Trainer {
             for (s, idx) in order.chunks(batch).enumerate().skip(first_step) {
                 set_masks(masks, net, *seed, optimizer_state.step);
                 let aug = opts.augment.as_ref().map(|a| (a, *seed, optimizer_state.step));
-                // One chunk and no clipping (which needs the whole gradient first): the weight
-                // gradients are computed by the optimiser step, which applies them tile by tile.
-                let fused = idx.len() <= chunk && opts.clip_norm.is_none() && fused_step();
-                let (batch_loss, batch_correct) = batch_gradients(net, ws, data, labels, idx, chunk, masks, opts.label_smoothing, aug, !fused, ybuf, grads);
+                let (batch_loss, batch_correct) = batch_gradients(net, ws, data, labels, idx, chunk, masks, opts.label_smoothing, aug, ybuf, grads);
                 if !batch_loss.is_finite() {
                     return Err(Error::diverged(format!(
                         "training diverged at step {} of {steps}: the loss became {}; the learning rate ({:?}) is probably too high",
@@ -303,11 +300,7 @@ impl Trainer {
                 if let Some(c) = opts.clip_norm {
                     optim::clip(grads, c);
                 }
-                if fused {
-                    optim::step_fused(net, grads, ws, idx.len(), opts.optimizer, optimizer_state, opts.lr, opts.l2);
-                } else {
-                    optim::step(net, grads, opts.optimizer, optimizer_state, opts.lr, opts.l2);
-                }
+                optim::step(net, grads, opts.optimizer, optimizer_state, opts.lr, opts.l2);
                 if s + 1 < steps && control.tick().is_err() {
                     stopped_after = Some(s + 1);
                     return Err(Error::aborted());
@@ -367,7 +360,7 @@ impl Trainer {
         let (loss, _) = pool.install(|| {
             set_masks(masks, net, *seed, optimizer_state.step);
             let aug = opts.augment.as_ref().map(|a| (a, *seed, optimizer_state.step));
-            batch_gradients(net, ws, data, labels, &idx, chunk, masks, opts.label_smoothing, aug, true, ybuf, grads)
+            batch_gradients(net, ws, data, labels, &idx, chunk, masks, opts.label_smoothing, aug, ybuf, grads)
         });
         Ok(((0..grads.count()).map(|i| grads.tensor(i).to_vec()).collect(), loss / n as f64))
     }
@@ -543,15 +536,6 @@ impl Trainer {
     }
 }
 
-/// Whether the training loop may fuse the optimiser step with the weight-gradient products
-/// ([`optim::step_fused`]; the same numbers either way). `KANA_FUSED=0` turns it off, for A/B
-/// measurements.
-fn fused_step() -> bool {
-    use std::sync::OnceLock;
-    static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| std::env::var("KANA_FUSED").map_or(true, |v| v != "0"))
-}
-
 /// This step's dropout masks (none where the rate is 0).
 fn set_masks(masks: &mut [Option<Mask>], net: &Mlp, seed: u64, step: u64) {
     for (h, (m, &p)) in masks.iter_mut().zip(&net.config.dropout).enumerate() {
@@ -572,7 +556,6 @@ fn batch_gradients(
     masks: &[Option<Mask>],
     label_smoothing: f32,
     augment: Option<(&Augment, u64, u64)>,
-    weight_grads: bool,
     ybuf: &mut [u32],
     grads: &mut Grads,
 ) -> (f64, usize) {
@@ -591,7 +574,7 @@ fn batch_gradients(
         for (y, &i) in ybuf.iter_mut().zip(cidx) {
             *y = labels[i as usize];
         }
-        let pass = TrainPass { masks, row0: c * chunk, label_smoothing, weight_grads };
+        let pass = TrainPass { masks, row0: c * chunk, label_smoothing };
         net.forward_train(ws, rows, &pass);
         let (l, k) = net.backward(ws, rows, &ybuf[..rows], scale, grads, c > 0, &pass);
         loss += l;

@@ -554,7 +554,7 @@ fn dropout_keeps_about_one_minus_p_and_is_off_in_evaluation() {
         let mut ws = Workspace::for_net(&t.net, 512, true).unwrap();
         data.gather(&(0..512).collect::<Vec<_>>(), ws.x.view_mut());
         let masks = [Some(kana_core::dropout::Mask::new(t.seed, 0, 1, p))];
-        t.net.forward_train(&mut ws, 512, &TrainPass { masks: &masks, row0: 0, label_smoothing: 0.0, weight_grads: true });
+        t.net.forward_train(&mut ws, 512, &TrainPass { masks: &masks, row0: 0, label_smoothing: 0.0 });
         let dropped = ws.acts[0].iter().filter(|&&a| a == 0.0).count() as f64 / ws.acts[0].len() as f64;
         // 102,400 units: the binomial standard deviation is below 0.0016; 5σ
         assert!((dropped - p).abs() < 0.008, "p {p}: dropped {dropped}");
