@@ -9,8 +9,9 @@
 //!   accumulators of the 32 zmm registers); AVX2: 6 × 16 (12 of the 16 ymm). Tiles shorter than
 //!   `MR` rows use the same code instantiated for fewer rows (no wasted lanes); tiles narrower than
 //!   `NR` columns compute on a zero-padded panel and copy the valid part out, with one vector per
-//!   row instead of two when they are at most `NR / 2` wide (n = 100 = 3 × 32 + 4, n = 80 =
-//!   2 × 32 + 16: full-batch GD's layers), so the last panel costs half the FMAs.
+//!   row instead of two when they are at most `NR / 2` wide, and on AVX-512 one 8-lane vector
+//!   when at most 8 (n = 100 = 3 × 32 + 4, n = 80 = 2 × 32 + 16: full-batch GD's layers), so
+//!   the last panel costs a half or a quarter of the FMAs.
 //! * **Packing and blocking.** k is cut into blocks of at most `KC` (each block's B panel, `KC ×
 //!   NR`, stays in L1 while a tile's A panel streams, and the B block `KC × NC` in L2). A panel of
 //!   A is packed k-major once per (tile, k block) unless A is already laid out that way (a
@@ -141,7 +142,8 @@ pub fn isa() -> Isa {
 fn detect() -> Isa {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f") {
+        // (VL for the 8-lane tiles of narrow panels; every AVX-512 processor but Xeon Phi has it)
+        if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512vl") {
             return Isa::Avx512;
         }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
@@ -229,11 +231,13 @@ mod x86 {
         /// # Safety
         /// The processor has the kernel's instructions; `a` holds `rows × kc` floats at those
         /// strides, `b` `kc` steps of `NR` floats at stride `ldb`, `c` `rows` rows of `NR`
-        /// floats at stride `ldc`, `bias` (if not null) `NR` floats. With `half`, only the first
-        /// `NR / 2` columns are computed (one vector per row: a ragged last panel of at most
-        /// `NR / 2` columns costs half the FMAs), with the same FMAs for those columns.
+        /// floats at stride `ldc`, `bias` (if not null) `NR` floats. Only the first `cols ≤ NR`
+        /// columns are wanted: a ragged last panel of at most `NR / 2` columns is computed with one
+        /// vector per row (half the FMAs), on AVX-512 one of at most 8 columns with one 8-lane
+        /// vector (a quarter); the wanted columns get the same FMAs whatever the width, and C's
+        /// columns past the computed width are left alone.
         #[allow(clippy::too_many_arguments)]
-        unsafe fn tile(rows: usize, kc: usize, a: *const f32, ars: usize, lda: usize, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, alpha: f32, beta: f32, bias: *const f32, relu: bool, half: bool);
+        unsafe fn tile(rows: usize, kc: usize, a: *const f32, ars: usize, lda: usize, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, alpha: f32, beta: f32, bias: *const f32, relu: bool, cols: usize);
     }
 
     /// Generates the kernel body for a fixed row count `R`: two accumulator vectors per row (one
@@ -326,15 +330,26 @@ mod x86 {
         micro_body!(R, S, H, kc, a, ars, lda, b, ldb, c, ldc, alpha, beta, bias, relu, 8, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_mul_ps, _mm256_add_ps, _mm256_max_ps)
     }
 
+    /// The 8-lane kernel inside the AVX-512 one, for the narrowest panels (≤ 8 columns): with
+    /// AVX-512VL it has 32 vector registers, enough for 14 rows of accumulators.
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile256vl<const R: usize, const S: bool, const H: bool>(kc: usize, a: *const f32, ars: usize, lda: usize, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, alpha: f32, beta: f32, bias: *const f32, relu: bool) {
+        // H is always true here: one 8-lane vector per row (the macro's second vector unused)
+        micro_body!(R, S, H, kc, a, ars, lda, b, ldb, c, ldc, alpha, beta, bias, relu, 8, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_mul_ps, _mm256_add_ps, _mm256_max_ps)
+    }
+
     impl Micro for Avx512 {
         const MR: usize = 14;
         const NR: usize = 32;
-        unsafe fn tile(rows: usize, kc: usize, a: *const f32, ars: usize, lda: usize, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, alpha: f32, beta: f32, bias: *const f32, relu: bool, half: bool) {
-            match (ars == 1, half) {
-                (true, false) => by_rows!(rows, tile512, false, false, kc, a, ars, lda, b, ldb, c, ldc, alpha, beta, bias, relu),
-                (false, false) => by_rows!(rows, tile512, true, false, kc, a, ars, lda, b, ldb, c, ldc, alpha, beta, bias, relu),
-                (true, true) => by_rows!(rows, tile512, false, true, kc, a, ars, lda, b, ldb, c, ldc, alpha, beta, bias, relu),
-                (false, true) => by_rows!(rows, tile512, true, true, kc, a, ars, lda, b, ldb, c, ldc, alpha, beta, bias, relu),
+        unsafe fn tile(rows: usize, kc: usize, a: *const f32, ars: usize, lda: usize, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, alpha: f32, beta: f32, bias: *const f32, relu: bool, cols: usize) {
+            match (ars == 1, cols) {
+                (true, 17..) => by_rows!(rows, tile512, false, false, kc, a, ars, lda, b, ldb, c, ldc, alpha, beta, bias, relu),
+                (false, 17..) => by_rows!(rows, tile512, true, false, kc, a, ars, lda, b, ldb, c, ldc, alpha, beta, bias, relu),
+                (true, 9..) => by_rows!(rows, tile512, false, true, kc, a, ars, lda, b, ldb, c, ldc, alpha, beta, bias, relu),
+                (false, 9..) => by_rows!(rows, tile512, true, true, kc, a, ars, lda, b, ldb, c, ldc, alpha, beta, bias, relu),
+                (true, _) => by_rows!(rows, tile256vl, false, true, kc, a, ars, lda, b, ldb, c, ldc, alpha, beta, bias, relu),
+                (false, _) => by_rows!(rows, tile256vl, true, true, kc, a, ars, lda, b, ldb, c, ldc, alpha, beta, bias, relu),
             }
         }
     }
@@ -342,12 +357,12 @@ mod x86 {
     impl Micro for Avx2 {
         const MR: usize = 6;
         const NR: usize = 16;
-        unsafe fn tile(rows: usize, kc: usize, a: *const f32, ars: usize, lda: usize, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, alpha: f32, beta: f32, bias: *const f32, relu: bool, half: bool) {
-            match (ars == 1, half) {
-                (true, false) => by_rows6!(rows, tile256, false, false, kc, a, ars, lda, b, ldb, c, ldc, alpha, beta, bias, relu),
-                (false, false) => by_rows6!(rows, tile256, true, false, kc, a, ars, lda, b, ldb, c, ldc, alpha, beta, bias, relu),
-                (true, true) => by_rows6!(rows, tile256, false, true, kc, a, ars, lda, b, ldb, c, ldc, alpha, beta, bias, relu),
-                (false, true) => by_rows6!(rows, tile256, true, true, kc, a, ars, lda, b, ldb, c, ldc, alpha, beta, bias, relu),
+        unsafe fn tile(rows: usize, kc: usize, a: *const f32, ars: usize, lda: usize, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, alpha: f32, beta: f32, bias: *const f32, relu: bool, cols: usize) {
+            match (ars == 1, cols) {
+                (true, 9..) => by_rows6!(rows, tile256, false, false, kc, a, ars, lda, b, ldb, c, ldc, alpha, beta, bias, relu),
+                (false, 9..) => by_rows6!(rows, tile256, true, false, kc, a, ars, lda, b, ldb, c, ldc, alpha, beta, bias, relu),
+                (true, _) => by_rows6!(rows, tile256, false, true, kc, a, ars, lda, b, ldb, c, ldc, alpha, beta, bias, relu),
+                (false, _) => by_rows6!(rows, tile256, true, true, kc, a, ars, lda, b, ldb, c, ldc, alpha, beta, bias, relu),
             }
         }
     }
@@ -470,7 +485,7 @@ mod x86 {
                         };
                         let c0 = cp.offset(i0 as isize * rsc + j0 as isize * csc);
                         if c_direct && cols == nr {
-                            K::tile(rows, kc, a_ptr, ars, lda, b_ptr, ldb, c0, rsc as usize, alpha, beta_k, bias_at(j0), relu_k, false);
+                            K::tile(rows, kc, a_ptr, ars, lda, b_ptr, ldb, c0, rsc as usize, alpha, beta_k, bias_at(j0), relu_k, nr);
                         } else {
                             // narrow or strided C: compute on a local tile and copy the valid part
                             if beta_k != 0.0 {
@@ -480,9 +495,8 @@ mod x86 {
                                     }
                                 }
                             }
-                            // a ragged panel of at most NR/2 columns (n = 100 → 4, n = 80 → 16): one vector per row
-                            let half = cols <= nr / 2;
-                            K::tile(rows, kc, a_ptr, ars, lda, b_ptr, ldb, ct, nr, alpha, beta_k, bias_at(j0), relu_k, half);
+                            // a ragged panel (n = 100 → 4 columns, n = 80 → 16) computes only as wide as it must
+                            K::tile(rows, kc, a_ptr, ars, lda, b_ptr, ldb, ct, nr, alpha, beta_k, bias_at(j0), relu_k, cols);
                             for r in 0..rows {
                                 for j in 0..cols {
                                     *c0.offset(r as isize * rsc + j as isize * csc) = *ct.add(r * nr + j);
@@ -716,12 +730,12 @@ mod tests {
         }
     }
 
-    /// The half-width tile (a ragged last panel of ≤ NR/2 columns) gives exactly the full tile's
-    /// values in its columns, for every row count, k over one or several steps, β = 0 and 1,
-    /// bias and ReLU.
+    /// The narrower tiles (a ragged last panel of ≤ NR/2 or, on AVX-512, ≤ 8 columns) give
+    /// exactly the full tile's values in the wanted columns, for every row count, k over one or
+    /// several steps, β = 0 and 1, bias and ReLU, and leave the rows past the tile alone.
     #[cfg(target_arch = "x86_64")]
     #[test]
-    fn half_width_tiles_equal_the_full_tile_bit_for_bit() {
+    fn narrow_tiles_equal_the_full_tile_bit_for_bit() {
         use x86::Micro;
         fn check<K: Micro>() {
             let (mr, nr) = (K::MR, K::NR);
@@ -733,19 +747,24 @@ mod tests {
                     let bias: Vec<f32> = (0..nr).map(|_| rng.normal() as f32).collect();
                     let c0: Vec<f32> = (0..mr * nr).map(|_| rng.normal() as f32).collect();
                     for (beta, with_bias, relu) in [(0.0, false, false), (1.0, false, false), (0.0, true, true), (1.0, true, false)] {
-                        let (mut full, mut half) = (c0.clone(), c0.clone());
                         let bp = if with_bias { bias.as_ptr() } else { std::ptr::null() };
+                        let mut full = c0.clone();
                         // SAFETY: run only when the processor has K's instructions; the buffers
                         // hold rows × kc of A (packed, ars 1, lda rows), kc × nr of B, mr × nr of C.
-                        unsafe {
-                            K::tile(rows, kc, a.as_ptr(), 1, rows, b.as_ptr(), nr, full.as_mut_ptr(), nr, 0.75, beta, bp, relu, false);
-                            K::tile(rows, kc, a.as_ptr(), 1, rows, b.as_ptr(), nr, half.as_mut_ptr(), nr, 0.75, beta, bp, relu, true);
-                        }
-                        for r in 0..mr {
-                            for j in 0..nr {
-                                let i = r * nr + j;
-                                let want = if r < rows && j < nr / 2 { full[i] } else { c0[i] };
-                                assert_eq!(half[i].to_bits(), want.to_bits(), "rows {rows} kc {kc} β {beta} bias {with_bias} [{r},{j}]");
+                        unsafe { K::tile(rows, kc, a.as_ptr(), 1, rows, b.as_ptr(), nr, full.as_mut_ptr(), nr, 0.75, beta, bp, relu, nr) };
+                        for cols in [1, 4, nr / 4, nr / 4 + 1, nr / 2, nr / 2 + 1] {
+                            let mut narrow = c0.clone();
+                            // SAFETY: as above
+                            unsafe { K::tile(rows, kc, a.as_ptr(), 1, rows, b.as_ptr(), nr, narrow.as_mut_ptr(), nr, 0.75, beta, bp, relu, cols) };
+                            for r in 0..mr {
+                                for j in 0..nr {
+                                    let i = r * nr + j;
+                                    if r >= rows {
+                                        assert_eq!(narrow[i].to_bits(), c0[i].to_bits(), "row {r} past the tile written");
+                                    } else if j < cols {
+                                        assert_eq!(narrow[i].to_bits(), full[i].to_bits(), "rows {rows} kc {kc} cols {cols} β {beta} bias {with_bias} [{r},{j}]");
+                                    }
+                                }
                             }
                         }
                     }
