@@ -168,21 +168,44 @@ pub fn step(net: &mut Mlp, grads: &Grads, opt: Optimizer, state: &mut OptimizerS
                 beta2,
                 eps,
             };
-            for i in 0..tensors {
-                let weight = net.kind(i) == Kind::Weight;
-                let l2 = if weight { l2 } else { 0.0 };
-                // decoupled decay; ×1 (exact) for Adam and for everything but weights
-                let decay = if weight { 1.0 - lr * weight_decay } else { 1.0 };
-                let (p, g, m, v) = (net.tensor_mut(i), grads.tensor(i), &mut state.m[i][..], &mut state.v[i][..]);
-                if parallel {
-                    p.par_chunks_mut(BLOCK).zip(g.par_chunks(BLOCK)).zip(m.par_chunks_mut(BLOCK)).zip(v.par_chunks_mut(BLOCK))
-                        .for_each(|(((p, g), m), v)| adam(p, g, m, v, &hp, l2, decay));
-                } else {
-                    adam(p, g, m, v, &hp, l2, decay);
+            // decoupled decay; ×1 (exact) for Adam and for everything but weights
+            let terms = |kind: Kind| if kind == Kind::Weight { (l2, 1.0 - lr * weight_decay) } else { (0.0, 1.0) };
+            if parallel {
+                // Every tensor's fixed blocks in one parallel region (one fork/join per step, not
+                // one per tensor); each block is updated by the same loop as on one thread.
+                let kinds: Vec<Kind> = (0..tensors).map(|i| net.kind(i)).collect();
+                let mut work = Vec::with_capacity(net.num_params() / BLOCK + 2 * tensors);
+                for ((((i, p), m), v), kind) in params_mut(net).into_iter().enumerate().zip(&mut state.m).zip(&mut state.v).zip(kinds) {
+                    let (l2, decay) = terms(kind);
+                    let blocks = p.chunks_mut(BLOCK).zip(grads.tensor(i).chunks(BLOCK)).zip(m.chunks_mut(BLOCK)).zip(v.chunks_mut(BLOCK));
+                    work.extend(blocks.map(|(((p, g), m), v)| (p, g, m, v, l2, decay)));
+                }
+                work.into_par_iter().with_max_len(1).for_each(|(p, g, m, v, l2, decay)| adam(p, g, m, v, &hp, l2, decay));
+            } else {
+                for i in 0..tensors {
+                    let (l2, decay) = terms(net.kind(i));
+                    adam(net.tensor_mut(i), grads.tensor(i), &mut state.m[i][..], &mut state.v[i][..], &hp, l2, decay);
                 }
             }
         }
     }
+}
+
+/// Every parameter tensor of `net`, mutably and all at once, in the order of [`crate::mlp::slot`].
+fn params_mut(net: &mut Mlp) -> Vec<&mut [f32]> {
+    let (layers, bn) = (net.layers.len(), net.config.batch_norm);
+    let mut out: Vec<Option<&mut [f32]>> = (0..net.tensor_count()).map(|_| None).collect();
+    let count = out.len();
+    let index = |l: usize, kind: Kind| (0..count).find(|&i| crate::mlp::slot(layers, bn, i) == (l, kind)).expect("every tensor has a slot");
+    for (l, layer) in net.layers.iter_mut().enumerate() {
+        out[index(l, Kind::Weight)] = layer.w.as_slice_mut();
+        out[index(l, Kind::Bias)] = layer.b.as_slice_mut();
+    }
+    for (l, norm) in net.norms.iter_mut().enumerate() {
+        out[index(l, Kind::Gamma)] = norm.gamma.as_slice_mut();
+        out[index(l, Kind::Beta)] = norm.beta.as_slice_mut();
+    }
+    out.into_iter().map(|t| t.expect("parameters are contiguous")).collect()
 }
 
 /// Runs `f` over matching blocks of `p` and `g`, in parallel when asked.
