@@ -451,38 +451,45 @@ impl Mlp {
             let (lower, upper) = ws.deltas.split_at_mut(l);
             let delta = upper[0].slice(s![..rows, ..]);
             let g = &mut grads.layers[l];
-            gemm(1.0, input.t(), delta, beta, g.w.view_mut());
-            // ∂b = Σ_rows δ, summed in place (no temporary)
-            if !accumulate {
-                g.b.fill(0.0);
-            }
-            for row in delta.rows() {
-                g.b += &row;
-            }
-            if l > 0 {
-                // ∂A_{l-1} = δ_l·W_lᵀ, then back through dropout, the activation and batch norm
-                let h = l - 1;
-                let mut prev = lower[h].slice_mut(s![..rows, ..]);
-                gemm(1.0, delta, self.layers[l].w.t(), 0.0, prev.view_mut());
-                if self.config.plain_layer(h, true) {
-                    Zip::from(&mut prev).and(&input).for_each(|d, &a| if a <= 0.0 { *d = 0.0 });
-                    continue;
-                }
-                let mask = pass.masks[h].map(|m| (m, pass.row0));
-                if self.config.activation == Activation::Relu {
-                    // A > 0 exactly where the unit is kept and Z' > 0; kept units were scaled by s
-                    let s = mask.map_or(1.0, |(m, _)| m.scale);
-                    Zip::from(&mut prev).and(&input).for_each(|d, &a| *d = if a > 0.0 { *d * s } else { 0.0 });
-                } else {
-                    let pre = ws.pre[h].slice(s![..rows, ..]);
-                    let norm = if self.config.batch_norm { Some(&self.norms[h]) } else { None };
-                    activation_backward(self.config.activation, prev.view_mut(), pre, norm, mask);
-                }
-                if self.config.batch_norm {
-                    let stats = &ws.stats[h];
-                    batch_norm_backward(prev.view_mut(), ws.pre[h].slice(s![..rows, ..]), &self.norms[h], &stats.invstd, &mut grads.norms[h]);
-                }
-            }
+            let norm_grads = &mut grads.norms;
+            // ∂W beside (∂b, then ∂A below): independent work, one fork/join for both threads
+            rayon::join(
+                || gemm(1.0, input.t(), delta, beta, g.w.view_mut()),
+                || {
+                    // ∂b = Σ_rows δ, summed in place (no temporary)
+                    if !accumulate {
+                        g.b.fill(0.0);
+                    }
+                    for row in delta.rows() {
+                        g.b += &row;
+                    }
+                    if l == 0 {
+                        return;
+                    }
+                    // ∂A_{l-1} = δ_l·W_lᵀ, then back through dropout, the activation and batch norm
+                    let h = l - 1;
+                    let mut prev = lower[h].slice_mut(s![..rows, ..]);
+                    gemm(1.0, delta, self.layers[l].w.t(), 0.0, prev.view_mut());
+                    if self.config.plain_layer(h, true) {
+                        Zip::from(&mut prev).and(&input).for_each(|d, &a| if a <= 0.0 { *d = 0.0 });
+                        return;
+                    }
+                    let mask = pass.masks[h].map(|m| (m, pass.row0));
+                    if self.config.activation == Activation::Relu {
+                        // A > 0 exactly where the unit is kept and Z' > 0; kept units were scaled by s
+                        let s = mask.map_or(1.0, |(m, _)| m.scale);
+                        Zip::from(&mut prev).and(&input).for_each(|d, &a| *d = if a > 0.0 { *d * s } else { 0.0 });
+                    } else {
+                        let pre = ws.pre[h].slice(s![..rows, ..]);
+                        let norm = if self.config.batch_norm { Some(&self.norms[h]) } else { None };
+                        activation_backward(self.config.activation, prev.view_mut(), pre, norm, mask);
+                    }
+                    if self.config.batch_norm {
+                        let stats = &ws.stats[h];
+                        batch_norm_backward(prev.view_mut(), ws.pre[h].slice(s![..rows, ..]), &self.norms[h], &stats.invstd, &mut norm_grads[h]);
+                    }
+                },
+            );
         }
         (loss, correct)
     }
