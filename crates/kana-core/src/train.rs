@@ -279,7 +279,7 @@ impl Trainer {
         let Trainer { net, optimizer_state, pool, grads, masks, train_ws, order, labels: ybuf, seed, .. } = self;
         let ws = train_ws.as_mut().unwrap();
         let mut stopped_after = None;
-        let outcome = pool.install(|| -> Result<()> {
+        let outcome = pool.install(|| with_workers_held(|| -> Result<()> {
             for (s, idx) in order.chunks(batch).enumerate().skip(first_step) {
                 set_masks(masks, net, *seed, optimizer_state.step);
                 let aug = opts.augment.as_ref().map(|a| (a, *seed, optimizer_state.step));
@@ -308,7 +308,7 @@ impl Trainer {
             }
             control.tick().ok();
             Ok(())
-        });
+        }));
         if let Some(next_step) = stopped_after {
             self.partial = Some(PartialEpoch { order: std::mem::take(&mut self.order), batch_size: batch, next_step, loss, correct });
         }
@@ -534,6 +534,52 @@ impl Trainer {
         let rows = if training { self.chunk_rows(batch_size.min(n)) } else { n.min(CHUNK_ROWS) };
         rows as u128 * Workspace::floats_per_row(&self.net, training) as u128 * 4
     }
+}
+
+/// Runs `f` on this pool thread while one other worker of the pool keeps looking for work
+/// (stealing the halves of `f`'s splits) until `f` returns. Without it, rayon's idle worker goes
+/// to sleep after a few dozen `sched_yield`s — sooner than a batch-32 step's serial stretches —
+/// and each of the step's parallel regions then waits for it to be woken. The holding worker
+/// yields its core whenever there is nothing to steal, so on a busy machine others still run.
+/// Results do not depend on it: which thread runs a piece never changes what the piece computes.
+fn with_workers_held<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if rayon::current_num_threads() < 2 || !hold_enabled() {
+        return f();
+    }
+    let done = AtomicBool::new(false);
+    let me = rayon::current_thread_index();
+    let (r, ()) = rayon::join(
+        || {
+            // set even if f panics, so the helper ends and join can propagate the panic
+            struct Done<'a>(&'a AtomicBool);
+            impl Drop for Done<'_> {
+                fn drop(&mut self) {
+                    self.0.store(true, Ordering::Release);
+                }
+            }
+            let _done = Done(&done);
+            f()
+        },
+        || {
+            // Exactly one helper job exists; if this thread ends up running it (join takes it
+            // back when nobody stole it), f is already finished or this must not wait for it.
+            if rayon::current_thread_index() == me {
+                return;
+            }
+            while !done.load(Ordering::Acquire) {
+                if rayon::yield_now() != Some(rayon::Yield::Executed) {
+                    std::thread::yield_now();
+                }
+            }
+        },
+    );
+    r
+}
+
+/// `KANA_HOLD_WORKER=0` turns the holding off (a measuring switch; results are the same).
+fn hold_enabled() -> bool {
+    static V: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *V.get_or_init(|| std::env::var("KANA_HOLD_WORKER").map_or(true, |s| s != "0"))
 }
 
 /// This step's dropout masks (none where the rate is 0).
