@@ -32,6 +32,14 @@ use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2, Axis};
 /// Below this many multiply-adds a second thread costs more (wake-up, split) than it saves.
 const PARALLEL_MIN_MACS: usize = 1 << 20;
 
+/// [`PARALLEL_MIN_MACS`], or `KANA_GEMM_SPLIT_MIN` (a measuring switch, like `KANA_GEMM`: the
+/// split never changes a result, only the speed).
+fn parallel_min_macs() -> usize {
+    use std::sync::OnceLock;
+    static V: OnceLock<usize> = OnceLock::new();
+    *V.get_or_init(|| std::env::var("KANA_GEMM_SPLIT_MIN").ok().and_then(|s| s.parse().ok()).unwrap_or(PARALLEL_MIN_MACS))
+}
+
 /// `c ← alpha·a·b + beta·c`. With `beta == 0`, `c` is write-only (its old contents, even NaN, are ignored).
 pub fn gemm(alpha: f32, a: ArrayView2<f32>, b: ArrayView2<f32>, beta: f32, c: ArrayViewMut2<f32>) {
     gemm_epi(alpha, a, b, beta, Epi { bias: None, relu: false }, c)
@@ -58,7 +66,7 @@ fn gemm_epi(alpha: f32, a: ArrayView2<f32>, b: ArrayView2<f32>, beta: f32, epi: 
     let (k2, n) = b.dim();
     assert!(k == k2 && c.dim() == (m, n), "gemm shapes: a {:?}, b {:?}, c {:?}", a.dim(), b.dim(), c.dim());
     let threads = rayon::current_num_threads();
-    if threads <= 1 || m * n * k < PARALLEL_MIN_MACS {
+    if threads <= 1 || m * n * k < parallel_min_macs() {
         return kernel(alpha, a, b, beta, epi, c);
     }
     // Cut C into one block per thread, by recursive halving with rayon::join: no allocation, and
