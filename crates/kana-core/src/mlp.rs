@@ -446,27 +446,38 @@ impl Mlp {
             let delta = upper[0].slice(s![..rows, ..]);
             let g = &mut grads.layers[l];
             gemm(1.0, input.t(), delta, beta, g.w.view_mut());
-            // ∂b = Σ_rows δ, summed in place (no temporary)
-            if !accumulate {
-                g.b.fill(0.0);
-            }
-            for row in delta.rows() {
-                g.b += &row;
+            // ∂b = Σ_rows δ, summed in place in row order, by blocks of columns
+            {
+                let d = delta.to_slice().expect("workspace rows are contiguous");
+                let width = delta.ncols();
+                by_cols(g.b.as_slice_mut().unwrap(), &mut [(); 0][..], width, rows, |j0, b, _| {
+                    if !accumulate {
+                        b.fill(0.0);
+                    }
+                    for r in 0..rows {
+                        let dr = &d[r * width + j0..r * width + j0 + b.len()];
+                        for (b, &v) in b.iter_mut().zip(dr) {
+                            *b += v;
+                        }
+                    }
+                });
             }
             if l > 0 {
                 // ∂A_{l-1} = δ_l·W_lᵀ, then back through dropout, the activation and batch norm
                 let h = l - 1;
                 let mut prev = lower[h].slice_mut(s![..rows, ..]);
                 gemm(1.0, delta, self.layers[l].w.t(), 0.0, prev.view_mut());
-                if self.config.plain_layer(h, true) {
-                    Zip::from(&mut prev).and(&input).for_each(|d, &a| if a <= 0.0 { *d = 0.0 });
-                    continue;
-                }
                 let mask = pass.masks[h].map(|m| (m, pass.row0));
                 if self.config.activation == Activation::Relu {
                     // A > 0 exactly where the unit is kept and Z' > 0; kept units were scaled by s
+                    let width = prev.ncols();
+                    let (d, a) = (prev.as_slice_mut().expect("workspace rows are contiguous"), input.to_slice().expect("workspace rows are contiguous"));
+                    if self.config.plain_layer(h, true) {
+                        by_rows_ro(d, a, width, |_, d, a| d.iter_mut().zip(a).for_each(|(d, &a)| if a <= 0.0 { *d = 0.0 }));
+                        continue;
+                    }
                     let s = mask.map_or(1.0, |(m, _)| m.scale);
-                    Zip::from(&mut prev).and(&input).for_each(|d, &a| *d = if a > 0.0 { *d * s } else { 0.0 });
+                    by_rows_ro(d, a, width, |_, d, a| d.iter_mut().zip(a).for_each(|(d, &a)| *d = if a > 0.0 { *d * s } else { 0.0 }));
                 } else {
                     let pre = ws.pre[h].slice(s![..rows, ..]);
                     let norm = if self.config.batch_norm { Some(&self.norms[h]) } else { None };
@@ -574,7 +585,7 @@ fn column_stats(z: ArrayView2<f32>, stats: &mut BatchStats) {
 }
 
 /// Runs `f(first column, a[cols], b[cols])` over blocks of columns (`a` and `b` hold one value
-/// per column), in parallel when the `rows × width` pass behind it is large enough. For passes
+/// per column; `b` may be empty), in parallel when the `rows × width` pass behind it is large enough. For passes
 /// that reduce over rows: a column's result does not depend on the cut.
 fn by_cols<T: Send, U: Send>(a: &mut [T], b: &mut [U], width: usize, rows: usize, f: impl Fn(usize, &mut [T], &mut [U]) + Sync) {
     use rayon::prelude::*;
@@ -584,7 +595,11 @@ fn by_cols<T: Send, U: Send>(a: &mut [T], b: &mut [U], width: usize, rows: usize
     }
     // multiples of 16 columns (whole cache lines of f32)
     let per = width.div_ceil(threads * 2).div_ceil(16) * 16;
-    a.par_chunks_mut(per).zip(b.par_chunks_mut(per)).enumerate().for_each(|(i, (a, b))| f(i * per, a, b));
+    if b.is_empty() {
+        a.par_chunks_mut(per).enumerate().for_each(|(i, a)| f(i * per, a, &mut []));
+    } else {
+        a.par_chunks_mut(per).zip(b.par_chunks_mut(per)).enumerate().for_each(|(i, (a, b))| f(i * per, a, b));
+    }
 }
 
 /// `∂Z' = ∂A ⊙ mask·s ⊙ f'(Z')` in place of `∂A`, for a non-ReLU activation. `pre` holds `Z'`, or
@@ -636,26 +651,37 @@ fn by_rows_ro(a: &mut [f32], b: &[f32], width: usize, f: impl Fn(usize, &mut [f3
 /// `∂β = Σ_r ∂Z'`, `∂γ = Σ_r ∂Z'⊙Ẑ`, `∂Z = γ·invstd·(∂Z' − ∂β/B − Ẑ⊙∂γ/B)` (the batch's `1/B` is
 /// already in `d`, so these sums are the gradients of the mean loss). Sums in f64, rows in order.
 fn batch_norm_backward(mut d: ndarray::ArrayViewMut2<f32>, xhat: ArrayView2<f32>, norm: &Affine, invstd: &Array1<f32>, g: &mut Affine) {
-    let rows = d.nrows();
-    let width = d.ncols();
-    let (mut sb, mut sg) = (vec![0.0f64; width], vec![0.0f64; width]);
-    for (dr, xr) in d.rows().into_iter().zip(xhat.rows()) {
-        for j in 0..width {
-            sb[j] += dr[j] as f64;
-            sg[j] += dr[j] as f64 * xr[j] as f64;
-        }
-    }
-    for j in 0..width {
-        g.beta[j] = sb[j] as f32;
-        g.gamma[j] = sg[j] as f32;
+    let (rows, width) = d.dim();
+    let d = d.as_slice_mut().expect("workspace rows are contiguous");
+    let xhat = xhat.to_slice().expect("workspace rows are contiguous");
+    {
+        let d: &[f32] = d;
+        by_cols(g.beta.as_slice_mut().unwrap(), g.gamma.as_slice_mut().unwrap(), width, rows, |j0, gb, gg| {
+            let w = gb.len();
+            let (mut sb, mut sg) = (vec![0.0f64; w], vec![0.0f64; w]);
+            for r in 0..rows {
+                let (dr, xr) = (&d[r * width + j0..r * width + j0 + w], &xhat[r * width + j0..r * width + j0 + w]);
+                for j in 0..w {
+                    sb[j] += dr[j] as f64;
+                    sg[j] += dr[j] as f64 * xr[j] as f64;
+                }
+            }
+            for j in 0..w {
+                gb[j] = sb[j] as f32;
+                gg[j] = sg[j] as f32;
+            }
+        });
     }
     let inv_b = 1.0 / rows as f32;
-    for (mut dr, xr) in d.rows_mut().into_iter().zip(xhat.rows()) {
-        for j in 0..width {
-            let (mb, mg) = (g.beta[j] * inv_b, g.gamma[j] * inv_b);
-            dr[j] = norm.gamma[j] * invstd[j] * (dr[j] - mb - xr[j] * mg);
+    let (gb, gg, gamma, invstd) = (slice1(&g.beta), slice1(&g.gamma), slice1(&norm.gamma), slice1(invstd));
+    by_rows_ro(d, xhat, width, |_, d, xhat| {
+        for (dr, xr) in d.chunks_exact_mut(width).zip(xhat.chunks_exact(width)) {
+            for j in 0..width {
+                let (mb, mg) = (gb[j] * inv_b, gg[j] * inv_b);
+                dr[j] = gamma[j] * invstd[j] * (dr[j] - mb - xr[j] * mg);
+            }
         }
-    }
+    });
 }
 
 /// `ln Σ exp(z)`, stably: with `m = max z`, `m + ln Σ exp(z − m)` has every `exp` ≤ 1, so large
@@ -670,6 +696,11 @@ pub fn log_sum_exp(z: &[f32]) -> f32 {
 pub fn softmax_in_place(z: &mut [f32]) {
     let lse = log_sum_exp(z);
     z.iter_mut().for_each(|v| *v = (*v - lse).exp());
+}
+
+/// [`softmax_in_place`] on each row of `z` (`classes` wide), by blocks of rows on the rayon pool.
+pub fn softmax_rows(z: &mut [f32], classes: usize) {
+    by_rows(z, &mut [], classes, |_, z, _| z.chunks_exact_mut(classes).for_each(softmax_in_place));
 }
 
 /// Index of the largest value (the first on ties); NaN never wins.
