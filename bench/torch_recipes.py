@@ -46,6 +46,9 @@ import math
 import os
 import time
 
+import torch
+import torch.nn.functional as F
+
 RECIPES = {
     'r5': dict(hidden=[128], optimizer='adam', lr=1e-3, batchSize=64, l2=0.0, epochs=5,
                earlyStopping=False, patience=20, restoreBest=False),
@@ -121,11 +124,8 @@ def main():
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--check-augment', metavar='DIR')
     args = ap.parse_args()
-    global torch, F
     import numpy as np
-    import torch
     import torch.nn as nn
-    import torch.nn.functional as F
     if args.check_augment:
         return augment_check(args.check_augment)
     if args.dir is None or args.recipe is None or args.seed is None:
