@@ -337,20 +337,21 @@ async function main() {
     md.push(`| ${s.recipe} | ${s.engine} | ${pct(s.testAccuracyMean)}% (${pct(s.testAccuracyMin)}–${pct(s.testAccuracyMax)}) | ${s.testLossMean.toFixed(4)} | ${+s.epochsMean.toFixed(1)} | ${s.trainSecondsMean.toFixed(1)} (${s.trainCpuSecondsMean.toFixed(1)}) |`)
   }
   md.push('')
-  md.push('Per seed (test accuracy, training seconds; the engine listed first ran first):')
+  md.push('Per seed (test accuracy, training seconds (CPU seconds in recipes.json); which engine ran first):')
   md.push('')
-  md.push('| Recipe | Seed | kana-native | PyTorch | kana-native − PyTorch | PyTorch / kana-native time |')
-  md.push('|---|---|---|---|---|---|')
+  md.push('| Recipe | Seed | kana-native | PyTorch | kana-native − PyTorch | PyTorch / kana-native time | load: 1-min average, CPU pressure avg60 (before → after) |')
+  md.push('|---|---|---|---|---|---|---|')
+  const loadCell = (r) => `${r.load.before.loadavg[0]}→${r.load.after.loadavg[0]}, ${r.load.before.cpuPressure?.avg60 ?? '?'}→${r.load.after.cpuPressure?.avg60 ?? '?'}%`
   for (const name of opts.recipes) {
     for (const seed of opts.seeds) {
       const k = runs.find((r) => r.recipe === name && r.seed === seed && r.engine === 'kana-native')
       const t = runs.find((r) => r.recipe === name && r.seed === seed && r.engine === 'pytorch')
       const first = runs.indexOf(k) < runs.indexOf(t) ? 'kana-native' : 'PyTorch'
-      md.push(`| ${name} | ${seed} (${first} first) | ${pct(k.testAccuracy)}%, ${k.trainSeconds.toFixed(1)} s | ${pct(t.testAccuracy)}%, ${t.trainSeconds.toFixed(1)} s | ${((k.testAccuracy - t.testAccuracy) * 100).toFixed(2)} | ${(t.trainSeconds / k.trainSeconds).toFixed(2)}× |`)
+      md.push(`| ${name} | ${seed} (${first} first) | ${pct(k.testAccuracy)}%, ${k.trainSeconds.toFixed(1)} s | ${pct(t.testAccuracy)}%, ${t.trainSeconds.toFixed(1)} s | ${((k.testAccuracy - t.testAccuracy) * 100).toFixed(2)} | ${(t.trainSeconds / k.trainSeconds).toFixed(2)}× | kana-native ${loadCell(k)}; PyTorch ${loadCell(t)} |`)
     }
     const g = gaps.find((x) => x.recipe === name)
     const [ks, ts] = ['kana-native', 'pytorch'].map((e) => summary.find((x) => x.recipe === name && x.engine === e))
-    md.push(`| ${name} | mean | ${pct(ks.testAccuracyMean)}%, ${ks.trainSecondsMean.toFixed(1)} s | ${pct(ts.testAccuracyMean)}%, ${ts.trainSecondsMean.toFixed(1)} s | ${g.kanaMinusTorchPoints.toFixed(2)} | ${g.speedup.toFixed(2)}× |`)
+    md.push(`| ${name} | mean | ${pct(ks.testAccuracyMean)}%, ${ks.trainSecondsMean.toFixed(1)} s | ${pct(ts.testAccuracyMean)}%, ${ts.trainSecondsMean.toFixed(1)} s | ${g.kanaMinusTorchPoints.toFixed(2)} | ${g.speedup.toFixed(2)}× | |`)
   }
   md.push('')
   md.push('Recipes: ' + opts.recipes.map((n) => `**${n}** ${DESCRIBE[n]}`).join('; ') + '.')
