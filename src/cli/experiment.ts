@@ -30,6 +30,7 @@ export const experimentOptions = (y: Argv) =>
     .option('m0-epochs', fieldOption('epochs', 'M0 epochs [default: 500]'))
     .option('m4-hidden', fieldOption('hidden', 'M4 hidden widths [default: 1024,1024]'))
     .option('m4-epochs', fieldOption('epochs', 'M4 epochs [default: 30]'))
+    .option('noise', { type: 'boolean', describe: 'Every model on the test split under input noise, the levels of the config file\'s `noise` (--no-noise to skip) [default: on]' })
     .option('reference-budget', { type: 'number', describe: 'Seconds the pure-TypeScript reference (M2) may train [default: 480]' })
     .option('out', { alias: 'o', type: 'string', describe: 'Experiment directory [default: runs/experiment-<timestamp>]' })
     .option('resume', { type: 'string', describe: 'Continue the interrupted experiment in this directory from its checkpoint, with its recorded settings and data' })
@@ -104,6 +105,7 @@ export async function experimentConfigFrom(argv: Record<string, any>, usage: Usa
     search: { ...fs, ...defined({ mode: argv.search, trials: argv.trials, epochs: argv.searchEpochs, concurrency: argv.concurrency, threads: argv.trialThreads }), halving },
     architecture: { ...fa, ...defined({ depths: list(argv.depths, 'depths', usage), widths: list(argv.widths, 'widths', usage) }), halving: argv.halving === false ? false : fa.halving },
     reference: { ...file.reference, ...defined({ budgetSeconds: argv.referenceBudget }) },
+    ...(argv.noise === false ? { noise: false as const } : {}),
   }
 }
 
