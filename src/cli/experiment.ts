@@ -37,7 +37,7 @@ export const experimentOptions = (y: Argv) =>
     .option('overwrite', { type: 'boolean', describe: 'Replace the finished experiment in --out (only the files kana-native writes there are removed)' })
     .option('report', { type: 'boolean', describe: 'Write report.html at the end (--no-report to skip) [default: on]' })
     .option('plain', { type: 'boolean', default: false, describe: 'Plain progress lines' })
-    .option('queue', { type: 'string', describe: 'Train the searches\' trials, M0 and M4 as jobs on this queue: redis://[user:password@]host:port[/db] or rediss:// (TLS), served by `kana-native worker`s; the password may come from $KANA_NATIVE_REDIS_PASSWORD instead' })
+    .option('queue', { type: 'string', describe: 'Train the searches\' trials, M0, M4 and M5\'s candidates as jobs on this queue: redis://[user:password@]host:port[/db] or rediss:// (TLS), served by `kana-native worker`s; the password may come from $KANA_NATIVE_REDIS_PASSWORD instead' })
 
 export const reportOptions = (y: Argv) =>
   y

@@ -93,8 +93,8 @@ export interface ExperimentOptions extends ExperimentConfig {
   /** Progress lines (phases, trials, epochs of long runs). */
   log?: (line: string) => void
   /**
-   * A job queue, redis://[user:password@]host:port[/db] or rediss://: the searches' trials, M0 and
-   * M4 are trained as jobs by the workers connected to it (`kana-native worker`), with the same
+   * A job queue, redis://[user:password@]host:port[/db] or rediss://: the searches' trials, M0, M4
+   * and M5's candidates are trained as jobs by the workers connected to it (`kana-native worker`), with the same
    * results; the rest stays here. Data must come from files (or a named data set) the workers can read.
    */
   queue?: string
@@ -605,6 +605,7 @@ async function trainM5(x: Study): Promise<void> {
   })
   x.m5 = r
   const best = r.best
+  await x.advance(`M5/${r.bestId}`, best, best.config.epochs) // (already there: every candidate ran to its end)
   best.finish()
   const v = keptScore(best)
   log(`M5: selected candidate ${r.bestId} (${techniques(best.config)}), val_loss ${v.valLoss.toFixed(4)} with the weights of epoch ${best.weightsEpoch}`)

@@ -362,6 +362,7 @@ export function leversOf(c: ModelConfig): string {
   if (c.optimizer === 'adamw') parts.push(`wd ${c.weightDecay}`)
   if (c.momentum > 0) parts.push(`${c.nesterov ? 'nesterov ' : ''}momentum ${c.momentum}`)
   if (c.warmupEpochs > 0) parts.push(`warm-up ${c.warmupEpochs}`)
+  if (c.rotate > 0 || c.scale > 0 || c.shear > 0 || c.shift > 0 || c.elastic !== 'off') parts.push('augmentation')
   return parts.join('; ')
 }
 
