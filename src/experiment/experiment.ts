@@ -1,4 +1,4 @@
-// The study in one command: M0–M4 on the user's data, a hyper-parameter search, an architecture
+// The study in one command: M0–M5 on the user's data, a hyper-parameter search, an architecture
 // search, the engine checked against the pure-TypeScript reference, one comparison table.
 //
 //   M0  [784,100,80,K], full-batch gradient descent, lr 0.1, 500 epochs, no regularisation
@@ -525,9 +525,10 @@ function startReference(x: Study): void {
       from,
     )
   }
+  const onWorker = x.reference.onWorker
   x.referenceOutcome = x.reference.result.then((o) => {
     x.clock.end('M2')
-    store.reference = { outcome: o }
+    store.reference = { outcome: { ...o, onWorker } }
     return o
   })
   x.referenceOutcome.catch(() => {}) // awaited (and its failure reported) by waitForReference
@@ -693,7 +694,7 @@ async function interrupted(x: Study, e: unknown): Promise<never> {
   try {
     if (x.reference) {
       const r = await x.reference.interrupt()
-      x.store.reference = r.outcome ? { outcome: r.outcome } : { state: r.state }
+      x.store.reference = r.outcome ? { outcome: { ...r.outcome, onWorker: x.reference.onWorker } } : { state: r.state }
     }
     info.checkpoint = await x.store.write(x.dir, x.checkpointHeader('interrupted'))
     x.log(`interrupted: checkpoint written to ${info.checkpoint}`)
