@@ -147,12 +147,14 @@ test('rules between settings: the F1 levers that do not go together are refused 
     [{ hidden: [8, 4], dropout: [0.1] }, /^dropout must list one rate per hidden layer \(2\), got 1/],
     [{ epochs: 5, warmupEpochs: 5 }, /^warmupEpochs must be < epochs \(5\), got 5/],
     [{ epochs: 10, schedule: 'one-cycle', pctStart: 0.1 }, /^pctStart × epochs = 0.1 × 10 = 1/],
+    [{ activation: 'gelu', leakySlope: 0.2 }, /^leakySlope is only used by activation leaky-relu, not gelu, got 0.2/],
+    [{ leakySlope: 0 }, /^leakySlope is only used by activation leaky-relu, not relu, got 0/],
   ]
   for (const [c, message] of refused) t.throws(() => resolveModelConfig({ seed: 1, ...c }), { instanceOf: RangeError, message }, JSON.stringify(c))
   const fine: Partial<ModelConfig>[] = [
     { batchNorm: true, batchSize: 2 }, { batchNorm: true, optimizer: 'gd', batchSize: 1 }, { optimizer: 'sgd', momentum: 0.9, nesterov: true },
     { optimizer: 'gd', momentum: 0.5 }, { optimizer: 'adamw', weightDecay: 0 }, { hidden: [8, 4], dropout: [0.1, 0] }, { epochs: 5, warmupEpochs: 4, schedule: 'cosine' },
-    { activation: 'leaky-relu', leakySlope: 0.2 }, { clipNorm: 1, labelSmoothing: 0.1 },
+    { activation: 'leaky-relu', leakySlope: 0.2 }, { activation: 'leaky-relu', leakySlope: 0 }, { activation: 'silu' }, { clipNorm: 1, labelSmoothing: 0.1 },
   ]
   for (const c of fine) t.notThrows(() => resolveModelConfig({ seed: 1, ...c }), JSON.stringify(c))
 })

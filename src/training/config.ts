@@ -112,7 +112,7 @@ export const FIELDS = {
   divFactor: field({ schema: ranges.positive(), default: 25, arg: 'd', doc: 'one-cycle: the first rate is η0/d' }),
   finalDivFactor: field({ schema: ranges.positive(), default: 1e4, arg: 'f', doc: 'one-cycle: the last rate is η0/(d·f)' }),
   activation: field({ schema: ranges.oneOf(ACTIVATIONS), default: 'relu', doc: 'hidden-layer activation: ReLU, leaky ReLU (`--leaky-slope`), SiLU x·σ(x), GELU (exact erf form)' }),
-  leakySlope: field({ schema: ranges.nonNegative(), default: 0.01, arg: 'α', doc: 'leaky-relu: slope for x ≤ 0 (used only with leaky-relu)' }),
+  leakySlope: field({ schema: ranges.nonNegative(), default: 0.01, arg: 'α', doc: 'leaky-relu: slope for x ≤ 0 (refused with another activation)' }),
   dropout: field({ schema: ranges.rates(), default: 0, arg: 'p[,p…]', fromFlag: rateList, doc: 'inverted dropout after each hidden activation, training only: one rate, or one per hidden layer' }),
   batchNorm: field({ schema: ranges.boolean(), default: false, doc: 'batch normalisation of the hidden layers, before the activation (running statistics in evaluation and prediction)' }),
   bnMomentum: field({ schema: ranges.unit(), default: 0.1, arg: 'm', doc: 'batch norm: momentum of the running statistics (PyTorch\'s)' }),
@@ -186,6 +186,8 @@ const RULES: ((c: ModelConfig) => string | undefined)[] = [
   (c) => (c.weightDecay > 0 && c.optimizer !== 'adamw' ? `weightDecay is only used by optimizer adamw, not ${c.optimizer} (use l2 for an L2 penalty), got ${c.weightDecay}` : undefined),
   (c) => (c.momentum > 0 && c.optimizer !== 'gd' && c.optimizer !== 'sgd' ? `momentum is only used by optimizers gd and sgd, not ${c.optimizer}, got ${c.momentum}` : undefined),
   (c) => (c.nesterov && !(c.momentum > 0) ? 'nesterov needs a momentum > 0' : undefined),
+  // a slope set for another activation would be silently unused: the resolved value is the default unless given
+  (c) => (c.activation !== 'leaky-relu' && c.leakySlope !== FIELDS.leakySlope.default ? `leakySlope is only used by activation leaky-relu, not ${c.activation}, got ${c.leakySlope}` : undefined),
 ]
 
 /** The schedule's options of a configuration (run.ts epochLr is this at epoch t). */
