@@ -67,7 +67,7 @@ function explain(r: ChildResult, env: Record<string, string>): string {
 
 const FUNCTIONS = [
   'createModel', 'freeModel', 'modelInfo', 'getWeights', 'setWeights', 'getTrainingState', 'setTrainingState',
-  'cancel', 'progress', 'createDataset', 'datasetInfo', 'fitEpoch', 'evaluate', 'predictProba', 'cpuFeatures',
+  'cancel', 'progress', 'createPixels', 'writePixels', 'createDataset', 'datasetInfo', 'fitEpoch', 'evaluate', 'predictProba', 'cpuFeatures',
 ]
 
 test('every native function survives thousands of random and adversarial calls', async (t) => {

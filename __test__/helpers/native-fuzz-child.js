@@ -35,7 +35,7 @@ const gc = typeof global.gc === 'function' ? global.gc : () => {}
 
 const FUNCTIONS = [
   'createModel', 'freeModel', 'modelInfo', 'getWeights', 'setWeights', 'getTrainingState', 'setTrainingState',
-  'cancel', 'progress', 'createDataset', 'datasetInfo', 'fitEpoch', 'evaluate', 'predictProba', 'cpuFeatures',
+  'cancel', 'progress', 'createPixels', 'writePixels', 'createDataset', 'datasetInfo', 'fitEpoch', 'evaluate', 'predictProba', 'cpuFeatures',
 ]
 const MAX_WIDTH = 2 ** 20
 const MAX_PARAMS = 2 ** 28
@@ -76,7 +76,7 @@ const leaf = fc.oneof(
   { weight: 4, arbitrary: primitive.map((v) => ({ k: 'prim', v })) },
   { weight: 3, arbitrary: typedDesc },
   { weight: 1, arbitrary: fc.constantFrom('symbol', 'fn', 'date', 'regexp', 'boxed', 'arraybuffer', 'sab', 'dataview', 'map', 'promise', 'sparse', 'bigint').map((what) => ({ k: 'misc', what })) },
-  { weight: 3, arbitrary: fc.constantFrom('model', 'freed', 'busy', 'dataset', 'unlabeled', 'otherDataset', 'freshModel').map((which) => ({ k: 'handle', which })) },
+  { weight: 3, arbitrary: fc.constantFrom('model', 'freed', 'busy', 'dataset', 'unlabeled', 'otherDataset', 'freshModel', 'pixels', 'roomyPixels', 'takenPixels').map((which) => ({ k: 'handle', which })) },
 )
 const { value: anyDesc } = fc.letrec((tie) => ({
   value: fc.oneof({ depthSize: 'small', withCrossShrink: true }, leaf, tie('array'), tie('object'), tie('proxy')),
@@ -214,7 +214,7 @@ const labelsDesc = fc.oneof(
   { weight: 1, arbitrary: prim(fc.constantFrom(null, undefined)) },
   { weight: 1, arbitrary: anyDesc },
 )
-const handleDesc = (which) => mostly(fc.constant({ k: 'handle', which }), fc.oneof(fc.constantFrom('freed', 'busy', 'dataset', 'model', 'otherDataset', 'unlabeled', 'freshModel').map((w) => ({ k: 'handle', which: w })), anyDesc), 10)
+const handleDesc = (which) => mostly(fc.constant({ k: 'handle', which }), fc.oneof(fc.constantFrom('freed', 'busy', 'dataset', 'model', 'otherDataset', 'unlabeled', 'freshModel', 'pixels', 'roomyPixels', 'takenPixels').map((w) => ({ k: 'handle', which: w })), anyDesc), 10)
 const model = handleDesc('model')
 const dataset = handleDesc('dataset')
 
@@ -228,7 +228,10 @@ const argsFor = {
   setTrainingState: fc.tuple(model, stateDesc),
   cancel: fc.tuple(model),
   progress: fc.tuple(model),
-  createDataset: fc.tuple(imagesDesc, labelsDesc, mostly(fc.constant({ k: 'features' }), intish(0, 20), 6)),
+  createPixels: fc.tuple(intish(0, 4096)),
+  writePixels: fc.tuple(handleDesc('roomyPixels'), imagesDesc),
+  // images: a Uint8Array, or a native pixel buffer (complete, with room left, or already taken)
+  createDataset: fc.tuple(fc.oneof({ weight: 4, arbitrary: imagesDesc }, { weight: 1, arbitrary: fc.constantFrom('pixels', 'roomyPixels', 'takenPixels').map((which) => ({ k: 'handle', which })) }), labelsDesc, mostly(fc.constant({ k: 'features' }), intish(0, 20), 6)),
   datasetInfo: fc.tuple(dataset),
   fitEpoch: fc.tuple(model, dataset, optionsDesc),
   evaluate: fc.tuple(model, dataset),
@@ -385,6 +388,9 @@ function build(d, ctx) {
       case 'dataset': return ctx.dataset
       case 'unlabeled': return ctx.unlabeled
       case 'otherDataset': return ctx.otherDataset
+      case 'pixels': return ctx.pixels
+      case 'roomyPixels': return ctx.roomyPixels
+      case 'takenPixels': return ctx.takenPixels
     } break
     case 'array': {
       const a = d.items.map((x) => build(x, ctx))
@@ -547,9 +553,13 @@ function checkOutput(fn, r, args, ctx, sc) {
     case 'progress': return assert(Array.isArray(r) && r.length === 4 && isInt(r[0]) && isInt(r[1]) && r.every((x) => typeof x === 'number'), 'progress')
     case 'createDataset': {
       const info = native.datasetInfo(r)
-      assert(isInt(info.length) && isInt(info.features) && info.features >= 1 && info.length * info.features === args[0].length && info.labeled === (args[1] != null), 'createDataset/datasetInfo')
+      // (a pixel buffer is adopted only when complete: the context's holds n × f bytes)
+      const bytes = ArrayBuffer.isView(args[0]) ? args[0].length : ctx.spec.n * ctx.spec.f
+      assert(isInt(info.length) && isInt(info.features) && info.features >= 1 && info.length * info.features === bytes && info.labeled === (args[1] != null), 'createDataset/datasetInfo')
       return
     }
+    case 'createPixels': return assert(native.writePixels(r, new Uint8Array(Math.min(1, args[0]))) === Math.min(1, args[0]), 'createPixels: a fresh buffer takes a first byte')
+    case 'writePixels': return assert(isInt(r) && r >= args[1].length && r <= 4096, `writePixels returned ${r}`)
     case 'datasetInfo': return assert(r && isInt(r.length) && isInt(r.features) && typeof r.labeled === 'boolean', 'datasetInfo')
     case 'fitEpoch': return assert(r && Number.isFinite(r.loss) && r.loss >= 0 && r.accuracy >= 0 && r.accuracy <= 1 && isInt(r.steps) && r.steps >= 1, `fitEpoch ${JSON.stringify(r)}`)
     case 'evaluate': {
@@ -598,6 +608,13 @@ async function makeContext(spec) {
   ctx.dataset = native.createDataset(images, labels, f)
   ctx.unlabeled = native.createDataset(images, null, f)
   ctx.otherDataset = native.createDataset(new Uint8Array(3 * (f + 1)), new Uint8Array(3), f + 1)
+  ctx.pixels = native.createPixels(n * f) // complete: the images again, written in two chunks
+  native.writePixels(ctx.pixels, images.subarray(0, (n * f) >> 1))
+  native.writePixels(ctx.pixels, images.subarray((n * f) >> 1))
+  ctx.roomyPixels = native.createPixels(4096) // empty, with room for any chunk the fuzzer makes
+  ctx.takenPixels = native.createPixels(f)
+  native.writePixels(ctx.takenPixels, new Uint8Array(f))
+  native.createDataset(ctx.takenPixels, null, f)
   if (n > 0 && spec.trained === 'adam') await native.fitEpoch(ctx.model, ctx.dataset, { optimizer: 'adam', lr: 1e-3, batchSize: 4 })
   if (n > 2 && spec.trained === 'partial') {
     const p = native.fitEpoch(ctx.model, ctx.dataset, { optimizer: 'adam', lr: 1e-3, batchSize: 1 })

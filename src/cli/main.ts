@@ -7,8 +7,8 @@ import { mkdir } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { train, type EpochRecord, type TrainAbortError, type TrainOptions } from '../training/train'
 import { loadInputs } from '../data/inputs'
-import { Dataset } from '../engine/mlp'
 import { loadImages, loadLabels, DataError } from '../data/readers'
+import { datasetOf, openImages } from '../data/dataset-file'
 import { loadClassmap } from '../data/classmap'
 import { loadTrainedModel } from '../output/saved-model'
 import { loadEnsemble, type Ensemble } from '../output/ensemble'
@@ -197,11 +197,13 @@ async function loadModels(arg: string, threads: number | undefined): Promise<{ m
 
 async function predictCommand(argv: Record<string, any>, out: Out): Promise<number> {
   const { model, classNames } = await loadModels(argv.model, argv.threads)
-  const { images, n, rows, cols } = await loadImages(resolve(argv.images))
+  // header checked first; the pixels then go from the file into native memory (no whole JS copy)
+  const img = await openImages(resolve(argv.images))
+  const { n, rows, cols } = img
   if (rows * cols !== model.inputs) {
     throw new DataError('ESHAPE', `images have ${rows * cols} pixels but the model takes ${model.inputs}`, resolve(argv.images))
   }
-  const probs = await model.predictProba(new Dataset(images, null, model.inputs))
+  const probs = await model.predictProba(await datasetOf(img, null))
   const columns = argv.columns === 'names' ? classNames : Array.from({ length: model.classes }, (_, k) => `${argv.columnPrefix}${k}`)
   const target = resolve(argv.out)
   await writeFileAtomic(target, probabilitiesCsv(probs, model.classes, { columns, argmax: argv.argmax }))

@@ -3,7 +3,8 @@
 // memory; then the stratified train/validation/test split and the class names.
 import { existsSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
-import { DataError, loadImages, loadLabels, validateLabels } from './readers'
+import { DataError, loadLabels, validateLabels } from './readers'
+import { openImages, readParts, type ImageFile } from './dataset-file'
 import { loadClassmap } from './classmap'
 import { gather, stratifiedSplit, type SplitFractions } from './split'
 import { loadNamedDataset, type DatasetName } from './datasets'
@@ -68,7 +69,8 @@ export async function loadInputs(opts: InputOptions): Promise<Inputs> {
     }
   }
 
-  let images: Uint8Array, labels: Int32Array, features: number
+  // images in memory, or a file whose pixels are read only once the split is known, straight into its parts
+  let images: Uint8Array | ImageFile, labels: Int32Array, features: number
   const source: Record<string, unknown> = {}
   if (opts.data) {
     features = opts.data.features ?? 784
@@ -87,26 +89,32 @@ export async function loadInputs(opts: InputOptions): Promise<Inputs> {
           `  or run in a folder holding ${COURSE_IMAGES} and ${COURSE_LABELS} (the course layout)`,
       )
     }
-    const img = await loadImages(imagesPath)
+    const img = await openImages(imagesPath)
     const lab = await loadLabels(labelsPath)
     if (img.n !== lab.n) {
       throw new DataError('ESHAPE', `holds ${img.n} images but ${labelsPath} holds ${lab.n} labels`, imagesPath)
     }
-    images = img.images
+    images = img
     labels = lab.labels
     features = img.rows * img.cols
     Object.assign(source, { images: imagesPath, labels: labelsPath })
   }
   if (labels.length === 0) throw new DataError('EEMPTY', 'the data set is empty')
-  if (images.length !== labels.length * features) {
-    throw new DataError('ESHAPE', `${images.length} pixels do not make ${labels.length} images of ${features} features`)
+  const pixels = images instanceof Uint8Array ? images.length : images.n * features
+  if (pixels !== labels.length * features) {
+    throw new DataError('ESHAPE', `${pixels} pixels do not make ${labels.length} images of ${features} features`)
   }
   const classes = validateLabels(labels)
   const s = stratifiedSplit(labels, fractions, opts.seed)
+  const parts = [s.train, s.validation, s.test]
+  const [train, validation, test] =
+    images instanceof Uint8Array
+      ? parts.map((idx) => gather(images, features, labels, idx))
+      : (await readParts(images, parts)).map((img, p) => ({ images: img, labels: parts[p].map((i) => labels[i]) }))
   return {
-    train: gather(images, features, labels, s.train),
-    validation: gather(images, features, labels, s.validation),
-    test: gather(images, features, labels, s.test),
+    train,
+    validation,
+    test,
     features,
     classes,
     classNames: await classNames(opts, classes),

@@ -258,25 +258,46 @@ const NPY_MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // \x93NUMPY
 export const MAX_NPY_HEADER = 65536;
 export const MAX_NDIM = 64;
 
-function parseNpy(bytes: Uint8Array, file: string, maxBytes: number): NdArray {
-  if (!NPY_MAGIC.every((b, i) => i >= bytes.length || bytes[i] === b)) {
+/** What a .npy header says, checked against the file's size: where the data starts and what it is. */
+export interface ArrayLayout {
+  dtype: string;
+  shape: number[];
+  /** Element size in bytes. */
+  itemSize: number;
+  bigEndian: boolean;
+  fortran: boolean;
+  /** Byte offset of the data in the file (or archive member). */
+  dataStart: number;
+  /** Number of elements. */
+  count: number;
+  /** @internal */
+  dt: DType;
+}
+
+/**
+ * Parse and check a .npy header. `bytes` is the start of the file (at least its preamble and
+ * header, when the file holds them: 12 + MAX_NPY_HEADER bytes are always enough) and `size` the
+ * whole file's length: every check and message is the one a parse of the whole file gives.
+ */
+export function parseNpyHeader(bytes: Uint8Array, size: number, file: string, maxBytes: number): ArrayLayout {
+  if (!NPY_MAGIC.every((b, i) => i >= size || bytes[i] === b)) {
     throw new DataError('ENPY_MAGIC', 'not a .npy array (missing \\x93NUMPY magic)', file);
   }
-  if (bytes.length < 8) throw new DataError('ETRUNCATED', `truncated .npy: only ${bytes.length} bytes`, file);
+  if (size < 8) throw new DataError('ETRUNCATED', `truncated .npy: only ${size} bytes`, file);
   const major = bytes[6];
   if (major < 1 || major > 3) {
     throw new DataError('ENPY_VERSION', `unsupported .npy format version ${major}.${bytes[7]} (this reader knows 1.x, 2.x and 3.x)`, file);
   }
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const prefix = major === 1 ? 10 : 12;
-  if (bytes.length < prefix) throw new DataError('ETRUNCATED', `truncated .npy: ${bytes.length} bytes is shorter than the version ${major} preamble`, file);
+  if (size < prefix) throw new DataError('ETRUNCATED', `truncated .npy: ${size} bytes is shorter than the version ${major} preamble`, file);
   const headerLen = major === 1 ? dv.getUint16(8, true) : dv.getUint32(8, true);
   const dataStart = prefix + headerLen;
   if (headerLen > MAX_NPY_HEADER) {
     throw new DataError('ENPY_HEADER', `the .npy header is ${headerLen} bytes, more than the ${MAX_NPY_HEADER} this reader accepts (NumPy writes a few hundred)`, file);
   }
-  if (dataStart > bytes.length) {
-    throw new DataError('ETRUNCATED', `truncated .npy: header claims ${headerLen} bytes but the file ends after ${bytes.length - prefix}`, file);
+  if (dataStart > size) {
+    throw new DataError('ETRUNCATED', `truncated .npy: header claims ${headerLen} bytes but the file ends after ${size - prefix}`, file);
   }
   // Versions 1 and 2 store the header as latin-1; version 3 allows UTF-8 (for structured field names).
   const headerText = Buffer.from(bytes.buffer, bytes.byteOffset + prefix, headerLen).toString(major === 3 ? 'utf8' : 'latin1');
@@ -316,10 +337,15 @@ function parseNpy(bytes: Uint8Array, file: string, maxBytes: number): NdArray {
   if (dt.size > 1 && order !== '<' && order !== '>') {
     throw new DataError('EDTYPE', `dtype '${shown}' does not state a byte order ('<' or '>')`, file);
   }
-  const count = checkDataLength(file, shape as number[], dt.size, bytes.length - dataStart, maxBytes);
-  let data = decodeValues(bytes, dataStart, count, dt, order === '>');
-  if (fortran) data = fortranToC(data, shape as number[]);
-  return { dtype: dt.name, shape: shape as number[], data };
+  const count = checkDataLength(file, shape as number[], dt.size, size - dataStart, maxBytes);
+  return { dtype: dt.name, shape: shape as number[], itemSize: dt.size, bigEndian: order === '>', fortran, dataStart, count, dt };
+}
+
+function parseNpy(bytes: Uint8Array, file: string, maxBytes: number): NdArray {
+  const h = parseNpyHeader(bytes, bytes.length, file, maxBytes);
+  let data = decodeValues(bytes, h.dataStart, h.count, h.dt, h.bigEndian);
+  if (h.fortran) data = fortranToC(data, h.shape);
+  return { dtype: h.dtype, shape: h.shape, data };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -373,8 +399,9 @@ const IDX_TYPES: Record<number, DType> = {
   0x08: DTYPES.u1, 0x09: DTYPES.i1, 0x0b: DTYPES.i2, 0x0c: DTYPES.i4, 0x0d: DTYPES.f4, 0x0e: DTYPES.f8,
 };
 
-function parseIdx(bytes: Uint8Array, file: string, maxBytes: number): NdArray {
-  if (bytes.length < 4) throw new DataError('ETRUNCATED', `truncated IDX file: only ${bytes.length} bytes`, file);
+/** Parse and check an IDX header (`bytes`: the file's start, at least 1024 bytes when it has them; `size`: its length). */
+export function parseIdxHeader(bytes: Uint8Array, size: number, file: string, maxBytes: number): ArrayLayout {
+  if (size < 4) throw new DataError('ETRUNCATED', `truncated IDX file: only ${size} bytes`, file);
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const magic = dv.getUint32(0, false);
   const dt = Object.hasOwn(IDX_TYPES, bytes[2]) ? IDX_TYPES[bytes[2]] : undefined;
@@ -383,13 +410,18 @@ function parseIdx(bytes: Uint8Array, file: string, maxBytes: number): NdArray {
     throw new DataError('EIDX_MAGIC', `bad IDX magic 0x${magic.toString(16).padStart(8, '0')} (expected 0x00000801 for labels or 0x00000803 for images); not a .npy/.npz file either`, file);
   }
   const dataStart = 4 + 4 * nd;
-  if (bytes.length < dataStart) {
-    throw new DataError('ETRUNCATED', `truncated IDX header: ${nd} dimensions need ${dataStart} bytes, file has ${bytes.length}`, file);
+  if (size < dataStart) {
+    throw new DataError('ETRUNCATED', `truncated IDX header: ${nd} dimensions need ${dataStart} bytes, file has ${size}`, file);
   }
   const shape: number[] = [];
   for (let d = 0; d < nd; d++) shape.push(dv.getUint32(4 + 4 * d, false));
-  const count = checkDataLength(file, shape, dt.size, bytes.length - dataStart, maxBytes);
-  return { dtype: dt.name, shape, data: decodeValues(bytes, dataStart, count, dt, true) };
+  const count = checkDataLength(file, shape, dt.size, size - dataStart, maxBytes);
+  return { dtype: dt.name, shape, itemSize: dt.size, bigEndian: true, fortran: false, dataStart, count, dt };
+}
+
+function parseIdx(bytes: Uint8Array, file: string, maxBytes: number): NdArray {
+  const h = parseIdxHeader(bytes, bytes.length, file, maxBytes);
+  return { dtype: h.dtype, shape: h.shape, data: decodeValues(bytes, h.dataStart, h.count, h.dt, true) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -401,17 +433,33 @@ function hexPrefix(bytes: Uint8Array): string {
 
 /** Decode an in-memory file; `file` is only used in error messages. */
 export function parseArray(bytes: Uint8Array, file: string, options: LoadOptions = {}): NdArray {
+  return parseDetected(bytes, file, checkedOptions(options), true);
+}
+
+export type FileFormat = 'gzip' | 'npy' | 'npz' | 'idx';
+
+/** The format a file's first bytes announce (`head`: at least 4 bytes when the file has them), or the DataError parseArray gives. */
+export function detectFormat(head: Uint8Array, size: number, file: string, gzipAllowed = true): FileFormat {
+  if (size === 0) throw new DataError('EFORMAT', 'file is empty', file);
+  const [b0, b1, b2, b3] = head;
+  if (b0 === 0x1f && b1 === 0x8b && gzipAllowed) return 'gzip';
+  if (b0 === 0x93 && b1 === 0x4e) return 'npy';
+  if (b0 === 0x50 && b1 === 0x4b && ((b2 === 3 && b3 === 4) || (b2 === 5 && b3 === 6))) return 'npz';
+  if (b0 === 0 && b1 === 0) return 'idx';
+  throw new DataError('EFORMAT', `not a .npy/.npz/IDX file (nor gzipped IDX); it starts with bytes ${hexPrefix(head)}`, file);
+}
+
+/** The options parseArray works with: maxBytes checked (EOPTION) and capped at what a Buffer can hold. */
+export function checkedOptions(options: LoadOptions): Required<LoadOptions> {
   const maxBytes = options.maxBytes ?? DEFAULT_MAX_BYTES;
   if (!(Number.isSafeInteger(maxBytes) && maxBytes > 0)) throw new DataError('EOPTION', `maxBytes must be a positive integer, got ${maxBytes}`);
   // zlib refuses an output limit above what a Buffer can hold.
-  const opts: Required<LoadOptions> = { arrayName: options.arrayName ?? 'arr_0', maxBytes: Math.min(maxBytes, bufferConstants.MAX_LENGTH) };
-  return parseDetected(bytes, file, opts, true);
+  return { arrayName: options.arrayName ?? 'arr_0', maxBytes: Math.min(maxBytes, bufferConstants.MAX_LENGTH) };
 }
 
 function parseDetected(bytes: Uint8Array, file: string, opts: Required<LoadOptions>, gzipAllowed: boolean): NdArray {
-  if (bytes.length === 0) throw new DataError('EFORMAT', 'file is empty', file);
-  const [b0, b1, b2, b3] = bytes;
-  if (b0 === 0x1f && b1 === 0x8b && gzipAllowed) {
+  const format = detectFormat(bytes, bytes.length, file, gzipAllowed);
+  if (format === 'gzip') {
     let inner: Buffer;
     try {
       inner = gunzipSync(bytes, { maxOutputLength: opts.maxBytes });
@@ -424,28 +472,39 @@ function parseDetected(bytes: Uint8Array, file: string, opts: Required<LoadOptio
     }
     return parseDetected(inner, `${file} (gunzipped)`, opts, false);
   }
-  if (b0 === 0x93 && b1 === 0x4e) return parseNpy(bytes, file, opts.maxBytes);
-  if (b0 === 0x50 && b1 === 0x4b && ((b2 === 3 && b3 === 4) || (b2 === 5 && b3 === 6))) return parseNpz(bytes, file, opts);
-  if (b0 === 0 && b1 === 0) return parseIdx(bytes, file, opts.maxBytes);
-  throw new DataError('EFORMAT', `not a .npy/.npz/IDX file (nor gzipped IDX); it starts with bytes ${hexPrefix(bytes)}`, file);
+  if (format === 'npy') return parseNpy(bytes, file, opts.maxBytes);
+  if (format === 'npz') return parseNpz(bytes, file, opts);
+  return parseIdx(bytes, file, opts.maxBytes);
 }
 
 /** Read and decode a .npy, .npz, or (gzipped) IDX file. */
 export async function readArray(path: string, options: LoadOptions = {}): Promise<NdArray> {
-  const maxBytes = options.maxBytes ?? DEFAULT_MAX_BYTES;
-  let bytes: Buffer;
+  const bytes = await fileOp(path, async () => {
+    await statDataFile(path, options);
+    return fsp.readFile(path);
+  });
+  return parseArray(bytes, path, options);
+}
+
+/** `op` on the file `path`, its failures as DataErrors naming the file (ENOENT, EIO, …). */
+export async function fileOp<T>(path: string, op: () => Promise<T>): Promise<T> {
   try {
-    const st = await fsp.stat(path);
-    if (st.isDirectory()) throw new DataError('EISDIR', 'is a directory, not a data file', path);
-    if (st.size > maxBytes) throw new DataError('ETOO_LARGE', `file is ${st.size} bytes, over the ${maxBytes}-byte limit`, path);
-    bytes = await fsp.readFile(path);
+    return await op();
   } catch (e) {
     if (e instanceof DataError) throw e;
     const err = e as NodeJS.ErrnoException;
     if (err.code === 'ENOENT') throw new DataError('ENOENT', 'no such file', path);
     throw new DataError(err.code ?? 'EIO', `cannot read file (${err.message})`, path);
   }
-  return parseArray(bytes, path, options);
+}
+
+/** The file's size, after readArray's checks: not a directory, not over `maxBytes`. Call inside fileOp. */
+export async function statDataFile(path: string, options: LoadOptions): Promise<number> {
+  const maxBytes = options.maxBytes ?? DEFAULT_MAX_BYTES;
+  const st = await fsp.stat(path);
+  if (st.isDirectory()) throw new DataError('EISDIR', 'is a directory, not a data file', path);
+  if (st.size > maxBytes) throw new DataError('ETOO_LARGE', `file is ${st.size} bytes, over the ${maxBytes}-byte limit`, path);
+  return st.size;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -502,7 +561,14 @@ function scaledValues(dtype: string): Map<number, number> | undefined {
  * and 1, as before (they are integers in 0..255): multiply them by 255 if they mean black and white.
  */
 export function toImages(arr: NdArray, file: string): { images: Uint8Array; n: number; rows: number; cols: number } {
-  const s = arr.shape;
+  const { n, rows, cols } = imageShape(arr.shape, file);
+  const data = arr.data;
+  if (data instanceof Uint8Array) return { images: data, n, rows, cols }; // uint8/bool: no copy
+  return { images: pixelsOf(arr, rows * cols, file), n, rows, cols };
+}
+
+/** The images a shape describes (toImages' rules), or the DataError toImages gives. */
+export function imageShape(s: number[], file: string): { n: number; rows: number; cols: number } {
   let rows: number;
   let cols: number;
   if (s.length === 2) {
@@ -519,10 +585,13 @@ export function toImages(arr: NdArray, file: string): { images: Uint8Array; n: n
   }
   const n = s[0];
   if (n === 0 || rows * cols === 0) throw new DataError('ESHAPE', `no image data: shape ${fmtShape(s)}`, file);
+  return { n, rows, cols };
+}
+
+/** Any dtype's pixel values as u8, checked (toImages' rules); `f` pixels per image, for messages. */
+function pixelsOf(arr: NdArray, f: number, file: string): Uint8Array {
   const data = arr.data;
-  if (data instanceof Uint8Array) return { images: data, n, rows, cols }; // uint8/bool: no copy
   const out = new Uint8Array(data.length);
-  const f = rows * cols;
   const where = (i: number) => `at flat index ${i} (image ${Math.floor(i / f)}, pixel ${i % f})`;
   for (let i = 0; i < data.length; i++) {
     const v = data[i];
@@ -546,7 +615,7 @@ export function toImages(arr: NdArray, file: string): { images: Uint8Array; n: n
     }
     break;
   }
-  return { images: out, n, rows, cols };
+  return out;
 }
 
 /** Interpret a decoded array as N class labels: 1-D or N×1, non-negative integer values. */

@@ -12,6 +12,7 @@ import {
   type Evaluation,
   type LabelArray,
   type ModelHandle,
+  type PixelsHandle,
   type NativeEpochOptions,
   type NativeModelOptions,
   type TrainingState,
@@ -93,7 +94,7 @@ function checkModelMemory(layers: unknown): void {
   }
 }
 
-function checkDatasetMemory(images: Uint8Array, labels: ArrayLike<unknown> | null | undefined): void {
+function checkDatasetMemory(images: { length: number }, labels: ArrayLike<unknown> | null | undefined): void {
   const bytes = images.length + 4 * (labels?.length ?? 0) // u8 pixels and u32 labels
   const limit = memoryLimit()
   if (bytes > limit.bytes) {
@@ -102,8 +103,37 @@ function checkDatasetMemory(images: Uint8Array, labels: ArrayLike<unknown> | nul
 }
 
 /**
+ * Pixels written straight into native memory, chunk by chunk, for a `Dataset` that adopts them
+ * without a copy: images read from a file (src/data/dataset-file.ts, `loadDataset`) never exist
+ * whole in JavaScript memory. Each `write` copies its chunk in; the chunk may be reused at once.
+ */
+export class PixelBuffer {
+  readonly handle: PixelsHandle
+  /** Bytes the buffer holds once complete. */
+  readonly length: number
+  #written = 0
+
+  constructor(length: number) {
+    if (!(Number.isSafeInteger(length) && length >= 0)) throw new RangeError(`length must be a non-negative integer, got ${length}`)
+    checkDatasetMemory({ length }, null)
+    this.handle = native.createPixels(length)
+    this.length = length
+  }
+
+  /** Bytes written so far. */
+  get written(): number {
+    return this.#written
+  }
+
+  write(chunk: Uint8Array): void {
+    this.#written = native.writePixels(this.handle, chunk)
+  }
+}
+
+/**
  * A data set held once in native memory: `u8` pixels (normalised ÷255 per batch by the engine) and
- * optional integer labels. Building one copies the arrays; the JavaScript copies may then be dropped.
+ * optional integer labels. Building one from a Uint8Array copies it (the JavaScript copy may then
+ * be dropped); from a complete `PixelBuffer` it takes the pixels over without a copy.
  */
 export class Dataset {
   readonly handle: DatasetHandle
@@ -111,10 +141,11 @@ export class Dataset {
   readonly features: number
   readonly labeled: boolean
 
-  constructor(images: Uint8Array, labels?: Labels | null, features = 784) {
-    if (!(images instanceof Uint8Array)) throw new TypeError('images must be a Uint8Array of pixel values 0..255')
-    checkDatasetMemory(images, labels)
-    this.handle = native.createDataset(images, labels == null ? null : toLabelArray(labels), features)
+  constructor(images: Uint8Array | PixelBuffer, labels?: Labels | null, features = 784) {
+    const buffer = images instanceof PixelBuffer
+    if (!buffer && !(images instanceof Uint8Array)) throw new TypeError('images must be a Uint8Array of pixel values 0..255')
+    if (!buffer) checkDatasetMemory(images, labels) // a PixelBuffer's pixels are already had
+    this.handle = native.createDataset(buffer ? images.handle : images, labels == null ? null : toLabelArray(labels), features)
     const info = native.datasetInfo(this.handle)
     this.length = info.length
     this.features = info.features

@@ -6,6 +6,8 @@
 export interface ModelHandle { readonly __kanaModel: unique symbol }
 /** An opaque native data set (u8 pixels and integer labels, held once in native memory). */
 export interface DatasetHandle { readonly __kanaDataset: unique symbol }
+/** An opaque native pixel buffer: filled chunk by chunk (writePixels), then adopted by createDataset without a copy. */
+export interface PixelsHandle { readonly __kanaPixels: unique symbol }
 
 export type LabelArray = Uint8Array | Int8Array | Uint16Array | Int16Array | Uint32Array | Int32Array
 
@@ -127,7 +129,12 @@ export interface NativeBinding {
   setTrainingState(model: ModelHandle, state: TrainingState): void
   cancel(model: ModelHandle): void
   progress(model: ModelHandle): [done: number, total: number, loss: number, accuracy: number]
-  createDataset(images: Uint8Array, labels: LabelArray | null, features: number): DatasetHandle
+  /** An empty native buffer with room for `length` pixel bytes (reserved fallibly: a RangeError naming the bytes). */
+  createPixels(length: number): PixelsHandle
+  /** Appends a copy of `chunk`; returns the bytes written so far. A chunk past the buffer's length is a RangeError. */
+  writePixels(pixels: PixelsHandle, chunk: Uint8Array): number
+  /** A Uint8Array is copied; a pixel buffer, completely written, is adopted without a copy and left empty. */
+  createDataset(images: Uint8Array | PixelsHandle, labels: LabelArray | null, features: number): DatasetHandle
   datasetInfo(dataset: DatasetHandle): { length: number; features: number; labeled: boolean }
   fitEpoch(model: ModelHandle, dataset: DatasetHandle, options: NativeEpochOptions): Promise<EpochResult>
   evaluate(model: ModelHandle, dataset: DatasetHandle): Promise<Evaluation>

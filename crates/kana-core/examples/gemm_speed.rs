@@ -32,9 +32,21 @@ fn main() {
     let only = std::env::args().nth(3).unwrap_or_default();
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
     println!("gemm: {:?}, {threads} thread(s){}", isa(), peak.map(|p| format!(", peak {p} GFLOP/s")).unwrap_or_default());
-    for batch in [32usize, 512, 2048] {
+    for batch in [32usize, 512, 2048, 0] {
         // (name, m, k, n, a transposed?, b transposed?)
-        let shapes: &[(&str, usize, usize, usize, bool, bool)] = if batch == 2048 {
+        let shapes: &[(&str, usize, usize, usize, bool, bool)] = if batch == 0 {
+            // full-batch gradient descent [784,100,80,49], one chunk of 2048 rows
+            &[
+                ("gd fwd1 X·W1", 2048, 784, 100, false, false),
+                ("gd gW1 Xᵀ·δ1", 784, 2048, 100, true, false),
+                ("gd fwd2 A1·W2", 2048, 100, 80, false, false),
+                ("gd gW2 A1ᵀ·δ2", 100, 2048, 80, true, false),
+                ("gd δ1 δ2·W2ᵀ", 2048, 80, 100, false, true),
+                ("gd fwd3 A2·W3", 2048, 80, 49, false, false),
+                ("gd gW3 A2ᵀ·δ3", 80, 2048, 49, true, false),
+                ("gd δ2 δ3·W3ᵀ", 2048, 49, 80, false, true),
+            ]
+        } else if batch == 2048 {
             &[("infer X·W1", batch, 784, 512, false, false), ("infer A1·W2", batch, 512, 49, false, false)]
         } else {
             &[

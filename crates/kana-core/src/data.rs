@@ -29,23 +29,29 @@ static UNIT: [f32; 256] = unit_table();
 
 impl Dataset {
     /// `pixels`: `n × features` row-major; `labels`: `n` class indices, or none (prediction only).
+    /// The vector is adopted as it is (no copy): a caller that filled it chunk by chunk from a file
+    /// never holds the images twice.
     pub fn new(pixels: Vec<u8>, labels: Option<Vec<u32>>, features: usize) -> Result<Self> {
+        let len = Self::check_shape(pixels.len(), labels.as_ref().map(|l| l.len()), features)?;
+        Ok(Dataset { pixels, labels, features, len })
+    }
+
+    /// The number of samples `bytes` pixels and `labels` labels make, or the error [`Dataset::new`]
+    /// would return: lets a caller check before it gives up a buffer it could otherwise keep.
+    pub fn check_shape(bytes: usize, labels: Option<usize>, features: usize) -> Result<usize> {
         if features == 0 {
             return Err(Error::range("features must be at least 1"));
         }
-        if pixels.len() % features != 0 {
-            return Err(Error::range(format!(
-                "images has {} bytes, not a multiple of {features} features per sample",
-                pixels.len()
-            )));
+        if bytes % features != 0 {
+            return Err(Error::range(format!("images has {bytes} bytes, not a multiple of {features} features per sample")));
         }
-        let len = pixels.len() / features;
-        if let Some(l) = &labels {
-            if l.len() != len {
-                return Err(Error::range(format!("labels has {} entries but images holds {len} samples", l.len())));
+        let len = bytes / features;
+        if let Some(l) = labels {
+            if l != len {
+                return Err(Error::range(format!("labels has {l} entries but images holds {len} samples")));
             }
         }
-        Ok(Dataset { pixels, labels, features, len })
+        Ok(len)
     }
 
     pub fn len(&self) -> usize {
@@ -95,11 +101,34 @@ impl Dataset {
     pub fn gather_range(&self, start: usize, rows: usize, mut out: ArrayViewMut2<f32>) {
         let f = self.features;
         let src = &self.pixels[start * f..(start + rows) * f];
-        for (s, mut row) in src.chunks_exact(f).zip(out.rows_mut()) {
-            let dst = row.as_slice_mut().expect("workspace rows are contiguous");
-            for (d, &p) in dst.iter_mut().zip(s) {
-                *d = UNIT[p as usize];
-            }
+        let dst = &mut out.as_slice_mut().expect("workspace is contiguous")[..rows * f];
+        let copy = |d: &mut [f32], s: &[u8]| d.iter_mut().zip(s).for_each(|(d, &p)| *d = UNIT[p as usize]);
+        // by blocks of rows on the pool (inference would otherwise wait on this one thread)
+        if rows >= PARALLEL_MIN_ROWS && rayon::current_num_threads() > 1 {
+            let block = rows.div_ceil(rayon::current_num_threads() * 4) * f;
+            dst.par_chunks_mut(block).zip(src.par_chunks(block)).for_each(|(d, s)| copy(d, s));
+        } else {
+            copy(dst, src);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_adopts_the_pixels_without_a_copy_and_check_shape_refuses_what_new_would() {
+        let pixels = vec![7u8; 12];
+        let at = pixels.as_ptr();
+        let d = Dataset::new(pixels, Some(vec![0, 1, 2]), 4).unwrap();
+        assert_eq!(d.pixels().as_ptr(), at, "the vector is adopted, not copied");
+        assert_eq!((d.len(), d.features()), (3, 4));
+        assert_eq!(Dataset::check_shape(12, None, 4).unwrap(), 3);
+        for (bytes, labels, features) in [(12, Some(2), 4), (12, None, 5), (12, None, 0)] {
+            let e = Dataset::check_shape(bytes, labels, features).unwrap_err();
+            let n = Dataset::new(vec![0; bytes], labels.map(|l| vec![0; l]), features).unwrap_err();
+            assert_eq!(e.message, n.message);
         }
     }
 }

@@ -8,7 +8,10 @@
 //!   of the tile's rows broadcasts one element of A into two FMAs. AVX-512: 14 × 32 (28
 //!   accumulators of the 32 zmm registers); AVX2: 6 × 16 (12 of the 16 ymm). Tiles shorter than
 //!   `MR` rows use the same code instantiated for fewer rows (no wasted lanes); tiles narrower than
-//!   `NR` columns compute on a zero-padded panel and copy the valid part out.
+//!   `NR` columns compute on a zero-padded panel and copy the valid part out, with one vector per
+//!   row instead of two when they are at most `NR / 2` wide, and on AVX-512 one 8-lane vector
+//!   when at most 8 (n = 100 = 3 × 32 + 4, n = 80 = 2 × 32 + 16: full-batch GD's layers), so
+//!   the last panel costs a half or a quarter of the FMAs.
 //! * **Packing and blocking.** k is cut into blocks of at most `KC` (each block's B panel, `KC ×
 //!   NR`, stays in L1 while a tile's A panel streams, and the B block `KC × NC` in L2). A panel of
 //!   A is packed k-major once per (tile, k block) unless A is already laid out that way (a
@@ -139,7 +142,8 @@ pub fn isa() -> Isa {
 fn detect() -> Isa {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f") {
+        // (VL for the 8-lane tiles of narrow panels; every AVX-512 processor but Xeon Phi has it)
+        if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512vl") {
             return Isa::Avx512;
         }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
@@ -227,26 +231,33 @@ mod x86 {
         /// # Safety
         /// The processor has the kernel's instructions; `a` holds `rows × kc` floats at those
         /// strides, `b` `kc` steps of `NR` floats at stride `ldb`, `c` `rows` rows of `NR`
-        /// floats at stride `ldc`, `bias` (if not null) `NR` floats.
+        /// floats at stride `ldc`, `bias` (if not null) `NR` floats. Only the first `cols ≤ NR`
+        /// columns are wanted: a ragged last panel of at most `NR / 2` columns is computed with one
+        /// vector per row (half the FMAs), on AVX-512 one of at most 8 columns with one 8-lane
+        /// vector (a quarter); the wanted columns get the same FMAs whatever the width, and C's
+        /// columns past the computed width are left alone.
         #[allow(clippy::too_many_arguments)]
-        unsafe fn tile(rows: usize, kc: usize, a: *const f32, ars: usize, lda: usize, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, alpha: f32, beta: f32, bias: *const f32, relu: bool);
+        unsafe fn tile(rows: usize, kc: usize, a: *const f32, ars: usize, lda: usize, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, alpha: f32, beta: f32, bias: *const f32, relu: bool, cols: usize);
     }
 
-    /// Generates the kernel body for a fixed row count `R`: two accumulator vectors per row.
+    /// Generates the kernel body for a fixed row count `R`: two accumulator vectors per row (one
+    /// if `$H`, half width: the second vector's work is left out at compile time).
     macro_rules! micro_body {
-        ($R:expr, $S:expr, $kc:ident, $a:ident, $ars:ident, $lda:ident, $b:ident, $ldb:ident, $c:ident, $ldc:ident, $alpha:ident, $beta:ident, $bias:ident, $relu:ident,
+        ($R:expr, $S:expr, $H:expr, $kc:ident, $a:ident, $ars:ident, $lda:ident, $b:ident, $ldb:ident, $c:ident, $ldc:ident, $alpha:ident, $beta:ident, $bias:ident, $relu:ident,
          $W:expr, $zero:ident, $load:ident, $store:ident, $set1:ident, $fmadd:ident, $mul:ident, $add:ident, $max:ident) => {{
             let mut acc0 = [$zero(); $R];
             let mut acc1 = [$zero(); $R];
             let (mut a, mut b) = ($a, $b);
             for _ in 0..$kc {
                 let b0 = $load(b);
-                let b1 = $load(b.add($W));
+                let b1 = if $H { $zero() } else { $load(b.add($W)) };
                 for r in 0..$R {
                     // $S: rows of A `ars` apart (A read in place, row-major), else adjacent (packed)
                     let ar = $set1(*a.add(if $S { r * $ars } else { r }));
                     acc0[r] = $fmadd(ar, b0, acc0[r]);
-                    acc1[r] = $fmadd(ar, b1, acc1[r]);
+                    if !$H {
+                        acc1[r] = $fmadd(ar, b1, acc1[r]);
+                    }
                 }
                 a = a.add($lda);
                 b = b.add($ldb);
@@ -255,14 +266,14 @@ mod x86 {
             let beta = $set1($beta);
             let zero = $zero();
             let has_bias = !$bias.is_null();
-            let (bias0, bias1) = if has_bias { ($load($bias), $load($bias.add($W))) } else { (zero, zero) };
+            let (bias0, bias1) = if has_bias { ($load($bias), if $H { zero } else { $load($bias.add($W)) }) } else { (zero, zero) };
             for r in 0..$R {
                 let c = $c.add(r * $ldc);
                 // alpha·acc + beta·c in one rounding (beta = 1: beta·c is exact)
                 let (mut v0, mut v1) = if $beta == 0.0 {
                     ($mul(alpha, acc0[r]), $mul(alpha, acc1[r]))
                 } else {
-                    ($fmadd(alpha, acc0[r], $mul(beta, $load(c))), $fmadd(alpha, acc1[r], $mul(beta, $load(c.add($W)))))
+                    ($fmadd(alpha, acc0[r], $mul(beta, $load(c))), if $H { zero } else { $fmadd(alpha, acc1[r], $mul(beta, $load(c.add($W)))) })
                 };
                 if has_bias {
                     v0 = $add(v0, bias0);
@@ -274,29 +285,31 @@ mod x86 {
                     v1 = $max(v1, zero);
                 }
                 $store(c, v0);
-                $store(c.add($W), v1);
+                if !$H {
+                    $store(c.add($W), v1);
+                }
             }
         }};
     }
 
     /// Dispatch on the row count to the fully unrolled instantiation.
     macro_rules! by_rows {
-        ($rows:expr, $f:ident, $s:expr, $($arg:expr),*) => {
+        ($rows:expr, $f:ident, $s:expr, $h:expr, $($arg:expr),*) => {
             match $rows {
-                1 => $f::<1, $s>($($arg),*), 2 => $f::<2, $s>($($arg),*), 3 => $f::<3, $s>($($arg),*),
-                4 => $f::<4, $s>($($arg),*), 5 => $f::<5, $s>($($arg),*), 6 => $f::<6, $s>($($arg),*),
-                7 => $f::<7, $s>($($arg),*), 8 => $f::<8, $s>($($arg),*), 9 => $f::<9, $s>($($arg),*),
-                10 => $f::<10, $s>($($arg),*), 11 => $f::<11, $s>($($arg),*), 12 => $f::<12, $s>($($arg),*),
-                13 => $f::<13, $s>($($arg),*), 14 => $f::<14, $s>($($arg),*),
+                1 => $f::<1, $s, $h>($($arg),*), 2 => $f::<2, $s, $h>($($arg),*), 3 => $f::<3, $s, $h>($($arg),*),
+                4 => $f::<4, $s, $h>($($arg),*), 5 => $f::<5, $s, $h>($($arg),*), 6 => $f::<6, $s, $h>($($arg),*),
+                7 => $f::<7, $s, $h>($($arg),*), 8 => $f::<8, $s, $h>($($arg),*), 9 => $f::<9, $s, $h>($($arg),*),
+                10 => $f::<10, $s, $h>($($arg),*), 11 => $f::<11, $s, $h>($($arg),*), 12 => $f::<12, $s, $h>($($arg),*),
+                13 => $f::<13, $s, $h>($($arg),*), 14 => $f::<14, $s, $h>($($arg),*),
                 _ => unreachable!("tile rows {}", $rows),
             }
         };
     }
     macro_rules! by_rows6 {
-        ($rows:expr, $f:ident, $s:expr, $($arg:expr),*) => {
+        ($rows:expr, $f:ident, $s:expr, $h:expr, $($arg:expr),*) => {
             match $rows {
-                1 => $f::<1, $s>($($arg),*), 2 => $f::<2, $s>($($arg),*), 3 => $f::<3, $s>($($arg),*),
-                4 => $f::<4, $s>($($arg),*), 5 => $f::<5, $s>($($arg),*), 6 => $f::<6, $s>($($arg),*),
+                1 => $f::<1, $s, $h>($($arg),*), 2 => $f::<2, $s, $h>($($arg),*), 3 => $f::<3, $s, $h>($($arg),*),
+                4 => $f::<4, $s, $h>($($arg),*), 5 => $f::<5, $s, $h>($($arg),*), 6 => $f::<6, $s, $h>($($arg),*),
                 _ => unreachable!("tile rows {}", $rows),
             }
         };
@@ -307,24 +320,36 @@ mod x86 {
 
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn tile512<const R: usize, const S: bool>(kc: usize, a: *const f32, ars: usize, lda: usize, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, alpha: f32, beta: f32, bias: *const f32, relu: bool) {
-        micro_body!(R, S, kc, a, ars, lda, b, ldb, c, ldc, alpha, beta, bias, relu, 16, _mm512_setzero_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_mul_ps, _mm512_add_ps, _mm512_max_ps)
+    unsafe fn tile512<const R: usize, const S: bool, const H: bool>(kc: usize, a: *const f32, ars: usize, lda: usize, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, alpha: f32, beta: f32, bias: *const f32, relu: bool) {
+        micro_body!(R, S, H, kc, a, ars, lda, b, ldb, c, ldc, alpha, beta, bias, relu, 16, _mm512_setzero_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_mul_ps, _mm512_add_ps, _mm512_max_ps)
     }
 
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn tile256<const R: usize, const S: bool>(kc: usize, a: *const f32, ars: usize, lda: usize, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, alpha: f32, beta: f32, bias: *const f32, relu: bool) {
-        micro_body!(R, S, kc, a, ars, lda, b, ldb, c, ldc, alpha, beta, bias, relu, 8, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_mul_ps, _mm256_add_ps, _mm256_max_ps)
+    unsafe fn tile256<const R: usize, const S: bool, const H: bool>(kc: usize, a: *const f32, ars: usize, lda: usize, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, alpha: f32, beta: f32, bias: *const f32, relu: bool) {
+        micro_body!(R, S, H, kc, a, ars, lda, b, ldb, c, ldc, alpha, beta, bias, relu, 8, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_mul_ps, _mm256_add_ps, _mm256_max_ps)
+    }
+
+    /// The 8-lane kernel inside the AVX-512 one, for the narrowest panels (≤ 8 columns): with
+    /// AVX-512VL it has 32 vector registers, enough for 14 rows of accumulators.
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile256vl<const R: usize, const S: bool, const H: bool>(kc: usize, a: *const f32, ars: usize, lda: usize, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, alpha: f32, beta: f32, bias: *const f32, relu: bool) {
+        // H is always true here: one 8-lane vector per row (the macro's second vector unused)
+        micro_body!(R, S, H, kc, a, ars, lda, b, ldb, c, ldc, alpha, beta, bias, relu, 8, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_mul_ps, _mm256_add_ps, _mm256_max_ps)
     }
 
     impl Micro for Avx512 {
         const MR: usize = 14;
         const NR: usize = 32;
-        unsafe fn tile(rows: usize, kc: usize, a: *const f32, ars: usize, lda: usize, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, alpha: f32, beta: f32, bias: *const f32, relu: bool) {
-            if ars == 1 {
-                by_rows!(rows, tile512, false, kc, a, ars, lda, b, ldb, c, ldc, alpha, beta, bias, relu)
-            } else {
-                by_rows!(rows, tile512, true, kc, a, ars, lda, b, ldb, c, ldc, alpha, beta, bias, relu)
+        unsafe fn tile(rows: usize, kc: usize, a: *const f32, ars: usize, lda: usize, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, alpha: f32, beta: f32, bias: *const f32, relu: bool, cols: usize) {
+            match (ars == 1, cols) {
+                (true, 17..) => by_rows!(rows, tile512, false, false, kc, a, ars, lda, b, ldb, c, ldc, alpha, beta, bias, relu),
+                (false, 17..) => by_rows!(rows, tile512, true, false, kc, a, ars, lda, b, ldb, c, ldc, alpha, beta, bias, relu),
+                (true, 9..) => by_rows!(rows, tile512, false, true, kc, a, ars, lda, b, ldb, c, ldc, alpha, beta, bias, relu),
+                (false, 9..) => by_rows!(rows, tile512, true, true, kc, a, ars, lda, b, ldb, c, ldc, alpha, beta, bias, relu),
+                (true, _) => by_rows!(rows, tile256vl, false, true, kc, a, ars, lda, b, ldb, c, ldc, alpha, beta, bias, relu),
+                (false, _) => by_rows!(rows, tile256vl, true, true, kc, a, ars, lda, b, ldb, c, ldc, alpha, beta, bias, relu),
             }
         }
     }
@@ -332,11 +357,12 @@ mod x86 {
     impl Micro for Avx2 {
         const MR: usize = 6;
         const NR: usize = 16;
-        unsafe fn tile(rows: usize, kc: usize, a: *const f32, ars: usize, lda: usize, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, alpha: f32, beta: f32, bias: *const f32, relu: bool) {
-            if ars == 1 {
-                by_rows6!(rows, tile256, false, kc, a, ars, lda, b, ldb, c, ldc, alpha, beta, bias, relu)
-            } else {
-                by_rows6!(rows, tile256, true, kc, a, ars, lda, b, ldb, c, ldc, alpha, beta, bias, relu)
+        unsafe fn tile(rows: usize, kc: usize, a: *const f32, ars: usize, lda: usize, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, alpha: f32, beta: f32, bias: *const f32, relu: bool, cols: usize) {
+            match (ars == 1, cols) {
+                (true, 9..) => by_rows6!(rows, tile256, false, false, kc, a, ars, lda, b, ldb, c, ldc, alpha, beta, bias, relu),
+                (false, 9..) => by_rows6!(rows, tile256, true, false, kc, a, ars, lda, b, ldb, c, ldc, alpha, beta, bias, relu),
+                (true, _) => by_rows6!(rows, tile256, false, true, kc, a, ars, lda, b, ldb, c, ldc, alpha, beta, bias, relu),
+                (false, _) => by_rows6!(rows, tile256, true, true, kc, a, ars, lda, b, ldb, c, ldc, alpha, beta, bias, relu),
             }
         }
     }
@@ -459,7 +485,7 @@ mod x86 {
                         };
                         let c0 = cp.offset(i0 as isize * rsc + j0 as isize * csc);
                         if c_direct && cols == nr {
-                            K::tile(rows, kc, a_ptr, ars, lda, b_ptr, ldb, c0, rsc as usize, alpha, beta_k, bias_at(j0), relu_k);
+                            K::tile(rows, kc, a_ptr, ars, lda, b_ptr, ldb, c0, rsc as usize, alpha, beta_k, bias_at(j0), relu_k, nr);
                         } else {
                             // narrow or strided C: compute on a local tile and copy the valid part
                             if beta_k != 0.0 {
@@ -469,7 +495,8 @@ mod x86 {
                                     }
                                 }
                             }
-                            K::tile(rows, kc, a_ptr, ars, lda, b_ptr, ldb, ct, nr, alpha, beta_k, bias_at(j0), relu_k);
+                            // a ragged panel (n = 100 → 4 columns, n = 80 → 16) computes only as wide as it must
+                            K::tile(rows, kc, a_ptr, ars, lda, b_ptr, ldb, ct, nr, alpha, beta_k, bias_at(j0), relu_k, cols);
                             for r in 0..rows {
                                 for j in 0..cols {
                                     *c0.offset(r as isize * rsc + j as isize * csc) = *ct.add(r * nr + j);
@@ -514,13 +541,66 @@ mod x86 {
     unsafe fn pack_b(b: *const f32, rsb: isize, csb: isize, pc: usize, kc: usize, j0: usize, cols: usize, nr: usize, dst: *mut f32) {
         let base = b.offset(pc as isize * rsb + j0 as isize * csb);
         if csb == 1 {
+            // a whole panel row has a constant length: copied inline, not by a memmove call each
+            macro_rules! rows_of {
+                ($n:expr) => {
+                    for p in 0..kc {
+                        std::ptr::copy_nonoverlapping(base.offset(p as isize * rsb), dst.add(p * $n), $n);
+                    }
+                };
+            }
+            match (cols, nr) {
+                (32, 32) => rows_of!(32),
+                (16, 16) => rows_of!(16),
+                _ => {
+                    for p in 0..kc {
+                        let (s, d) = (base.offset(p as isize * rsb), dst.add(p * nr));
+                        std::ptr::copy_nonoverlapping(s, d, cols);
+                        std::ptr::write_bytes(d.add(cols), 0, nr - cols);
+                    }
+                }
+            }
+        } else if rsb == 1 {
+            // a transposed view (W·ᵀ, each column of B contiguous): 4 × 4 blocks transposed in SSE
+            // registers (baseline x86-64), 4 sequential read streams at a time; k in blocks of 64
+            // so that the panel rows being written (64 × nr floats) stay in L1
+            const PB: usize = 64;
+            let j4 = cols / 4 * 4;
+            for p0 in (0..kc).step_by(PB) {
+                let pe = (p0 + PB).min(kc);
+                let p4 = p0 + (pe - p0) / 4 * 4;
+                for j in (0..j4).step_by(4) {
+                    let s: [*const f32; 4] = std::array::from_fn(|i| base.offset((j + i) as isize * csb));
+                    let mut p = p0;
+                    while p < p4 {
+                        let [r0, r1, r2, r3] = s.map(|s| _mm_loadu_ps(s.add(p)));
+                        let (t0, t1) = (_mm_unpacklo_ps(r0, r1), _mm_unpacklo_ps(r2, r3));
+                        let (t2, t3) = (_mm_unpackhi_ps(r0, r1), _mm_unpackhi_ps(r2, r3));
+                        let d = dst.add(p * nr + j);
+                        _mm_storeu_ps(d, _mm_movelh_ps(t0, t1));
+                        _mm_storeu_ps(d.add(nr), _mm_movehl_ps(t1, t0));
+                        _mm_storeu_ps(d.add(2 * nr), _mm_movelh_ps(t2, t3));
+                        _mm_storeu_ps(d.add(3 * nr), _mm_movehl_ps(t3, t2));
+                        p += 4;
+                    }
+                    for p in p4..pe {
+                        for (i, s) in s.iter().enumerate() {
+                            *dst.add(p * nr + j + i) = *s.add(p);
+                        }
+                    }
+                }
+                for j in j4..cols {
+                    let s = base.offset(j as isize * csb);
+                    for p in p0..pe {
+                        *dst.add(p * nr + j) = *s.add(p);
+                    }
+                }
+            }
             for p in 0..kc {
-                let (s, d) = (base.offset(p as isize * rsb), dst.add(p * nr));
-                std::ptr::copy_nonoverlapping(s, d, cols);
-                std::ptr::write_bytes(d.add(cols), 0, nr - cols);
+                std::ptr::write_bytes(dst.add(p * nr + cols), 0, nr - cols);
             }
         } else {
-            // column by column: contiguous reads when B is a transposed view (W·ᵀ)
+            // no unit stride at all: element by element
             for j in 0..cols {
                 let s = base.offset(j as isize * csb);
                 for p in 0..kc {
@@ -700,6 +780,55 @@ mod tests {
                 assert_eq!(c3, want, "3 threads ({m},{k},{n}) relu {relu}");
                 let _ = s![..];
             }
+        }
+    }
+
+    /// The narrower tiles (a ragged last panel of ≤ NR/2 or, on AVX-512, ≤ 8 columns) give
+    /// exactly the full tile's values in the wanted columns, for every row count, k over one or
+    /// several steps, β = 0 and 1, bias and ReLU, and leave the rows past the tile alone.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn narrow_tiles_equal_the_full_tile_bit_for_bit() {
+        use x86::Micro;
+        fn check<K: Micro>() {
+            let (mr, nr) = (K::MR, K::NR);
+            let mut rng = Rng::new(7);
+            for rows in 1..=mr {
+                for kc in [1, 7, 300] {
+                    let a: Vec<f32> = (0..kc * mr).map(|_| rng.normal() as f32).collect();
+                    let b: Vec<f32> = (0..kc * nr).map(|_| rng.normal() as f32).collect();
+                    let bias: Vec<f32> = (0..nr).map(|_| rng.normal() as f32).collect();
+                    let c0: Vec<f32> = (0..mr * nr).map(|_| rng.normal() as f32).collect();
+                    for (beta, with_bias, relu) in [(0.0, false, false), (1.0, false, false), (0.0, true, true), (1.0, true, false)] {
+                        let bp = if with_bias { bias.as_ptr() } else { std::ptr::null() };
+                        let mut full = c0.clone();
+                        // SAFETY: run only when the processor has K's instructions; the buffers
+                        // hold rows × kc of A (packed, ars 1, lda rows), kc × nr of B, mr × nr of C.
+                        unsafe { K::tile(rows, kc, a.as_ptr(), 1, rows, b.as_ptr(), nr, full.as_mut_ptr(), nr, 0.75, beta, bp, relu, nr) };
+                        for cols in [1, 4, nr / 4, nr / 4 + 1, nr / 2, nr / 2 + 1] {
+                            let mut narrow = c0.clone();
+                            // SAFETY: as above
+                            unsafe { K::tile(rows, kc, a.as_ptr(), 1, rows, b.as_ptr(), nr, narrow.as_mut_ptr(), nr, 0.75, beta, bp, relu, cols) };
+                            for r in 0..mr {
+                                for j in 0..nr {
+                                    let i = r * nr + j;
+                                    if r >= rows {
+                                        assert_eq!(narrow[i].to_bits(), c0[i].to_bits(), "row {r} past the tile written");
+                                    } else if j < cols {
+                                        assert_eq!(narrow[i].to_bits(), full[i].to_bits(), "rows {rows} kc {kc} cols {cols} β {beta} bias {with_bias} [{r},{j}]");
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if available(Isa::Avx512) {
+            check::<x86::Avx512>();
+        }
+        if available(Isa::Avx2) {
+            check::<x86::Avx2>();
         }
     }
 

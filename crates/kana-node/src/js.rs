@@ -365,6 +365,25 @@ impl<T: Copy> Raw<T> {
     }
 }
 
+impl<T: Copy> Raw<T> {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Appends a copy of the elements to `v`, which must already have room for them (the caller
+    /// reserved its capacity fallibly). One memcpy, no reference to the source (see [`Raw::copy`]).
+    pub fn append_to(&self, v: &mut Vec<T>) {
+        assert!(v.capacity() - v.len() >= self.len, "append_to: no room reserved");
+        if self.len > 0 {
+            // SAFETY: as in `copy`; the destination is `v`'s spare capacity, at least `len` long.
+            unsafe {
+                ptr::copy_nonoverlapping(self.ptr, v.as_mut_ptr().add(v.len()), self.len);
+                v.set_len(v.len() + self.len);
+            }
+        }
+    }
+}
+
 /// Runs an exported function body: reads up to `N` arguments, catches panics and errors and turns
 /// them into JavaScript exceptions. Returns what Node expects from a `napi_callback`.
 pub fn call<const N: usize>(env: napi_env, info: napi_callback_info, body: impl FnOnce(Env, [napi_value; N]) -> JsResult<napi_value>) -> napi_value {

@@ -25,6 +25,7 @@ const MAX_ARRAYS: u32 = 1 << 21;
 
 const MODEL_TAG: u64 = u64::from_le_bytes(*b"kanaMODL");
 const DATASET_TAG: u64 = u64::from_le_bytes(*b"kanaDATA");
+const PIXELS_TAG: u64 = u64::from_le_bytes(*b"kanaPIXL");
 
 #[repr(C)]
 struct Handle<T> {
@@ -37,7 +38,11 @@ fn new_handle<T: 'static>(env: Env, tag: u64, inner: Arc<T>) -> JsResult<napi_va
 }
 
 fn get_handle<T>(env: Env, v: napi_value, name: &str, tag: u64) -> JsResult<Arc<T>> {
-    let what = if tag == MODEL_TAG { "model" } else { "dataset" };
+    let what = match tag {
+        MODEL_TAG => "model",
+        DATASET_TAG => "dataset",
+        _ => "pixel buffer",
+    };
     let p = env.get_external(v, name).map_err(|_| type_error(format!("{name} must be a kana-native {what} handle")))?;
     // SAFETY: every external this addon creates starts with a u64 tag (#[repr(C)] Handle).
     if p.is_null() || unsafe { *(p as *const u64) } != tag {
@@ -384,20 +389,105 @@ unsafe extern "C" fn progress(env: napi_env, info: napi_callback_info) -> napi_v
 // ---------------------------------------------------------------------------------------------
 // Data sets
 
-/// createDataset(images: Uint8Array, labels: Uint8Array | Int32Array | … | null, features: number)
-/// Copies the pixels (as u8) and labels into native memory once. Memory that cannot be had is a
-/// RangeError naming the bytes, not an abort.
+/// A pixel buffer in native memory, filled from JavaScript chunk by chunk (`writePixels`) and then
+/// adopted, without a copy, by `createDataset`: images read from a file never need to exist whole
+/// in JavaScript memory. Each chunk is copied in (no Rust reference into JavaScript memory, which
+/// another thread may write when it is a SharedArrayBuffer); once adopted the buffer is empty and
+/// further writes are errors.
+struct Pixels {
+    /// `None` once a data set has taken the pixels.
+    buf: Mutex<Option<Vec<u8>>>,
+    length: usize,
+}
+
+/// The most pixels a buffer may hold: 2^40 bytes (a TB) is far beyond any data set this engine
+/// trains on, and keeps the byte counts exact in a JavaScript number.
+const MAX_PIXELS: f64 = (1u64 << 40) as f64;
+
+fn pixels(env: Env, v: napi_value) -> JsResult<Arc<Pixels>> {
+    get_handle(env, v, "pixels", PIXELS_TAG)
+}
+
+impl Pixels {
+    fn lock(&self) -> MutexGuard<'_, Option<Vec<u8>>> {
+        // a panic while holding the lock cannot leave the vector inconsistent (append is one memcpy)
+        self.buf.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// createPixels(length: number): a pixel buffer of `length` bytes, empty, to fill with writePixels.
+/// The memory is reserved (fallibly: a RangeError naming the bytes) but only committed as written.
+unsafe extern "C" fn create_pixels(env: napi_env, info: napi_callback_info) -> napi_value {
+    call(env, info, |env, [length]| {
+        let length = env.get_integer(length, "length", 0.0, MAX_PIXELS)? as usize;
+        let mut buf = Vec::new();
+        buf.try_reserve_exact(length)
+            .map_err(|_| range_error(format!("pixels: cannot allocate {length} bytes of native memory")))?;
+        new_handle(env, PIXELS_TAG, Arc::new(Pixels { buf: Mutex::new(Some(buf)), length }))
+    })
+}
+
+/// writePixels(pixels, chunk: Uint8Array): appends a copy of `chunk`; returns the bytes written so far.
+unsafe extern "C" fn write_pixels(env: napi_env, info: napi_callback_info) -> napi_value {
+    call(env, info, |env, [p, chunk]| {
+        let p = pixels(env, p)?;
+        let chunk = match env.get_typed_array(chunk, "chunk")? {
+            TypedArray::U8(s) => s,
+            _ => return Err(type_error("chunk must be a Uint8Array of pixel values 0..255")),
+        };
+        // (no JavaScript runs between reading where the elements lie and copying them)
+        let mut guard = p.lock();
+        let buf = guard.as_mut().ok_or_else(|| error("pixels: this buffer was already taken by a data set"))?;
+        if chunk.len() > p.length - buf.len() {
+            return Err(range_error(format!(
+                "chunk: {} bytes do not fit: {} of the buffer's {} bytes are written",
+                chunk.len(),
+                buf.len(),
+                p.length
+            )));
+        }
+        chunk.append_to(buf);
+        env.number(buf.len() as f64)
+    })
+}
+
+/// createDataset(images: Uint8Array | pixels, labels: Uint8Array | Int32Array | … | null, features: number)
+/// A Uint8Array is copied into native memory once; a pixel buffer (createPixels), completely
+/// written, is adopted without a copy and left empty. Memory that cannot be had is a RangeError
+/// naming the bytes, not an abort.
 unsafe extern "C" fn create_dataset(env: napi_env, info: napi_callback_info) -> napi_value {
     call(env, info, |env, [images, labels, features]| {
         // (no JavaScript runs between reading where the elements lie and copying them)
         let features = env.get_integer(features, "features", 1.0, (1u64 << 32) as f64)? as usize;
-        let pixels = match env.get_typed_array(images, "images")? {
-            TypedArray::U8(s) => s.copy("images")?,
-            _ => return Err(type_error("images must be a Uint8Array of pixel values 0..255")),
+        let buffer = if env.type_of(images)? == NAPI_EXTERNAL {
+            Some(pixels(env, images).map_err(|_| type_error("images must be a Uint8Array of pixel values 0..255 or a kana-native pixel buffer"))?)
+        } else {
+            None
+        };
+        let copied = match buffer {
+            Some(_) => None,
+            None => match env.get_typed_array(images, "images")? {
+                TypedArray::U8(s) => Some(s.copy("images")?),
+                _ => return Err(type_error("images must be a Uint8Array of pixel values 0..255")),
+            },
         };
         let labels = match env.type_of(labels)? {
             NAPI_UNDEFINED | NAPI_NULL => None,
             _ => Some(label_vec(env.get_typed_array(labels, "labels")?)?),
+        };
+        let pixels = match (copied, buffer) {
+            (Some(v), _) => v,
+            (None, Some(p)) => {
+                let mut guard = p.lock();
+                let written = guard.as_ref().ok_or_else(|| error("images: this pixel buffer was already taken by a data set"))?.len();
+                if written != p.length {
+                    return Err(range_error(format!("images: only {written} of the pixel buffer's {} bytes are written", p.length)));
+                }
+                // every check first, so a refused call leaves the buffer to its owner
+                Dataset::check_shape(written, labels.as_ref().map(|l| l.len()), features)?;
+                guard.take().expect("checked above")
+            }
+            (None, None) => unreachable!(),
         };
         let bytes = pixels.len() + labels.as_ref().map_or(0, |l| l.len() * 4);
         let data = Dataset::new(pixels, labels, features)?;
@@ -725,7 +815,7 @@ unsafe extern "C" fn debug_panic(env: napi_env, info: napi_callback_info) -> nap
 
 #[no_mangle]
 pub unsafe extern "C" fn napi_register_module_v1(env: napi_env, exports: napi_value) -> napi_value {
-    let functions: [(&str, napi_callback); 19] = [
+    let functions: [(&str, napi_callback); 21] = [
         ("createModel", create_model),
         ("freeModel", free_model),
         ("modelInfo", model_info),
@@ -737,6 +827,8 @@ pub unsafe extern "C" fn napi_register_module_v1(env: napi_env, exports: napi_va
         ("setTrainingState", set_training_state),
         ("cancel", cancel),
         ("progress", progress),
+        ("createPixels", create_pixels),
+        ("writePixels", write_pixels),
         ("createDataset", create_dataset),
         ("datasetInfo", dataset_info),
         ("fitEpoch", fit_epoch),
