@@ -46,7 +46,7 @@ test('class map CSV: random edits give a DataError naming the file, or a list of
 
 test('experiment config JSON: random values give an Error with a message naming the problem, or a resolved config', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'kana-config-fuzz-'))
-  const keys = ['seed', 'split', 'threads', 'models', 'M0', 'M4', 'search', 'architecture', 'reference', 'data']
+  const keys = ['seed', 'split', 'threads', 'models', 'M0', 'M4', 'M5', 'search', 'architecture', 'reference', 'noise', 'data']
   const value = fc.oneof(fc.integer(), fc.double(), fc.string({ maxLength: 4 }), fc.boolean(), fc.constant(null), fc.array(fc.integer(), { maxLength: 3 }), fc.dictionary(fc.constantFrom('epochs', 'trials', 'lr', 'hidden', 'train', 'budget', 'kind'), fc.oneof(fc.integer(), fc.double(), fc.string({ maxLength: 3 }), fc.constant(null)), { maxKeys: 3 }))
   let runs = 0
   const bad: string[] = []
@@ -113,12 +113,12 @@ test('train --config JSON and nested model settings: random values give a RangeE
   t.true(resolved > 0, 'some resolve')
 })
 
-test('experiment config JSON with model settings in M0, M4 and search.base: an error naming the place, or a resolved config', async (t) => {
+test('experiment config JSON with model settings in M0, M4, search.base and M5: an error naming the place, or a resolved config', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'kana-config-fuzz-nested-'))
   let runs = 0
   const bad: string[] = []
   await fc.assert(
-    fc.asyncProperty(fc.record({ M0: modelDict, M4: modelDict, search: fc.record({ base: modelDict, mode: fc.constantFrom('random', 'grid') }) }, { requiredKeys: [] }), async (cfg) => {
+    fc.asyncProperty(fc.record({ M0: modelDict, M4: modelDict, search: fc.record({ base: modelDict, mode: fc.constantFrom('random', 'grid') }), M5: fc.record({ base: modelDict, candidates: fc.array(modelDict, { maxLength: 3 }) }, { requiredKeys: [] }) }, { requiredKeys: [] }), async (cfg) => {
       runs++
       const path = join(dir, 'exp.json')
       writeFileSync(path, JSON.stringify(cfg))
@@ -127,7 +127,7 @@ test('experiment config JSON with model settings in M0, M4 and search.base: an e
         return true
       } catch (e) {
         const m = (e as Error).message ?? ''
-        if (internal(e) || !/(M0|M4|search\.base)|grid has|lrMin|unknown key/.test(m)) {
+        if (internal(e) || !/(M0|M4|M5|search\.base)|grid has|lrMin|unknown key/.test(m)) {
           bad.push(`${JSON.stringify(cfg)} → ${(e as Error).stack}`)
           return false
         }

@@ -46,7 +46,11 @@ export async function miniData(): Promise<{ images: Uint8Array; labels: Int32Arr
   return { images, labels, real: false }
 }
 
-/** Every model, 2–3 epochs, a 2-trial search, a 2-network architecture grid. */
+/**
+ * Every model, 2–3 epochs, a 2-trial search, a 2-network architecture grid, two M5 candidates
+ * over a miniature modern recipe (the first with a learning rate too small to learn: the second is
+ * the one validation loss must select).
+ */
 export const miniConfig: ExperimentConfig = {
   seed: 7,
   threads: 2,
@@ -55,6 +59,10 @@ export const miniConfig: ExperimentConfig = {
   search: { trials: 2, epochs: 3, halving: { minEpochs: 1, eta: 2 }, space: { hidden: [[32]], batchSize: [32, 64] } },
   architecture: { depths: [1], widths: [16, 32] },
   reference: { budgetSeconds: 30 },
+  M5: {
+    base: { hidden: [32], optimizer: 'adamw', weightDecay: 1e-2, l2: 0, schedule: 'one-cycle', lr: 2e-3, batchSize: 64, epochs: 3, dropout: 0.1, labelSmoothing: 0.1, augment: true, earlyStopping: false, restoreBest: false },
+    candidates: [{ lr: 1e-6 }, {}],
+  },
 }
 
 

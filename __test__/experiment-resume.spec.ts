@@ -38,7 +38,7 @@ async function outcome(r: ExperimentResult) {
 }
 
 /** Progress lines that say a piece of training was done, without their timings. */
-const PROGRESS = /^(M0 epoch|M4 epoch|search trial|architecture trial|M2 \(reference\) epoch|M2 \(re-synchronised\) epoch)/
+const PROGRESS = /^(M0 epoch|M4 epoch|search trial|architecture trial|M2 \(reference\) epoch|M2 \(re-synchronised\) epoch|M5 candidate \d+ epoch|M5 trial)/
 const progress = (lines: string[]) => lines.filter((l) => PROGRESS.test(l)).map((l) => l.replace(/\d+\.\d+s\b/g, 'Ts')).sort()
 
 const setup = async () => ({ ...miniConfig, data: hasKmnist ? { classmap } : undefined, inMemory: await miniData(), report: false })
@@ -81,6 +81,7 @@ const cases: [string, { line?: RegExp; afterMs?: number }[]][] = [
   ['in the search, between rungs', [{ line: /^search trial 2\/2/ }]],
   ['as the architecture search starts beside the reference', [{ line: /^M3: architecture search/ }]],
   ['while the reference trains alone', [{ line: /^M2 \(reference\) epoch 1\// }]],
+  ['during M5 (after its second candidate\'s first epoch)', [{ line: /^M5 candidate 2 epoch 1\// }]],
   ['twice: 60 ms into the run, then 40 ms into the resumed run', [{ afterMs: 60 }, { afterMs: 40 }]],
   ['200 ms into the run', [{ afterMs: 200 }]],
 ]

@@ -7,7 +7,8 @@ import { spawnSync } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { readExperimentConfig, runExperiment, resolveExperiment, MODEL_IDS, type ExperimentResult } from '../src/experiment/experiment'
+import { readExperimentConfig, runExperiment, resolveExperiment, MODEL_IDS, DEFAULT_M5_CANDIDATES, DEFAULT_NOISE, type ExperimentResult } from '../src/experiment/experiment'
+import { PRESETS } from '../src/training/presets'
 import { rungsFor, searchConfigs, DEFAULT_RANDOM_SPACE } from '../src/experiment/search'
 import { epochOrder } from '../src/training/batches'
 import { decodeModel } from '../src/output/model-file'
@@ -40,7 +41,7 @@ test('successive-halving rungs, search configurations and batch orders are what 
 
 let first: ExperimentResult | undefined
 
-test.serial('a miniature experiment: M0–M4, search, agreement, files, table, test split read once per model', async (t) => {
+test.serial('a miniature experiment: M0–M5, search, agreement, noise table, files, table, test split read once per model', async (t) => {
   const data = await miniData()
   t.log(data.real ? '600 real KMNIST images' : `SYNTHETIC data: ${join(root, '..', 'shared', 'data', 'kmnist')} is absent`)
   const out = mkdtempSync(join(tmpdir(), 'kana-exp-'))
@@ -61,6 +62,8 @@ test.serial('a miniature experiment: M0–M4, search, agreement, files, table, t
   t.regex(r.table[0].techniques, /^\[784,100,80,10\] full-batch GD lr 0\.1, no L2, 3 epochs, no early stopping/)
   t.regex(r.table[4].techniques, /^\[784,256,256,10\] Adam/)
   t.regex(r.table[2].notes, /pure-TypeScript reference/)
+  t.regex(r.table[5].techniques, /^\[784,32,10\] AdamW lr 0\.002, wd 0\.01, one-cycle schedule .*batch 64, no L2, dropout 0\.1, label smoothing 0\.1, augmentation \(rotate ±12°, scale ±0\.1, shear ±0\.15, shift ±1\.7 px\), 3 epochs, no early stopping$/)
+  t.regex(r.table[5].notes, /^best of 2 modern candidates \(candidate 2\), val loss \d\.\d{4}$/)
   // M1 holds the search's best configuration, M2 the same configuration
   t.deepEqual(r.models[1].config, r.search!.best.config)
   t.deepEqual(r.models[2].config, r.models[1].config)
@@ -86,7 +89,8 @@ test.serial('a miniature experiment: M0–M4, search, agreement, files, table, t
 
   // files
   for (const f of ['experiment.json', 'experiment-config.json', 'comparison.md', 'comparison.csv', 'comparison.json', 'curves.svg', 'curves.png', 'curves-accuracy.svg', 'class-distribution.svg', 'samples.svg',
-    'search/trials.csv', 'search/trials.json', 'search/trials.md', 'search/lr-effect.svg', 'search/lr-effect.png', 'architecture/trials.csv', 'agreement.json', 'agreement.svg', 'report.html']) {
+    'search/trials.csv', 'search/trials.json', 'search/trials.md', 'search/lr-effect.svg', 'search/lr-effect.png', 'architecture/trials.csv', 'agreement.json', 'agreement.svg', 'report.html',
+    'M5-candidates/trials.csv', 'M5-candidates/trials.md', 'study.md', 'noise/robustness.csv', 'noise/robustness.json', 'noise/robustness.md', 'noise/gaussian.svg', 'noise/salt-pepper.png', 'noise/occlusion.svg']) {
     t.true(existsSync(join(out, f)), `${f} written`)
   }
   for (const m of MODEL_IDS) {
@@ -94,10 +98,10 @@ test.serial('a miniature experiment: M0–M4, search, agreement, files, table, t
   }
   const md = readFileSync(join(out, 'comparison.md'), 'utf8').trim().split('\n')
   t.is(md[0], '| model | test accuracy | test loss | balanced accuracy | macro-F1 | techniques | notes | training s |')
-  t.is(md.length, 2 + 5)
+  t.is(md.length, 2 + 6)
   const csv = readFileSync(join(out, 'comparison.csv'), 'utf8').trim().split('\n')
   t.is(csv[0], 'model,testAccuracy,testLoss,balancedAccuracy,macroF1,techniques,notes,seconds')
-  t.is(csv.length, 6)
+  t.is(csv.length, 7)
   const trials = readFileSync(join(out, 'search', 'trials.csv'), 'utf8').trim().split('\n')
   t.is(trials[0], 'id,optimizer,lr,batchSize,hidden,l2,schedule,patience,epochs,bestEpoch,valLoss,valAccuracy,stoppedBy,seconds,selected')
   t.is(trials.length, 3)
@@ -112,8 +116,10 @@ test.serial('a miniature experiment: M0–M4, search, agreement, files, table, t
   // the test split: once per model, after selection
   const exp = JSON.parse(readFileSync(join(out, 'experiment.json'), 'utf8'))
   const evals: string[] = exp.testEvaluations.map((e: { model: string }) => e.model)
-  t.deepEqual(evals.filter((e) => /^M\d$/.test(e)).sort(), ['M0', 'M1', 'M2', 'M3', 'M4'])
-  t.is(evals.length, 8, 'plus, for the agreement check, the engine at M2\'s epoch and its two jittered twins')
+  t.deepEqual(evals.filter((e) => /^M\d$/.test(e)).sort(), ['M0', 'M1', 'M2', 'M3', 'M4', 'M5'])
+  t.deepEqual(evals.filter((e) => / under input noise$/.test(e)), MODEL_IDS.map((m) => `${m} under input noise`), 'then once more per model, under noise, after every clean evaluation')
+  t.is(evals.indexOf('M0 under input noise'), 9)
+  t.is(evals.length, 8 + 1 + 6, 'plus, for the agreement check, the engine at M2\'s epoch and its two jittered twins')
   t.is(a.sensitivity.twins, 2)
   t.is(new Set(evals).size, evals.length)
   t.true(lines.findIndex((l) => l.startsWith('M4:')) < lines.length, 'progress was logged')
@@ -121,13 +127,56 @@ test.serial('a miniature experiment: M0–M4, search, agreement, files, table, t
   t.truthy(exp.machine.cpuFeatures.arch)
   t.true(exp.seconds > 0 && exp.timings.total > 0)
   if (hasKmnist) t.is(exp.data.classNames[0], 'お')
+
+  // M5: the candidate with the lowest validation loss of the weights it keeps (its last epoch's)
+  const m5 = r.m5!
+  const cands = JSON.parse(readFileSync(join(out, 'M5-candidates', 'trials.json'), 'utf8'))
+  t.is(cands.length, 2)
+  t.deepEqual(cands.map((c: { epochs: number }) => c.epochs), [3, 3], 'no halving: every candidate ran to its end')
+  t.is(cands[0].config.lr, 1e-6)
+  t.true(cands[1].valLoss < cands[0].valLoss - 0.1, `the learning candidate is clearly better: ${cands[1].valLoss} < ${cands[0].valLoss}`)
+  t.is(m5.bestId, 2)
+  t.deepEqual(cands.map((c: { selected: boolean }) => c.selected), [false, true])
+  const m5model = r.models.find((m) => m.id === 'M5')!
+  t.deepEqual(m5model.config, cands[1].config)
+  t.is(m5model.history[m5model.history.length - 1].valLoss, cands[1].valLoss, 'scored by the last epoch, whose weights M5 keeps')
+  t.is(m5model.weightsEpoch, 3)
+  t.is(m5model.metrics.validation.loss, cands[1].valLoss, 'the saved model is the scored one')
+
+  // the noise table: every model, three kinds, clean level first and equal to the test evaluation
+  const nz = r.noise!
+  t.deepEqual(nz.kinds, [{ kind: 'gaussian', levels: [25.5, 51, 76.5] }, { kind: 'salt-pepper', levels: [0.05, 0.1, 0.2] }, { kind: 'occlusion', levels: [7, 10, 14] }])
+  t.is(nz.seed, 7)
+  t.is(nz.samples, r.models[0].metrics.test.samples)
+  t.deepEqual(nz.models.map((m) => m.model), MODEL_IDS)
+  for (const m of nz.models) {
+    const clean = r.models.find((x) => x.id === m.model)!.metrics.test
+    for (const b of m.byKind) {
+      t.deepEqual(b.rows.map((x) => x.level), [0, ...nz.kinds.find((k) => k.kind === b.kind)!.levels])
+      if (m.model === 'M2') t.true(Math.abs(b.rows[0].accuracy - clean.accuracy) <= 1 / clean.samples + 1e-12, 'the engine with M2\'s weights, to one sample')
+      else {
+        t.is(b.rows[0].accuracy, clean.accuracy, `${m.model} ${b.kind}: level 0 is the clean test accuracy`)
+        t.is(b.rows[0].loss, clean.loss)
+      }
+      t.true(b.rows.slice(1).some((x) => x.accuracy !== b.rows[0].accuracy || x.loss !== b.rows[0].loss), `${m.model} ${b.kind}: noise changes something`)
+    }
+  }
+  const ncsv = readFileSync(join(out, 'noise', 'robustness.csv'), 'utf8').trim().split('\n')
+  t.is(ncsv[0], 'model,kind,level,accuracy,loss')
+  t.is(ncsv.length, 1 + 6 * 3 * 4)
+  t.is(ncsv[1], `M0,gaussian,0,${r.models[0].metrics.test.accuracy},${r.models[0].metrics.test.loss}`)
+  const study = readFileSync(join(out, 'study.md'), 'utf8')
+  t.true(study.includes(readFileSync(join(out, 'comparison.md'), 'utf8')), 'study.md holds the comparison table')
+  t.regex(study, /\| model \| clean \| gaussian σ 25\.5 \| gaussian σ 51 \| gaussian σ 76\.5 \| salt-pepper p 0\.05 \| salt-pepper p 0\.1 \| salt-pepper p 0\.2 \| occlusion 7×7 \| occlusion 10×10 \| occlusion 14×14 \|/)
+  t.regex(study, new RegExp(`\\| M5 \\| ${(r.models[5].metrics.test.accuracy * 100).toFixed(2)}% \\|`))
+  t.is(exp.noise.files.csv, 'noise/robustness.csv')
 })
 
 test.serial('the M1/M2 agreement holds when the search picks gelu + dropout + batch norm + AdamW + label smoothing + cosine with warm-up', async (t) => {
   const data = await miniData()
   const out = mkdtempSync(join(tmpdir(), 'kana-exp-f1-'))
   const r = await runExperiment({
-    ...miniConfig, models: ['M1', 'M2'], data: hasKmnist ? { classmap } : undefined, inMemory: data, out, log: () => {},
+    ...miniConfig, models: ['M1', 'M2'], noise: false, data: hasKmnist ? { classmap } : undefined, inMemory: data, out, log: () => {},
     search: {
       mode: 'grid', trials: 1, epochs: 3, halving: false,
       space: {
@@ -160,6 +209,42 @@ test.serial('the M1/M2 agreement holds when the search picks gelu + dropout + ba
   const trials = readFileSync(join(out, 'search', 'trials.csv'), 'utf8').trim().split('\n')
   t.is(trials[0], 'id,optimizer,lr,batchSize,hidden,l2,schedule,patience,epochs,bestEpoch,valLoss,valAccuracy,stoppedBy,seconds,selected,levers')
   t.regex(trials[1], /,gelu; dropout 0\.2; batch norm; label smoothing 0\.1; wd 0\.01; warm-up 1$/)
+  // models without M5 skip it (its candidates are never trained), and noise: false skips the noise table
+  t.deepEqual(r.table.map((x) => x.model), ['M1', 'M2'])
+  t.is(r.m5, undefined)
+  t.false(existsSync(join(out, 'models', 'M5')) || existsSync(join(out, 'M5-candidates')))
+  t.is(r.noise, undefined)
+  t.false(existsSync(join(out, 'noise')))
+  const exp = JSON.parse(readFileSync(join(out, 'experiment.json'), 'utf8'))
+  t.false(exp.testEvaluations.some((e: { model: string }) => /noise/.test(e.model)))
+  t.is(exp.config.noise, false)
+  t.notRegex(readFileSync(join(out, 'study.md'), 'utf8'), /noise/)
+})
+
+test('a bad M5 candidate or noise level is refused before any work, the message naming it', async (t) => {
+  const out = join(mkdtempSync(join(tmpdir(), 'kana-exp-bad-')), 'never')
+  const bad = async (cfg: object, message: RegExp) => {
+    await t.throwsAsync(runExperiment({ ...miniConfig, ...cfg, inMemory: await miniData(), out, report: false }), { message })
+    t.false(existsSync(out), 'nothing was written')
+  }
+  await bad({ M5: { candidates: [{}, { dropout: 2 }] } }, /^M5\.candidates\[1\]\.dropout must /)
+  await bad({ M5: { candidates: [{ lr: 1e-3 }, { optimzer: 'adam' }] } }, /^unknown key "optimzer" in M5\.candidates\[1\]; known: hidden, optimizer/)
+  await bad({ M5: { candidates: [] } }, /^M5\.candidates must be a non-empty list of model settings/)
+  await bad({ M5: { base: { hidden: [32] }, candidates: [{ batchNorm: true, batchSize: 1, optimizer: 'adam' }] } }, /^M5\.candidates\[0\]: batchSize must be ≥ 2 with batchNorm/)
+  await bad({ M5: { concurrency: 0 } }, /^M5\.concurrency must be an integer ≥ 1/)
+  await bad({ noise: { gaussian: [25.5, -1] } }, /^noise\.gaussian: gaussian noise level must be a standard deviation in pixel units \(0\.\.255 scale\), ≥ 0, got -1$/)
+  await bad({ noise: { speckle: [1] } }, /^unknown key "speckle" in noise; known: gaussian, salt-pepper, occlusion$/)
+  await bad({ noise: {} }, /^noise must be false or levels per kind/)
+  await bad({ noise: true }, /^noise must be false or levels per kind/)
+  // the same for an experiment file
+  const dir = mkdtempSync(join(tmpdir(), 'kana-exp-badfile-'))
+  writeFileSync(join(dir, 'exp.json'), JSON.stringify({ M5: { candidates: [{ hidden: [0] }] } }))
+  await t.throwsAsync(readExperimentConfig(join(dir, 'exp.json')), { message: /exp\.json: M5\.candidates\[0\]\.hidden must be a list of positive integer widths/ })
+  // the defaults: the modern preset and the measured variant, with the study's seed
+  const c = resolveExperiment({ seed: 3 })
+  t.is(c.M5.candidates.length, DEFAULT_M5_CANDIDATES.length)
+  t.like(c.M5.candidates[0], { ...PRESETS.modern, seed: 3 })
+  t.deepEqual(c.noise, DEFAULT_NOISE)
 })
 
 test.serial('the written experiment-config.json reproduces the experiment exactly', async (t) => {
@@ -178,6 +263,8 @@ test.serial('the written experiment-config.json reproduces the experiment exactl
   }
   t.deepEqual(again.models.map((m) => m.history.map((h) => h.valLoss)), first.models.slice(0, 2).map((m) => m.history.map((h) => h.valLoss)))
   t.deepEqual(again.search!.best.config, first.search!.best.config)
+  // the noise table too: the same seed, the same corruption, the same numbers
+  t.deepEqual(again.noise, { ...first.noise!, models: first.noise!.models.slice(0, 2) })
 })
 
 const built = existsSync(join(root, 'dist', 'cli', 'experiment.js'))

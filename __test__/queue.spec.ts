@@ -131,7 +131,7 @@ function writeData(dir: string, d: Awaited<ReturnType<typeof miniData>>) {
   return { images: join(dir, 'X.npy'), labels: join(dir, 'y.npy') }
 }
 
-/** Fewer models for the fault tests (the files of five models take most of a run's time). */
+/** Fewer models for the fault tests (the files of six models take most of a run's time). */
 const FAULT_MODELS: ExperimentConfig['models'] = ['M0', 'M1', 'M4']
 
 let dataDir = ''

@@ -10,7 +10,7 @@ import { buildReport, writeReport } from '../src/output/report'
 import { train } from '../src/training/train'
 import { CHROMIUM, classmap, hasKmnist, launchChromium, miniConfig, miniData } from './experiment-fixtures'
 
-const SECTIONS = ['data', 'comparison', 'curves', 'confusion', 'search', 'agreement', 'reproduce', 'machine']
+const SECTIONS = ['data', 'comparison', 'curves', 'confusion', 'search', 'noise', 'agreement', 'reproduce', 'machine']
 const RUN_SECTIONS = ['data', 'comparison', 'curves', 'confusion', 'reproduce', 'machine']
 
 let dirs: Promise<{ experiment: string; run: string }> | undefined
@@ -44,10 +44,19 @@ test.serial('the experiment report has every section, inline pictures only, the 
   checkSelfContained(t, html)
   const table = html.slice(html.indexOf('<table id="comparison-table">'))
   const body = table.slice(0, table.indexOf('</table>'))
-  t.is((body.match(/<tr>/g) ?? []).length, 1 + 5, 'header + M0–M4')
-  for (const m of ['M0', 'M1', 'M2', 'M3', 'M4']) t.true(body.includes(`<b>${m}</b>`))
+  t.is((body.match(/<tr>/g) ?? []).length, 1 + 6, 'header + M0–M5')
+  for (const m of ['M0', 'M1', 'M2', 'M3', 'M4', 'M5']) t.true(body.includes(`<b>${m}</b>`))
   t.regex(html, /<table id="search-table">/)
   t.regex(html, /<table id="architecture-table">/)
+  t.regex(html, /<table id="m5-table">/)
+  // the noise table: a row per model, the clean accuracy first (the comparison table's), three kinds × three levels
+  const exp = JSON.parse(readFileSync(join(experiment, 'experiment.json'), 'utf8'))
+  const noise = html.slice(html.indexOf('<table id="noise-table">'))
+  const nbody = noise.slice(0, noise.indexOf('</table>'))
+  t.regex(nbody, /<th>model<\/th><th>clean<\/th><th>gaussian 25\.5<\/th><th>gaussian 51<\/th><th>gaussian 76\.5<\/th><th>salt-pepper 0\.05<\/th>/)
+  t.is((nbody.match(/<tr>/g) ?? []).length, 1 + 6)
+  for (const m of exp.models) t.true(nbody.includes(`<td><b>${m.id}</b>${m.id === 'M2' ? " <span class=\"note\">(the reference's weights, evaluated by the engine)</span>" : ''}</td><td class="num">${(m.id === 'M2' ? exp.noise.models[2].byKind[0].rows[0].accuracy * 100 : m.test.accuracy * 100).toFixed(2)}%</td>`), `${m.id}'s noise row starts with its clean accuracy`)
+  for (const k of ['gaussian', 'salt-pepper', 'occlusion']) t.true(html.includes(`alt="test accuracy under ${k} noise, one line per model"`), `${k} chart`)
   t.regex(html, /Successive halving/)
   t.regex(html, /class="pass">pass</)
   t.regex(html, /kana-native experiment --config .*experiment-config\.json/)
@@ -140,7 +149,7 @@ function setAt(v: any, path: (string | number)[], x: unknown): void {
 test.serial('hostile strings in any field of experiment.json, trials.json or a model\'s metrics.json never reach the report unescaped', async (t) => {
   const { experiment } = await fixtures()
   const fc = (await import('fast-check')).default
-  const files = ['experiment.json', 'search/trials.json', 'architecture/trials.json', 'models/M1/metrics.json'].filter((f) => existsSync(join(experiment, f)))
+  const files = ['experiment.json', 'search/trials.json', 'architecture/trials.json', 'M5-candidates/trials.json', 'models/M1/metrics.json'].filter((f) => existsSync(join(experiment, f)))
   const originals = Object.fromEntries(files.map((f) => [f, readFileSync(join(experiment, f), 'utf8')]))
   const all = files.flatMap((f) => leaves(JSON.parse(originals[f])).map((p) => [f, p] as const))
   const counts: Record<string, number> = {}

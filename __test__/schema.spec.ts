@@ -186,7 +186,11 @@ function tmpFile(name: string, text: string): string {
 
 test('experiment JSON: unknown keys at every level are named with their place', async (t) => {
   const cases: [unknown, RegExp][] = [
-    [{ seed: 1, serach: {} }, /exp\.json: unknown key "serach"; known: seed, split, threads, data, models, M0, M4, search, architecture, reference$/],
+    [{ seed: 1, serach: {} }, /exp\.json: unknown key "serach"; known: seed, split, threads, data, models, M0, M4, search, architecture, M5, reference, noise$/],
+    [{ M5: { candidates: [{}, { epoch: 3 }] } }, /unknown key "epoch" in M5\.candidates\[1\]; known: hidden, optimizer/],
+    [{ M5: { candiates: [] } }, /unknown key "candiates" in M5; known: base, candidates, concurrency, threads$/],
+    [{ noise: { gaussian: [10], pepper: [0.1] } }, /unknown key "pepper" in noise; known: gaussian, salt-pepper, occlusion$/],
+    [{ noise: { occlusion: [3.5] } }, /noise\.occlusion: occlusion noise level must be an integer square side in pixels, ≥ 0, got 3\.5$/],
     [{ search: { mode: 'grid', trails: 3 } }, /unknown key "trails" in search; known: mode, trials, epochs, halving, concurrency, threads, space, base/],
     [{ search: { halving: { minEpoch: 2 } } }, /unknown key "minEpoch" in search\.halving; known: minEpochs, eta/],
     [{ search: { space: { lr: { rmsprop: [1e-3] } } } }, /unknown key "rmsprop" in search\.space\.lr; known: gd, sgd, adam, adamw/],
@@ -223,7 +227,7 @@ test('experiment JSON: nested values checked by the same field schemas, named by
     [{ reference: { budgetSeconds: 0 } }, /reference\.budgetSeconds must be > 0, got 0/],
     [{ seed: -1 }, /seed must be a non-negative integer, got -1/],
     [{ split: { train: 0.8, validation: 0.2, test: 0 } }, /split must give positive train, validation and test fractions/],
-    [{ models: ['M9'] }, /unknown model "M9": choose from M0, M1, M2, M3, M4/],
+    [{ models: ['M9'] }, /unknown model "M9": choose from M0, M1, M2, M3, M4, M5$/],
   ]
   for (const [cfg, message] of cases) {
     const e = await t.throwsAsync(readExperimentConfig(tmpFile('exp.json', JSON.stringify(cfg))), { message }, JSON.stringify(cfg))

@@ -6,7 +6,8 @@
 //
 // spec: { workload: 'train'|'gd'|'infer'|'k49', data, labels (raw u8 / int32 files), features,
 //         offset, n (rows), layers, batch, threads, lr, steps (gd passes / infer passes), seed,
-//         optional activation, dropout, batchNorm (the F1 layers);
+//         optional activation, dropout, batchNorm (the F1 layers), augment (fit's augment option:
+//         every training batch augmented, issue F2);
 //         k49: images, imageLabels (.npy files of the n rows), optional load: 'copy' }
 // Prints one line "RESULT {json}".
 //
@@ -14,6 +15,9 @@
 //   train  Adam, one epoch over n rows at `batch`, after an untimed warm-up epoch on 4096 rows.
 //   gd     full-batch gradient descent: 1 untimed step, then `steps` timed steps (one fit each).
 //   infer  predictProba over n rows: 1 untimed pass on 1024 rows, then `steps` timed passes.
+//   augment the engine's augmentation alone (augmentBatch, the global thread pool) of `batch` rows of
+//          the file, `steps` timed calls (each another optimiser step, so other parameters) after
+//          `warmup` untimed ones; seconds = the median call. spec.augment: the ranges.
 //   k49    the K49-sized epoch (Adam, batch 512) with peak-RSS accounting:
 //            - the model is built and warmed up (on 4096 rows) before the big data set is read;
 //            - the Dataset is built straight from the .npy files (loadDataset: the pixels go from
@@ -81,6 +85,7 @@ async function main() {
   if (spec.batchNorm) arch.batchNorm = true
   const model = new MLP({ layers: spec.layers, seed: spec.seed ?? 1, threads: spec.threads, ...arch })
   const adam = { epochs: 1, optimizer: 'adam', lr: spec.lr ?? 1e-3, batchSize: spec.batch }
+  if (spec.augment && spec.workload !== 'augment') adam.augment = spec.augment
 
   if (spec.workload === 'train') {
     {
@@ -126,6 +131,20 @@ async function main() {
     let check = 0
     for (let i = 0; i < p.length; i += spec.layers.at(-1)) check += p[i]
     Object.assign(out, { seconds: median(times), passTimes: times, samples: spec.n, checksum: check })
+  } else if (spec.workload === 'augment') {
+    const { images } = readRows(spec.offset, spec.batch)
+    for (let s = 0; s < (spec.warmup ?? 5); s++) kana.augmentBatch(images, spec.batch, spec.augment, spec.seed ?? 1, s)
+    const times = []
+    const cpus = []
+    let check = 0
+    for (let s = 0; s < (spec.steps ?? 50); s++) {
+      const [t0, c0] = [now(), cpu()]
+      const batch = kana.augmentBatch(images, spec.batch, spec.augment, spec.seed ?? 1, 1000 + s)
+      times.push(now() - t0)
+      cpus.push(cpu() - c0)
+      check += batch[400]
+    }
+    Object.assign(out, { seconds: median(times), cpuSeconds: median(cpus), samples: spec.batch, calls: times.length, checksum: check })
   } else if (spec.workload === 'k49') {
     const base = vm()
     {

@@ -1,31 +1,53 @@
 #!/usr/bin/env node
 // Accuracy side by side: kana-native vs PyTorch, same data split, same recipes. Not a test.
 //
-//   node bench/recipes.mjs [--seeds 1,2,3] [--recipes r5,m3,m0] [--out bench-results/recipes]
+//   node bench/recipes.mjs [--seeds 1,2,3] [--recipes r5,m3,m0,modern] [--out bench-results/recipes]
 //                          [--images X.npy] [--labels y.npy] [--threads 2]
+//   node bench/recipes.mjs --recipes modern          (issue F2's benchmark: the modern recipe, 3 seeds)
+//   node bench/recipes.mjs --check-augment           (only the augmentation parity check, below)
 //
 // For every seed the course data (../shared/data/kmnist by default) is split 60/20/20 with
 // kana-native's own stratifiedSplit — exactly what train() does with that seed — and the three
 // parts are written as .npy files to a temporary folder. kana-native's train() is then given the
 // original files and the seed (it re-creates the identical split; this script checks that it did,
 // sample by sample), and bench/torch_recipes.py trains the PyTorch equivalent on the .npy parts.
-// Both run one after the other, never at the same time, each with 2 threads.
+// Both run one after the other, never at the same time, each with 2 threads; the engine that goes
+// first alternates from seed to seed. PyTorch runs at its best (../shared/docs/BENCHMARKS.md:
+// OpenBLAS with its own pool off, OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset in its environment so
+// OpenBLAS picks its AVX-512 kernels, torch.set_num_threads(threads)).
+//
+// Times: "training seconds" is the wall time of the training loop — every epoch with its batches
+// (augmentation included), optimiser steps and validation pass — measured alike in both: from the
+// data being in memory (kana-native: train()'s onData; PyTorch: the .npy parts loaded, the model
+// built) to the end of the last epoch (kana-native: its last onEpoch). Loading, splitting and the
+// final test evaluation are outside it (the total, with them, is in recipes.json as `seconds`), and
+// so is process start. CPU seconds (all threads) of the same span are recorded too.
+//
+// Before the modern recipe (and alone with --check-augment) the augmentation is checked to be the
+// same transform in both: 16 real images augmented by the engine (augmentBatch, random parameters,
+// which this script re-derives from the engine's hash) and 4 with fixed parameters (the TypeScript
+// reference, which the tests hold to the engine), then the same images and parameters through
+// torch_recipes.py's affine_grid + grid_sample; the run stops if they differ beyond rounding.
 //
 // Writes recipes.json (every run plus the summary) and recipes.md (the table) into --out.
 // Needs `npm run build` (dist/ and the .node addon) and PyTorch for Debian's /usr/bin/python3.
 
 import { createRequire } from 'node:module'
 import { spawnSync } from 'node:child_process'
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { availableParallelism, loadavg, tmpdir } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const require = createRequire(import.meta.url)
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+const { augmentBatch } = require('../index.js') // first: index.js loads the addon for dist/
 const { stratifiedSplit, gather } = require('../dist/data/split.js')
 const { loadImages, loadLabels } = require('../dist/data/readers.js')
 const { train } = require('../dist/training/train.js')
+const { PRESETS } = require('../dist/training/presets.js')
+const { sample: referenceSample } = require('../dist/engine/augment.js')
+const { dropoutKey, mix32 } = require('../dist/engine/reference.js')
 
 const PY = '/usr/bin/python3'
 const SPLIT = { train: 0.6, validation: 0.2, test: 0.2 }
@@ -35,16 +57,30 @@ const RECIPES = {
   r5: { hidden: [128], optimizer: 'adam', lr: 1e-3, batchSize: 64, l2: 0, epochs: 5, earlyStopping: false, restoreBest: false },
   m3: { hidden: [512], optimizer: 'adam', lr: 1e-3, batchSize: 32, l2: 1e-3, epochs: 200, patience: 20, restoreBest: true },
   m0: { hidden: [100, 80], optimizer: 'gd', lr: 0.1, l2: 0, epochs: 500, earlyStopping: false, restoreBest: false },
+  modern: { ...PRESETS.modern },
 }
 const DESCRIBE = {
   r5: '784-128-10, Adam 1e-3, batch 64, no L2, 5 epochs',
   m3: '784-512-10, Adam 1e-3, batch 32, L2 1e-3, ≤200 epochs, early stopping (patience 20) + restore best',
   m0: '784-100-80-10, full-batch GD lr 0.1, no L2, 500 epochs',
+  modern: '784-1024-1024-10, dropout 0.3, label smoothing 0.1, AdamW (wd 1e-2), one-cycle to 2e-3 (per epoch), batch 128, 60 epochs, last weights, random affine augmentation (rotate ±12°, scale ±0.1, shear ±0.15, shift ±1.7 px) — `--preset modern`',
 }
+// What the PyTorch side must have used (it echoes its recipe back) for kana-native's resolved
+// configuration: a drift between the two tables stops the run instead of comparing other recipes.
+const SAME = {
+  dropout: (c) => (c.dropout ?? 0), labelSmoothing: (c) => c.labelSmoothing ?? 0, weightDecay: (c) => (c.optimizer === 'adamw' ? c.weightDecay : undefined),
+  batchSize: (c) => (c.optimizer === 'gd' ? null : c.batchSize), epochs: (c) => c.epochs, lr: (c) => c.lr, optimizer: (c) => c.optimizer,
+  augment: (c) => (c.rotate || c.scale || c.shear || c.shift ? { rotate: c.rotate, scale: c.scale, shear: c.shear, shift: c.shift } : undefined),
+  schedule: (c) => (c.schedule === 'one-cycle' ? { name: 'one-cycle', pctStart: c.pctStart, divFactor: c.divFactor, finalDivFactor: c.finalDivFactor } : c.schedule === 'constant' ? undefined : c.schedule),
+}
+const torchSide = (spec) => ({
+  dropout: spec.dropout ?? 0, labelSmoothing: spec.labelSmoothing ?? 0, weightDecay: spec.weightDecay, batchSize: spec.batchSize, epochs: spec.epochs,
+  lr: spec.lr, optimizer: spec.optimizer, augment: spec.augment, schedule: spec.schedule,
+})
 
 function parseArgs(argv) {
   const o = {
-    seeds: [1, 2, 3], recipes: ['r5', 'm3', 'm0'], out: 'bench-results/recipes', threads: 2,
+    seeds: [1, 2, 3], recipes: ['r5', 'm3', 'm0'], out: 'bench-results/recipes', threads: 2, checkAugment: false,
     images: path.resolve(root, '../shared/data/kmnist/X_images.npy'),
     labels: path.resolve(root, '../shared/data/kmnist/y_images.npy'),
   }
@@ -58,8 +94,9 @@ function parseArgs(argv) {
       case '--images': o.images = path.resolve(val()); break
       case '--labels': o.labels = path.resolve(val()); break
       case '--threads': o.threads = Number(val()); break
+      case '--check-augment': o.checkAugment = true; break
       case '-h': case '--help':
-        console.log('node bench/recipes.mjs [--seeds 1,2,3] [--recipes r5,m3,m0] [--out bench-results/recipes] [--images X.npy] [--labels y.npy] [--threads 2]')
+        console.log('node bench/recipes.mjs [--seeds 1,2,3] [--recipes r5,m3,m0,modern] [--out bench-results/recipes] [--images X.npy] [--labels y.npy] [--threads 2] [--check-augment]')
         process.exit(0)
       default: throw new Error(`unknown argument ${argv[i]}`)
     }
@@ -72,7 +109,7 @@ function parseArgs(argv) {
 
 /** A minimal .npy (format 1.0) writer: C order, little-endian, header padded to 64 bytes. */
 function writeNpy(file, typed, shape) {
-  const descr = typed instanceof Uint8Array ? '|u1' : typed instanceof BigInt64Array ? '<i8' : null
+  const descr = typed instanceof Uint8Array ? '|u1' : typed instanceof BigInt64Array ? '<i8' : typed instanceof Float32Array ? '<f4' : null
   if (!descr) throw new Error(`writeNpy: unsupported array ${typed.constructor.name}`)
   const count = shape.reduce((a, b) => a * b, 1)
   if (count !== typed.length) throw new Error(`writeNpy: shape ${shape} does not hold ${typed.length} values`)
@@ -93,6 +130,96 @@ const sameBytes = (a, b) => a.length === b.length && Buffer.compare(Buffer.from(
 const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length
 const pct = (x) => (100 * x).toFixed(2)
 
+// PyTorch at its best (BENCHMARKS.md), in the child's environment only
+const torchEnv = (threads) => {
+  const env = { ...process.env, OPENBLAS_NUM_THREADS: '1', OMP_NUM_THREADS: String(threads) }
+  delete env.OPENBLAS_CORETYPE
+  delete env.OPENBLAS_L2_SIZE
+  return env
+}
+
+/** The machine's load now: the CPU pressure line "some avg10 avg60 avg300" and the load averages. */
+function load() {
+  let psi = null
+  try {
+    const m = readFileSync('/proc/pressure/cpu', 'utf8').match(/^some avg10=([\d.]+) avg60=([\d.]+) avg300=([\d.]+)/m)
+    if (m) psi = { avg10: Number(m[1]), avg60: Number(m[2]), avg300: Number(m[3]) }
+  } catch {}
+  return { at: new Date().toISOString(), loadavg: loadavg().map((x) => +x.toFixed(2)), cpuPressure: psi }
+}
+const cpuSeconds = () => {
+  const u = process.cpuUsage()
+  return (u.user + u.system) / 1e6
+}
+
+/**
+ * The augmentation parity check (see the file comment): throws when PyTorch's transform of the
+ * same images with the same parameters is not kana-native's to rounding. Returns the differences.
+ */
+function checkAugment(img, features, aug, dir) {
+  const side = Math.round(Math.sqrt(features))
+  const drawn = 16
+  const seed = 12345
+  const step = 77
+  const n = drawn + 4
+  // real images, spread over the set
+  const images = new Uint8Array(n * features)
+  for (let r = 0; r < n; r++) {
+    const i = Math.floor((r * (img.images.length / features - 1)) / (n - 1))
+    images.set(img.images.subarray(i * features, (i + 1) * features), r * features)
+  }
+  // the engine's own random draw for rows 0..drawn-1 (augment.rs: key, kr, u(k), the parameters)
+  const engine = augmentBatch(images.subarray(0, drawn * features), drawn, aug, seed, step)
+  const key = dropoutKey(seed, step, 0x61756731)
+  const u = (kr, k) => (2 * mix32((kr ^ k) >>> 0) + 1) / 4294967296 - 1
+  const params = []
+  for (let r = 0; r < drawn; r++) {
+    const kr = mix32((key ^ r) >>> 0)
+    params.push({ theta: (aug.rotate * u(kr, 0) * Math.PI) / 180, s: 1 + aug.scale * u(kr, 1), h: aug.shear * u(kr, 2), tx: aug.shift * u(kr, 3), ty: aug.shift * u(kr, 4) })
+  }
+  // fixed parameters, at and beyond the ranges' ends
+  const deg = Math.PI / 180
+  params.push({ theta: 12 * deg, s: 1.1, h: 0.15, tx: 1.7, ty: -1.7 }, { theta: -12 * deg, s: 0.9, h: -0.15, tx: -1.7, ty: 1.7 },
+    { theta: 30 * deg, s: 1, h: 0, tx: 0, ty: 0 }, { theta: 0, s: 1, h: 0, tx: 0.5, ty: 0.25 })
+  const kana = new Float32Array(n * features)
+  kana.set(engine)
+  let enginevsRef = 0
+  for (let r = 0; r < n; r++) {
+    const ref = referenceSample(images.subarray(r * features, (r + 1) * features), side, params[r])
+    if (r < drawn) for (let j = 0; j < features; j++) enginevsRef = Math.max(enginevsRef, Math.abs(ref[j] - engine[r * features + j]))
+    else kana.set(ref, r * features)
+  }
+  // the re-derived parameters are the engine's: its images are the reference's with them
+  if (!(enginevsRef < 1e-6)) throw new Error(`augmentation check: the engine's images differ from the reference's with the re-derived parameters by ${enginevsRef}`)
+  mkdirSync(dir, { recursive: true })
+  writeNpy(path.join(dir, 'images.npy'), images, [n, features])
+  writeNpy(path.join(dir, 'kana.npy'), kana, [n, features])
+  writeFileSync(path.join(dir, 'params.json'), JSON.stringify(params))
+  const p = spawnSync(PY, [path.join(root, 'bench/torch_recipes.py'), '--check-augment', dir], { encoding: 'utf8', env: torchEnv(1) })
+  if (p.status !== 0) throw new Error(`torch_recipes.py --check-augment failed (${p.status ?? p.signal}): ${p.stderr}`)
+  const r = { ...JSON.parse(p.stdout.trim().split('\n').pop()), engineVsReference: enginevsRef, seed, step, aug }
+  // f64: both are exact bilinear maps, so only the engine's f32 output rounding is left (≤ 2⁻²⁴);
+  // f32 (the training path): PyTorch's grid coordinates in float32 (~1e-6 px)
+  if (!(r.maxAbsF64 < 1e-6 && r.maxAbsF32 < 1e-4)) throw new Error(`augmentation check: PyTorch's transform differs from kana-native's: ${JSON.stringify(r)}`)
+  console.error(`augmentation check: ${n} real images (${drawn} with the engine's random parameters, 4 fixed): |PyTorch − kana-native| ≤ ${r.maxAbsF64.toExponential(1)} (float64), ${r.maxAbsF32.toExponential(1)} (float32, the training path); mean |change| by the transform ${r.meanAbsChange.toFixed(3)}`)
+  return r
+}
+
+/** PyTorch, from the .npy parts: one recipe and seed in a child process. */
+function runTorch(name, seed, dir, parts, opts, loads) {
+  const before = load()
+  const p = spawnSync(PY, [path.join(root, 'bench/torch_recipes.py'), '--dir', dir, '--recipe', name, '--seed', String(seed), '--threads', String(opts.threads)], {
+    encoding: 'utf8', maxBuffer: 16 << 20, env: torchEnv(opts.threads),
+  })
+  loads.push(load())
+  if (p.status !== 0) throw new Error(`torch_recipes.py failed (${p.status ?? p.signal}): ${p.error?.message ?? ''}${p.stderr}`)
+  const torch = JSON.parse(p.stdout.trim().split('\n').pop())
+  if (torch.samples.train !== parts.train.labels.length || torch.samples.test !== parts.test.labels.length) throw new Error('PyTorch saw a different split size')
+  torch.load = { before, after: loads.at(-1) }
+  console.error(`  ${name} pytorch      acc ${pct(torch.testAccuracy)}%  loss ${torch.testLoss.toFixed(4)}  epochs ${torch.epochs} (best ${torch.bestEpoch})  training ${torch.trainSeconds.toFixed(1)} s (CPU ${torch.trainCpuSeconds.toFixed(1)} s)  total ${torch.seconds.toFixed(1)} s`)
+  return torch
+}
+
 async function main() {
   const opts = parseArgs(process.argv.slice(2))
   const wallStart = performance.now()
@@ -101,8 +228,18 @@ async function main() {
   const features = img.rows * img.cols
   const tmp = mkdtempSync(path.join(tmpdir(), 'kana-recipes-'))
   const runs = []
+  let augmentCheck = null
+  const loads = [load()]
   try {
-    for (const seed of opts.seeds) {
+    if (opts.checkAugment || opts.recipes.includes('modern')) {
+      const m = RECIPES.modern
+      augmentCheck = checkAugment(img, features, { rotate: m.rotate ?? 12, scale: m.scale ?? 0.1, shear: m.shear ?? 0.15, shift: m.shift ?? 1.7 }, path.join(tmp, 'augment-check'))
+      if (opts.checkAugment) {
+        console.log(JSON.stringify(augmentCheck))
+        return
+      }
+    }
+    for (const [si, seed] of opts.seeds.entries()) {
       const dir = path.join(tmp, `seed-${seed}`)
       mkdirSync(dir)
       const s = stratifiedSplit(lab.labels, SPLIT, seed)
@@ -116,9 +253,22 @@ async function main() {
       console.error(`seed ${seed}: split ${parts.train.labels.length}/${parts.validation.labels.length}/${parts.test.labels.length} written to ${dir}`)
 
       for (const name of opts.recipes) {
+       // the engine that goes first alternates from seed to seed
+       for (const engine of si % 2 === 0 ? ['kana-native', 'pytorch'] : ['pytorch', 'kana-native']) {
+        if (engine === 'pytorch') {
+          runs.push(runTorch(name, seed, dir, parts, opts, loads))
+          continue
+        }
         const recipe = RECIPES[name]
-        // kana-native, from the original files and the seed
-        const r = await train({ images: opts.images, labels: opts.labels, seed, threads: opts.threads, split: SPLIT, ...recipe })
+        // kana-native, from the original files and the seed; the training span as in the file comment
+        let t0, c0, t1, c1
+        const before = load()
+        const r = await train({
+          images: opts.images, labels: opts.labels, seed, threads: opts.threads, split: SPLIT, ...recipe,
+          onData: () => { [t0, c0] = [performance.now(), cpuSeconds()] },
+          onEpoch: () => { [t1, c1] = [performance.now(), cpuSeconds()] },
+        })
+        loads.push(load())
         for (const part of ['train', 'validation', 'test']) {
           if (!sameBytes(r.inputs[part].labels, parts[part].labels) || !sameBytes(r.inputs[part].images, parts[part].images)) {
             throw new Error(`seed ${seed}: kana-native's ${part} split differs from the one written for PyTorch`)
@@ -129,22 +279,21 @@ async function main() {
           testAccuracy: r.metrics.test.accuracy, testLoss: r.metrics.test.loss,
           valAccuracy: r.metrics.validation.accuracy, valLoss: r.metrics.validation.loss,
           epochs: r.history.length, bestEpoch: r.bestEpoch, stopReason: r.stopReason, seconds: r.seconds,
+          trainSeconds: (t1 - t0) / 1000, trainCpuSeconds: c1 - c0, lrs: r.history.map((h) => h.lr),
+          config: Object.fromEntries(Object.entries(SAME).map(([k, f]) => [k, f(r.config)])), load: { before, after: loads.at(-1) },
         }
         r.model.dispose?.()
         runs.push(kana)
-        console.error(`  ${name} kana-native  acc ${pct(kana.testAccuracy)}%  loss ${kana.testLoss.toFixed(4)}  epochs ${kana.epochs} (best ${kana.bestEpoch})  ${kana.seconds.toFixed(1)} s`)
-
-        // PyTorch, from the .npy parts
-        const p = spawnSync(PY, [path.join(root, 'bench/torch_recipes.py'), '--dir', dir, '--recipe', name, '--seed', String(seed), '--threads', String(opts.threads)], {
-          encoding: 'utf8', maxBuffer: 16 << 20,
-          // OpenBLAS's own pool off so torch's 2 threads are the only ones (as scripts/bench.mjs "best")
-          env: { ...process.env, OPENBLAS_NUM_THREADS: '1', OMP_NUM_THREADS: String(opts.threads) },
-        })
-        if (p.status !== 0) throw new Error(`torch_recipes.py failed (${p.status ?? p.signal}): ${p.error?.message ?? ''}${p.stderr}`)
-        const torch = JSON.parse(p.stdout.trim().split('\n').pop())
-        if (torch.samples.train !== parts.train.labels.length || torch.samples.test !== parts.test.labels.length) throw new Error('PyTorch saw a different split size')
-        runs.push(torch)
-        console.error(`  ${name} pytorch      acc ${pct(torch.testAccuracy)}%  loss ${torch.testLoss.toFixed(4)}  epochs ${torch.epochs} (best ${torch.bestEpoch})  ${torch.seconds.toFixed(1)} s`)
+        console.error(`  ${name} kana-native  acc ${pct(kana.testAccuracy)}%  loss ${kana.testLoss.toFixed(4)}  epochs ${kana.epochs} (best ${kana.bestEpoch})  training ${kana.trainSeconds.toFixed(1)} s (CPU ${kana.trainCpuSeconds.toFixed(1)} s)  total ${kana.seconds.toFixed(1)} s`)
+       }
+        // the two sides' recipes and per-epoch rates must agree
+        const [k, t] = ['kana-native', 'pytorch'].map((e) => runs.findLast((x) => x.engine === e && x.recipe === name && x.seed === seed))
+        const want = JSON.stringify(k.config)
+        const got = JSON.stringify(torchSide(t.recipeSpec))
+        if (want !== got) throw new Error(`${name}: PyTorch's recipe ${got} is not kana-native's ${want}`)
+        const m = Math.min(k.lrs.length, t.lrs.length)
+        const worst = Math.max(...k.lrs.slice(0, m).map((lr, i) => Math.abs(lr - t.lrs[i]) / lr))
+        if (!(worst < 1e-9)) throw new Error(`${name}: PyTorch's per-epoch learning rates differ from kana-native's (relative ${worst})`)
       }
     }
   } finally {
@@ -161,7 +310,8 @@ async function main() {
         testAccuracyMean: mean(acc), testAccuracyMin: Math.min(...acc), testAccuracyMax: Math.max(...acc),
         testLossMean: mean(rs.map((r) => r.testLoss)),
         epochsMean: mean(rs.map((r) => r.epochs)), bestEpochMean: mean(rs.map((r) => r.bestEpoch)),
-        secondsMean: mean(rs.map((r) => r.seconds)),
+        secondsMean: mean(rs.map((r) => r.seconds)), trainSecondsMean: mean(rs.map((r) => r.trainSeconds)),
+        trainCpuSecondsMean: mean(rs.map((r) => r.trainCpuSeconds)),
       })
     }
   }
@@ -169,24 +319,50 @@ async function main() {
     const k = runs.filter((r) => r.recipe === name && r.engine === 'kana-native')
     const t = runs.filter((r) => r.recipe === name && r.engine === 'pytorch')
     const perSeed = k.map((kr) => kr.testAccuracy - t.find((tr) => tr.seed === kr.seed).testAccuracy)
-    return { recipe: name, kanaMinusTorchPoints: 100 * mean(perSeed), perSeedPoints: perSeed.map((d) => 100 * d) }
+    // how many times shorter kana-native's training is than PyTorch's, per seed and of the means
+    const ratios = k.map((kr) => t.find((tr) => tr.seed === kr.seed).trainSeconds / kr.trainSeconds)
+    return {
+      recipe: name, kanaMinusTorchPoints: 100 * mean(perSeed), perSeedPoints: perSeed.map((d) => 100 * d),
+      speedup: mean(t.map((r) => r.trainSeconds)) / mean(k.map((r) => r.trainSeconds)), perSeedSpeedup: ratios,
+    }
   })
   const wallSeconds = (performance.now() - wallStart) / 1000
 
   const md = []
   md.push(`Test accuracy of kana-native and PyTorch ${runs.find((r) => r.torch)?.torch ?? ''} on the same stratified 60/20/20 split of ${lab.labels.length} KMNIST images (seeds ${opts.seeds.join(', ')}; ${opts.threads} threads each).`)
   md.push('')
-  md.push('| Recipe | Engine | Test accuracy, mean (range) | Test loss, mean | Epochs run, mean | Seconds, mean |')
+  md.push('| Recipe | Engine | Test accuracy, mean (range) | Test loss, mean | Epochs run, mean | Training seconds, mean (CPU) |')
   md.push('|---|---|---|---|---|---|')
   for (const s of summary) {
-    md.push(`| ${s.recipe} | ${s.engine} | ${pct(s.testAccuracyMean)}% (${pct(s.testAccuracyMin)}–${pct(s.testAccuracyMax)}) | ${s.testLossMean.toFixed(4)} | ${+s.epochsMean.toFixed(1)} | ${s.secondsMean.toFixed(1)} |`)
+    md.push(`| ${s.recipe} | ${s.engine} | ${pct(s.testAccuracyMean)}% (${pct(s.testAccuracyMin)}–${pct(s.testAccuracyMax)}) | ${s.testLossMean.toFixed(4)} | ${+s.epochsMean.toFixed(1)} | ${s.trainSecondsMean.toFixed(1)} (${s.trainCpuSecondsMean.toFixed(1)}) |`)
+  }
+  md.push('')
+  md.push('Per seed (test accuracy, training seconds (CPU seconds in recipes.json); which engine ran first):')
+  md.push('')
+  md.push('| Recipe | Seed | kana-native | PyTorch | kana-native − PyTorch | PyTorch / kana-native time | load: 1-min average, CPU pressure avg60 (before → after) |')
+  md.push('|---|---|---|---|---|---|---|')
+  const loadCell = (r) => `${r.load.before.loadavg[0]}→${r.load.after.loadavg[0]}, ${r.load.before.cpuPressure?.avg60 ?? '?'}→${r.load.after.cpuPressure?.avg60 ?? '?'}%`
+  for (const name of opts.recipes) {
+    for (const seed of opts.seeds) {
+      const k = runs.find((r) => r.recipe === name && r.seed === seed && r.engine === 'kana-native')
+      const t = runs.find((r) => r.recipe === name && r.seed === seed && r.engine === 'pytorch')
+      const first = runs.indexOf(k) < runs.indexOf(t) ? 'kana-native' : 'PyTorch'
+      md.push(`| ${name} | ${seed} (${first} first) | ${pct(k.testAccuracy)}%, ${k.trainSeconds.toFixed(1)} s | ${pct(t.testAccuracy)}%, ${t.trainSeconds.toFixed(1)} s | ${((k.testAccuracy - t.testAccuracy) * 100).toFixed(2)} | ${(t.trainSeconds / k.trainSeconds).toFixed(2)}× | kana-native ${loadCell(k)}; PyTorch ${loadCell(t)} |`)
+    }
+    const g = gaps.find((x) => x.recipe === name)
+    const [ks, ts] = ['kana-native', 'pytorch'].map((e) => summary.find((x) => x.recipe === name && x.engine === e))
+    md.push(`| ${name} | mean | ${pct(ks.testAccuracyMean)}%, ${ks.trainSecondsMean.toFixed(1)} s | ${pct(ts.testAccuracyMean)}%, ${ts.trainSecondsMean.toFixed(1)} s | ${g.kanaMinusTorchPoints.toFixed(2)} | ${g.speedup.toFixed(2)}× | |`)
   }
   md.push('')
   md.push('Recipes: ' + opts.recipes.map((n) => `**${n}** ${DESCRIBE[n]}`).join('; ') + '.')
   md.push('')
   md.push('kana-native − PyTorch test accuracy (points, per seed): ' + gaps.map((g) => `${g.recipe} ${g.kanaMinusTorchPoints >= 0 ? '+' : ''}${g.kanaMinusTorchPoints.toFixed(2)} (${g.perSeedPoints.map((d) => d.toFixed(2)).join(', ')})`).join('; ') + '.')
   md.push('')
-  md.push(`Same split, same architecture, He init, Adam/GD hyper-parameters and early-stopping rule; different random initial weights and batch orders (each engine has its own generator), so per-seed differences of a point or so are noise. kana-native seconds include loading and splitting the data; PyTorch seconds include loading the .npy parts.`)
+  md.push(`Same split, same architecture, He init, optimiser hyper-parameters, per-epoch learning rates (checked), early-stopping rule and augmentation transform (checked); different random initial weights, batch orders, dropout masks and augmentation draws (each engine has its own generator), so per-seed differences of a point or so are noise. Training seconds: the training loop (every epoch: augmentation, steps, validation pass), from the data in memory to the end of the last epoch, alike in both; loading, splitting and the final evaluation are outside (with them: recipes.json \`seconds\`). PyTorch ${runs.find((r) => r.torch)?.torch ?? ''} with OpenBLAS AVX-512 kernels, OPENBLAS_NUM_THREADS=1, torch.set_num_threads(${opts.threads}) (BENCHMARKS.md "best").`)
+  const psi = loads.map((l) => l.cpuPressure?.avg60).filter((x) => x !== undefined)
+  const la = loads.map((l) => l.loadavg[0])
+  md.push('')
+  md.push(`Machine load during the run (sampled before and after every run): 1-minute load average ${Math.min(...la).toFixed(2)}–${Math.max(...la).toFixed(2)} on ${availableParallelism()} cores; CPU pressure (/proc/pressure/cpu "some" avg60) ${psi.length ? `${Math.min(...psi).toFixed(1)}–${Math.max(...psi).toFixed(1)}%` : 'n/a'}.`)
   const table = md.join('\n')
 
   mkdirSync(path.resolve(opts.out), { recursive: true })
@@ -194,7 +370,7 @@ async function main() {
   writeFileSync(path.join(opts.out, 'recipes.json'), JSON.stringify({
     date: new Date().toISOString(), node: process.version, data: { images: opts.images, labels: opts.labels, split: SPLIT },
     seeds: opts.seeds, threads: opts.threads, recipes: Object.fromEntries(opts.recipes.map((n) => [n, RECIPES[n]])),
-    summary, gaps, runs, wallSeconds,
+    summary, gaps, runs, wallSeconds, loads, augmentCheck,
   }, null, 2) + '\n')
   console.log(table)
   console.log(`\nwall time ${wallSeconds.toFixed(1)} s; written to ${path.join(opts.out, 'recipes.{md,json}')}`)

@@ -12,7 +12,10 @@ The spec (written by scripts/bench.mjs) names one workload and the shared synthe
      "lr": 1e-3, "steps": optional step cap (gd: timed steps; infer: timed passes),
      "max_seconds": optional time cap for training, "warmup": warm-up steps (or passes),
      "warmup_seconds": optional time cap for the training warm-up, "seed": 1,
-     optional "activation", "dropout", "batchNorm": the F1 layers (bench/layers.mjs)}
+     optional "activation", "dropout", "batchNorm": the F1 layers (bench/layers.mjs),
+     optional "augment": {rotate, scale, shear, shift} — every training batch augmented with
+     affine_grid + grid_sample, kana-native's transform (torch_recipes.py random_augment)}
+Workload "augment": that augmentation alone of `batch` rows, `steps` timed calls after `warmup`.
 The data file is raw uint8, row-major N×784 (the same bytes kana-native reads); labels raw int32.
 The model, optimiser and loop are what a user would write: nn.Sequential of Linear/ReLU, cross
 entropy, torch.optim.Adam (or SGD for full-batch GD), batches sliced from a shuffled permutation.
@@ -115,7 +118,28 @@ def main():
     model = nn.Sequential(*mods)
 
     wl = spec['workload']
-    if wl == 'train':
+    aug = spec.get('augment')
+    if aug:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from torch_recipes import random_augment
+        if aug.get('elastic'):
+            raise SystemExit('elastic augmentation has no PyTorch peer here')
+    side = int(round(feats ** 0.5))
+    if wl == 'augment':
+        xb = X[:int(spec['batch'])].contiguous()
+        for _ in range(int(spec.get('warmup', 5))):
+            random_augment(xb, aug, side)
+        times, cpus = [], []
+        check = 0.0
+        for _ in range(int(spec.get('steps', 50))):
+            t0, c0 = time.perf_counter(), time.process_time()
+            out_b = random_augment(xb, aug, side)
+            times.append(time.perf_counter() - t0)
+            cpus.append(time.process_time() - c0)
+            check += float(out_b[0, 400])
+        out.update(seconds=sorted(times)[(len(times) - 1) // 2], cpu_seconds=sorted(cpus)[(len(cpus) - 1) // 2],
+                   samples=xb.shape[0], calls=len(times), checksum=check)
+    elif wl == 'train':
         # mini-batch Adam; one epoch of n samples (or `steps` batches), after `warmup` untimed batches
         bs = int(spec['batch'])
         opt = torch.optim.Adam(model.parameters(), lr=float(spec.get('lr', 1e-3)))
@@ -123,6 +147,8 @@ def main():
 
         def step(idx):
             xb, yb = X[idx], y[idx]
+            if aug:
+                xb = random_augment(xb, aug, side)
             loss = F.cross_entropy(model(xb), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -36,7 +36,7 @@ if (spawnSync('cargo', ['+nightly', '--version']).status !== 0) {
 }
 await ensureCargoSource()
 // --target keeps the sanitizer off build scripts and proc-macros
-const rust = { RUSTFLAGS: '-Zsanitizer=address', RUSTDOCFLAGS: '-Zsanitizer=address', CARGO_TARGET_DIR: targetDir, ASAN_OPTIONS: 'detect_leaks=0' }
+const rust = { RUSTFLAGS: '-Zsanitizer=address', RUSTDOCFLAGS: '-Zsanitizer=address', CARGO_TARGET_DIR: targetDir, ASAN_OPTIONS: 'detect_leaks=0:allocator_may_return_null=1' }
 run('cargo', ['+nightly', 'test', '--release', '--target', target, '-p', 'kana-core'], rust)
 
 const libasan = spawnSync('gcc', ['-print-file-name=libasan.so'], { encoding: 'utf8' }).stdout?.trim()

@@ -30,13 +30,14 @@ export const experimentOptions = (y: Argv) =>
     .option('m0-epochs', fieldOption('epochs', 'M0 epochs [default: 500]'))
     .option('m4-hidden', fieldOption('hidden', 'M4 hidden widths [default: 1024,1024]'))
     .option('m4-epochs', fieldOption('epochs', 'M4 epochs [default: 30]'))
+    .option('noise', { type: 'boolean', describe: 'Every model on the test split under input noise, the levels of the config file\'s `noise` (--no-noise to skip) [default: on]' })
     .option('reference-budget', { type: 'number', describe: 'Seconds the pure-TypeScript reference (M2) may train [default: 480]' })
     .option('out', { alias: 'o', type: 'string', describe: 'Experiment directory [default: runs/experiment-<timestamp>]' })
     .option('resume', { type: 'string', describe: 'Continue the interrupted experiment in this directory from its checkpoint, with its recorded settings and data' })
     .option('overwrite', { type: 'boolean', describe: 'Replace the finished experiment in --out (only the files kana-native writes there are removed)' })
     .option('report', { type: 'boolean', describe: 'Write report.html at the end (--no-report to skip) [default: on]' })
     .option('plain', { type: 'boolean', default: false, describe: 'Plain progress lines' })
-    .option('queue', { type: 'string', describe: 'Train the searches\' trials, M0 and M4 as jobs on this queue: redis://[user:password@]host:port[/db] or rediss:// (TLS), served by `kana-native worker`s; the password may come from $KANA_NATIVE_REDIS_PASSWORD instead' })
+    .option('queue', { type: 'string', describe: 'Train the searches\' trials, M0, M4 and M5\'s candidates as jobs on this queue: redis://[user:password@]host:port[/db] or rediss:// (TLS), served by `kana-native worker`s; the password may come from $KANA_NATIVE_REDIS_PASSWORD instead' })
 
 export const reportOptions = (y: Argv) =>
   y
@@ -104,6 +105,7 @@ export async function experimentConfigFrom(argv: Record<string, any>, usage: Usa
     search: { ...fs, ...defined({ mode: argv.search, trials: argv.trials, epochs: argv.searchEpochs, concurrency: argv.concurrency, threads: argv.trialThreads }), halving },
     architecture: { ...fa, ...defined({ depths: list(argv.depths, 'depths', usage), widths: list(argv.widths, 'widths', usage) }), halving: argv.halving === false ? false : fa.halving },
     reference: { ...file.reference, ...defined({ budgetSeconds: argv.referenceBudget }) },
+    ...(argv.noise === false ? { noise: false as const } : {}),
   }
 }
 

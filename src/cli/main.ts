@@ -320,9 +320,9 @@ export function parser(args: string[]) {
       outputOptions(dataOptions(y)).option('out', { alias: 'o', type: 'string', describe: 'Directory for class-distribution.png and samples.png' })
         .example('$0 inspect --images X_images.npy --labels y_images.npy --classmap k49_classmap.csv --out inspect', ''),
     )
-    .command('experiment', 'The study in one command: M0–M4, a hyper-parameter search, the engine checked against the reference, a comparison table and a report', (y) =>
+    .command('experiment', 'The study in one command: M0–M5, a hyper-parameter search, the engine checked against the reference, a comparison table and a report', (y) =>
       outputOptions(dataOptions(experimentOptions(y)))
-        .example('$0 experiment --seed 1', 'in a folder with X_images.npy and y_images.npy: M0–M4 with the default search, report in runs/experiment-<timestamp>/report.html')
+        .example('$0 experiment --seed 1', 'in a folder with X_images.npy and y_images.npy: M0–M5 with the default search, report in runs/experiment-<timestamp>/report.html')
         .example('$0 experiment --config exp.json --out runs/exp1', 'settings from a JSON file (flags override it)')
         .example('$0 experiment --models M0,M1,M2 --trials 6 --reference-budget 120', 'fewer models, a smaller search, a shorter reference run'),
     )

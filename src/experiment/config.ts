@@ -6,11 +6,13 @@ import { resolve } from 'node:path'
 import { z } from 'zod'
 import { PartialModelConfigSchema, RUN_FIELDS, parseWith, ranges, readJsonObject, resolveModelConfig, show, type ModelConfig } from '../training/config'
 import { DEFAULT_GRID_SPACE, DEFAULT_RANDOM_SPACE, SearchSpaceSchema, searchConfigs, type HalvingOptions, type SearchSpace } from './search'
+import { PRESETS } from '../training/presets'
+import { NOISE_KINDS, checkNoiseSpec, type NoiseKind } from '../output/noise'
 import type { InputOptions } from '../data/inputs'
 import type { SplitFractions } from '../data/split'
 
-export type ModelId = 'M0' | 'M1' | 'M2' | 'M3' | 'M4'
-export const MODEL_IDS: ModelId[] = ['M0', 'M1', 'M2', 'M3', 'M4']
+export type ModelId = 'M0' | 'M1' | 'M2' | 'M3' | 'M4' | 'M5'
+export const MODEL_IDS: ModelId[] = ['M0', 'M1', 'M2', 'M3', 'M4', 'M5']
 
 export interface SearchConfig {
   mode?: 'grid' | 'random'
@@ -32,6 +34,20 @@ export interface ArchitectureConfig {
   threads?: number
 }
 
+/** M5: the best by validation loss of a few modern candidates (each `base` + its own settings). */
+export interface M5Config {
+  /** Settings every candidate starts from; default the `modern` preset (training/presets.ts). */
+  base?: Partial<ModelConfig>
+  /** The candidates, each a partial model configuration over `base`; default DEFAULT_M5_CANDIDATES. */
+  candidates?: Partial<ModelConfig>[]
+  /** Candidates training side by side, and engine threads for each. */
+  concurrency?: number
+  threads?: number
+}
+
+/** Levels per kind of input noise (output/noise.ts), each in that kind's unit; the kinds listed are the ones run. */
+export type NoiseLevels = Partial<Record<NoiseKind, number[]>>
+
 /** What `--config exp.json` holds; every field optional. Flags override it. */
 export interface ExperimentConfig {
   seed?: number
@@ -43,9 +59,12 @@ export interface ExperimentConfig {
   models?: ModelId[]
   M0?: Partial<ModelConfig>
   M4?: Partial<ModelConfig>
+  M5?: M5Config
   search?: SearchConfig
   architecture?: ArchitectureConfig
   reference?: { budgetSeconds?: number }
+  /** Robustness of every model on the test split under input noise: the levels per kind, or false for none. */
+  noise?: NoiseLevels | false
 }
 
 export interface ResolvedExperiment {
@@ -56,16 +75,32 @@ export interface ResolvedExperiment {
   models: ModelId[]
   M0: ModelConfig
   M4: ModelConfig
+  /** The candidates resolved (base merged in, seed fixed). */
+  M5: { candidates: ModelConfig[]; concurrency: number; threads: number }
   search: { mode: 'grid' | 'random'; trials: number; epochs: number; halving: HalvingOptions | false; concurrency: number; threads: number; space: SearchSpace; base: Partial<ModelConfig> }
   architecture: { depths: number[]; widths: number[]; halving: HalvingOptions | false; concurrency: number; threads: number }
   reference: { budgetSeconds: number }
+  noise: NoiseLevels | false
 }
 
 /** The settings that define an experiment (what resume takes from the checkpoint instead). */
-export const RUN_KEYS = ['seed', 'split', 'threads', 'data', 'models', 'M0', 'M4', 'search', 'architecture', 'reference'] as const satisfies readonly (keyof ExperimentConfig)[]
+export const RUN_KEYS = ['seed', 'split', 'threads', 'data', 'models', 'M0', 'M4', 'M5', 'search', 'architecture', 'reference', 'noise'] as const satisfies readonly (keyof ExperimentConfig)[]
 
 export const DEFAULT_M0: Partial<ModelConfig> = { hidden: [100, 80], optimizer: 'gd', lr: 0.1, l2: 0, epochs: 500, schedule: 'constant', earlyStopping: false, restoreBest: false }
 export const DEFAULT_M4: Partial<ModelConfig> = { hidden: [1024, 1024], optimizer: 'adam', lr: 1e-3, batchSize: 32, l2: 0, epochs: 30, schedule: 'constant', earlyStopping: false, restoreBest: false }
+/**
+ * M5's candidates over the modern preset: the preset itself, and the preset without dropout and
+ * label smoothing (augmentation, AdamW and one-cycle only), which had the lowest validation loss of
+ * the variants measured on the 8,000 KMNIST images; two fill the two cores in one round. README
+ * "Experiments and reports" has the measurements.
+ */
+export const DEFAULT_M5_CANDIDATES: Partial<ModelConfig>[] = [{}, { dropout: 0, labelSmoothing: 0 }]
+/**
+ * Input noise for the robustness table, on the 0..255 pixel scale: Gaussian σ of 10%, 20% and 30%
+ * of the range; salt and pepper on 5%, 10% and 20% of the pixels; a black square of side 7, 10 and
+ * 14 pixels (6%, 13% and 25% of a 28×28 image). Mild to heavy, every level still legible to a person.
+ */
+export const DEFAULT_NOISE: NoiseLevels = { gaussian: [25.5, 51, 76.5], 'salt-pepper': [0.05, 0.1, 0.2], occlusion: [7, 10, 14] }
 export const DEFAULT_REFERENCE_BUDGET = 480
 /**
  * Trials side by side. Measured on the 2-core build machine (bench/trial-concurrency.ts, three
@@ -111,7 +146,18 @@ export const ExperimentFileSchema = z.strictObject({
     concurrency: ranges.intAtLeast(1),
     threads: ranges.intAtLeast(1),
   }).partial(),
+  M5: z.strictObject({
+    base: PartialModelConfigSchema,
+    candidates: z.array(PartialModelConfigSchema).min(1).meta({ must: 'must be a non-empty list of model settings' }),
+    concurrency: ranges.intAtLeast(1),
+    threads: ranges.intAtLeast(1),
+  }).partial(),
   reference: z.strictObject({ budgetSeconds: z.number().gt(0).meta({ must: 'must be > 0' }) }).partial(),
+  noise: z.union([
+    z.literal(false),
+    z.strictObject(Object.fromEntries(NOISE_KINDS.map((k) => [k, z.array(z.number()).min(1)])) as Record<NoiseKind, z.ZodArray<z.ZodNumber>>).partial()
+      .refine((o) => Object.keys(o).length > 0),
+  ]).meta({ must: `must be false or levels per kind, e.g. {"gaussian": [25.5, 51]} (kinds: ${NOISE_KINDS.join(', ')})` }),
 }).partial()
 
 // what the schema accepts is an ExperimentConfig
@@ -128,7 +174,33 @@ function checkModels(models: unknown): void {
 export function checkExperimentConfig(o: ExperimentConfig, where = ''): ExperimentConfig {
   const run = Object.fromEntries(RUN_KEYS.filter((k) => o[k] !== undefined).map((k) => [k, o[k]]))
   checkModels(run.models)
-  return parseWith(ExperimentFileSchema, run, where) as ExperimentConfig
+  const c = parseWith(ExperimentFileSchema, run, where) as ExperimentConfig
+  checkNoise(c.noise, where)
+  return c
+}
+
+/** Each noise level in its kind's range (output/noise.ts), the message naming the place. */
+function checkNoise(noise: ExperimentConfig['noise'], where = ''): void {
+  if (!noise) return
+  for (const [kind, levels] of Object.entries(noise) as [NoiseKind, number[]][]) {
+    try {
+      checkNoiseSpec({ kind, levels })
+    } catch (e) {
+      throw new RangeError(`${where ? `${where}: ` : ''}noise.${kind}: ${(e as Error).message}`)
+    }
+  }
+}
+
+/** M5's candidates: `base` (default the modern preset) and each candidate over it, resolved with the study's seed. */
+function m5Candidates(m5: M5Config | undefined, seed: number): ModelConfig[] {
+  const base: Partial<ModelConfig> = m5?.base ?? PRESETS.modern
+  return (m5?.candidates ?? DEFAULT_M5_CANDIDATES).map((c, i) => {
+    try {
+      return resolveModelConfig({ ...base, ...c, seed: c.seed ?? base.seed ?? seed } as Partial<ModelConfig> & { seed: number })
+    } catch (e) {
+      throw e instanceof RangeError ? new RangeError(`M5.candidates[${i}]: ${e.message}`) : e
+    }
+  })
 }
 
 /** Fills every default; the result, saved as experiment-config.json, reproduces the experiment. */
@@ -145,6 +217,7 @@ export function resolveExperiment(options: ExperimentConfig): ResolvedExperiment
   const conc = s.concurrency ?? Math.min(DEFAULT_SEARCH_CONCURRENCY, threads)
   const a = o.architecture ?? {}
   const budget = o.reference?.budgetSeconds ?? DEFAULT_REFERENCE_BUDGET
+  const m5conc = o.M5?.concurrency ?? Math.min(DEFAULT_SEARCH_CONCURRENCY, threads)
   const model = (id: 'M0' | 'M4', defaults: Partial<ModelConfig>) => {
     try {
       return resolveModelConfig({ ...defaults, ...o[id], seed: o[id]?.seed ?? seed })
@@ -177,7 +250,9 @@ export function resolveExperiment(options: ExperimentConfig): ResolvedExperiment
       concurrency: a.concurrency ?? 1,
       threads: a.threads ?? Math.max(1, threads - 1),
     },
+    M5: { candidates: m5Candidates(o.M5, seed), concurrency: m5conc, threads: o.M5?.threads ?? Math.max(1, Math.floor(threads / m5conc)) },
     reference: { budgetSeconds: budget },
+    noise: o.noise === undefined ? DEFAULT_NOISE : o.noise,
   }
   // the search's candidates (and so search.base with each of them) resolve, when a search will run
   if (resolved.models.some((m) => m === 'M1' || m === 'M2' || m === 'M3')) searchConfigs(resolved.search, seed)
@@ -196,7 +271,9 @@ export async function readExperimentConfig(path: string): Promise<ExperimentConf
   const v = await readJsonObject(path, 'a JSON object (see README "Experiments and reports")')
   try {
     checkModels((v as ExperimentConfig).models)
-    return parseWith(ExperimentFileSchema, v) as ExperimentConfig
+    const c = parseWith(ExperimentFileSchema, v) as ExperimentConfig
+    checkNoise(c.noise)
+    return c
   } catch (e) {
     throw e instanceof RangeError ? new RangeError(`${path}: ${e.message}`) : e
   }

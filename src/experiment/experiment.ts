@@ -1,4 +1,4 @@
-// The study in one command: M0–M4 on the user's data, a hyper-parameter search, an architecture
+// The study in one command: M0–M5 on the user's data, a hyper-parameter search, an architecture
 // search, the engine checked against the pure-TypeScript reference, one comparison table.
 //
 //   M0  [784,100,80,K], full-batch gradient descent, lr 0.1, 500 epochs, no regularisation
@@ -8,17 +8,22 @@
 //       and the same mini-batches, for the longest prefix of epochs that fits a time budget
 //   M3  the best architecture of a depth × width grid, M1's other settings
 //   M4  a deliberately huge network without regularisation, to show overfitting
+//   M5  the modern recipe (training/presets.ts `modern`: augmentation, dropout, label smoothing,
+//       AdamW, one-cycle) or a variant of it: the best of a short list of candidates by validation
+//       loss (config.ts DEFAULT_M5_CANDIDATES)
 //
 // Every model trains through trial.ts: mini-batch order generated in TypeScript from the seed, so
 // the whole experiment is reproducible from the seed and the resolved configuration (written to
 // experiment-config.json, which `--config` reads back), and the engine and the reference see the
-// same batches. Selection (M1, M3) looks at validation loss only. The test split is evaluated in
-// one place, after both selections: once per model (plus once for the engine's copy of M2's
-// prefix, for the agreement check); experiment.json lists every test evaluation.
+// same batches. Selection (M1, M3, M5) looks at validation loss only. The test split is evaluated in
+// one place, after every selection: once per model (plus once for the engine's copy of M2's
+// prefix, for the agreement check), then once more per model under input noise (robustness.ts);
+// experiment.json lists every test evaluation.
 //
 // Order of work, for a 2-core machine: M0 and the search use both cores; then the reference (M2)
 // runs on a worker thread while the architecture search and M4 use the other core; then the test
-// evaluations, the files and the report.
+// M5's candidates on both cores (after the reference, so that M2's budget is what it was); then
+// the test evaluations, the noise table, the files and the report.
 import { mkdir } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { abortError, MLP, Dataset } from '../engine/mlp'
@@ -44,6 +49,7 @@ import {
 import { ExperimentStore, hasExperimentCheckpoint, readExperimentCheckpoint, removeExperimentCheckpoint, type ExperimentCheckpointHeader, type LoadedExperimentCheckpoint } from './checkpoint'
 import { CheckpointError, dataFingerprint } from '../training/checkpoint'
 import { agreementChart, lrEffectChart } from './plots'
+import { noiseMarkdown, robustness, writeRobustness, type NoiseSummary } from './robustness'
 import { TrialQueue } from '../queue/executor'
 import { parseQueueUrl, redactSecrets } from '../queue/connection'
 import { dataSpecOf } from '../queue/data'
@@ -52,11 +58,12 @@ import { writeReport } from '../output/report'
 import type { EpochRecord, SplitMetrics } from '../training/records'
 import {
   configForFile, resolveExperiment, RUN_KEYS, MODEL_IDS,
-  type ExperimentConfig, type ModelId, type ResolvedExperiment,
+  type ExperimentConfig, type ModelId, type NoiseLevels, type ResolvedExperiment,
 } from './config'
 
-export { MODEL_IDS, resolveExperiment, readExperimentConfig, configForFile, DEFAULT_M0, DEFAULT_M4, DEFAULT_REFERENCE_BUDGET, DEFAULT_SEARCH_CONCURRENCY } from './config'
-export type { ModelId, SearchConfig, ArchitectureConfig, ExperimentConfig, ResolvedExperiment } from './config'
+export { MODEL_IDS, resolveExperiment, readExperimentConfig, configForFile, DEFAULT_M0, DEFAULT_M4, DEFAULT_M5_CANDIDATES, DEFAULT_NOISE, DEFAULT_REFERENCE_BUDGET, DEFAULT_SEARCH_CONCURRENCY } from './config'
+export type { ModelId, SearchConfig, ArchitectureConfig, M5Config, NoiseLevels, ExperimentConfig, ResolvedExperiment } from './config'
+export type { NoiseSummary } from './robustness'
 
 export interface ExperimentOptions extends ExperimentConfig {
   /** Arrays in memory instead of files (tests, Node callers). */
@@ -86,8 +93,8 @@ export interface ExperimentOptions extends ExperimentConfig {
   /** Progress lines (phases, trials, epochs of long runs). */
   log?: (line: string) => void
   /**
-   * A job queue, redis://[user:password@]host:port[/db] or rediss://: the searches' trials, M0 and
-   * M4 are trained as jobs by the workers connected to it (`kana-native worker`), with the same
+   * A job queue, redis://[user:password@]host:port[/db] or rediss://: the searches' trials, M0, M4
+   * and M5's candidates are trained as jobs by the workers connected to it (`kana-native worker`), with the same
    * results; the rest stays here. Data must come from files (or a named data set) the workers can read.
    */
   queue?: string
@@ -182,7 +189,11 @@ export interface ExperimentResult {
   table: TableRow[]
   search?: SearchSummary
   architecture?: SearchSummary
+  /** M5's candidates (a search without halving). */
+  m5?: SearchSummary
   agreement?: Agreement
+  /** Every model on the test split under input noise (robustness.ts), unless `noise: false`. */
+  noise?: NoiseSummary
   seconds: number
   timings: Record<string, number>
   reportPath?: string
@@ -222,6 +233,8 @@ export function techniques(c: ModelConfig): string {
   if (c.batchNorm) parts.push('batch norm')
   if (c.labelSmoothing > 0) parts.push(`label smoothing ${short(c.labelSmoothing)}`)
   if (c.clipNorm !== undefined) parts.push(`clip norm ${short(c.clipNorm)}`)
+  const aug = [c.rotate > 0 && `rotate ±${short(c.rotate)}°`, c.scale > 0 && `scale ±${short(c.scale)}`, c.shear > 0 && `shear ±${short(c.shear)}`, c.shift > 0 && `shift ±${short(c.shift)} px`, c.elastic !== 'off' && `elastic α ${short(c.elastic[0])}, σ ${short(c.elastic[1])}`].filter(Boolean)
+  if (aug.length) parts.push(`augmentation (${aug.join(', ')})`)
   parts.push(c.earlyStopping ? `early stopping (patience ${c.patience})` : `${c.epochs} epochs, no early stopping`)
   if (c.restoreBest) parts.push('best weights restored')
   return parts.join(', ')
@@ -297,6 +310,7 @@ interface Study {
   finished: Map<ModelId, Finished>
   search?: SearchResult
   arch?: SearchResult
+  m5?: SearchResult
   reference?: ReferenceRun
   /** The reference's outcome, recorded in the store as soon as it arrives (for the next checkpoint). */
   referenceOutcome?: Promise<ReferenceOutcome>
@@ -380,11 +394,12 @@ async function phases(x: Study): Promise<ExperimentResult> {
     await waitForReference(x)
     x.clock.end('parallel')
     await agreementCopies(x)
+    if (x.wants('M5')) await trainM5(x)
   } catch (e) {
     await interrupted(x, e)
   }
-  const { results, agreement } = await testSplitOnce(x)
-  return writeStudy(x, results, agreement)
+  const { results, agreement, noise } = await testSplitOnce(x)
+  return writeStudy(x, results, agreement, noise)
 }
 
 const m1Of = (x: Study) => x.finished.get('M1')?.trial
@@ -510,9 +525,10 @@ function startReference(x: Study): void {
       from,
     )
   }
+  const onWorker = x.reference.onWorker
   x.referenceOutcome = x.reference.result.then((o) => {
     x.clock.end('M2')
-    store.reference = { outcome: o }
+    store.reference = { outcome: { ...o, onWorker } }
     return o
   })
   x.referenceOutcome.catch(() => {}) // awaited (and its failure reported) by waitForReference
@@ -569,6 +585,44 @@ async function trainM4(x: Study): Promise<void> {
   })
   x.clock.end('M4')
   await x.phaseDone('M4')
+}
+
+/**
+ * M5: the modern candidates trained side by side to their ends (no successive halving: their
+ * one-cycle schedules are planned over all their epochs, so an early rung would compare them at
+ * their peak learning rates), the lowest validation loss of the weights each keeps selected.
+ */
+async function trainM5(x: Study): Promise<void> {
+  const { cfg, log } = x
+  const m = cfg.M5
+  x.clock.begin('M5')
+  const n = m.candidates.length
+  log(`M5: ${n} modern candidate${n === 1 ? '' : 's'}, ${m.concurrency} at a time × ${m.threads} thread(s): ${m.candidates.map((c, i) => `${i + 1}) ${techniques(c)}`).join('; ')}`)
+  const r = await runTrials('M5', 'candidates', m.candidates, x.data, {
+    epochs: Math.max(...m.candidates.map((c) => c.epochs)), halving: false, concurrency: m.concurrency, threads: m.threads, signal: x.opts.signal, log,
+    makeTrial: (i, c, threads) => x.store.trial(`M5/${i + 1}`, c, x.data, { threads, onEpoch: epochLogger(log, `M5 candidate ${i + 1}`, 10) }),
+    advance: (t, until, i) => x.advance(`M5/${i + 1}`, t, until), inFlight: x.queue && n,
+    score: keptScore,
+  })
+  x.m5 = r
+  const best = r.best
+  await x.advance(`M5/${r.bestId}`, best, best.config.epochs) // (already there: every candidate ran to its end)
+  best.finish()
+  const v = keptScore(best)
+  log(`M5: selected candidate ${r.bestId} (${techniques(best.config)}), val_loss ${v.valLoss.toFixed(4)} with the weights of epoch ${best.weightsEpoch}`)
+  x.finished.set('M5', {
+    trial: best,
+    result: { ...fromTrial('M5', best), notes: `${n === 1 ? 'the only modern candidate' : `best of ${n} modern candidates (candidate ${r.bestId})`}, val loss ${v.valLoss.toFixed(4)}` },
+  })
+  x.clock.end('M5')
+  await x.phaseDone('M5')
+}
+
+/** The validation loss and accuracy of the epoch whose weights a trial keeps (its best with restoreBest, else its last). */
+function keptScore(t: Trial): { valLoss: number; valAccuracy: number } {
+  const h = t.config.restoreBest ? t.history[t.bestEpoch - 1] : t.history[t.history.length - 1]
+  const valLoss = h && Number.isFinite(h.valLoss) ? h.valLoss : Infinity
+  return { valLoss, valAccuracy: h?.valAccuracy ?? NaN }
 }
 
 /**
@@ -640,7 +694,7 @@ async function interrupted(x: Study, e: unknown): Promise<never> {
   try {
     if (x.reference) {
       const r = await x.reference.interrupt()
-      x.store.reference = r.outcome ? { outcome: r.outcome } : { state: r.state }
+      x.store.reference = r.outcome ? { outcome: { ...r.outcome, onWorker: x.reference.onWorker } } : { state: r.state }
     }
     info.checkpoint = await x.store.write(x.dir, x.checkpointHeader('interrupted'))
     x.log(`interrupted: checkpoint written to ${info.checkpoint}`)
@@ -650,8 +704,8 @@ async function interrupted(x: Study, e: unknown): Promise<never> {
   throw Object.assign(e as Error, { checkpoint: info })
 }
 
-/** Selection is over: the test split, once per model (and for the agreement check's copies). */
-async function testSplitOnce(x: Study): Promise<{ results: ModelResult[]; agreement?: Agreement }> {
+/** Selection is over: the test split, once per model (and for the agreement check's copies), then under input noise. */
+async function testSplitOnce(x: Study): Promise<{ results: ModelResult[]; agreement?: Agreement; noise?: NoiseSummary }> {
   const { inputs, testSplit, refOut, reference, prefix, twins, cfg } = x
   const K = inputs.classes
   const m1 = m1Of(x)
@@ -701,7 +755,36 @@ async function testSplitOnce(x: Study): Promise<{ results: ModelResult[]; agreem
     await reference?.terminate()
   }
   x.clock.end('test')
-  return { results, agreement }
+  const noise = cfg.noise && results.length > 0 ? await noiseTable(x, results) : undefined
+  return { results, agreement, noise }
+}
+
+/**
+ * Every model on the test split under input noise, seeded with the study's seed. M2's weights are
+ * evaluated by the engine (its reference worker has ended): its clean row can differ from the
+ * reference's own evaluation by float32 rounding.
+ */
+async function noiseTable(x: Study, results: ModelResult[]): Promise<NoiseSummary> {
+  const { cfg, inputs, testSplit } = x
+  x.clock.begin('noise')
+  const nets: { model: string; net: MLP; note?: string }[] = []
+  let m2: MLP | undefined
+  try {
+    for (const r of results) {
+      if (r.id === 'M2') {
+        m2 = new MLP({ layers: r.layers, seed: r.config.seed, threads: cfg.threads, ...modelOptions(r.config) })
+        setModelParams(m2, x.refOut!.weights)
+        nets.push({ model: r.id, net: m2, note: 'the reference\'s weights, evaluated by the engine' })
+      } else nets.push({ model: r.id, net: x.finished.get(r.id)!.trial!.model })
+      testSplit.record(`${r.id} under input noise`)
+    }
+    const kinds = Object.keys(cfg.noise as object).join(', ')
+    x.log(`noise: every model on the test split under ${kinds} noise (seed ${cfg.seed})`)
+    return await robustness(nets, inputs.test.images, inputs.test.labels, cfg.noise as NoiseLevels, cfg.seed)
+  } finally {
+    m2?.free()
+    x.clock.end('noise')
+  }
 }
 
 /** The M2 row's notes: how far the reference ran, and how it agrees with the engine. */
@@ -716,7 +799,7 @@ function referenceNote(agreement: Agreement, refOut: ReferenceOutcome, m1: Trial
 }
 
 /** The table, every model's directory, the pictures, the searches, the agreement, experiment.json and the report. */
-async function writeStudy(x: Study, results: ModelResult[], agreement: Agreement | undefined): Promise<ExperimentResult> {
+async function writeStudy(x: Study, results: ModelResult[], agreement: Agreement | undefined, noise: NoiseSummary | undefined): Promise<ExperimentResult> {
   const { dir, cfg, inputs, refOut, clock } = x
   clock.begin('files')
   const table: TableRow[] = results.map((r) => ({
@@ -727,6 +810,8 @@ async function writeStudy(x: Study, results: ModelResult[], agreement: Agreement
   await writeFileAtomic(join(dir, 'comparison.md'), comparisonMarkdown(table))
   await writeFileAtomic(join(dir, 'comparison.csv'), comparisonCsv(table))
   await writeFileAtomic(join(dir, 'comparison.json'), json(table))
+  if (noise) await writeRobustness(dir, noise)
+  await writeFileAtomic(join(dir, 'study.md'), studyMarkdown(table, noise))
   await writeDataPictures(dir, inputs)
   if (results.length > 0) {
     const runs = results.map((r) => ({ name: r.id, history: r.history as HistoryRow[] }))
@@ -742,6 +827,7 @@ async function writeStudy(x: Study, results: ModelResult[], agreement: Agreement
   }
   const searchSummary = x.search ? await writeSearch(join(dir, 'search'), x.search, 'Search: validation loss against learning rate') : undefined
   const archSummary = x.arch ? await writeSearch(join(dir, 'architecture'), x.arch) : undefined
+  const m5Summary = x.m5 ? await writeSearch(join(dir, 'M5-candidates'), x.m5) : undefined
   if (agreement && refOut) {
     await writeFileAtomic(join(dir, 'agreement.json'), json(agreement))
     await writeRendered(join(dir, 'agreement'), await agreementChart(x.prefix!.trial.history, refOut.history, x.twins.map((tw) => tw.trial.history), { resync: x.store.resync }))
@@ -751,7 +837,7 @@ async function writeStudy(x: Study, results: ModelResult[], agreement: Agreement
   const interruptions = x.loaded?.interruptions ?? 0
   const seconds = priorSeconds + (performance.now() - clock.started) / 1000
   clock.timings.total = (performance.now() - clock.started) / 1000
-  const result: ExperimentResult = { dir, config: cfg, models: results, table, search: searchSummary, architecture: archSummary, agreement, seconds, timings: clock.timings }
+  const result: ExperimentResult = { dir, config: cfg, models: results, table, search: searchSummary, architecture: archSummary, m5: m5Summary, agreement, noise, seconds, timings: clock.timings }
   await writeFileAtomic(join(dir, 'experiment.json'), json({
     kind: 'kana-native-experiment',
     version: 1,
@@ -771,7 +857,9 @@ async function writeStudy(x: Study, results: ModelResult[], agreement: Agreement
     })),
     search: searchSummary,
     architecture: archSummary,
+    m5: m5Summary,
     agreement,
+    noise: noise && { ...noise, files: { csv: 'noise/robustness.csv', json: 'noise/robustness.json', markdown: 'noise/robustness.md', plots: noise.kinds.map((k) => `noise/${k.kind}.svg`) } },
     testEvaluations: x.testSplit.evaluations,
   }))
   // the experiment is complete: its checkpoint has nothing left to resume
@@ -1000,6 +1088,15 @@ export function comparisonMarkdown(rows: TableRow[]): string {
     `|---|---:|---:|---:|---:|---|---|---:|`,
     ...rows.map((r) => `| ${r.model} | ${pct(r.testAccuracy)} | ${r.testLoss.toFixed(4)} | ${pct(r.balancedAccuracy)} | ${pct(r.macroF1)} | ${esc(r.techniques)} | ${esc(r.notes)} | ${r.seconds.toFixed(1)} |`),
   ].join('\n') + '\n'
+}
+
+/** study.md: the comparison table and, when it ran, the noise table. */
+export function studyMarkdown(rows: TableRow[], noise?: NoiseSummary): string {
+  const parts = ['# The study\n', '## Comparison (test split)\n', comparisonMarkdown(rows)]
+  if (noise) {
+    parts.push('\n## Robustness: test accuracy under input noise\n', `Every model on the same ${noise.samples} test images, corrupted with the same seeded noise (seed ${noise.seed}; pixel units 0..255; README "Ensembles and robustness under input noise").\n`, noiseMarkdown(noise))
+  }
+  return parts.join('\n')
 }
 
 export function comparisonCsv(rows: TableRow[]): string {

@@ -128,3 +128,22 @@ export async function agreementChart(
     resolve: { scale: { color: 'independent' }, legend: { color: 'independent' } },
   })
 }
+
+const NOISE_AXIS: Record<string, string> = { gaussian: 'Gaussian noise σ (pixel units, 0..255)', 'salt-pepper': 'salt and pepper: share of pixels', occlusion: 'occlusion: side of the black square (pixels)' }
+
+/** Test accuracy against the noise level, one line per model (the study's noise table, one kind). */
+export async function noiseChart(kind: string, rows: { model: string; level: number; accuracy: number }[], opts: { samples: number; seed: number; title?: string }): Promise<Rendered> {
+  if (rows.length === 0) throw new RangeError('noiseChart: no rows')
+  return render({
+    title: { text: opts.title ?? `Test accuracy under ${kind} noise`, subtitle: `${opts.samples} test images · the same corruption for every model (seed ${opts.seed}) · level 0 = clean` },
+    width: 440,
+    height: 280,
+    data: { values: rows },
+    mark: { type: 'line', point: { size: 45, filled: true }, strokeWidth: 2 },
+    encoding: {
+      x: { field: 'level', type: 'quantitative', title: NOISE_AXIS[kind] ?? kind },
+      y: { field: 'accuracy', type: 'quantitative', title: 'test accuracy', scale: { domain: [0, 1] }, axis: { format: '.0%' } },
+      color: { field: 'model', type: 'nominal', scale: { scheme: 'tableau10' }, legend: { title: 'model', orient: 'right' } },
+    },
+  })
+}

@@ -50,6 +50,8 @@ export interface ReferenceOutcome {
   /** The same in float64: the model the test split is evaluated with. */
   weights64: Float64Array[]
   validation: { loss: number; accuracy: number; confusion: number[] }
+  /** Whether the run trained on a worker thread: recorded with the outcome in a checkpoint, so that a resumed experiment reports it as it was. */
+  onWorker?: boolean
 }
 
 /**
@@ -378,7 +380,7 @@ export function finishedReference(job: ReferenceJob, outcome: ReferenceOutcome):
   const model = referenceModel(job.layers, outcome.weights64, job.config)
   return {
     result: Promise.resolve(outcome),
-    onWorker: false,
+    onWorker: outcome.onWorker ?? false,
     test: async (test) => testOf(model, test),
     interrupt: async () => ({ outcome }),
     terminate: async () => {},

@@ -143,7 +143,7 @@ export interface TrialLog {
 
 export interface SearchResult {
   name: string
-  mode: 'grid' | 'random' | 'architecture'
+  mode: 'grid' | 'random' | 'architecture' | 'candidates'
   trials: TrialLog[]
   /** The selected trial (lowest validation loss), still holding its model. */
   best: Trial
@@ -267,6 +267,12 @@ export async function runTrials(
     advance?: (t: Trial, untilEpoch: number, i: number) => Promise<void>
     /** Trials advanced at once when `advance` sends them elsewhere (a queue: every trial of a rung); default `concurrency`. */
     inFlight?: number
+    /**
+     * The validation loss a trial is ranked and selected by, and logged as `valLoss`; default its
+     * best epoch's (the epoch early stopping restores). M5 keeps its last epoch's weights and is
+     * scored by that epoch's loss.
+     */
+    score?: (t: Trial) => { valLoss: number; valAccuracy: number }
   },
 ): Promise<SearchResult> {
   if (configs.length === 0) throw new RangeError(`${name}: no configurations to try`)
@@ -275,6 +281,8 @@ export async function runTrials(
   const make = opts.makeTrial ?? ((_: number, c: ModelConfig, threads: number) => new Trial(c, data, { threads }))
   const trials = configs.map((c, i) => make(i, c, opts.threads))
   const stoppedBy = new Map<Trial, string>()
+  const scoreOf = opts.score ?? ((t: Trial) => ({ valLoss: t.bestValLoss, valAccuracy: t.bestValAccuracy }))
+  const score = (t: Trial) => scoreOf(t).valLoss
   let alive = trials
   for (const [i, rung] of rungs.entries()) {
     await pool(alive, opts.inFlight ?? opts.concurrency, async (t) => {
@@ -285,7 +293,7 @@ export async function runTrials(
       opts.log?.(`${name} trial ${id}/${trials.length} (${describeConfig(t.config)}): ${t.epochsRun} epochs, best val_loss ${t.bestValLoss.toFixed(4)} @ ${t.bestEpoch}, val_acc ${(t.bestValAccuracy * 100).toFixed(2)}%, ${t.seconds.toFixed(1)}s${t.stopReason ? ` (${t.stopReason})` : ''}`)
     })
     if (i === rungs.length - 1) break
-    const ranked = [...alive].sort((a, b) => a.bestValLoss - b.bestValLoss)
+    const ranked = [...alive].sort((a, b) => score(a) - score(b))
     const keep = Math.max(1, Math.ceil(alive.length / (opts.halving ? opts.halving.eta : 1)))
     for (const t of ranked.slice(keep)) {
       if (!t.done) stoppedBy.set(t, `halving@${rung}`)
@@ -296,7 +304,7 @@ export async function runTrials(
   }
   // Among the last survivors: no dropped trial scored lower (survivors only improve), and a dropped
   // one's model is already freed, so a tie must not select it.
-  const best = alive.reduce((a, b) => (b.bestValLoss < a.bestValLoss ? b : a))
+  const best = alive.reduce((a, b) => (score(b) < score(a) ? b : a))
   const bestId = trials.indexOf(best) + 1
   const logs: TrialLog[] = trials.map((t, i) => ({
     id: i + 1,
@@ -309,8 +317,8 @@ export async function runTrials(
     patience: t.config.patience,
     epochs: t.epochsRun,
     bestEpoch: t.bestEpoch,
-    valLoss: t.bestValLoss,
-    valAccuracy: t.bestValAccuracy,
+    valLoss: scoreOf(t).valLoss,
+    valAccuracy: scoreOf(t).valAccuracy,
     stoppedBy: stoppedBy.get(t) ?? t.stopReason ?? 'completed',
     seconds: t.seconds,
     selected: t === best,
@@ -354,6 +362,7 @@ export function leversOf(c: ModelConfig): string {
   if (c.optimizer === 'adamw') parts.push(`wd ${c.weightDecay}`)
   if (c.momentum > 0) parts.push(`${c.nesterov ? 'nesterov ' : ''}momentum ${c.momentum}`)
   if (c.warmupEpochs > 0) parts.push(`warm-up ${c.warmupEpochs}`)
+  if (c.rotate > 0 || c.scale > 0 || c.shear > 0 || c.shift > 0 || c.elastic !== 'off') parts.push('augmentation')
   return parts.join('; ')
 }
 

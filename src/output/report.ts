@@ -256,7 +256,7 @@ ${await picture(dir, ['curves-accuracy'], 'validation accuracy of every model', 
 
   // search
   const searchParts: string[] = []
-  for (const [key, label, sub] of [['search', 'Hyper-parameter search (M1)', 'search'], ['architecture', 'Architecture search (M3)', 'architecture']] as const) {
+  for (const [key, label, sub] of [['search', 'Hyper-parameter search (M1)', 'search'], ['architecture', 'Architecture search (M3)', 'architecture'], ['m5', 'Modern candidates (M5): each trained to its end, scored by the validation loss of the weights it keeps', 'M5-candidates']] as const) {
     const s = exp[key]
     if (!s) continue
     const trials: any[] = (await readJson(dir, [sub, 'trials.json'])) ?? []
@@ -273,6 +273,21 @@ ${table(['rank', 'trial', 'optimizer', 'lr', 'batch', 'hidden', 'L2', 'schedule'
   if (searchParts.length) {
     nav.push(['search', 'Search'])
     parts.push(`<section id="search"><h2>Search</h2><p>${esc(SH_EXPLANATION)}</p>${searchParts.join('\n')}</section>`)
+  }
+
+  // noise
+  const nz = exp.noise
+  if (nz && Array.isArray(nz.kinds) && Array.isArray(nz.models)) {
+    nav.push(['noise', 'Input noise'])
+    const cols: { kind: string; level: number }[] = nz.kinds.flatMap((k: any) => (Array.isArray(k.levels) ? k.levels : []).filter((x: unknown) => x !== 0).map((x: number) => ({ kind: k.kind, level: x })))
+    const acc = (m: any, kind: string, level: number) => pct((Array.isArray(m.byKind) ? m.byKind : []).find((b: any) => b.kind === kind)?.rows?.find((r: any) => r.level === level)?.accuracy)
+    const pics: string[] = []
+    for (const k of nz.kinds) pics.push(await picture(dir, ['noise', k.kind], `test accuracy under ${k.kind} noise, one line per model`))
+    parts.push(`<section id="noise"><h2>Robustness under input noise (test split)</h2>
+<p>Every model on the same ${int(nz.samples)} test images, corrupted by the same seeded noise (seed ${esc(nz.seed)}), the clean images first: Gaussian σ in pixel units (0..255), salt and pepper as the share of pixels set to 0 or 255, occlusion as the side of a black square at a random place. Also in <code>noise/robustness.csv</code>, <code>noise/robustness.md</code>.</p>
+${table(['model', 'clean', ...cols.map((c) => `${c.kind} ${c.level}`)], nz.models.map((m: any) => [`<b>${esc(m.model)}</b>${m.note ? ` <span class="note">(${esc(m.note)})</span>` : ''}`, acc(m, nz.kinds[0]?.kind, 0), ...cols.map((c) => acc(m, c.kind, c.level))]), { numeric: cols.map((_, i) => i + 1).concat(cols.length + 1), id: 'noise-table' })}
+<div class="grid">${pics.join('\n')}</div>
+</section>`)
   }
 
   // agreement

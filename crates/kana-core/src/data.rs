@@ -101,11 +101,14 @@ impl Dataset {
     pub fn gather_range(&self, start: usize, rows: usize, mut out: ArrayViewMut2<f32>) {
         let f = self.features;
         let src = &self.pixels[start * f..(start + rows) * f];
-        for (s, mut row) in src.chunks_exact(f).zip(out.rows_mut()) {
-            let dst = row.as_slice_mut().expect("workspace rows are contiguous");
-            for (d, &p) in dst.iter_mut().zip(s) {
-                *d = UNIT[p as usize];
-            }
+        let dst = &mut out.as_slice_mut().expect("workspace is contiguous")[..rows * f];
+        let copy = |d: &mut [f32], s: &[u8]| d.iter_mut().zip(s).for_each(|(d, &p)| *d = UNIT[p as usize]);
+        // by blocks of rows on the pool (inference would otherwise wait on this one thread)
+        if rows >= PARALLEL_MIN_ROWS && rayon::current_num_threads() > 1 {
+            let block = rows.div_ceil(rayon::current_num_threads() * 4) * f;
+            dst.par_chunks_mut(block).zip(src.par_chunks(block)).for_each(|(d, s)| copy(d, s));
+        } else {
+            copy(dst, src);
         }
     }
 }

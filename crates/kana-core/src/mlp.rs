@@ -12,10 +12,10 @@
 //! With plain ReLU, `Z > 0` exactly when `A = ReLU(Z) > 0` (also after dropout's positive scaling),
 //! so the activations double as the mask and no pre-activations are kept.
 
-use crate::act::Activation;
+use crate::act::{pass, Activation};
 use crate::dropout::{self, Mask};
 use crate::error::{Error, Result};
-use crate::gemm::gemm;
+use crate::gemm::{gemm, gemm_bias};
 use crate::rng::Rng;
 use ndarray::{s, Array1, Array2, ArrayView2, Zip};
 
@@ -390,25 +390,19 @@ impl Mlp {
             let (before, after) = ws.acts.split_at_mut(l);
             let input = if l == 0 { ws.x.slice(s![..rows, ..]) } else { before[l - 1].slice(s![..rows, ..]) };
             let mut z = after[0].slice_mut(s![..rows, ..]);
-            gemm(1.0, input, layer.w.view(), 0.0, z.view_mut());
-            if l == last {
-                for mut row in z.rows_mut() {
-                    Zip::from(&mut row).and(&layer.b).for_each(|z, &b| *z += b);
-                }
-            } else if self.config.plain_layer(l, train.is_some()) {
-                // bias and ReLU in one pass over Z
-                for mut row in z.rows_mut() {
-                    Zip::from(&mut row).and(&layer.b).for_each(|z, &b| *z = (*z + b).max(0.0));
-                }
-            } else {
-                let mask = train.and_then(|t| t.masks[l].map(|m| (m, t.row0)));
-                let pre = if train.is_some() && self.config.keeps_pre() { Some(&mut ws.pre[l]) } else { None };
-                let hidden = Hidden { layer, act: self.config.activation, mask, eps: self.config.bn_eps };
-                match (self.config.batch_norm, train.is_some()) {
-                    (false, _) => hidden.plain(z.view_mut(), pre),
-                    (true, true) => hidden.batch_norm_train(z.view_mut(), &self.norms[l], pre.expect("batch norm keeps Ẑ"), &mut ws.stats[l]),
-                    (true, false) => hidden.batch_norm_eval(z.view_mut(), &self.norms[l], &self.running[l], &mut ws.stats[l]),
-                }
+            // Z = A·W + b, and ReLU for a plain layer, applied to each tile in registers
+            let relu = l != last && self.config.plain_layer(l, train.is_some());
+            gemm_bias(input, layer.w.view(), layer.b.view(), relu, z.view_mut());
+            if l == last || relu {
+                continue;
+            }
+            let mask = train.and_then(|t| t.masks[l].map(|m| (m, t.row0)));
+            let pre = if train.is_some() && self.config.keeps_pre() { Some(&mut ws.pre[l]) } else { None };
+            let hidden = Hidden { act: self.config.activation, mask, eps: self.config.bn_eps };
+            match (self.config.batch_norm, train.is_some()) {
+                (false, _) => hidden.activate(z.view_mut(), pre, None),
+                (true, true) => hidden.batch_norm_train(z.view_mut(), &self.norms[l], pre.expect("batch norm keeps Ẑ"), &mut ws.stats[l]),
+                (true, false) => hidden.batch_norm_eval(z.view_mut(), &self.norms[l], &self.running[l], &mut ws.stats[l]),
             }
         }
     }
@@ -456,12 +450,21 @@ impl Mlp {
             rayon::join(
                 || gemm(1.0, input.t(), delta, beta, g.w.view_mut()),
                 || {
-                    // ∂b = Σ_rows δ, summed in place (no temporary)
-                    if !accumulate {
-                        g.b.fill(0.0);
-                    }
-                    for row in delta.rows() {
-                        g.b += &row;
+                    // ∂b = Σ_rows δ, summed in place in row order, by blocks of columns
+                    {
+                        let d = delta.to_slice().expect("workspace rows are contiguous");
+                        let width = delta.ncols();
+                        by_cols(g.b.as_slice_mut().unwrap(), &mut [(); 0][..], width, rows, |j0, b, _| {
+                            if !accumulate {
+                                b.fill(0.0);
+                            }
+                            for r in 0..rows {
+                                let dr = &d[r * width + j0..r * width + j0 + b.len()];
+                                for (b, &v) in b.iter_mut().zip(dr) {
+                                    *b += v;
+                                }
+                            }
+                        });
                     }
                     if l == 0 {
                         return;
@@ -470,15 +473,17 @@ impl Mlp {
                     let h = l - 1;
                     let mut prev = lower[h].slice_mut(s![..rows, ..]);
                     gemm(1.0, delta, self.layers[l].w.t(), 0.0, prev.view_mut());
-                    if self.config.plain_layer(h, true) {
-                        Zip::from(&mut prev).and(&input).for_each(|d, &a| if a <= 0.0 { *d = 0.0 });
-                        return;
-                    }
                     let mask = pass.masks[h].map(|m| (m, pass.row0));
                     if self.config.activation == Activation::Relu {
                         // A > 0 exactly where the unit is kept and Z' > 0; kept units were scaled by s
+                        let width = prev.ncols();
+                        let (d, a) = (prev.as_slice_mut().expect("workspace rows are contiguous"), input.to_slice().expect("workspace rows are contiguous"));
+                        if self.config.plain_layer(h, true) {
+                            by_rows_ro(d, a, width, |_, d, a| d.iter_mut().zip(a).for_each(|(d, &a)| if a <= 0.0 { *d = 0.0 }));
+                            return;
+                        }
                         let s = mask.map_or(1.0, |(m, _)| m.scale);
-                        Zip::from(&mut prev).and(&input).for_each(|d, &a| *d = if a > 0.0 { *d * s } else { 0.0 });
+                        by_rows_ro(d, a, width, |_, d, a| d.iter_mut().zip(a).for_each(|(d, &a)| *d = if a > 0.0 { *d * s } else { 0.0 }));
                     } else {
                         let pre = ws.pre[h].slice(s![..rows, ..]);
                         let norm = if self.config.batch_norm { Some(&self.norms[h]) } else { None };
@@ -509,121 +514,109 @@ impl Mlp {
     }
 }
 
-/// One hidden layer's forward work after `Z = A·W`.
-struct Hidden<'a> {
-    layer: &'a Layer,
+/// One hidden layer's forward work after `Z = A·W + b`.
+struct Hidden {
     act: Activation,
     /// dropout mask and the batch row of the first row here
     mask: Option<(Mask, usize)>,
     eps: f64,
 }
 
-impl Hidden<'_> {
-    /// Without batch norm: `Z += b`, kept in `pre` (training, non-ReLU), then `A = f(Z)·mask`.
-    fn plain(&self, mut z: ndarray::ArrayViewMut2<f32>, pre: Option<&mut Array2<f32>>) {
-        for mut row in z.rows_mut() {
-            Zip::from(&mut row).and(&self.layer.b).for_each(|z, &b| *z += b);
-        }
-        if let Some(pre) = pre {
-            pre.slice_mut(s![..z.nrows(), ..]).assign(&z);
-        }
-        self.activate(z);
-    }
-
+impl Hidden {
     /// Training: batch mean and biased variance per unit (in f64, rows in order, so independent of
-    /// threads), `Ẑ` kept in `pre`, `Z' = γ⊙Ẑ + β`, then `A = f(Z')·mask`.
-    fn batch_norm_train(&self, mut z: ndarray::ArrayViewMut2<f32>, norm: &Affine, pre: &mut Array2<f32>, stats: &mut BatchStats) {
-        let rows = z.nrows();
-        stats.mean.fill(0.0);
-        for mut row in z.rows_mut() {
-            Zip::from(&mut row).and(&self.layer.b).and(&mut stats.mean).for_each(|z, &b, s| {
-                *z += b;
-                *s += *z as f64;
-            });
-        }
-        stats.mean.iter_mut().for_each(|s| *s /= rows as f64);
-        stats.var.fill(0.0);
-        for row in z.rows() {
-            Zip::from(&row).and(&stats.mean).and(&mut stats.var).for_each(|&z, &mu, v| *v += (z as f64 - mu).powi(2));
-        }
-        Zip::from(&mut stats.var).and(&mut stats.invstd).and(&stats.mean).and(&mut stats.mean32).for_each(|v, inv, &mu, m32| {
-            *v /= rows as f64;
-            *inv = (1.0 / (*v + self.eps).sqrt()) as f32;
+    /// threads), then `Ẑ` kept in `pre`, `Z' = γ⊙Ẑ + β` and `A = f(Z')·mask` in one pass.
+    fn batch_norm_train(&self, z: ndarray::ArrayViewMut2<f32>, norm: &Affine, pre: &mut Array2<f32>, stats: &mut BatchStats) {
+        column_stats(z.view(), stats);
+        Zip::from(&stats.var).and(&mut stats.invstd).and(&stats.mean).and(&mut stats.mean32).for_each(|&v, inv, &mu, m32| {
+            *inv = (1.0 / (v + self.eps).sqrt()) as f32;
             *m32 = mu as f32;
         });
-        let mut xhat = pre.slice_mut(s![..rows, ..]);
-        for (mut zr, mut xr) in z.rows_mut().into_iter().zip(xhat.rows_mut()) {
-            Zip::from(&mut zr).and(&mut xr).and(&stats.mean32).and(&stats.invstd).and(&norm.gamma).and(&norm.beta).for_each(|z, x, &mu, &inv, &g, &b| {
-                *x = (*z - mu) * inv;
-                *z = g * *x + b;
-            });
-        }
-        self.activate(z);
+        let n = pass::Norm { mean: slice1(&stats.mean32), invstd: slice1(&stats.invstd), gamma: slice1(&norm.gamma), beta: slice1(&norm.beta) };
+        self.activate(z, Some(pre), Some(n));
     }
 
     /// Evaluation: the running statistics in place of the batch's.
-    fn batch_norm_eval(&self, mut z: ndarray::ArrayViewMut2<f32>, norm: &Affine, run: &Running, stats: &mut BatchStats) {
+    fn batch_norm_eval(&self, z: ndarray::ArrayViewMut2<f32>, norm: &Affine, run: &Running, stats: &mut BatchStats) {
         Zip::from(&mut stats.invstd).and(&run.var).for_each(|inv, &v| *inv = (1.0 / (v as f64 + self.eps).sqrt()) as f32);
-        for mut row in z.rows_mut() {
-            Zip::from(&mut row).and(&self.layer.b).and(&run.mean).and(&stats.invstd).and(&norm.gamma).and(&norm.beta).for_each(|z, &b, &mu, &inv, &g, &be| {
-                *z = g * ((*z + b - mu) * inv) + be;
-            });
-        }
-        self.activate(z);
+        let n = pass::Norm { mean: slice1(&run.mean), invstd: slice1(&stats.invstd), gamma: slice1(&norm.gamma), beta: slice1(&norm.beta) };
+        self.activate(z, None, Some(n));
     }
 
-    /// `A = f(Z')`, times the dropout factor in training; the activation is chosen once per layer.
-    fn activate(&self, z: ndarray::ArrayViewMut2<f32>) {
-        match self.act {
-            Activation::Relu => self.activate_with(z, |x| x.max(0.0)),
-            Activation::LeakyRelu { slope } => self.activate_with(z, move |x| if x > 0.0 { x } else { slope * x }),
-            Activation::Silu => self.activate_with(z, crate::act::silu),
-            Activation::Gelu => self.activate_with(z, crate::act::gelu),
-        }
-    }
-
-    fn activate_with(&self, mut z: ndarray::ArrayViewMut2<f32>, f: impl Fn(f32) -> f32 + Sync) {
-        let width = z.ncols();
+    /// `A = f(Z')` (times the dropout factor in training), `Z` or `Ẑ` kept in `pre` if given, by
+    /// blocks of rows on the rayon pool.
+    fn activate(&self, mut z: ndarray::ArrayViewMut2<f32>, pre: Option<&mut Array2<f32>>, norm: Option<pass::Norm>) {
+        let (rows, width) = z.dim();
         let z = z.as_slice_mut().expect("workspace rows are contiguous");
-        match self.mask {
-            None => by_rows(z, &[], width, |_, z, _| z.iter_mut().for_each(|v| *v = f(*v))),
-            Some((mask, row0)) => by_rows(z, &[], width, |r0, z, _| {
-                for (r, row) in z.chunks_exact_mut(width).enumerate() {
-                    let base = (row0 + r0 + r).wrapping_mul(width);
-                    for (j, v) in row.iter_mut().enumerate() {
-                        *v = f(*v) * mask.factor(base.wrapping_add(j));
-                    }
-                }
-            }),
+        let (act, mask) = (self.act, self.mask);
+        let at = |r0: usize| mask.map(|(m, row0)| (m, row0 + r0));
+        match pre {
+            None => by_rows(z, &mut [], width, |r0, z, _| pass::forward(act, z, None, width, norm, at(r0))),
+            Some(pre) => {
+                let pre = &mut pre.as_slice_mut().expect("workspace is contiguous")[..rows * width];
+                by_rows(z, pre, width, |r0, z, pre| pass::forward(act, z, Some(pre), width, norm, at(r0)))
+            }
         }
+    }
+}
+
+fn slice1<T>(a: &Array1<T>) -> &[T] {
+    a.as_slice().expect("vectors are contiguous")
+}
+
+/// Batch mean and biased variance of each column of `z` (f64, summed over the rows in order), by
+/// blocks of columns on the rayon pool: each column's sums are the same whatever the split.
+fn column_stats(z: ArrayView2<f32>, stats: &mut BatchStats) {
+    let (rows, width) = z.dim();
+    let z = z.to_slice().expect("workspace rows are contiguous");
+    let mean = stats.mean.as_slice_mut().unwrap();
+    let var = stats.var.as_slice_mut().unwrap();
+    by_cols(mean, var, width, rows, |j0, mean, var| {
+        let w = mean.len();
+        mean.fill(0.0);
+        for r in 0..rows {
+            let zr = &z[r * width + j0..r * width + j0 + w];
+            for j in 0..w {
+                mean[j] += zr[j] as f64;
+            }
+        }
+        mean.iter_mut().for_each(|s| *s /= rows as f64);
+        var.fill(0.0);
+        for r in 0..rows {
+            let zr = &z[r * width + j0..r * width + j0 + w];
+            for j in 0..w {
+                var[j] += (zr[j] as f64 - mean[j]).powi(2);
+            }
+        }
+        var.iter_mut().for_each(|v| *v /= rows as f64);
+    });
+}
+
+/// Runs `f(first column, a[cols], b[cols])` over blocks of columns (`a` and `b` hold one value
+/// per column; `b` may be empty), in parallel when the `rows × width` pass behind it is large enough. For passes
+/// that reduce over rows: a column's result does not depend on the cut.
+fn by_cols<T: Send, U: Send>(a: &mut [T], b: &mut [U], width: usize, rows: usize, f: impl Fn(usize, &mut [T], &mut [U]) + Sync) {
+    use rayon::prelude::*;
+    let threads = rayon::current_num_threads();
+    if threads <= 1 || rows * width < PARALLEL_MIN_ELEMS || width < 32 {
+        return f(0, a, b);
+    }
+    // multiples of 16 columns (whole cache lines of f32)
+    let per = width.div_ceil(threads * 2).div_ceil(16) * 16;
+    if b.is_empty() {
+        a.par_chunks_mut(per).enumerate().for_each(|(i, a)| f(i * per, a, &mut []));
+    } else {
+        a.par_chunks_mut(per).zip(b.par_chunks_mut(per)).enumerate().for_each(|(i, (a, b))| f(i * per, a, b));
     }
 }
 
 /// `∂Z' = ∂A ⊙ mask·s ⊙ f'(Z')` in place of `∂A`, for a non-ReLU activation. `pre` holds `Z'`, or
 /// `Ẑ` with batch norm (then `Z' = γ⊙Ẑ + β`, recomputed with the forward pass's operations).
-fn activation_backward(act: Activation, d: ndarray::ArrayViewMut2<f32>, pre: ArrayView2<f32>, norm: Option<&Affine>, mask: Option<(Mask, usize)>) {
-    fn go(mut d: ndarray::ArrayViewMut2<f32>, pre: ArrayView2<f32>, norm: Option<&Affine>, mask: Option<(Mask, usize)>, df: impl Fn(f32) -> f32 + Sync) {
-        let width = d.ncols();
-        let d = d.as_slice_mut().expect("workspace rows are contiguous");
-        let pre = pre.to_slice().expect("workspace rows are contiguous");
-        let (gamma, beta) = norm.map_or((&[][..], &[][..]), |n| (n.gamma.as_slice().unwrap(), n.beta.as_slice().unwrap()));
-        by_rows(d, pre, width, |r0, d, pre| {
-            for (r, (dr, pr)) in d.chunks_exact_mut(width).zip(pre.chunks_exact(width)).enumerate() {
-                let base = mask.map_or(0, |(_, row0)| (row0 + r0 + r).wrapping_mul(width));
-                for j in 0..width {
-                    let zp = if norm.is_some() { gamma[j] * pr[j] + beta[j] } else { pr[j] };
-                    let keep = mask.map_or(1.0, |(m, _)| m.factor(base.wrapping_add(j)));
-                    dr[j] *= keep * df(zp);
-                }
-            }
-        })
-    }
-    match act {
-        Activation::Relu => unreachable!("ReLU goes through the activations"),
-        Activation::LeakyRelu { slope } => go(d, pre, norm, mask, move |x| if x > 0.0 { 1.0 } else { slope }),
-        Activation::Silu => go(d, pre, norm, mask, crate::act::silu_derivative),
-        Activation::Gelu => go(d, pre, norm, mask, crate::act::gelu_derivative),
-    }
+fn activation_backward(act: Activation, mut d: ndarray::ArrayViewMut2<f32>, pre: ArrayView2<f32>, norm: Option<&Affine>, mask: Option<(Mask, usize)>) {
+    let width = d.ncols();
+    let d = d.as_slice_mut().expect("workspace rows are contiguous");
+    let pre = pre.to_slice().expect("workspace rows are contiguous");
+    let norm = norm.map(|n| pass::Norm { mean: &[], invstd: &[], gamma: slice1(&n.gamma), beta: slice1(&n.beta) });
+    by_rows_ro(d, pre, width, |r0, d, pre| pass::backward(act, d, pre, width, norm, mask.map(|(m, row0)| (m, row0 + r0))))
 }
 
 /// Below this many elements an element-wise pass runs on one thread.
@@ -632,7 +625,7 @@ const PARALLEL_MIN_ELEMS: usize = 1 << 15;
 /// Runs `f(first row, rows of a, the same rows of b)` over blocks of whole rows of `a` (and of `b`,
 /// unless it is empty), in parallel on the current rayon pool when the pass is large enough.
 /// Each element is computed on its own, so the result does not depend on the cut.
-fn by_rows(a: &mut [f32], b: &[f32], width: usize, f: impl Fn(usize, &mut [f32], &[f32]) + Sync) {
+fn by_rows(a: &mut [f32], b: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32], &mut [f32]) + Sync) {
     use rayon::prelude::*;
     let rows = a.len() / width.max(1);
     let threads = rayon::current_num_threads();
@@ -642,36 +635,60 @@ fn by_rows(a: &mut [f32], b: &[f32], width: usize, f: impl Fn(usize, &mut [f32],
     let per = rows.div_ceil(threads * 4).max(1);
     let block = per * width;
     if b.is_empty() {
-        a.par_chunks_mut(block).enumerate().for_each(|(i, a)| f(i * per, a, &[]));
+        a.par_chunks_mut(block).enumerate().for_each(|(i, a)| f(i * per, a, &mut []));
     } else {
-        a.par_chunks_mut(block).zip(b.par_chunks(block)).enumerate().for_each(|(i, (a, b))| f(i * per, a, b));
+        a.par_chunks_mut(block).zip(b.par_chunks_mut(block)).enumerate().for_each(|(i, (a, b))| f(i * per, a, b));
     }
+}
+
+/// [`by_rows`] with `b` read only.
+fn by_rows_ro(a: &mut [f32], b: &[f32], width: usize, f: impl Fn(usize, &mut [f32], &[f32]) + Sync) {
+    use rayon::prelude::*;
+    let rows = a.len() / width.max(1);
+    let threads = rayon::current_num_threads();
+    if threads <= 1 || a.len() < PARALLEL_MIN_ELEMS {
+        return f(0, a, b);
+    }
+    let per = rows.div_ceil(threads * 4).max(1);
+    let block = per * width;
+    a.par_chunks_mut(block).zip(b.par_chunks(block)).enumerate().for_each(|(i, (a, b))| f(i * per, a, b));
 }
 
 /// Batch norm backward over the whole batch, `d` = `∂Z'` in, `∂Z` out:
 /// `∂β = Σ_r ∂Z'`, `∂γ = Σ_r ∂Z'⊙Ẑ`, `∂Z = γ·invstd·(∂Z' − ∂β/B − Ẑ⊙∂γ/B)` (the batch's `1/B` is
 /// already in `d`, so these sums are the gradients of the mean loss). Sums in f64, rows in order.
 fn batch_norm_backward(mut d: ndarray::ArrayViewMut2<f32>, xhat: ArrayView2<f32>, norm: &Affine, invstd: &Array1<f32>, g: &mut Affine) {
-    let rows = d.nrows();
-    let width = d.ncols();
-    let (mut sb, mut sg) = (vec![0.0f64; width], vec![0.0f64; width]);
-    for (dr, xr) in d.rows().into_iter().zip(xhat.rows()) {
-        for j in 0..width {
-            sb[j] += dr[j] as f64;
-            sg[j] += dr[j] as f64 * xr[j] as f64;
-        }
-    }
-    for j in 0..width {
-        g.beta[j] = sb[j] as f32;
-        g.gamma[j] = sg[j] as f32;
+    let (rows, width) = d.dim();
+    let d = d.as_slice_mut().expect("workspace rows are contiguous");
+    let xhat = xhat.to_slice().expect("workspace rows are contiguous");
+    {
+        let d: &[f32] = d;
+        by_cols(g.beta.as_slice_mut().unwrap(), g.gamma.as_slice_mut().unwrap(), width, rows, |j0, gb, gg| {
+            let w = gb.len();
+            let (mut sb, mut sg) = (vec![0.0f64; w], vec![0.0f64; w]);
+            for r in 0..rows {
+                let (dr, xr) = (&d[r * width + j0..r * width + j0 + w], &xhat[r * width + j0..r * width + j0 + w]);
+                for j in 0..w {
+                    sb[j] += dr[j] as f64;
+                    sg[j] += dr[j] as f64 * xr[j] as f64;
+                }
+            }
+            for j in 0..w {
+                gb[j] = sb[j] as f32;
+                gg[j] = sg[j] as f32;
+            }
+        });
     }
     let inv_b = 1.0 / rows as f32;
-    for (mut dr, xr) in d.rows_mut().into_iter().zip(xhat.rows()) {
-        for j in 0..width {
-            let (mb, mg) = (g.beta[j] * inv_b, g.gamma[j] * inv_b);
-            dr[j] = norm.gamma[j] * invstd[j] * (dr[j] - mb - xr[j] * mg);
+    let (gb, gg, gamma, invstd) = (slice1(&g.beta), slice1(&g.gamma), slice1(&norm.gamma), slice1(invstd));
+    by_rows_ro(d, xhat, width, |_, d, xhat| {
+        for (dr, xr) in d.chunks_exact_mut(width).zip(xhat.chunks_exact(width)) {
+            for j in 0..width {
+                let (mb, mg) = (gb[j] * inv_b, gg[j] * inv_b);
+                dr[j] = gamma[j] * invstd[j] * (dr[j] - mb - xr[j] * mg);
+            }
         }
-    }
+    });
 }
 
 /// `ln Σ exp(z)`, stably: with `m = max z`, `m + ln Σ exp(z − m)` has every `exp` ≤ 1, so large
@@ -686,6 +703,11 @@ pub fn log_sum_exp(z: &[f32]) -> f32 {
 pub fn softmax_in_place(z: &mut [f32]) {
     let lse = log_sum_exp(z);
     z.iter_mut().for_each(|v| *v = (*v - lse).exp());
+}
+
+/// [`softmax_in_place`] on each row of `z` (`classes` wide), by blocks of rows on the rayon pool.
+pub fn softmax_rows(z: &mut [f32], classes: usize) {
+    by_rows(z, &mut [], classes, |_, z, _| z.chunks_exact_mut(classes).for_each(softmax_in_place));
 }
 
 /// Index of the largest value (the first on ties); NaN never wins.

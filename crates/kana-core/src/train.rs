@@ -5,7 +5,7 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::augment::{self, Augment};
 use crate::dropout::Mask;
-use crate::mlp::{argmax, check_sizes, layers_from_slices, log_sum_exp, softmax_in_place, try_zeroed_vec, Grads, Mlp, NetConfig, TrainPass, Workspace};
+use crate::mlp::{argmax, check_sizes, layers_from_slices, log_sum_exp, softmax_rows, try_zeroed_vec, Grads, Mlp, NetConfig, TrainPass, Workspace};
 use crate::optim::{self, Optimizer, OptimizerState};
 use crate::rng::Rng;
 use ndarray::{s, Array2};
@@ -415,11 +415,9 @@ impl Trainer {
         let k = self.net.classes();
         let mut out = try_zeroed_vec::<f32>(data.len().saturating_mul(k))?;
         self.for_each_logits(data, control, |start, logits, rows| {
-            for (r, mut z) in logits.rows_mut().into_iter().take(rows).enumerate() {
-                let z = z.as_slice_mut().unwrap();
-                softmax_in_place(z);
-                out[(start + r) * k..(start + r + 1) * k].copy_from_slice(z);
-            }
+            let z = &mut logits.as_slice_mut().expect("workspace is contiguous")[..rows * k];
+            softmax_rows(z, k);
+            out[start * k..(start + rows) * k].copy_from_slice(z);
         })?;
         Ok(out)
     }
