@@ -219,6 +219,34 @@ fn same_seed_gives_identical_weights_whatever_the_thread_count() {
     assert_eq!(run(2), run(2));
 }
 
+/// Above Adam's parallel threshold (≥ 65,536 parameters, several 16k blocks in more than one
+/// tensor, γ and β with batch norm): the one-region update and the held worker give the weights and
+/// moments of one thread, on 2, 3 and 4 threads.
+#[test]
+fn large_networks_give_identical_weights_and_moments_whatever_the_thread_count() {
+    use kana_core::{Activation, NetConfig};
+    let mut rng = Rng::new(9);
+    let data = random_data(600, 64, 10, &mut rng);
+    let sizes = [64, 512, 128, 10];
+    for (bn, opt) in [(false, Optimizer::ADAM_DEFAULT), (true, Optimizer::AdamW { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 })] {
+        let opts = EpochOptions { optimizer: opt, lr: 1e-3, l2: 1e-3, batch_size: 50, ..Default::default() };
+        let config = NetConfig { activation: Activation::Gelu, dropout: vec![0.2, 0.0], batch_norm: bn, ..NetConfig::plain(&sizes) };
+        let run = |threads| {
+            let mut t = Trainer::with_config(&sizes, config.clone(), 4, threads).unwrap();
+            assert!(t.net.num_params() >= 1 << 16);
+            for _ in 0..2 {
+                t.epoch(&data, &opts, &Control::default()).unwrap();
+            }
+            let st = &t.optimizer_state;
+            (t.params().iter().map(|p| p.to_vec()).collect::<Vec<_>>(), st.m.clone(), st.v.clone())
+        };
+        let one = run(1);
+        for threads in [2, 3, 4] {
+            assert!(run(threads) == one, "batch norm {bn}: {threads} threads differ from 1");
+        }
+    }
+}
+
 #[test]
 fn predictions_are_distributions_and_evaluation_counts_every_sample() {
     let mut rng = Rng::new(8);
