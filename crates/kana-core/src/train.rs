@@ -279,7 +279,7 @@ impl Trainer {
         let Trainer { net, optimizer_state, pool, grads, masks, train_ws, order, labels: ybuf, seed, .. } = self;
         let ws = train_ws.as_mut().unwrap();
         let mut stopped_after = None;
-        let outcome = pool.install(|| with_workers_held(|| -> Result<()> {
+        let outcome = pool.install(|| with_workers_held(batch <= HOLD_MAX_BATCH, || -> Result<()> {
             for (s, idx) in order.chunks(batch).enumerate().skip(first_step) {
                 set_masks(masks, net, *seed, optimizer_state.step);
                 let aug = opts.augment.as_ref().map(|a| (a, *seed, optimizer_state.step));
@@ -540,8 +540,8 @@ impl Trainer {
 /// and each of the step's parallel regions then waits for it to be woken. The holding worker
 /// yields its core whenever there is nothing to steal, so on a busy machine others still run.
 /// Results do not depend on it: which thread runs a piece never changes what the piece computes.
-fn with_workers_held<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    if rayon::current_num_threads() < 2 || !hold_enabled() {
+fn with_workers_held<R: Send>(hold: bool, f: impl FnOnce() -> R + Send) -> R {
+    if !hold || rayon::current_num_threads() < 2 || !hold_enabled() {
         return f();
     }
     let done = AtomicBool::new(false);
@@ -573,6 +573,11 @@ fn with_workers_held<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     );
     r
 }
+
+/// Batches up to this size hold a worker: their steps are short and cut into small regions. At
+/// batch 512, on a machine giving this process about one core, holding cost 3–8% of the wall
+/// (the helper competes for the core), so larger batches leave rayon's own idling alone.
+const HOLD_MAX_BATCH: usize = 64;
 
 /// `KANA_HOLD_WORKER=0` turns the holding off (a measuring switch; results are the same).
 fn hold_enabled() -> bool {
