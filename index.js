@@ -8,7 +8,7 @@
 // platform and every place tried.
 const { existsSync } = require('node:fs')
 const { join } = require('node:path')
-const { currentPlatformTriple } = require('./platform.js')
+const { currentPlatformTriple, missingNativeFunctions } = require('./platform.js')
 
 function loadNativeBinding() {
   const triple = currentPlatformTriple()
@@ -17,7 +17,10 @@ function loadNativeBinding() {
   const failures = []
   if (existsSync(local)) {
     try {
-      return require(local)
+      const binding = require(local)
+      const missing = missingNativeFunctions(binding)
+      if (missing.length === 0) return binding
+      failures.push(`${local}: built from older sources than this JavaScript (it has no ${missing.join(', ')}; run \`npm run build\`)`)
     } catch (e) {
       failures.push(`${local}: ${e.message}`)
     }
@@ -25,12 +28,15 @@ function loadNativeBinding() {
     failures.push(`${local}: not built (run \`npm run build\`)`)
   }
   try {
-    return require(pkg)
+    const binding = require(pkg)
+    const missing = missingNativeFunctions(binding)
+    if (missing.length === 0) return binding
+    failures.push(`${pkg}: another version than this package (it has no ${missing.join(', ')}; reinstall kana-native)`)
   } catch (e) {
     failures.push(`${pkg}: ${e.code === 'MODULE_NOT_FOUND' ? 'not installed' : e.message}`)
   }
   const err = new Error(
-    `kana-native has no native addon for this platform (${triple}). Tried:\n  ${failures.join('\n  ')}\n` +
+    `kana-native has no usable native addon for this platform (${triple}). Tried:\n  ${failures.join('\n  ')}\n` +
       'Build it from source with `npm run build` (needs Rust), or install on a supported platform.',
   )
   err.code = 'KANA_NO_NATIVE_BINDING'

@@ -15,4 +15,22 @@ function currentPlatformTriple() {
   return platformTriple({ platform: process.platform, arch: process.arch, glibc })
 }
 
-module.exports = { platformTriple, currentPlatformTriple }
+/**
+ * The native functions this JavaScript calls (src/engine/native.ts NativeBinding; a test keeps the
+ * list equal to what the built addon exports, so a function added to the binding is added here).
+ * An addon built from older Rust sources lacks some, and would otherwise fail
+ * late or — for an option it does not know, such as `augment` before augmentBatch existed — not at
+ * all: its old behaviour would run silently.
+ */
+const NATIVE_FUNCTIONS = [
+  'createModel', 'freeModel', 'modelInfo', 'getWeights', 'setWeights', 'getNormState', 'setNormState',
+  'getTrainingState', 'setTrainingState', 'cancel', 'progress', 'createPixels', 'writePixels',
+  'createDataset', 'datasetInfo', 'fitEpoch', 'evaluate', 'predictProba', 'augmentBatch', 'cpuFeatures', 'debugPanic',
+]
+
+/** The names of NATIVE_FUNCTIONS that `binding` does not have as functions. */
+function missingNativeFunctions(binding) {
+  return NATIVE_FUNCTIONS.filter((f) => typeof binding?.[f] !== 'function')
+}
+
+module.exports = { platformTriple, currentPlatformTriple, NATIVE_FUNCTIONS, missingNativeFunctions }

@@ -3,7 +3,8 @@
 // where the browser tests look for Chromium. (What cannot be run here is listed in the README.)
 import test from 'ava'
 import { spawnSync } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { interruptSignals, shellWord } from '../src/cli/args'
 import { RENAME_RETRY_MS, renameReplacing, renameReplacingSync, retryRename } from '../src/output/atomic'
@@ -110,4 +111,41 @@ test('the release workflow builds and tests every target of package.json, and pu
   const publish = (wf.jobs.publish.steps as { run?: string }[]).map((s) => s.run ?? '').join('\n')
   t.regex(publish, /package\.mjs --no-build --require-all/)
   t.regex(publish, /npm publish .*--provenance/)
+})
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { NATIVE_FUNCTIONS, missingNativeFunctions } = require('../platform.js') as { NATIVE_FUNCTIONS: string[]; missingNativeFunctions: (b: unknown) => string[] }
+
+test('the loader\'s list of native functions is exactly what the built addon exports', (t) => {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { native } = require('../index.js') as { native: Record<string, unknown> }
+  const exported = Object.keys(native).filter((k) => typeof native[k] === 'function').sort()
+  t.deepEqual([...NATIVE_FUNCTIONS].sort(), exported)
+  t.deepEqual(missingNativeFunctions(native), [])
+  t.deepEqual(missingNativeFunctions({ ...native, augmentBatch: undefined, createPixels: 1 }), ['createPixels', 'augmentBatch'])
+  t.deepEqual(missingNativeFunctions(null), NATIVE_FUNCTIONS)
+})
+
+test('an addon from older sources is refused by name when the package loads, never used silently', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'kana-stale-'))
+  try {
+    for (const f of ['index.js', 'platform.js']) copyFileSync(join(__dirname, '..', f), join(dir, f))
+    const pkg = join(dir, 'node_modules', `kana-native-${currentPlatformTriple()}`)
+    mkdirSync(pkg, { recursive: true })
+    const load = (functions: string[]) => {
+      writeFileSync(join(pkg, 'index.js'), `module.exports = { ${functions.map((f) => `${f}() {}`).join(', ')} }\n`)
+      return spawnSync(process.execPath, ['-e', "require('./index.js')"], { cwd: dir, encoding: 'utf8' })
+    }
+    const stale = load(NATIVE_FUNCTIONS.filter((f) => f !== 'augmentBatch'))
+    t.not(stale.status, 0)
+    t.regex(stale.stderr, /kana-native has no usable native addon/)
+    t.regex(stale.stderr, new RegExp(`kana-native-${currentPlatformTriple()}: another version than this package \\(it has no augmentBatch; reinstall kana-native\\)`))
+    // with every function the binding is taken, and loading goes on to the TypeScript layer (absent here)
+    const whole = load(NATIVE_FUNCTIONS)
+    t.not(whole.status, 0)
+    t.regex(whole.stderr, /Cannot find module '\.\/dist\/index\.js'/)
+    t.notRegex(whole.stderr, /no usable native addon/)
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
 })
