@@ -622,17 +622,22 @@ fn activation_backward(act: Activation, mut d: ndarray::ArrayViewMut2<f32>, pre:
 /// Below this many elements an element-wise pass runs on one thread.
 const PARALLEL_MIN_ELEMS: usize = 1 << 15;
 
+/// Rows per block of a parallel pass over `len` elements of rows `width` wide (about four blocks
+/// per thread), or `None` when the pass should run on one thread.
+fn rows_per_block(len: usize, width: usize) -> Option<usize> {
+    let threads = rayon::current_num_threads();
+    if threads <= 1 || len < PARALLEL_MIN_ELEMS {
+        return None;
+    }
+    Some((len / width.max(1)).div_ceil(threads * 4).max(1))
+}
+
 /// Runs `f(first row, rows of a, the same rows of b)` over blocks of whole rows of `a` (and of `b`,
 /// unless it is empty), in parallel on the current rayon pool when the pass is large enough.
 /// Each element is computed on its own, so the result does not depend on the cut.
 fn by_rows(a: &mut [f32], b: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32], &mut [f32]) + Sync) {
     use rayon::prelude::*;
-    let rows = a.len() / width.max(1);
-    let threads = rayon::current_num_threads();
-    if threads <= 1 || a.len() < PARALLEL_MIN_ELEMS {
-        return f(0, a, b);
-    }
-    let per = rows.div_ceil(threads * 4).max(1);
+    let Some(per) = rows_per_block(a.len(), width) else { return f(0, a, b) };
     let block = per * width;
     if b.is_empty() {
         a.par_chunks_mut(block).enumerate().for_each(|(i, a)| f(i * per, a, &mut []));
@@ -644,12 +649,7 @@ fn by_rows(a: &mut [f32], b: &mut [f32], width: usize, f: impl Fn(usize, &mut [f
 /// [`by_rows`] with `b` read only.
 fn by_rows_ro(a: &mut [f32], b: &[f32], width: usize, f: impl Fn(usize, &mut [f32], &[f32]) + Sync) {
     use rayon::prelude::*;
-    let rows = a.len() / width.max(1);
-    let threads = rayon::current_num_threads();
-    if threads <= 1 || a.len() < PARALLEL_MIN_ELEMS {
-        return f(0, a, b);
-    }
-    let per = rows.div_ceil(threads * 4).max(1);
+    let Some(per) = rows_per_block(a.len(), width) else { return f(0, a, b) };
     let block = per * width;
     a.par_chunks_mut(block).zip(b.par_chunks(block)).enumerate().for_each(|(i, (a, b))| f(i * per, a, b));
 }
