@@ -48,6 +48,11 @@ const { train } = require('../dist/training/train.js')
 const { PRESETS } = require('../dist/training/presets.js')
 const { sample: referenceSample } = require('../dist/engine/augment.js')
 const { dropoutKey, mix32 } = require('../dist/engine/reference.js')
+const { MLP, Dataset } = require('../index.js')
+const { resolveConfig } = require('../dist/training/train.js')
+const { fitOptions, modelOptions } = require('../dist/training/sources.js')
+const { epochLr } = require('../dist/training/run.js')
+const { augmentOf } = require('../dist/engine/augment.js')
 
 const PY = '/usr/bin/python3'
 const SPLIT = { train: 0.6, validation: 0.2, test: 0.2 }
@@ -80,7 +85,7 @@ const torchSide = (spec) => ({
 
 function parseArgs(argv) {
   const o = {
-    seeds: [1, 2, 3], recipes: ['r5', 'm3', 'm0'], out: 'bench-results/recipes', threads: 2, checkAugment: false,
+    seeds: [1, 2, 3], recipes: ['r5', 'm3', 'm0'], out: 'bench-results/recipes', threads: 2, checkAugment: false, sameDraws: false,
     images: path.resolve(root, '../shared/data/kmnist/X_images.npy'),
     labels: path.resolve(root, '../shared/data/kmnist/y_images.npy'),
   }
@@ -95,8 +100,9 @@ function parseArgs(argv) {
       case '--labels': o.labels = path.resolve(val()); break
       case '--threads': o.threads = Number(val()); break
       case '--check-augment': o.checkAugment = true; break
+      case '--same-draws': o.sameDraws = true; break
       case '-h': case '--help':
-        console.log('node bench/recipes.mjs [--seeds 1,2,3] [--recipes r5,m3,m0,modern] [--out bench-results/recipes] [--images X.npy] [--labels y.npy] [--threads 2] [--check-augment]')
+        console.log('node bench/recipes.mjs [--seeds 1,2,3] [--recipes r5,m3,m0,modern] [--out bench-results/recipes] [--images X.npy] [--labels y.npy] [--threads 2] [--check-augment] [--same-draws]')
         process.exit(0)
       default: throw new Error(`unknown argument ${argv[i]}`)
     }
@@ -104,6 +110,7 @@ function parseArgs(argv) {
   if (!o.seeds.length || o.seeds.some((s) => !Number.isSafeInteger(s))) throw new Error(`--seeds must be integers, got ${o.seeds}`)
   for (const r of o.recipes) if (!RECIPES[r]) throw new Error(`unknown recipe ${r} (known: ${Object.keys(RECIPES).join(', ')})`)
   if (!(Number.isInteger(o.threads) && o.threads > 0)) throw new Error(`--threads must be a positive integer`)
+  if (o.sameDraws && o.recipes.some((r) => r !== 'modern')) throw new Error(`--same-draws is for the modern recipe only (--recipes modern), got --recipes ${o.recipes.join(',')}`)
   return o
 }
 
@@ -205,10 +212,156 @@ function checkAugment(img, features, aug, dir) {
   return r
 }
 
+/** A minimal .npy reader for what torch_recipes.py writes back (C order, little-endian int64). */
+function readNpyInt64(file) {
+  const buf = readFileSync(file)
+  const len = buf.readUInt16LE(8)
+  const header = buf.toString('latin1', 10, 10 + len)
+  if (!/'descr': '<i8'/.test(header) || /'fortran_order': True/.test(header)) throw new Error(`${file}: not a C-order int64 .npy (${header.trim()})`)
+  const body = buf.subarray(10 + len)
+  return Array.from(new BigInt64Array(body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength)), Number)
+}
+
+const flatWeights = (model) => {
+  const ws = model.getWeights()
+  const out = new Float32Array(ws.reduce((a, w) => a + w.length, 0))
+  let at = 0
+  for (const w of ws) {
+    out.set(w, at)
+    at += w.length
+  }
+  return out
+}
+
+/** Rows `idx` of a split part as their own Dataset (one mini-batch). */
+function rowsOf(part, idx, features) {
+  const images = new Uint8Array(idx.length * features)
+  idx.forEach((i, r) => images.set(part.images.subarray(i * features, (i + 1) * features), r * features))
+  return { images, labels: Int32Array.from(idx, (i) => part.labels[i]) }
+}
+
+function runPy(args, threads) {
+  const p = spawnSync(PY, [path.join(root, 'bench/torch_recipes.py'), ...args, '--threads', String(threads)], { encoding: 'utf8', maxBuffer: 16 << 20, env: torchEnv(threads) })
+  if (p.status !== 0) throw new Error(`torch_recipes.py ${args.join(' ')} failed (${p.status ?? p.signal}): ${p.error?.message ?? ''}${p.stderr}`)
+  return JSON.parse(p.stdout.trim().split('\n').pop())
+}
+
+// The modern recipe's levers one at a time and together (torch_recipes.py LEVERS holds the same,
+// and its control 'shifted': all levers with the masks and augmented batches of the next step).
+const LEVERS = {
+  plain: (c) => ({ ...c, dropout: 0, labelSmoothing: 0, rotate: 0, scale: 0, shear: 0, shift: 0 }),
+  dropout: (c) => ({ ...c, labelSmoothing: 0, rotate: 0, scale: 0, shear: 0, shift: 0 }),
+  smoothing: (c) => ({ ...c, dropout: 0, rotate: 0, scale: 0, shear: 0, shift: 0 }),
+  augment: (c) => ({ ...c, dropout: 0, labelSmoothing: 0 }),
+  all: (c) => c,
+}
+// The check's optimisers (torch_recipes.py CHECK_OPTIMIZERS): the recipe's AdamW at epoch 1's rate,
+// and plain SGD at 0.1, whose update is the gradient itself.
+const SGD_LR = 0.1
+const CHECK_STEPS = [1, 2, 5, 10]
+// Epochs after which kana-native's weights are kept for PyTorch to measure the drift against.
+const DRIFT_EPOCHS = [1, 2, 5, 10, 20, 30, 40, 50, 60]
+// Bounds of ‖W_torch − W_kana‖ / ‖W_kana − W_before‖ with the same draws. One SGD step from the
+// engine's own weights: float rounding alone (summation order) gives ~1e-6 — the median bound —
+// and a step where rounding puts a unit on the other side of a ReLU kink (its derivative jumps
+// 0 ↔ 1: a whole term of one sample's gradient) a few 1e-3 — the max bound. A whole epoch: those
+// kinks then grow as the two trajectories part (more so under AdamW, whose first steps are
+// ≈ lr·sign(g): a small gradient element's sign flipped by rounding moves it by 2·lr), so its
+// bound only tells a wrong stream — the controls 'shifted', every mask and augmented batch taken
+// from the next step, are O(1) — from rounding.
+const TOLERANCE = { stepMedian: 1e-4, stepMax: 3e-2, epoch: 0.3, control: 0.3 }
+
+/**
+ * --same-draws, before training seed `seed`: writes kana-native's initial weights and generator
+ * state into `dd` for torch_recipes.py and proves, failing loudly, that PyTorch then trains with
+ * the engine's draws (the file comment). Returns what was measured.
+ */
+async function checkStreams(seed, dir, dd, parts, features, classes, threads) {
+  mkdirSync(dd, { recursive: true })
+  const config = resolveConfig({ ...RECIPES.modern, seed, threads, split: SPLIT }, features, classes)
+  const model = (c) => new MLP({ layers: c.layers, seed, threads, ...modelOptions({ ...c, hidden: c.layers.slice(1, -1) }) })
+  const lr = epochLr({ ...config, hidden: config.layers.slice(1, -1) }, 0)
+  const fit = (c, opt) => ({
+    ...(opt === 'sgd' ? fitOptions({ ...c, optimizer: 'sgd', momentum: 0, hidden: c.layers.slice(1, -1) }, SGD_LR) : fitOptions({ ...c, hidden: c.layers.slice(1, -1) }, lr)),
+    epochs: 1,
+  })
+  const m0 = model(config)
+  const w0 = flatWeights(m0)
+  const rngState = m0.getTrainingState().rng
+  m0.free()
+  writeNpy(path.join(dd, 'w0.npy'), w0, [w0.length])
+  writeFileSync(path.join(dd, 'draws.json'), JSON.stringify({ seed, layers: config.layers, rngState, lr }))
+  const py = ['--dir', dir, '--seed', String(seed)]
+
+  // 1. initial weights and the generator's state after them, re-derived in Python
+  const init = runPy([...py, '--draws', dd], threads)
+  if (init.weights !== w0.length || init.initMismatched !== 0 || !init.biasesZero || init.rngStateAfterInit !== rngState) {
+    throw new Error(`streams check, seed ${seed}: the initialisation re-derived in Python is not the engine's: ${JSON.stringify(init)}`)
+  }
+  // 2. the engine's own epoch 1, for every set of levers and both optimisers; AdamW with all levers
+  // also replayed batch by batch in Python's permutation of epoch 1, which must give the very same
+  // weights (bit for bit)
+  const train = new Dataset(parts.train.images, parts.train.labels, features)
+  const n = parts.train.labels.length
+  const batch = config.batchSize
+  const steps = Math.ceil(n / batch)
+  const order = readNpyInt64(path.join(dd, 'order-1.npy'))
+  if (order.length !== n || [...order].sort((a, b) => a - b).some((v, i) => v !== i)) throw new Error(`streams check, seed ${seed}: order-1.npy is not a permutation of 0..${n - 1}`)
+  const engine = {}
+  for (const opt of ['adamw', 'sgd']) {
+    for (const [name, lever] of Object.entries(LEVERS)) {
+      const c = lever(config)
+      const m = model(c)
+      await m.fit(train, fit(c, opt))
+      const w = flatWeights(m)
+      if (m.steps !== steps) throw new Error(`streams check: the engine took ${m.steps} steps in epoch 1, expected ${steps}`)
+      m.free()
+      engine[`${opt}-${name}`] = w
+      writeNpy(path.join(dd, `engine-${opt}-${name}.npy`), w, [w.length])
+    }
+  }
+  for (const opt of ['adamw', 'sgd']) {
+    const replay = model(config)
+    for (let s = 0; s < steps; s++) {
+      const b = rowsOf(parts.train, order.slice(s * batch, (s + 1) * batch), features)
+      await replay.fit(new Dataset(b.images, b.labels, features), { ...fit(config, opt), batchSize: b.labels.length })
+      if (opt === 'sgd' || CHECK_STEPS.includes(s + 1)) writeNpy(path.join(dd, `engine-${opt}-all-step-${s + 1}.npy`), flatWeights(replay), [w0.length])
+    }
+    const replayed = flatWeights(replay)
+    replay.free()
+    if (!sameBytes(replayed, engine[`${opt}-all`])) throw new Error(`streams check, seed ${seed}: the engine's epoch 1 (${opt}) is not its replay in Python's permutation: the batch orders differ`)
+  }
+  // 3. the augmented batches of epoch 1's first and last steps, as the engine makes them
+  const aug = augmentOf(config)
+  for (const s of [0, steps - 1]) {
+    const b = rowsOf(parts.train, order.slice(s * batch, (s + 1) * batch), features)
+    const a = augmentBatch(b.images, b.labels.length, aug, seed, s)
+    writeNpy(path.join(dd, `aug-step-${s}.npy`), a, [a.length])
+  }
+  // 4. PyTorch with the same draws: epoch 1 per optimiser and set of levers, against the engine's
+  const r = runPy([...py, '--recipe', 'modern', '--check-streams', dd], threads)
+  const bad = Object.entries(r.augment).filter(([, a]) => !(a.maxAbs <= 1e-6)).map(([s, a]) => `augmented batch of step ${s}: max |Δ| ${a.maxAbs}`)
+  for (const [k, l] of Object.entries(r.levers)) {
+    const control = k.endsWith('-shifted')
+    const ok = l.steps === steps && (control ? l.relToChange > TOLERANCE.control : l.relToChange < TOLERANCE.epoch)
+    if (!ok) bad.push(`${k}: ‖Δ‖/‖change‖ ${l.relToChange} after ${l.steps} steps${control ? ' (the control with shifted draws should differ)' : ''}`)
+  }
+  const o = r.oneStep
+  if (!(o.steps === steps && o.median < TOLERANCE.stepMedian && o.max < TOLERANCE.stepMax)) bad.push(`one SGD step from the engine's weights: median ${o.median}, max ${o.max} over ${o.steps} steps`)
+  if (!(r.oneStepShifted.median > TOLERANCE.control)) bad.push(`the control (one step with the next step's draws) differs by only ${r.oneStepShifted.median}`)
+  if (bad.length) console.error(JSON.stringify(r))
+  if (bad.length) throw new Error(`streams check, seed ${seed}: PyTorch with kana-native's draws does not train as the engine: ${bad.join('; ')}`)
+  const result = { seed, layers: config.layers, lr, init, replayBitIdentical: true, ...r }
+  const lv = (opt) => Object.entries(r.levers).filter(([k]) => k.startsWith(opt)).map(([k, l]) => `${k.slice(opt.length + 1)} ${l.relToChange.toExponential(1)}`).join(', ')
+  const am = Object.values(r.augment).map((a) => `${a.mismatched}/${a.rows * features}`).join(', ')
+  console.error(`streams check, seed ${seed}: initial weights bit-identical (${w0.length}); epoch-1 order bit-identical (replay); augmented values differing ${am}; one SGD step (all levers) from the engine's weights, ‖Δ‖/‖step‖ median ${o.median.toExponential(1)}, max ${o.max.toExponential(1)} (${o.over1e3 ?? o['over1e-3']} of ${o.steps} steps > 1e-3; control with the next step's draws: median ${r.oneStepShifted.median.toFixed(2)}); epoch 1, ‖W_torch − W_kana‖/‖W_kana − W0‖: SGD ${lv('sgd')}; AdamW ${lv('adamw')} (all levers after steps ${CHECK_STEPS.join(', ')}: ${Object.values(r.levers['adamw-all'].relToChangeAtStep).map((x) => x.toExponential(1)).join(', ')})`)
+  return result
+}
+
 /** PyTorch, from the .npy parts: one recipe and seed in a child process. */
-function runTorch(name, seed, dir, parts, opts, loads) {
+function runTorch(name, seed, dir, parts, opts, loads, extra = []) {
   const before = load()
-  const p = spawnSync(PY, [path.join(root, 'bench/torch_recipes.py'), '--dir', dir, '--recipe', name, '--seed', String(seed), '--threads', String(opts.threads)], {
+  const p = spawnSync(PY, [path.join(root, 'bench/torch_recipes.py'), '--dir', dir, '--recipe', name, '--seed', String(seed), '--threads', String(opts.threads), ...extra], {
     encoding: 'utf8', maxBuffer: 16 << 20, env: torchEnv(opts.threads),
   })
   loads.push(load())
@@ -216,6 +369,11 @@ function runTorch(name, seed, dir, parts, opts, loads) {
   const torch = JSON.parse(p.stdout.trim().split('\n').pop())
   if (torch.samples.train !== parts.train.labels.length || torch.samples.test !== parts.test.labels.length) throw new Error('PyTorch saw a different split size')
   torch.load = { before, after: loads.at(-1) }
+  if (torch.sameDraws) {
+    const d = torch.drift.map((x) => `${x.epoch}: ${x.rel.toExponential(1)}`).join(', ')
+    console.error(`  ${name} pytorch (kana-native's draws)  acc ${pct(torch.testAccuracy)}%  loss ${torch.testLoss.toFixed(4)}  test predictions alike ${pct(torch.testAgreement)}%  ‖W_torch − W_kana‖/‖W_kana‖ after epoch ${d}`)
+    return torch
+  }
   console.error(`  ${name} pytorch      acc ${pct(torch.testAccuracy)}%  loss ${torch.testLoss.toFixed(4)}  epochs ${torch.epochs} (best ${torch.bestEpoch})  training ${torch.trainSeconds.toFixed(1)} s (CPU ${torch.trainCpuSeconds.toFixed(1)} s)  total ${torch.seconds.toFixed(1)} s`)
   return torch
 }
@@ -229,6 +387,7 @@ async function main() {
   const tmp = mkdtempSync(path.join(tmpdir(), 'kana-recipes-'))
   const runs = []
   let augmentCheck = null
+  const streamChecks = []
   const loads = [load()]
   try {
     if (opts.checkAugment || opts.recipes.includes('modern')) {
@@ -251,12 +410,15 @@ async function main() {
         writeNpy(path.join(dir, `${part}_labels.npy`), BigInt64Array.from(g.labels, BigInt), [g.labels.length])
       }
       console.error(`seed ${seed}: split ${parts.train.labels.length}/${parts.validation.labels.length}/${parts.test.labels.length} written to ${dir}`)
+      const draws = path.join(dir, 'draws')
+      if (opts.sameDraws) streamChecks.push(await checkStreams(seed, dir, draws, parts, features, lab.classes ?? 1 + Math.max(...lab.labels), opts.threads))
 
       for (const name of opts.recipes) {
-       // the engine that goes first alternates from seed to seed
-       for (const engine of si % 2 === 0 ? ['kana-native', 'pytorch'] : ['pytorch', 'kana-native']) {
+       // the engine that goes first alternates from seed to seed; with --same-draws kana-native
+       // goes first, its weights after some epochs being PyTorch's yardstick of the drift
+       for (const engine of opts.sameDraws || si % 2 === 0 ? ['kana-native', 'pytorch'] : ['pytorch', 'kana-native']) {
         if (engine === 'pytorch') {
-          runs.push(runTorch(name, seed, dir, parts, opts, loads))
+          runs.push(runTorch(name, seed, dir, parts, opts, loads, opts.sameDraws ? ['--same-draws', draws] : []))
           continue
         }
         const recipe = RECIPES[name]
@@ -266,7 +428,13 @@ async function main() {
         const r = await train({
           images: opts.images, labels: opts.labels, seed, threads: opts.threads, split: SPLIT, ...recipe,
           onData: () => { [t0, c0] = [performance.now(), cpuSeconds()] },
-          onEpoch: () => { [t1, c1] = [performance.now(), cpuSeconds()] },
+          onEpoch: (rec, { model }) => {
+            [t1, c1] = [performance.now(), cpuSeconds()]
+            if (opts.sameDraws && DRIFT_EPOCHS.includes(rec.epoch)) {
+              const w = flatWeights(model)
+              writeNpy(path.join(draws, `kana-epoch-${rec.epoch}.npy`), w, [w.length])
+            }
+          },
         })
         loads.push(load())
         for (const part of ['train', 'validation', 'test']) {
@@ -281,7 +449,9 @@ async function main() {
           epochs: r.history.length, bestEpoch: r.bestEpoch, stopReason: r.stopReason, seconds: r.seconds,
           trainSeconds: (t1 - t0) / 1000, trainCpuSeconds: c1 - c0, lrs: r.history.map((h) => h.lr),
           config: Object.fromEntries(Object.entries(SAME).map(([k, f]) => [k, f(r.config)])), load: { before, after: loads.at(-1) },
+          steps: r.model.steps, rngStateAtEnd: r.model.getTrainingState().rng,
         }
+        if (opts.sameDraws && JSON.stringify(r.config.layers) !== JSON.stringify(streamChecks.at(-1).layers)) throw new Error(`seed ${seed}: kana-native trained ${r.config.layers}, the streams were checked for ${streamChecks.at(-1).layers}`)
         r.model.dispose?.()
         runs.push(kana)
         console.error(`  ${name} kana-native  acc ${pct(kana.testAccuracy)}%  loss ${kana.testLoss.toFixed(4)}  epochs ${kana.epochs} (best ${kana.bestEpoch})  training ${kana.trainSeconds.toFixed(1)} s (CPU ${kana.trainCpuSeconds.toFixed(1)} s)  total ${kana.seconds.toFixed(1)} s`)
@@ -294,10 +464,14 @@ async function main() {
         const m = Math.min(k.lrs.length, t.lrs.length)
         const worst = Math.max(...k.lrs.slice(0, m).map((lr, i) => Math.abs(lr - t.lrs[i]) / lr))
         if (!(worst < 1e-9)) throw new Error(`${name}: PyTorch's per-epoch learning rates differ from kana-native's (relative ${worst})`)
+        // with the same draws: the same number of steps, and the same shuffles (the generator's end state)
+        if (opts.sameDraws && (t.steps !== k.steps || t.rngStateAtEnd !== k.rngStateAtEnd)) {
+          throw new Error(`${name}, seed ${seed}: PyTorch took ${t.steps} steps ending in generator state ${t.rngStateAtEnd}, kana-native ${k.steps} and ${k.rngStateAtEnd}`)
+        }
       }
     }
   } finally {
-    rmSync(tmp, { recursive: true, force: true })
+    if (!process.env.KANA_KEEP_TMP) rmSync(tmp, { recursive: true, force: true })
   }
 
   const summary = []

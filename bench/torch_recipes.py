@@ -5,6 +5,9 @@ Run with Debian's interpreter (PyTorch 1.13 is installed there, not for the pyen
 
     /usr/bin/python3 bench/torch_recipes.py --dir TMP --recipe m3 --seed 1 [--threads 2]
     /usr/bin/python3 bench/torch_recipes.py --check-augment DIR     (see augment_check below)
+    /usr/bin/python3 bench/torch_recipes.py --dir TMP --recipe modern --seed 1 --same-draws DRAWS
+    /usr/bin/python3 bench/torch_recipes.py --dir TMP --seed 1 --draws DRAWS          (draws_check)
+    /usr/bin/python3 bench/torch_recipes.py --dir TMP --seed 1 --check-streams DRAWS  (streams_check)
 
 TMP holds the split that recipes.mjs cut with kana-native's own stratifiedSplit:
     train_images.npy, validation_images.npy, test_images.npy   uint8, N×784
@@ -36,6 +39,14 @@ The modern recipe (issue F2; kana-native's `--preset modern`, src/training/prese
   * every training batch augmented with F.affine_grid + F.grid_sample (bilinear, zero padding,
     align_corners False) with the parameter distributions and geometry of
     crates/kana-core/src/augment.rs (see `affine_theta`); the per-epoch validation pass as above.
+
+--same-draws DRAWS (recipes.mjs --same-draws) trains with kana-native's random draws for the seed
+instead of torch's (bench/kana_draws.py re-derives them): the engine's initial weights (DRAWS/w0.npy,
+exported by the engine), its per-epoch permutation (SplitMix64 from its state after the
+initialisation, DRAWS/draws.json), its dropout masks (applied as x·factor after each hidden ReLU
+instead of nn.Dropout) and its augmented batches (the engine's sampling in f64 on the u8 pixels,
+f32(v)/255), each keyed by the engine's optimiser step. Where DRAWS/kana-epoch-E.npy holds the
+engine's weights after epoch E of the same run, it reports how far the two have drifted apart.
 
 Prints exactly one line of JSON.
 """
@@ -116,6 +127,265 @@ def augment_check(d):
                       'maxAbsF32': float((f32 - kana).abs().max()), 'meanAbsChange': float((kana - x).abs().mean())}))
 
 
+def linears(model):
+    return [m for m in model if isinstance(m, torch.nn.Linear)]
+
+
+def flat_params(model):
+    """The parameters as one vector in kana-native's layout (getWeights): per layer W (in × out,
+    row-major), then b."""
+    out = []
+    for lin in linears(model):
+        out += [lin.weight.detach().t().reshape(-1), lin.bias.detach().reshape(-1)]
+    return torch.cat(out)
+
+
+def load_flat(model, flat):
+    """Sets the parameters from a vector in kana-native's layout (float32, bit for bit)."""
+    at = 0
+    with torch.no_grad():
+        for lin in linears(model):
+            o, i = lin.weight.shape
+            lin.weight.copy_(torch.from_numpy(flat[at:at + i * o].reshape(i, o).T.copy()))
+            lin.bias.copy_(torch.from_numpy(flat[at + i * o:at + i * o + o].copy()))
+            at += i * o + o
+    assert at == flat.size, f'{flat.size} parameters given, the model has {at}'
+
+
+def forward_masked(model, x, masks):
+    """The model with kana-native's dropout: after each hidden ReLU, x · factor (scale or 0)."""
+    h = 0
+    for m in model:
+        x = m(x)
+        if masks is not None and isinstance(m, torch.nn.ReLU):
+            x = x * masks[h]
+            h += 1
+    return x
+
+
+class SameDraws:
+    """kana-native's random draws for one run (bench/kana_draws.py), keyed by its optimiser step
+    (`step`, advanced by the caller after every update): the permutation of each epoch from the
+    engine's SplitMix64 state after the initialisation, the augmented batch and the dropout factors
+    of each step."""
+
+    def __init__(self, d, seed, sizes, dropout, aug):
+        import kana_draws
+        self.kd = kana_draws
+        with open(os.path.join(d, 'draws.json')) as f:
+            meta = json.load(f)
+        assert meta['seed'] == seed, (meta['seed'], seed)
+        self.seed, self.rng, self.step = seed, kana_draws.SplitMix64(int(meta['rngState'])), 0
+        self.dropout, self.aug, self.widths = dropout, aug, sizes[1:-1]
+        self.side = int(round(math.sqrt(sizes[0])))
+
+    def order(self, n, batch):
+        # the engine shuffles only when there is more than one batch (train.rs Trainer::epoch)
+        return torch.tensor(self.rng.shuffle(list(range(n))) if batch < n else list(range(n)))
+
+    def batch(self, x8, xf, idx):
+        if self.aug:
+            return torch.from_numpy(self.kd.augment(x8[idx.numpy()], self.seed, self.step, self.aug, self.side))
+        return xf[idx]
+
+    def masks(self, rows):
+        if not self.dropout:
+            return None
+        return [torch.from_numpy(self.kd.dropout_factor(self.seed, self.step, l + 1, self.dropout, rows, w))
+                for l, w in enumerate(self.widths)]
+
+
+def build_model(sizes, dropout):
+    """Linear + ReLU (+ nn.Dropout(dropout) when dropout > 0), He init, zero biases."""
+    import torch.nn as nn
+    layers = []
+    for i in range(len(sizes) - 1):
+        lin = nn.Linear(sizes[i], sizes[i + 1])
+        nn.init.kaiming_normal_(lin.weight, mode='fan_in', nonlinearity='relu')
+        nn.init.zeros_(lin.bias)
+        layers.append(lin)
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+            if dropout:
+                layers.append(nn.Dropout(dropout))
+    return nn.Sequential(*layers)
+
+
+def make_optimizer(model, rec, lr=None):
+    """The recipe's optimiser; decay (AdamW) or L2 on the weights only, as kana-native."""
+    weights = [p for n, p in model.named_parameters() if n.endswith('weight')]
+    biases = [p for n, p in model.named_parameters() if n.endswith('bias')]
+    lr = rec['lr'] if lr is None else lr
+    if rec['optimizer'] == 'adamw':
+        groups = [{'params': weights, 'weight_decay': rec['weightDecay']}, {'params': biases, 'weight_decay': 0.0}]
+        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8)
+    groups = [{'params': weights, 'weight_decay': rec['l2']}, {'params': biases, 'weight_decay': 0.0}]
+    if rec['optimizer'] == 'adam':
+        return torch.optim.Adam(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8)
+    return torch.optim.SGD(groups, lr=lr, momentum=0.0)
+
+
+def same_draws_epoch(model, opt, loss_fn, draws, x8, xf, y, batch, after_step=None):
+    """One epoch with kana-native's draws: its permutation, its augmented batches and dropout."""
+    n = xf.shape[0]
+    order = draws.order(n, batch)
+    for start in range(0, n, batch):
+        idx = order[start:start + batch]
+        xb = draws.batch(x8, xf, idx)
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(forward_masked(model, xb, draws.masks(len(idx))), y[idx])
+        loss.backward()
+        opt.step()
+        draws.step += 1
+        if after_step is not None:
+            after_step(draws.step)
+
+
+def rel_diff(a, b):
+    """‖a − b‖ / ‖b‖, in float64."""
+    a, b = a.double(), b.double()
+    return float((a - b).norm() / b.norm())
+
+
+def load_part(d, part):
+    import numpy as np
+    x = np.load(os.path.join(d, f'{part}_images.npy'))
+    y = np.load(os.path.join(d, f'{part}_labels.npy'))
+    assert x.dtype == np.uint8 and x.ndim == 2 and x.shape[0] == y.shape[0], (part, x.dtype, x.shape, y.shape)
+    return x, torch.from_numpy(x.astype(np.float32) / 255.0), torch.from_numpy(y.astype(np.int64))
+
+
+def draws_check(d, draws_dir, seed):
+    """`--draws DRAWS` (recipes.mjs --same-draws, before training): the He initialisation re-derived
+    here against the engine's (DRAWS/w0.npy) bit for bit, the generator's state after it against
+    the engine's, and DRAWS/order-1.npy: the permutation of epoch 1 for the engine to replay."""
+    import numpy as np
+    import kana_draws as kd
+    with open(os.path.join(draws_dir, 'draws.json')) as f:
+        meta = json.load(f)
+    assert meta['seed'] == seed
+    sizes = meta['layers']
+    w0 = np.load(os.path.join(draws_dir, 'w0.npy'))
+    ws, state = kd.he_init(seed, sizes)
+    mismatched, at, biases_zero = 0, 0, True
+    for (a, b), w in zip(zip(sizes[:-1], sizes[1:]), ws):
+        mismatched += int((w0[at:at + a * b].view(np.uint32) != w.reshape(-1).view(np.uint32)).sum())
+        biases_zero = biases_zero and not w0[at + a * b:at + a * b + b].any()
+        at += a * b + b
+    n = np.load(os.path.join(d, 'train_images.npy')).shape[0]
+    order = kd.SplitMix64(state).shuffle(list(range(n)))
+    np.save(os.path.join(draws_dir, 'order-1.npy'), np.array(order, dtype=np.int64))
+    print(json.dumps({'weights': int(at), 'initMismatched': mismatched, 'biasesZero': bool(biases_zero),
+                      'rngStateAfterInit': str(state), 'engineRngState': meta['rngState']}))
+
+
+# The levers of the modern recipe one at a time, and all together, for the streams check
+# (None: the recipe's value). 'shifted' is the control: all levers, but every dropout mask and
+# augmented batch taken from the next step's draws — what one wrong stream looks like.
+LEVERS = {
+    'plain': dict(dropout=0.0, labelSmoothing=0.0, augment=False),
+    'dropout': dict(dropout=None, labelSmoothing=0.0, augment=False),
+    'smoothing': dict(dropout=0.0, labelSmoothing=None, augment=False),
+    'augment': dict(dropout=0.0, labelSmoothing=0.0, augment=True),
+    'all': dict(dropout=None, labelSmoothing=None, augment=True),
+    'shifted': dict(dropout=None, labelSmoothing=None, augment=True, engine='all', offset=1),
+}
+# The optimisers of the check: the recipe's AdamW at epoch 1's rate, and plain SGD at 0.1, whose
+# update is the gradient itself (Adam's first steps are ≈ lr·sign(g), so the few gradient
+# elements that float rounding puts on the other side of 0 — at a ReLU kink, say — move by 2·lr).
+CHECK_OPTIMIZERS = ('adamw', 'sgd')
+SGD_LR = 0.1
+CHECK_STEPS = (1, 2, 5, 10)
+
+
+def one_step_check(draws_dir, seed, rec, sizes, x8, xf, y, order, steps, offset=0):
+    """Each step k of epoch 1 alone, from the same point: PyTorch loads the engine's weights after
+    step k − 1 (SGD, all levers: DRAWS/engine-sgd-all-step-K.npy), takes step k with kana-native's
+    draws for it (those of step k − 1 + offset: offset 1 is the control) and is compared with the
+    engine's weights after step k, relative to the engine's change in that step. No chaos can
+    build up in one step: what is left is rounding, and the odd unit that rounding puts on the
+    other side of a ReLU kink."""
+    import numpy as np
+    batch = rec['batchSize']
+    load = lambda k: np.load(os.path.join(draws_dir, f'engine-sgd-all-step-{k}.npy')) if k else np.load(os.path.join(draws_dir, 'w0.npy'))
+    out, before = [], load(0)
+    for k in range(1, steps + 1):
+        after = load(k)
+        model = build_model(sizes, 0)
+        load_flat(model, before)
+        opt = make_optimizer(model, dict(optimizer='sgd', lr=SGD_LR, l2=0.0))
+        draws = SameDraws(draws_dir, seed, sizes, rec['dropout'], rec['augment'])
+        draws.step = k - 1 + offset
+        idx = torch.from_numpy(order[(k - 1) * batch:k * batch])
+        xb = draws.batch(x8, xf, idx)
+        opt.zero_grad(set_to_none=True)
+        loss = torch.nn.CrossEntropyLoss(label_smoothing=rec['labelSmoothing'])(forward_masked(model, xb, draws.masks(len(idx))), y[idx])
+        loss.backward()
+        opt.step()
+        a, b = torch.from_numpy(after).double(), torch.from_numpy(before).double()
+        out.append(float((flat_params(model).double() - a).norm() / (a - b).norm()))
+        before = after
+    v = sorted(out)
+    return {'steps': len(out), 'median': v[len(v) // 2], 'max': v[-1], 'over1e-3': sum(x > 1e-3 for x in v), 'perStep': out}
+
+
+def streams_check(d, draws_dir, seed, rec):
+    """`--check-streams DRAWS` (recipes.mjs --same-draws, before training): epoch 1 from the
+    engine's initial weights with kana-native's draws, for each set of levers in LEVERS and each
+    optimiser in CHECK_OPTIMIZERS, against the engine's weights after the same epoch
+    (DRAWS/engine-OPT-LEVER.npy; for AdamW with all levers also after the steps CHECK_STEPS:
+    engine-adamw-all-step-K.npy), and the augmented batches of the epoch's first and last steps
+    against the engine's augmentBatch (aug-step-K.npy). Weight differences are relative to the
+    engine's change of the weights over the same steps: ‖W_torch − W_kana‖ / ‖W_kana − W0‖."""
+    import numpy as np
+    import kana_draws as kd
+    with open(os.path.join(draws_dir, 'draws.json')) as f:
+        meta = json.load(f)
+    sizes, lr = meta['layers'], meta['lr']
+    x8, xf, y = load_part(d, 'train')
+    n, batch = xf.shape[0], rec['batchSize']
+    w0 = np.load(os.path.join(draws_dir, 'w0.npy'))
+    w0t = torch.from_numpy(w0).double()
+    out = {'lr': lr, 'sgdLr': SGD_LR, 'augment': {}, 'levers': {}}
+    order = np.load(os.path.join(draws_dir, 'order-1.npy'))
+    for step in (0, (n - 1) // batch):
+        idx = order[step * batch:(step + 1) * batch]
+        mine = kd.augment(x8[idx], seed, step, rec['augment'], int(round(math.sqrt(sizes[0]))))
+        eng = np.load(os.path.join(draws_dir, f'aug-step-{step}.npy')).reshape(mine.shape)
+        out['augment'][str(step)] = {'rows': int(len(idx)), 'mismatched': int((mine.view(np.uint32) != eng.view(np.uint32)).sum()),
+                                     'maxAbs': float(np.abs(mine.astype(np.float64) - eng).max())}
+    engine = lambda name: torch.from_numpy(np.load(os.path.join(draws_dir, f'engine-{name}.npy')))
+    vs_change = lambda mine, eng: float((mine.double() - eng.double()).norm() / (eng.double() - w0t).norm())
+    for opt_name in CHECK_OPTIMIZERS:
+        r = rec if opt_name == 'adamw' else dict(optimizer='sgd', lr=SGD_LR, l2=0.0)
+        for name, lever in LEVERS.items():
+            dropout = rec['dropout'] if lever['dropout'] is None else lever['dropout']
+            smoothing = rec['labelSmoothing'] if lever['labelSmoothing'] is None else lever['labelSmoothing']
+            model = build_model(sizes, 0)
+            load_flat(model, w0)
+            opt = make_optimizer(model, r, lr if opt_name == 'adamw' else SGD_LR)
+            draws = SameDraws(draws_dir, seed, sizes, dropout, rec['augment'] if lever['augment'] else None)
+            draws.step = lever.get('offset', 0)
+            snaps = {}
+            ref = f"{opt_name}-{lever.get('engine', name)}"
+            if ref == 'adamw-all' and name == 'all':
+                def after(k):
+                    if k in CHECK_STEPS:
+                        snaps[k] = flat_params(model).clone()
+            else:
+                after = None
+            same_draws_epoch(model, opt, torch.nn.CrossEntropyLoss(label_smoothing=smoothing), draws, x8, xf, y, batch, after)
+            mine, eng = flat_params(model), engine(ref)
+            res = {'steps': draws.step - lever.get('offset', 0), 'relToChange': vs_change(mine, eng), 'relToWeights': rel_diff(mine, eng)}
+            if snaps:
+                res['relToChangeAtStep'] = {str(k): vs_change(v, engine(f'{ref}-step-{k}')) for k, v in snaps.items()}
+            out['levers'][f'{opt_name}-{name}'] = res
+    steps = (n + batch - 1) // batch
+    out['oneStep'] = one_step_check(draws_dir, seed, rec, sizes, x8, xf, y, order, steps)
+    out['oneStepShifted'] = one_step_check(draws_dir, seed, rec, sizes, x8, xf, y, order, steps, offset=1)
+    print(json.dumps(out))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--dir')
@@ -123,11 +393,21 @@ def main():
     ap.add_argument('--seed', type=int)
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--check-augment', metavar='DIR')
+    ap.add_argument('--same-draws', metavar='DRAWS')
+    ap.add_argument('--draws', metavar='DRAWS')
+    ap.add_argument('--check-streams', metavar='DRAWS')
     args = ap.parse_args()
     import numpy as np
     import torch.nn as nn
     if args.check_augment:
         return augment_check(args.check_augment)
+    if args.draws or args.check_streams:
+        if args.dir is None or args.seed is None:
+            ap.error('--draws and --check-streams need --dir and --seed')
+        torch.set_num_threads(args.threads)
+        if args.draws:
+            return draws_check(args.dir, args.draws, args.seed)
+        return streams_check(args.dir, args.check_streams, args.seed, RECIPES[args.recipe or 'modern'])
     if args.dir is None or args.recipe is None or args.seed is None:
         ap.error('--dir, --recipe and --seed are required')
     rec = RECIPES[args.recipe]
@@ -148,29 +428,19 @@ def main():
     classes = int(max(ytr.max(), yva.max(), yte.max())) + 1
     sizes = [xtr.shape[1], *rec['hidden'], classes]
 
-    layers = []
-    for i in range(len(sizes) - 1):
-        lin = nn.Linear(sizes[i], sizes[i + 1])
-        nn.init.kaiming_normal_(lin.weight, mode='fan_in', nonlinearity='relu')
-        nn.init.zeros_(lin.bias)
-        layers.append(lin)
-        if i < len(sizes) - 2:
-            layers.append(nn.ReLU())
-            if rec.get('dropout'):
-                layers.append(nn.Dropout(rec['dropout']))
-    model = nn.Sequential(*layers)
-
-    weights = [p for n, p in model.named_parameters() if n.endswith('weight')]
-    biases = [p for n, p in model.named_parameters() if n.endswith('bias')]
-    if rec['optimizer'] == 'adamw':
-        groups = [{'params': weights, 'weight_decay': rec['weightDecay']}, {'params': biases, 'weight_decay': 0.0}]
-        opt = torch.optim.AdamW(groups, lr=rec['lr'], betas=(0.9, 0.999), eps=1e-8)
+    same = None
+    if args.same_draws:
+        # kana-native's initial weights and draws instead of torch's (the file comment)
+        model = build_model(sizes, 0)
+        w0 = np.load(os.path.join(args.same_draws, 'w0.npy'))
+        load_flat(model, w0)
+        assert torch.equal(flat_params(model), torch.from_numpy(w0)), 'the initial weights did not load bit for bit'
+        same = SameDraws(args.same_draws, args.seed, sizes, rec.get('dropout', 0.0), rec.get('augment'))
+        xtr8 = np.load(os.path.join(args.dir, 'train_images.npy'))
+        drift = []
     else:
-        groups = [{'params': weights, 'weight_decay': rec['l2']}, {'params': biases, 'weight_decay': 0.0}]
-        if rec['optimizer'] == 'adam':
-            opt = torch.optim.Adam(groups, lr=rec['lr'], betas=(0.9, 0.999), eps=1e-8)
-        else:
-            opt = torch.optim.SGD(groups, lr=rec['lr'], momentum=0.0)
+        model = build_model(sizes, rec.get('dropout'))
+    opt = make_optimizer(model, rec)
     sched = None
     if rec.get('schedule'):
         sc = rec['schedule']
@@ -203,19 +473,27 @@ def main():
     for epoch in range(rec['epochs']):
         model.train()
         lrs.append(opt.param_groups[0]['lr'])
-        order = torch.randperm(n) if batch < n else torch.arange(n)
-        for start in range(0, n, batch):
-            idx = order[start:start + batch]
-            xb = xtr[idx]
-            if aug:
-                xb = random_augment(xb, aug, side)
-            opt.zero_grad(set_to_none=True)
-            loss = train_loss_fn(model(xb), ytr[idx])
-            loss.backward()
-            opt.step()
+        if same is not None:
+            same_draws_epoch(model, opt, train_loss_fn, same, xtr8, xtr, ytr, batch)
+        else:
+            order = torch.randperm(n) if batch < n else torch.arange(n)
+            for start in range(0, n, batch):
+                idx = order[start:start + batch]
+                xb = xtr[idx]
+                if aug:
+                    xb = random_augment(xb, aug, side)
+                opt.zero_grad(set_to_none=True)
+                loss = train_loss_fn(model(xb), ytr[idx])
+                loss.backward()
+                opt.step()
         if sched is not None and epoch + 1 < rec['epochs']:
             sched.step()
         epochs_run += 1
+        if same is not None:
+            # how far from the engine's weights after the same epoch of the same run (when given)
+            f = os.path.join(args.same_draws, f'kana-epoch-{epochs_run}.npy')
+            if os.path.exists(f):
+                drift.append({'epoch': epochs_run, 'rel': rel_diff(flat_params(model), torch.from_numpy(np.load(f)))})
         val_loss, _ = evaluate(xva, yva)
         if math.isfinite(val_loss) and val_loss < best_loss:
             best_loss, best_epoch, waited = val_loss, epoch, 0
@@ -235,6 +513,16 @@ def main():
 
     test_loss, test_acc = evaluate(xte, yte)
     val_loss, val_acc = evaluate(xva, yva)
+    extra = {}
+    if same is not None:
+        extra = {'sameDraws': True, 'drift': drift, 'steps': same.step, 'rngStateAtEnd': str(same.rng.state)}
+        f = os.path.join(args.same_draws, f'kana-epoch-{epochs_run}.npy')
+        if os.path.exists(f):
+            # the two final models' test predictions: the fraction of test images they classify alike
+            kana = build_model(sizes, 0)
+            load_flat(kana, np.load(f))
+            with torch.no_grad():
+                extra['testAgreement'] = float((kana(xte).argmax(1) == model(xte).argmax(1)).float().mean())
     print(json.dumps({
         'engine': 'pytorch', 'torch': torch.__version__, 'threads': torch.get_num_threads(),
         'recipe': args.recipe, 'seed': args.seed, 'layers': sizes,
@@ -244,6 +532,7 @@ def main():
         'seconds': time.perf_counter() - started, 'trainSeconds': train_seconds, 'trainCpuSeconds': train_cpu,
         'lrs': lrs, 'recipeSpec': rec,
         'env': {k: os.environ.get(k) for k in ('OPENBLAS_NUM_THREADS', 'OPENBLAS_CORETYPE', 'OPENBLAS_L2_SIZE', 'OMP_NUM_THREADS')},
+        **extra,
     }))
 
 
