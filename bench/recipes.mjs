@@ -5,6 +5,7 @@
 //                          [--images X.npy] [--labels y.npy] [--threads 2]
 //   node bench/recipes.mjs --recipes modern          (issue F2's benchmark: the modern recipe, 3 seeds)
 //   node bench/recipes.mjs --check-augment           (only the augmentation parity check, below)
+//   node bench/recipes.mjs --recipes modern --seeds 1,2,3 --same-draws   (PyTorch with kana-native's draws, below)
 //
 // For every seed the course data (../shared/data/kmnist by default) is split 60/20/20 with
 // kana-native's own stratifiedSplit — exactly what train() does with that seed — and the three
@@ -28,6 +29,17 @@
 // which this script re-derives from the engine's hash) and 4 with fixed parameters (the TypeScript
 // reference, which the tests hold to the engine), then the same images and parameters through
 // torch_recipes.py's affine_grid + grid_sample; the run stops if they differ beyond rounding.
+//
+// --same-draws (modern recipe only): PyTorch trains with kana-native's random draws for the seed
+// instead of its own — the engine's initial weights (exported with getWeights), its per-epoch
+// permutation, dropout masks and augmented batches (re-derived in Python by bench/kana_draws.py,
+// keyed by the engine's optimiser step) — so the two runs differ only in float rounding. Before
+// each seed's training a streams check (checkStreams) proves every stream against the engine and
+// stops the run if one differs; kana-native then trains first and its weights after some epochs
+// (DRIFT_EPOCHS) are PyTorch's yardstick: how far the two trajectories have drifted apart, and how
+// many test images the two final models classify alike. recipes.md then holds that table instead
+// of the times (which mean nothing here: PyTorch re-derives the draws as it goes).
+// KANA_KEEP_TMP=1 keeps the temporary folder (splits, draws, the engine's weights) for a look.
 //
 // Writes recipes.json (every run plus the summary) and recipes.md (the table) into --out.
 // Needs `npm run build` (dist/ and the .node addon) and PyTorch for Debian's /usr/bin/python3.
@@ -378,6 +390,45 @@ function runTorch(name, seed, dir, parts, opts, loads, extra = []) {
   return torch
 }
 
+/** recipes.md for --same-draws: accuracy per seed, how far the weights part, the streams check. No times (the draws are re-derived in Python on the way, so they say nothing). */
+function sameDrawsMd(opts, runs, lab, streamChecks, loads) {
+  const md = []
+  const torchVersion = runs.find((r) => r.torch)?.torch ?? ''
+  const k = (seed) => runs.find((r) => r.seed === seed && r.engine === 'kana-native')
+  const t = (seed) => runs.find((r) => r.seed === seed && r.engine === 'pytorch')
+  const drift = (seed, e) => t(seed).drift.find((d) => d.epoch === e)?.rel
+  const epochs = DRIFT_EPOCHS.filter((e) => opts.seeds.every((s) => drift(s, e) !== undefined))
+  md.push(`**Same draws** (\`--same-draws\`): kana-native and PyTorch ${torchVersion} train the modern recipe on the same stratified 60/20/20 split of ${lab.labels.length} KMNIST images with kana-native's random draws for the seed — its initial weights, batch order, dropout masks and augmented batches, each checked against the engine before training (below) — so they differ only in float rounding (seeds ${opts.seeds.join(', ')}; ${opts.threads} threads each).`)
+  md.push('')
+  md.push(`| Seed | kana-native | PyTorch, kana-native's draws | kana-native − PyTorch | test images classified alike | ‖W_torch − W_kana‖ / ‖W_kana‖ after epoch ${epochs.join(', ')} |`)
+  md.push('|---|---|---|---|---|---|')
+  for (const seed of opts.seeds) {
+    md.push(`| ${seed} | ${pct(k(seed).testAccuracy)}% | ${pct(t(seed).testAccuracy)}% | ${((k(seed).testAccuracy - t(seed).testAccuracy) * 100).toFixed(2)} | ${pct(t(seed).testAgreement)}% | ${epochs.map((e) => drift(seed, e).toExponential(1)).join(', ')} |`)
+  }
+  const ka = mean(opts.seeds.map((s) => k(s).testAccuracy))
+  const ta = mean(opts.seeds.map((s) => t(s).testAccuracy))
+  md.push(`| mean | ${pct(ka)}% | ${pct(ta)}% | ${((ka - ta) * 100).toFixed(2)} | ${pct(mean(opts.seeds.map((s) => t(s).testAgreement)))}% | ${epochs.map((e) => mean(opts.seeds.map((s) => drift(s, e))).toExponential(1)).join(', ')} |`)
+  md.push('')
+  md.push(`Recipe: **modern** ${DESCRIBE.modern}.`)
+  md.push('')
+  md.push('The streams check, per seed, before training (the run stops if any part fails): the initial weights re-derived in Python (SplitMix64, Box–Muller) equal the engine\'s bit for bit, and so does the generator\'s state after them; the engine\'s own epoch 1 equals, bit for bit, its replay batch by batch in the permutation re-derived in Python (so the batch orders are the same); the augmented batches of epoch 1\'s first and last steps re-derived in Python equal the engine\'s bit for bit; then PyTorch with these draws against the engine, ‖W_torch − W_kana‖ / ‖W_kana − W_before‖ (relative to the engine\'s change of the weights): one SGD step (lr 0.1, every lever on) from the engine\'s own weights, each of the 38 steps of epoch 1 alone, and the whole epoch 1 with each lever alone, under SGD and under the recipe\'s AdamW at epoch 1\'s rate; the control "shifted" takes every dropout mask and augmented batch from the next step.')
+  md.push('')
+  md.push('| Seed | one step: median (max; steps > 1e-3) | control, one step: median | epoch 1, SGD: plain, dropout, smoothing, augment, all (control) | epoch 1, AdamW: plain, dropout, smoothing, augment, all (control) | AdamW, all levers, after steps 1, 2, 5, 10 |')
+  md.push('|---|---|---|---|---|---|')
+  const e = (x) => x.toExponential(1)
+  for (const c of streamChecks) {
+    const lv = (opt) => ['plain', 'dropout', 'smoothing', 'augment', 'all'].map((n) => e(c.levers[`${opt}-${n}`].relToChange)).join(', ') + ` (${e(c.levers[`${opt}-shifted`].relToChange)})`
+    md.push(`| ${c.seed} | ${e(c.oneStep.median)} (${e(c.oneStep.max)}; ${c.oneStep['over1e-3']} of ${c.oneStep.steps}) | ${c.oneStepShifted.median.toFixed(2)} | ${lv('sgd')} | ${lv('adamw')} | ${Object.values(c.levers['adamw-all'].relToChangeAtStep).map(e).join(', ')} |`)
+  }
+  md.push('')
+  md.push('One step from the same weights agrees to float rounding (~1e-6), except the odd step where rounding puts one hidden unit of one sample on the other side of the ReLU kink (its derivative jumps between 0 and 1): a few 1e-3. Over many steps those differences grow — training is chaotic — which is what the drift columns show; the accuracy difference per seed is then the spread of two runs that part by rounding alone.')
+  const psi = loads.map((l) => l.cpuPressure?.avg60).filter((x) => x !== undefined)
+  const la = loads.map((l) => l.loadavg[0])
+  md.push('')
+  md.push(`Machine load during the run: 1-minute load average ${Math.min(...la).toFixed(2)}–${Math.max(...la).toFixed(2)} on ${availableParallelism()} cores; CPU pressure avg60 ${psi.length ? `${Math.min(...psi).toFixed(1)}–${Math.max(...psi).toFixed(1)}%` : 'n/a'} (accuracy does not depend on it).`)
+  return md.join('\n')
+}
+
 async function main() {
   const opts = parseArgs(process.argv.slice(2))
   const wallStart = performance.now()
@@ -537,15 +588,14 @@ async function main() {
   const la = loads.map((l) => l.loadavg[0])
   md.push('')
   md.push(`Machine load during the run (sampled before and after every run): 1-minute load average ${Math.min(...la).toFixed(2)}–${Math.max(...la).toFixed(2)} on ${availableParallelism()} cores; CPU pressure (/proc/pressure/cpu "some" avg60) ${psi.length ? `${Math.min(...psi).toFixed(1)}–${Math.max(...psi).toFixed(1)}%` : 'n/a'}.`)
-  const table = md.join('\n')
-
   mkdirSync(path.resolve(opts.out), { recursive: true })
-  writeFileSync(path.join(opts.out, 'recipes.md'), table + '\n')
   writeFileSync(path.join(opts.out, 'recipes.json'), JSON.stringify({
     date: new Date().toISOString(), node: process.version, data: { images: opts.images, labels: opts.labels, split: SPLIT },
     seeds: opts.seeds, threads: opts.threads, recipes: Object.fromEntries(opts.recipes.map((n) => [n, RECIPES[n]])),
-    summary, gaps, runs, wallSeconds, loads, augmentCheck,
+    mode: opts.sameDraws ? 'same-draws' : 'independent draws', summary, gaps, runs, wallSeconds, loads, augmentCheck, streamChecks,
   }, null, 2) + '\n')
+  const table = opts.sameDraws ? sameDrawsMd(opts, runs, lab, streamChecks, loads) : md.join('\n')
+  writeFileSync(path.join(opts.out, 'recipes.md'), table + '\n')
   console.log(table)
   console.log(`\nwall time ${wallSeconds.toFixed(1)} s; written to ${path.join(opts.out, 'recipes.{md,json}')}`)
 }
