@@ -462,7 +462,8 @@ async function main() {
       }
       console.error(`seed ${seed}: split ${parts.train.labels.length}/${parts.validation.labels.length}/${parts.test.labels.length} written to ${dir}`)
       const draws = path.join(dir, 'draws')
-      if (opts.sameDraws) streamChecks.push(await checkStreams(seed, dir, draws, parts, features, lab.classes ?? 1 + Math.max(...lab.labels), opts.threads))
+      // (classes: the labels' max + 1, as train() infers them; the layers are compared with its run below)
+      if (opts.sameDraws) streamChecks.push(await checkStreams(seed, dir, draws, parts, features, 1 + Math.max(...lab.labels), opts.threads))
 
       for (const name of opts.recipes) {
        // the engine that goes first alternates from seed to seed; with --same-draws kana-native
