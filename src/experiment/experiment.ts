@@ -49,7 +49,7 @@ import {
 import { ExperimentStore, hasExperimentCheckpoint, readExperimentCheckpoint, removeExperimentCheckpoint, type ExperimentCheckpointHeader, type LoadedExperimentCheckpoint } from './checkpoint'
 import { CheckpointError, dataFingerprint } from '../training/checkpoint'
 import { agreementChart, lrEffectChart } from './plots'
-import { noiseMarkdown, robustness, writeRobustness, type NoiseSummary } from './robustness'
+import { robustness, writeRobustness, type NoiseSummary } from './robustness'
 import { TrialQueue } from '../queue/executor'
 import { parseQueueUrl, redactSecrets } from '../queue/connection'
 import { dataSpecOf } from '../queue/data'
@@ -60,12 +60,14 @@ import {
   configForFile, resolveExperiment, RUN_KEYS, MODEL_IDS,
   type ExperimentConfig, type ModelId, type NoiseLevels, type ResolvedExperiment,
 } from './config'
+import { comparisonCsv, comparisonMarkdown, comparisonTable, studyMarkdown } from './comparison'
 import { archLabel, paramCount, pct, relPct, techniques } from './describe'
-import { json, type Agreement, type ExperimentInterruption, type ExperimentResult, type ModelResult, type SearchSummary, type TableRow } from './records'
+import { json, type Agreement, type ExperimentInterruption, type ExperimentResult, type ModelResult, type SearchSummary } from './records'
 
 export { MODEL_IDS, resolveExperiment, readExperimentConfig, configForFile, DEFAULT_M0, DEFAULT_M4, DEFAULT_M5_CANDIDATES, DEFAULT_NOISE, DEFAULT_REFERENCE_BUDGET, DEFAULT_SEARCH_CONCURRENCY } from './config'
 export type { ModelId, SearchConfig, ArchitectureConfig, M5Config, NoiseLevels, ExperimentConfig, ResolvedExperiment } from './config'
 export type { NoiseSummary } from './robustness'
+export { comparisonMarkdown, comparisonCsv, studyMarkdown } from './comparison'
 export type { ModelResult, TableRow, Agreement, ExperimentInterruption, ExperimentResult, SearchSummary } from './records'
 
 export interface ExperimentOptions extends ExperimentConfig {
@@ -659,10 +661,7 @@ function referenceNote(agreement: Agreement, refOut: ReferenceOutcome, m1: Trial
 async function writeStudy(x: Study, results: ModelResult[], agreement: Agreement | undefined, noise: NoiseSummary | undefined): Promise<ExperimentResult> {
   const { dir, cfg, inputs, refOut, clock } = x
   clock.begin('files')
-  const table: TableRow[] = results.map((r) => ({
-    model: r.id, testAccuracy: r.metrics.test.accuracy, testLoss: r.metrics.test.loss, balancedAccuracy: r.metrics.test.balancedAccuracy,
-    macroF1: r.metrics.test.macroF1, techniques: `${archLabel(r.layers)} ${r.techniques}`, notes: r.notes, seconds: r.seconds,
-  }))
+  const table = comparisonTable(results)
   for (const r of results) await writeModelDir(r, inputs, r.id === 'M2' ? refOut!.weights : modelParams(x.finished.get(r.id)!.trial!.model), cfg)
   await writeFileAtomic(join(dir, 'comparison.md'), comparisonMarkdown(table))
   await writeFileAtomic(join(dir, 'comparison.csv'), comparisonCsv(table))
@@ -935,35 +934,6 @@ function agreementOf(ref: ReferenceOutcome, refTest: { loss: number; accuracy: n
 
 // ---------------------------------------------------------------------------------------------
 // Files
-
-const TABLE_HEAD = ['model', 'test accuracy', 'test loss', 'balanced accuracy', 'macro-F1', 'techniques', 'notes', 'training s']
-
-export function comparisonMarkdown(rows: TableRow[]): string {
-  const esc = (s: string) => s.replace(/\|/g, '\\|')
-  return [
-    `| ${TABLE_HEAD.join(' | ')} |`,
-    `|---|---:|---:|---:|---:|---|---|---:|`,
-    ...rows.map((r) => `| ${r.model} | ${pct(r.testAccuracy)} | ${r.testLoss.toFixed(4)} | ${pct(r.balancedAccuracy)} | ${pct(r.macroF1)} | ${esc(r.techniques)} | ${esc(r.notes)} | ${r.seconds.toFixed(1)} |`),
-  ].join('\n') + '\n'
-}
-
-/** study.md: the comparison table and, when it ran, the noise table. */
-export function studyMarkdown(rows: TableRow[], noise?: NoiseSummary): string {
-  const parts = ['# The study\n', '## Comparison (test split)\n', comparisonMarkdown(rows)]
-  if (noise) {
-    parts.push('\n## Robustness: test accuracy under input noise\n', `Every model on the same ${noise.samples} test images, corrupted with the same seeded noise (seed ${noise.seed}; pixel units 0..255; README "Ensembles and robustness under input noise").\n`, noiseMarkdown(noise))
-  }
-  return parts.join('\n')
-}
-
-export function comparisonCsv(rows: TableRow[]): string {
-  const cell = (v: unknown) => {
-    const s = String(v)
-    return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s
-  }
-  const cols = ['model', 'testAccuracy', 'testLoss', 'balancedAccuracy', 'macroF1', 'techniques', 'notes', 'seconds'] as const
-  return [cols.join(','), ...rows.map((r) => cols.map((c) => cell(r[c])).join(','))].join('\n') + '\n'
-}
 
 /** A model file's architecture fields for configuration `c` (the engine's and the reference's models alike). */
 function configArchitecture(c: ModelConfig, layers: number[]): Pick<ModelMeta, 'activation' | 'leakySlope' | 'batchNorm' | 'bnEps' | 'dropout'> {
