@@ -24,43 +24,38 @@
 // runs on a worker thread while the architecture search and M4 use the other core; then the test
 // M5's candidates on both cores (after the reference, so that M2's budget is what it was); then
 // the test evaluations, the noise table, the files and the report.
-import { mkdir } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
-import { abortError, MLP, Dataset } from '../engine/mlp'
-import { loadInputs, type InputOptions, type Inputs, type Part } from '../data/inputs'
+import { abortError, MLP } from '../engine/mlp'
+import { type Inputs } from '../data/inputs'
 import { claimRunDir, type RunDirClaim } from '../training/run-dir'
-import { summarize } from '../output/metrics'
 import { makeOutputDir, writeFileAtomic } from '../output/atomic'
 import { historyCsv } from '../training/history'
 import { saveModel, type ModelMeta } from '../output/model-file'
 import { classDistribution, comparisonCurves, confusionHeatmap, lossCurves, sampleGrid, writeRendered, type HistoryRow } from '../output/plots'
 import { Trial, layersOf, type ModelConfig } from '../training/trial'
-import { modelOptions, modelParams, setModelParams, trialData, type AfterStep, type TrialData } from '../training/sources'
+import { modelOptions, modelParams, setModelParams, type AfterStep, type TrialData } from '../training/sources'
 import { stepsPerEpoch } from '../training/batches'
-import type { Run } from '../training/run'
 import { mulberry32 } from '../data/split'
 import {
   describeConfig, hiddenLabel, runTrials, searchConfigs, trialsCsv, trialsMarkdown,
   type SearchResult, type TrialLog,
 } from './search'
 import {
-  finishedReference, runReferenceInWorker, runResyncInWorker, type EpochStart, type ReferenceJob, type ReferenceOutcome, type ReferenceRun, type ResyncRecord,
-} from './reference-trial'
-import { ExperimentStore, hasExperimentCheckpoint, readExperimentCheckpoint, removeExperimentCheckpoint, type ExperimentCheckpointHeader, type LoadedExperimentCheckpoint } from './checkpoint'
-import { CheckpointError, dataFingerprint } from '../training/checkpoint'
+  finishedReference, runReferenceInWorker, runResyncInWorker, type EpochStart, type ReferenceJob, type ReferenceOutcome, type ResyncRecord } from './reference-trial'
+
+import { ExperimentStore, removeExperimentCheckpoint } from './checkpoint'
 import { agreementChart, lrEffectChart } from './plots'
 import { robustness, writeRobustness, type NoiseSummary } from './robustness'
-import { TrialQueue } from '../queue/executor'
 import { parseQueueUrl, redactSecrets } from '../queue/connection'
-import { dataSpecOf } from '../queue/data'
 import { machineFacts } from '../engine/machine'
 import { writeReport } from '../output/report'
-import type { EpochRecord, SplitMetrics } from '../training/records'
+import type { SplitMetrics } from '../training/records'
 import {
-  configForFile, resolveExperiment, RUN_KEYS, MODEL_IDS,
-  type ExperimentConfig, type ModelId, type NoiseLevels, type ResolvedExperiment,
-} from './config'
+  configForFile, resolveExperiment, MODEL_IDS,
+  type ModelId, type NoiseLevels, type ResolvedExperiment } from './config'
+
 import { comparisonCsv, comparisonMarkdown, comparisonTable, studyMarkdown } from './comparison'
+import { epochLogger, fromTrial, m1Of, metricsOf, openStudy, type EngineCopy, type ExperimentOptions, type Study } from './study'
 import { archLabel, paramCount, pct, relPct, techniques } from './describe'
 import { json, type Agreement, type ExperimentInterruption, type ExperimentResult, type ModelResult, type SearchSummary } from './records'
 
@@ -68,144 +63,13 @@ export { MODEL_IDS, resolveExperiment, readExperimentConfig, configForFile, DEFA
 export type { ModelId, SearchConfig, ArchitectureConfig, M5Config, NoiseLevels, ExperimentConfig, ResolvedExperiment } from './config'
 export type { NoiseSummary } from './robustness'
 export { comparisonMarkdown, comparisonCsv, studyMarkdown } from './comparison'
+export type { ExperimentOptions } from './study'
 export type { ModelResult, TableRow, Agreement, ExperimentInterruption, ExperimentResult, SearchSummary } from './records'
-
-export interface ExperimentOptions extends ExperimentConfig {
-  /** Arrays in memory instead of files (tests, Node callers). */
-  inMemory?: InputOptions['data']
-  /**
-   * Experiment directory; default runs/experiment-<timestamp>. Locked while the experiment works
-   * in it; one holding a finished experiment is refused unless `overwrite` (run-dir.ts claimRunDir).
-   */
-  out?: string
-  /** Replace the experiment in `out` if there is one: only the files kana-native writes there are removed. Default false. */
-  overwrite?: boolean
-  /** Recorded in experiment.json. */
-  command?: string[]
-  /** Write report.html at the end (default true). */
-  report?: boolean
-  /**
-   * Aborting stops every model after its current mini-batch, writes a checkpoint into the
-   * experiment directory and rejects with an AbortError whose `checkpoint` says where.
-   */
-  signal?: AbortSignal
-  /**
-   * Continue the interrupted experiment in this directory from its checkpoint, with its recorded
-   * configuration (give no other settings; in-memory data must be passed again as `inMemory`).
-   * The result equals that of an uninterrupted run with the same threads.
-   */
-  resume?: string
-  /** Progress lines (phases, trials, epochs of long runs). */
-  log?: (line: string) => void
-  /**
-   * A job queue, redis://[user:password@]host:port[/db] or rediss://: the searches' trials, M0, M4
-   * and M5's candidates are trained as jobs by the workers connected to it (`kana-native worker`), with the same
-   * results; the rest stays here. Data must come from files (or a named data set) the workers can read.
-   */
-  queue?: string
-}
-
-// ---------------------------------------------------------------------------------------------
-// The test split: opened once selection is over, each model evaluated on it once.
-
-class TestSplit {
-  private open = false
-  readonly evaluations: { model: string; at: string }[] = []
-  readonly set: Dataset
-  constructor(readonly part: Part, features: number) {
-    this.set = new Dataset(part.images, part.labels, features)
-  }
-  /** Model selection is over: from now on the test split may be read. */
-  unlock(): void {
-    this.open = true
-  }
-  record(model: string): void {
-    if (!this.open) throw new Error(`internal error: the test split was read for ${model} before model selection finished`)
-    if (this.evaluations.some((e) => e.model === model)) throw new Error(`internal error: the test split was read twice for ${model}`)
-    this.evaluations.push({ model, at: new Date().toISOString() })
-  }
-  async evaluate(model: string, m: MLP, classes: number): Promise<SplitMetrics> {
-    this.record(model)
-    return metricsOf(await m.evaluate(this.set), classes, this.part.labels.length)
-  }
-}
-
-function metricsOf(ev: { loss: number; accuracy: number; confusion: ArrayLike<number> }, classes: number, samples: number): SplitMetrics {
-  return { ...summarize(ev.confusion, classes, ev.loss), loss: ev.loss, confusion: Array.from(ev.confusion), samples }
-}
 
 // ---------------------------------------------------------------------------------------------
 
 function stamp(): string {
   return new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)
-}
-
-/** What one model's phase leaves for the test split and the files. */
-interface Finished {
-  trial?: Trial
-  result: Omit<ModelResult, 'metrics' | 'dir' | 'notes'> & { notes?: string }
-}
-
-/**
- * An experiment under way: its configuration, directory, data and checkpoint store, and what its
- * phases have produced so far. Each phase below takes it and adds to it.
- */
-interface Study {
-  opts: ExperimentOptions
-  cfg: ResolvedExperiment
-  dir: string
-  loaded?: LoadedExperimentCheckpoint
-  store: ExperimentStore
-  inputs: Inputs
-  data: TrialData
-  testSplit: TestSplit
-  log: (line: string) => void
-  clock: PhaseClock
-  machineAtStart: ReturnType<typeof machineFacts>
-  /** Writes the checkpoint after a phase, so that a process killed outright loses one phase at most. */
-  phaseDone(phase: string): Promise<string>
-  checkpointHeader(reason: string): ExperimentCheckpointHeader
-  wants(m: ModelId): boolean
-  finished: Map<ModelId, Finished>
-  search?: SearchResult
-  arch?: SearchResult
-  m5?: SearchResult
-  reference?: ReferenceRun
-  /** The reference's outcome, recorded in the store as soon as it arrives (for the next checkpoint). */
-  referenceOutcome?: Promise<ReferenceOutcome>
-  resync?: ReturnType<typeof runResyncInWorker>
-  refOut?: ReferenceOutcome
-  prefix?: EngineCopy
-  twins: EngineCopy[]
-  /** Threads for this thread's models while the reference holds one core. */
-  sideThreads: number
-  queue?: TrialQueue
-  /** Advances the trial under `key`: here, or as a job on the queue. */
-  advance(key: string, t: Trial, untilEpoch: number): Promise<void>
-}
-
-/** Wall seconds per phase (experiment.json `timings`). */
-class PhaseClock {
-  readonly started = performance.now()
-  readonly timings: Record<string, number> = {}
-  private readonly starts = new Map<string, number>()
-  begin(p: string): void {
-    this.starts.set(p, performance.now())
-  }
-  end(p: string): void {
-    this.timings[p] = (performance.now() - this.starts.get(p)!) / 1000
-  }
-}
-
-const fromTrial = (id: ModelId, t: Trial): Finished['result'] => ({
-  id, engine: 'native', config: t.config, layers: t.layers, parameters: paramCount(t.layers), history: t.history,
-  bestEpoch: t.bestEpoch, weightsEpoch: t.weightsEpoch, stoppedBy: t.stopReason ?? 'completed', seconds: t.seconds, techniques: techniques(t.config),
-})
-
-const epochLogger = (log: (line: string) => void, id: string, every: number) => (r: EpochRecord, t: Run<Float32Array>) => {
-  if (r.epoch % every === 0 || r.epoch === 1 || r.epoch === t.config.epochs) {
-    log(`${id} epoch ${r.epoch}/${t.config.epochs}  loss ${r.trainLoss.toFixed(4)}  acc ${r.trainAccuracy.toFixed(4)}  val_loss ${r.valLoss.toFixed(4)}  val_acc ${r.valAccuracy.toFixed(4)}  ${r.seconds.toFixed(2)}s`)
-  }
 }
 
 /**
@@ -259,65 +123,6 @@ async function phases(x: Study): Promise<ExperimentResult> {
   }
   const { results, agreement, noise } = await testSplitOnce(x)
   return writeStudy(x, results, agreement, noise)
-}
-
-const m1Of = (x: Study) => x.finished.get('M1')?.trial
-
-/** Configuration (or the checkpoint's, to resume), the directory, the data, the store of trials. */
-/** `resolved`: a new experiment's configuration, resolved (its random seed drawn) once, before the directory was claimed. */
-async function openStudy(opts: ExperimentOptions, dir: string, claim: RunDirClaim, resolved?: ResolvedExperiment): Promise<Study> {
-  const clock = new PhaseClock()
-  const log = opts.log ?? (() => {})
-  let loaded: LoadedExperimentCheckpoint | undefined
-  if (opts.resume !== undefined) {
-    const given = RUN_KEYS.filter((k) => opts[k] !== undefined)
-    if (given.length) throw new RangeError(`resume takes the experiment's configuration from its checkpoint; do not give ${given.join(', ')}`)
-    if (opts.out !== undefined && resolve(opts.out) !== resolve(opts.resume)) throw new RangeError(`resume continues the experiment in its own directory (${resolve(opts.resume)}); do not give another out (${resolve(opts.out)})`)
-    loaded = await readExperimentCheckpoint(resolve(opts.resume))
-    log(`resuming the experiment in ${loaded.dir} from its checkpoint of ${loaded.createdAt} (${loaded.reason})`)
-  }
-  let cfg: ResolvedExperiment
-  try {
-    cfg = loaded ? resolveExperiment(loaded.config as ExperimentConfig) : resolved ?? resolveExperiment(opts)
-  } catch (e) {
-    if (!loaded) throw e
-    throw new CheckpointError('ECORRUPT', `the experiment checkpoint in ${loaded.dir} holds an invalid configuration: ${(e as Error).message}`, { cause: e })
-  }
-  if (!loaded && (await hasExperimentCheckpoint(dir))) {
-    throw new CheckpointError('ECONFLICT', `${dir} holds the checkpoint of an interrupted experiment: continue it with \`kana-native experiment --resume ${dir}\` (runExperiment({ resume })), or choose another directory`)
-  }
-  await mkdir(dir, { recursive: true })
-  const store = new ExperimentStore(loaded)
-  const priorSeconds = loaded?.seconds ?? 0
-  const interruptions = loaded?.interruptions ?? 0
-  const machineAtStart = machineFacts()
-
-  clock.begin('data')
-  const inputs: Inputs = await loadInputs({ ...cfg.data, data: opts.inMemory, split: cfg.split, seed: cfg.seed })
-  const fingerprint = dataFingerprint(inputs)
-  if (loaded && loaded.data.fingerprint !== fingerprint) {
-    throw new CheckpointError('EDATA', `the data differ from those the interrupted experiment in ${dir} trained on (their fingerprint changed): resume needs the same files${opts.inMemory ? ' (or the same arrays, passed again as inMemory)' : ''}`)
-  }
-  const data = trialData(inputs.train, inputs.validation, inputs.features, inputs.classes)
-  const testSplit = new TestSplit(inputs.test, inputs.features)
-  log(`data: ${inputs.train.labels.length} train / ${inputs.validation.labels.length} validation / ${inputs.test.labels.length} test samples, ${inputs.classes} classes, ${inputs.features} features; seed ${cfg.seed}`)
-  if (!loaded) {
-    await claim.clear() // an overwritten experiment's files go just before the first new one is written
-    await writeFileAtomic(join(dir, 'experiment-config.json'), json(configForFile(cfg)))
-  }
-  clock.end('data')
-  const checkpointHeader = (reason: string): ExperimentCheckpointHeader => ({
-    config: configForFile(cfg), data: { fingerprint, samples: { train: inputs.train.labels.length, validation: inputs.validation.labels.length, test: inputs.test.labels.length } },
-    reason, seconds: priorSeconds + (performance.now() - clock.started) / 1000, interruptions: interruptions + (reason === 'interrupted' ? 1 : 0), command: opts.command,
-  })
-  const queue = opts.queue === undefined ? undefined : await TrialQueue.open(opts.queue, { data: dataSpecOf(inputs, cfg.split, cfg.seed, fingerprint), log })
-  return {
-    opts, cfg, dir, loaded, store, inputs, data, testSplit, log, clock, machineAtStart, checkpointHeader, queue,
-    advance: (key, t, untilEpoch) => (queue ? queue.advance(key, t, untilEpoch, opts.signal) : t.advance(untilEpoch, opts.signal)),
-    phaseDone: (phase) => store.write(dir, checkpointHeader(phase)),
-    wants: (m) => cfg.models.includes(m),
-    finished: new Map(), twins: [], sideThreads: cfg.threads,
-  }
 }
 
 /** M0: the study's baseline, full-batch gradient descent. */
@@ -750,13 +555,6 @@ export function dataSummary(inputs: Inputs) {
     counts,
     perSplit,
   }
-}
-
-/** A native run of M1's configuration for exactly the reference's epochs, with its weights at the reference's final epoch. */
-interface EngineCopy {
-  trial: Trial
-  /** Weights at the epoch whose weights M2 ends with (its restored best). */
-  atEpoch: number
 }
 
 async function engineCopy(
