@@ -25,25 +25,20 @@
 // M5's candidates on both cores (after the reference, so that M2's budget is what it was); then
 // the test evaluations, the noise table, the files and the report.
 import { join, resolve } from 'node:path'
-import { abortError, MLP } from '../engine/mlp'
+import { MLP } from '../engine/mlp'
 import { type Inputs } from '../data/inputs'
 import { claimRunDir, type RunDirClaim } from '../training/run-dir'
 import { makeOutputDir, writeFileAtomic } from '../output/atomic'
 import { historyCsv } from '../training/history'
 import { saveModel, type ModelMeta } from '../output/model-file'
 import { classDistribution, comparisonCurves, confusionHeatmap, lossCurves, sampleGrid, writeRendered, type HistoryRow } from '../output/plots'
-import { Trial, type ModelConfig } from '../training/trial'
-import { modelOptions, modelParams, setModelParams, type AfterStep, type TrialData } from '../training/sources'
-import { stepsPerEpoch } from '../training/batches'
-import { mulberry32 } from '../data/split'
+import { type ModelConfig } from '../training/trial'
+import { modelOptions, modelParams, setModelParams } from '../training/sources'
 import {
   trialsCsv, trialsMarkdown,
   type SearchResult, type TrialLog } from './search'
 
-import {
-  finishedReference, runReferenceInWorker, runResyncInWorker, type EpochStart, type ReferenceJob, type ReferenceOutcome, type ResyncRecord } from './reference-trial'
-
-import { ExperimentStore, removeExperimentCheckpoint } from './checkpoint'
+import { removeExperimentCheckpoint } from './checkpoint'
 import { agreementChart, lrEffectChart } from './plots'
 import { robustness, writeRobustness, type NoiseSummary } from './robustness'
 import { parseQueueUrl, redactSecrets } from '../queue/connection'
@@ -54,10 +49,12 @@ import {
   configForFile, resolveExperiment, MODEL_IDS,
   type ModelId, type NoiseLevels, type ResolvedExperiment } from './config'
 
+import { agreementCopies, resyncReference, startReference, waitForReference } from './m2'
+import { agreementOf, referenceNote } from './agreement'
 import { architectureM3, searchM1, trainM0, trainM4, trainM5 } from './models'
 import { comparisonCsv, comparisonMarkdown, comparisonTable, studyMarkdown } from './comparison'
-import { m1Of, metricsOf, openStudy, type EngineCopy, type ExperimentOptions, type Study } from './study'
-import { paramCount, pct, relPct, techniques } from './describe'
+import { m1Of, metricsOf, openStudy, type ExperimentOptions, type Study } from './study'
+import { paramCount, pct, techniques } from './describe'
 import { json, type Agreement, type ExperimentInterruption, type ExperimentResult, type ModelResult, type SearchSummary } from './records'
 
 export { MODEL_IDS, resolveExperiment, readExperimentConfig, configForFile, DEFAULT_M0, DEFAULT_M4, DEFAULT_M5_CANDIDATES, DEFAULT_NOISE, DEFAULT_REFERENCE_BUDGET, DEFAULT_SEARCH_CONCURRENCY } from './config'
@@ -124,96 +121,6 @@ async function phases(x: Study): Promise<ExperimentResult> {
   }
   const { results, agreement, noise } = await testSplitOnce(x)
   return writeStudy(x, results, agreement, noise)
-}
-
-/** M2: M1's configuration trained by the reference, on a worker thread, from the same initial weights. */
-function startReference(x: Study): void {
-  const { cfg, inputs, store, log } = x
-  const m1 = m1Of(x)
-  if (!x.wants('M2') || !m1) return
-  // the initial weights: a fresh engine model with M1's seed, as M1 itself started
-  // (with M1's architecture options: with batch norm its initial norm state comes along)
-  const fresh = new MLP({ layers: m1.layers, seed: m1.config.seed, threads: 1, ...modelOptions(m1.config) })
-  const init = modelParams(fresh)
-  fresh.free()
-  const job: ReferenceJob = { config: m1.config, layers: m1.layers, init, train: inputs.train, validation: inputs.validation, features: inputs.features, budgetSeconds: cfg.reference.budgetSeconds }
-  x.clock.begin('M2')
-  if (store.reference.outcome) {
-    log(`M2: the reference run finished before the interruption (${store.reference.outcome.history.length} epochs)`)
-    x.reference = finishedReference(job, store.reference.outcome)
-  } else {
-    const from = store.reference.state
-    log(from
-      ? `M2: the reference continues on a worker thread from epoch ${from.progress.epoch + 1}, batch ${(from.progress.partial?.nextBatch ?? 0) + 1} (${from.progress.seconds.toFixed(0)}s of its ${cfg.reference.budgetSeconds}s used)`
-      : `M2: the reference trains M1's configuration from the same initial weights on a worker thread, for up to ${cfg.reference.budgetSeconds}s`)
-    x.reference = runReferenceInWorker(
-      job,
-      (r) => log(`M2 (reference) epoch ${r.epoch}/${m1.config.epochs}  loss ${r.trainLoss.toFixed(4)}  val_loss ${r.valLoss.toFixed(4)}  val_acc ${r.valAccuracy.toFixed(4)}  ${r.seconds.toFixed(1)}s`),
-      from,
-    )
-  }
-  const onWorker = x.reference.onWorker
-  x.referenceOutcome = x.reference.result.then((o) => {
-    x.clock.end('M2')
-    store.reference = { outcome: { ...o, onWorker } }
-    return o
-  })
-  x.referenceOutcome.catch(() => {}) // awaited (and its failure reported) by waitForReference
-  // while the reference holds one core, this thread's models get the rest
-  x.sideThreads = cfg.architecture.threads
-}
-
-/**
- * Epochs 1–10 again, each from the engine's state at its start, on a second worker (the core this
- * thread has used so far), while the reference finishes.
- */
-async function resyncReference(x: Study): Promise<void> {
-  const { cfg, inputs, store, log } = x
-  const m1 = m1Of(x)
-  if (!x.reference || !m1) return
-  const epochs = Math.min(10, m1.config.epochs)
-  if (store.resync.length >= epochs) return
-  const eng = await engineEpochStarts(m1, x.data, x.sideThreads, epochs, x.opts.signal)
-  log(`M2: the reference also trains epochs ${store.resync.length + 1}–${epochs} each from the engine's state at the epoch's start, on a second worker`)
-  x.resync = runResyncInWorker(
-    // the budget counts the epochs done before an interruption too
-    { config: m1.config, layers: m1.layers, train: inputs.train, features: inputs.features, ...eng, budgetSeconds: cfg.reference.budgetSeconds - store.resync.reduce((sum, r) => sum + r.seconds, 0), skip: store.resync.length },
-    (r) => {
-      store.resync.push(r)
-      log(`M2 (re-synchronised) epoch ${r.epoch}: training loss engine ${r.engineLoss.toFixed(6)}, reference ${r.referenceLoss.toFixed(6)} (${relPct(r.relDiff)} apart), weights at most ${r.maxAbsWeightDiff.toExponential(1)} apart`)
-    },
-  )
-}
-
-/** The reference's outcome, and the re-synchronised epochs' end (or an AbortError as soon as the signal aborts). */
-async function waitForReference(x: Study): Promise<void> {
-  const signal = x.opts.signal
-  const wait = <T>(p: Promise<T>) => (signal ? untilAborted(p, signal) : p)
-  if (x.referenceOutcome) x.refOut = await wait(x.referenceOutcome)
-  if (x.resync) await wait(x.resync.result)
-}
-
-/**
- * The engine's copy of M2's prefix, for the agreement check, and the same from a start moved by one
- * float32 rounding: how far this configuration's own arithmetic noise carries.
- */
-async function agreementCopies(x: Study): Promise<void> {
-  const { cfg, inputs, store, refOut } = x
-  const m1 = m1Of(x)
-  if (!refOut || !m1) return
-  x.clock.begin('agreement-prefix')
-  const init = new MLP({ layers: m1.layers, seed: m1.config.seed, threads: 1 })
-  const w0 = init.getWeights()
-  init.free()
-  x.prefix = await engineCopy(store, 'agreement/prefix', m1.config, x.data, cfg.threads, w0, refOut, x.opts.signal)
-  const steps = stepsPerEpoch(m1.config, inputs.train.labels.length)
-  for (let k = 1; k <= SENSITIVITY_TWINS; k++) {
-    // jitter call 1 moves the start, call 2 + (global step) follows each step
-    const jitter = jitterer(w0, k)
-    x.twins.push(await engineCopy(store, `agreement/twin${k}`, m1.config, x.data, cfg.threads, jitter.apply(w0, 1), refOut, x.opts.signal, (m, epoch, batch) => m.setWeights(jitter.apply(m.getWeights(), 2 + epoch * steps + batch))))
-  }
-  x.clock.end('agreement-prefix')
-  await x.phaseDone('agreement')
 }
 
 /**
@@ -325,17 +232,6 @@ async function noiseTable(x: Study, results: ModelResult[]): Promise<NoiseSummar
   }
 }
 
-/** The M2 row's notes: how far the reference ran, and how it agrees with the engine. */
-function referenceNote(agreement: Agreement, refOut: ReferenceOutcome, m1: Trial, budgetSeconds: number): string {
-  const e10 = Math.min(10, agreement.epochsCompared)
-  const rs = agreement.resync
-  const resyncNote = rs.epochs.length ? `; each of epochs 1–${rs.epochs.length} re-run by the reference from the engine's state at its start: training loss within ${relPct(rs.maxTrainLossRelDiff)}` : ''
-  const verdict = agreement.verdict === 'agree' ? resyncNote : agreement.verdict === 'float32-sensitivity'
-    ? `${resyncNote} — the free-running losses drift apart by more than 1%, no further than the engine drifts from itself with its weights jittered by one float32 rounding per step (${relPct(agreement.sensitivity.maxTrainLossRelDiffFirst10)}, Δ ${agreement.sensitivity.testAccuracyDiffPoints.toFixed(2)} points): this configuration amplifies rounding`
-    : `${resyncNote} — DISAGREES`
-  return `pure-TypeScript reference, M1's settings and initial weights: ${refOut.history.length} of ${m1.config.epochs} epochs (${{ budget: `ended by the time budget of ${budgetSeconds}s`, 'early-stopping': 'ended by early stopping', completed: 'all epochs', diverged: 'diverged' }[refOut.stoppedBy]}); vs the engine on the same batches: training loss within ${relPct(agreement.maxTrainLossRelDiffFirst10)} over epochs 1–${e10}, test accuracy Δ ${agreement.testAccuracyDiffPoints.toFixed(2)} points at epoch ${refOut.weightsEpoch}${refOut.weightsEpoch !== m1.weightsEpoch ? ` (M2 ends with epoch ${refOut.weightsEpoch}'s weights, M1 with epoch ${m1.weightsEpoch}'s: their validation minima fall on different epochs)` : ''}${verdict}`
-}
-
 /** The table, every model's directory, the pictures, the searches, the agreement, experiment.json and the report. */
 async function writeStudy(x: Study, results: ModelResult[], agreement: Agreement | undefined, noise: NoiseSummary | undefined): Promise<ExperimentResult> {
   const { dir, cfg, inputs, refOut, clock } = x
@@ -428,179 +324,6 @@ export function dataSummary(inputs: Inputs) {
     samples: { train: inputs.train.labels.length, validation: inputs.validation.labels.length, test: inputs.test.labels.length },
     counts,
     perSplit,
-  }
-}
-
-async function engineCopy(
-  store: ExperimentStore, key: string, c: ModelConfig, data: TrialData, threads: number, init: Float32Array[], ref: ReferenceOutcome, signal?: AbortSignal,
-  afterStep?: AfterStep,
-): Promise<EngineCopy> {
-  // Early stopping only decides when to stop; here the reference decided it, so run exactly its epochs.
-  const trial = store.trial(key, { ...c, earlyStopping: false, restoreBest: false }, data, { threads, initialWeights: init, afterStep, keepEpoch: ref.weightsEpoch })
-  await trial.advance(ref.history.length, signal)
-  trial.finish()
-  if (ref.weightsEpoch > 0) setModelParams(trial.model, trial.kept!)
-  return { trial, atEpoch: ref.weightsEpoch }
-}
-
-/**
- * The engine's state at the start of each of the first `epochs` epochs of `m1`'s configuration
- * (from its seed's initial weights, the same batches), the weights at each epoch's end and the
- * epoch's training loss: what the re-synchronised reference epochs start from and are compared
- * with. Cheap next to the reference, so it is recomputed rather than checkpointed.
- */
-async function engineEpochStarts(m1: Trial, data: TrialData, threads: number, epochs: number, signal?: AbortSignal): Promise<{ starts: EpochStart[]; ends: Float32Array[][]; engineLoss: number[] }> {
-  const starts: EpochStart[] = []
-  const ends: Float32Array[][] = []
-  const engineLoss: number[] = []
-  const stateOf = (t: Trial, epoch: number): EpochStart => {
-    const { step, m, v } = t.model.getTrainingState()
-    return { epoch, weights: modelParams(t.model), step, m, v }
-  }
-  // M1's configuration (its schedule over all its epochs) from its seed, run for `epochs` whatever
-  // early stopping would say; each epoch's end is the next one's start
-  const copy = new Trial({ ...m1.config, earlyStopping: false }, data, {
-    threads,
-    onEpoch: (r, run) => {
-      const t = run as Trial
-      engineLoss.push(r.trainLoss)
-      ends.push(modelParams(t.model))
-      if (r.epoch < epochs) starts.push(stateOf(t, r.epoch))
-    },
-  })
-  try {
-    starts.push(stateOf(copy, 0))
-    await copy.advance(epochs, signal)
-    // a diverging epoch has nothing to compare
-    if (starts.length > ends.length) starts.length = ends.length
-    return { starts, ends, engineLoss }
-  } finally {
-    copy.release()
-  }
-}
-
-/** `p`, or an AbortError as soon as `signal` aborts (p keeps running; its result is then someone else's). */
-function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const abort = () => reject(abortError(signal.reason))
-    if (signal.aborted) return abort()
-    signal.addEventListener('abort', abort, { once: true })
-    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', abort))
-  })
-}
-
-/** Engine twins with jittered weights measure how far this configuration carries rounding noise. */
-export const SENSITIVITY_TWINS = 2
-/** The reference may be this many times further from the engine than the farthest twin (training loss)… */
-export const SENSITIVITY_FACTOR = 10
-/** …and this many times for test accuracy (or 0.5 points, or one test sample, whichever is larger). */
-export const SENSITIVITY_FACTOR_ACCURACY = 3
-
-/**
- * Multiplies every parameter by 1 ± 2^-24 — a change of about one float32 rounding (0 to 1 unit in
- * the last place) — with signs from a fixed pseudo-random pattern (twin k), shifted by the call number.
- * Applied to the start and after every step, it mimics what separates the engine from the
- * reference: the engine rounds its weights to float32 at every step, the reference keeps float64.
- */
-export function jitterer(shape: Float32Array[], k: number): { apply(ws: Float32Array[], call: number): Float32Array[] } {
-  const rand = mulberry32((0x51ed27 * k) >>> 0)
-  const signs = shape.map((w) => Float32Array.from({ length: w.length }, () => (rand() < 0.5 ? -(2 ** -24) : 2 ** -24)))
-  return {
-    // a pure function of the call number, so that a resumed twin continues the same pattern
-    apply(ws, call) {
-      return ws.map((w, l) => {
-        const s = signs[l]
-        const n = w.length
-        const off = (call * 7919) % Math.max(1, n)
-        const out = new Float32Array(n)
-        for (let i = 0; i < n; i++) {
-          const j = i + off < n ? i + off : i + off - n
-          out[i] = w[i] * (1 + s[j])
-        }
-        return out
-      })
-    },
-  }
-}
-
-function agreementOf(ref: ReferenceOutcome, refTest: { loss: number; accuracy: number }, prefix: EngineCopy, prefixTest: SplitMetrics, twins: EngineCopy[], twinTests: SplitMetrics[], resync: ResyncRecord[], m1: Trial, budget: number, onWorker: boolean): Agreement {
-  const p = prefix.trial.history
-  const n = Math.min(ref.history.length, p.length)
-  const rel = (a: number, b: number) => Math.abs(a - b) / Math.abs(b)
-  const trainLossRelDiff = Array.from({ length: n }, (_, i) => rel(p[i].trainLoss, ref.history[i].trainLoss))
-  const valLossRelDiff = Array.from({ length: n }, (_, i) => rel(p[i].valLoss, ref.history[i].valLoss))
-  // per epoch, the farthest any twin is from the engine
-  const sensTrain = Array.from({ length: n }, (_, i) => Math.max(0, ...twins.map((tw) => (tw.trial.history[i] ? rel(tw.trial.history[i].trainLoss, p[i].trainLoss) : 0))))
-  const first = (xs: number[]) => (xs.length ? Math.max(...xs.slice(0, 10)) : NaN)
-  const maxFirst10 = first(trainLossRelDiff)
-  const refW = ref.weights
-  // with batch norm both lists end with the norm state (sources.ts modelParams)
-  const natW = modelParams(prefix.trial.model)
-  let maxAbs = 0
-  for (let l = 0; l < refW.length; l++) for (let i = 0; i < refW[l].length; i++) maxAbs = Math.max(maxAbs, Math.abs(refW[l][i] - natW[l][i]))
-  const common = Math.min(p.length, m1.history.length)
-  let same = true
-  for (let i = 0; i < common; i++) if (p[i].trainLoss !== m1.history[i].trainLoss || p[i].valLoss !== m1.history[i].valLoss) same = false
-  const accDiff = Math.abs(prefixTest.accuracy - refTest.accuracy) * 100
-  const twinAcc = twinTests.map((m) => Math.abs(prefixTest.accuracy - m.accuracy) * 100)
-  const sensAcc = Math.max(0, ...twinAcc)
-  const pass = { trainLoss: maxFirst10 <= 0.01, testAccuracy: accDiff <= 0.5 }
-  // Explained by rounding: over epochs 1–10 the reference's largest drift is within
-  // SENSITIVITY_FACTOR× the twins' largest (plus 1e-6 for runs where everything agrees to ~1e-9),
-  // and the accuracy gap within SENSITIVITY_FACTOR_ACCURACY× the largest twin's (or 0.5 points, or
-  // one sample). The maxima, not epoch by epoch: in a chaotic configuration the epoch at which a
-  // rounding difference blows up varies from one pair of trajectories to the next (measured on
-  // KMNIST seed 1: the twins' drift jumped at epoch 6 with one GEMM kernel and at epoch 3 with
-  // another, the reference's at epoch 4), while its size does not. Implementation errors are what
-  // the re-synchronised epochs (resyncPass) catch, each epoch on its own.
-  const window = Math.min(10, n)
-  const lossExplained = Math.max(0, ...trainLossRelDiff.slice(0, window)) <= SENSITIVITY_FACTOR * Math.max(0, ...sensTrain.slice(0, window)) + 1e-6
-  const oneSample = 100 / prefixTest.samples
-  const accExplained = accDiff <= Math.max(0.5, SENSITIVITY_FACTOR_ACCURACY * sensAcc, oneSample)
-  const rs = [...resync].sort((a, b) => a.epoch - b.epoch)
-  const resyncMax = rs.length ? Math.max(...rs.map((r) => r.relDiff)) : NaN
-  const resyncPass = rs.length > 0 && resyncMax <= 0.01
-  const verdict: Agreement['verdict'] = pass.trainLoss && pass.testAccuracy ? 'agree' : resyncPass && lossExplained && accExplained ? 'float32-sensitivity' : 'disagree'
-  return {
-    method: 'both step through the same mini-batches: each epoch\'s order is generated in TypeScript from the seed (trial.ts epochOrder), and each batch is handed to the engine as its own Dataset with batchSize = its length and to the reference\'s step() as arrays (full-batch GD needs no order). Test accuracy is compared at the epoch whose weights M2 ends with',
-    epochsConfigured: m1.config.epochs,
-    epochsCompared: n,
-    stoppedBy: ref.stoppedBy,
-    budgetSeconds: budget,
-    referenceSeconds: ref.seconds,
-    referenceOnWorker: onWorker,
-    trainLossRelDiff,
-    valLossRelDiff,
-    maxTrainLossRelDiffFirst10: maxFirst10,
-    atEpoch: prefix.atEpoch,
-    engine: { trainLoss: p.map((h) => h.trainLoss), bestEpoch: m1.bestEpoch, testAccuracy: prefixTest.accuracy, testLoss: prefixTest.loss },
-    reference: { trainLoss: ref.history.map((h) => h.trainLoss), bestEpoch: ref.bestEpoch, testAccuracy: refTest.accuracy, testLoss: refTest.loss },
-    testAccuracyDiffPoints: accDiff,
-    maxAbsWeightDiff: maxAbs,
-    prefixMatchesM1: same,
-    criteria: { trainLossRelFirst10: 0.01, testAccuracyPoints: 0.5 },
-    pass,
-    sensitivity: {
-      perturbation: `${twins.length} engine twins whose weights are multiplied by 1 ± 2^-24 (about one float32 rounding, signs pseudo-random) at the start and after every step; same batches`,
-      twins: twins.length,
-      trainLossRelDiff: sensTrain,
-      maxTrainLossRelDiffFirst10: first(sensTrain),
-      testAccuracy: twinTests.map((m) => m.accuracy),
-      testAccuracyDiffPoints: sensAcc,
-      factor: SENSITIVITY_FACTOR,
-      factorAccuracy: SENSITIVITY_FACTOR_ACCURACY,
-    },
-    resync: {
-      method: 'the reference trains each epoch from the engine\'s weights, Adam step count and moments at the start of that epoch, on the same mini-batches; training loss compared with the engine\'s for the same epoch, weights at its end',
-      epochs: rs.map((r) => r.epoch),
-      engineLoss: rs.map((r) => r.engineLoss),
-      referenceLoss: rs.map((r) => r.referenceLoss),
-      trainLossRelDiff: rs.map((r) => r.relDiff),
-      maxTrainLossRelDiff: resyncMax,
-      maxAbsWeightDiff: rs.map((r) => r.maxAbsWeightDiff),
-      pass: resyncPass,
-    },
-    verdict,
   }
 }
 
