@@ -1,5 +1,5 @@
 // Selection is over: the test split, opened once (study.ts TestSplit), each model evaluated on it
-// once, then the agreement check judged (agreement.ts) and every model run again under input noise.
+// once, then the agreement check judged (agreement.ts) and every model evaluated again under input noise.
 // Nothing before this point reads the test split.
 import { join } from 'node:path'
 import { MLP } from '../engine/mlp'

@@ -21,9 +21,17 @@
 // experiment.json lists every test evaluation.
 //
 // Order of work, for a 2-core machine: M0 and the search use both cores; then the reference (M2)
-// runs on a worker thread while the architecture search and M4 use the other core; then the test
-// M5's candidates on both cores (after the reference, so that M2's budget is what it was); then
-// the test evaluations, the noise table, the files and the report.
+// runs on a worker thread while the architecture search and M4 use the other core; then M5's
+// candidates on both cores (after the reference, so that M2's budget is what it was); then the
+// test evaluations, the noise table, the files and the report.
+//
+// This file is the outline (runExperiment, phases); each step is a file of its own:
+//   study.ts       the study under way: its options and state; openStudy (settings, directory, data)
+//   models.ts      the engine's models: M0, the search (M1), M3, M4, M5
+//   m2.ts          M2 on a worker, its re-synchronised epochs, the engine's runs it is compared with
+//   evaluation.ts  the test split, once per model, and the noise table
+//   agreement.ts   engine against reference: the verdict and M2's notes
+//   files.ts       the experiment directory's files (comparison.ts the table, records.ts the types)
 import { join, resolve } from 'node:path'
 import { claimRunDir, type RunDirClaim } from '../training/run-dir'
 import { parseQueueUrl, redactSecrets } from '../queue/connection'
@@ -41,10 +49,6 @@ export type { NoiseSummary } from './robustness'
 export { comparisonMarkdown, comparisonCsv, studyMarkdown } from './comparison'
 export type { ExperimentOptions } from './study'
 export type { ModelResult, TableRow, Agreement, ExperimentInterruption, ExperimentResult, SearchSummary } from './records'
-
-function stamp(): string {
-  return new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)
-}
 
 /**
  * Runs the study. Writes everything under `out` and returns the table and the details. Its phases,
@@ -123,4 +127,9 @@ async function interrupted(x: Study, e: unknown): Promise<never> {
     info.error = err as Error
   }
   throw Object.assign(e as Error, { checkpoint: info })
+}
+
+/** The default directory's timestamp: 2026-01-31T12-00-00. */
+function stamp(): string {
+  return new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)
 }

@@ -61,7 +61,7 @@ export interface ExperimentOptions extends ExperimentConfig {
 
 /**
  * An experiment under way: its configuration, directory, data and checkpoint store, and what its
- * phases have produced so far. Each phase below takes it and adds to it.
+ * phases have produced so far. Each phase of the outline (experiment.ts) takes it and adds to it.
  */
 export interface Study {
   opts: ExperimentOptions
