@@ -3,7 +3,7 @@
 // against learning rate, per optimizer) and the M1/M2 agreement (training loss per epoch, engine
 // against reference).
 import type { TopLevelSpec } from 'vega-lite'
-import { renderSpec, type Rendered } from '../output/plots'
+import { renderSpec, type Rendered } from '../output/render'
 import type { TrialLog } from './search'
 
 const FONT = '"Helvetica Neue", Helvetica, Arial, "Liberation Sans", "DejaVu Sans", "Noto Sans CJK JP", sans-serif'

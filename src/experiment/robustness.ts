@@ -5,7 +5,7 @@
 import { join } from 'node:path'
 import { evaluateNoise, type Evaluates, type NoiseKind, type NoiseRow } from '../output/noise'
 import { makeOutputDir, writeFileAtomic } from '../output/atomic'
-import { writeRendered } from '../output/plots'
+import { writeRendered } from '../output/render'
 import { noiseChart } from './plots'
 import type { NoiseLevels } from './config'
 

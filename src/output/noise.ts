@@ -14,7 +14,7 @@
 import { join } from 'node:path'
 import { dropoutKey, mix32 } from '../engine/reference'
 import type { Labels } from '../engine/mlp'
-import { renderSpec, writeRendered, type Rendered } from './plots'
+import { renderSpec, writeRendered, type Rendered } from './render'
 import { writeFileAtomic } from './atomic'
 
 export type NoiseKind = 'gaussian' | 'salt-pepper' | 'occlusion'
