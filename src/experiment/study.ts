@@ -24,6 +24,7 @@ import { configForFile, resolveExperiment, RUN_KEYS, type ExperimentConfig, type
 import { paramCount, techniques } from './describe'
 import { json, type ModelResult } from './records'
 
+/** runExperiment's options: the experiment's settings (config.ts) and how this process runs them. */
 export interface ExperimentOptions extends ExperimentConfig {
   /** Arrays in memory instead of files (tests, Node callers). */
   inMemory?: InputOptions['data']
@@ -183,7 +184,6 @@ export class PhaseClock {
 }
 
 /** The test split: opened once selection is over, each model evaluated on it once. */
-
 export class TestSplit {
   private open = false
   readonly evaluations: { model: string; at: string }[] = []
@@ -206,6 +206,7 @@ export class TestSplit {
   }
 }
 
+/** A split's metrics from an evaluation: its confusion matrix summarised (output/metrics.ts). */
 export function metricsOf(ev: { loss: number; accuracy: number; confusion: ArrayLike<number> }, classes: number, samples: number): SplitMetrics {
   return { ...summarize(ev.confusion, classes, ev.loss), loss: ev.loss, confusion: Array.from(ev.confusion), samples }
 }
