@@ -2,6 +2,7 @@
 // table's rows, the agreement of engine and reference, the searches' summaries. Types (and the JSON
 // text they are written as) only, so that the phases and the files can name them without
 // importing one another.
+import { stringifyNonFinite } from '../output/json'
 import type { ModelConfig } from '../training/trial'
 import type { EpochRecord, SplitMetrics } from '../training/records'
 import type { SearchResult } from './search'
@@ -116,4 +117,4 @@ export interface SearchSummary extends Pick<SearchResult, 'name' | 'mode' | 'bes
 }
 
 /** The text of the study's JSON files: non-finite numbers (a diverged loss) as strings, which JSON cannot hold. */
-export const json = (v: unknown): string => JSON.stringify(v, (_, x) => (typeof x === 'number' && !Number.isFinite(x) ? String(x) : x), 2) + '\n'
+export const json = (v: unknown): string => stringifyNonFinite(v, 2) + '\n'
