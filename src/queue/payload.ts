@@ -14,6 +14,7 @@ import { join } from 'node:path'
 import { z } from 'zod'
 import { decodeSnapshot, decodeTensors, encodeSnapshot, encodeTensors, sha256, type RunSnapshot, type Tensor } from '../training/checkpoint'
 import { ModelConfigSchema, type ModelConfig } from '../training/config'
+import { parseNonFinite, stringifyNonFinite } from '../output/json'
 
 export const JOB_FORMAT = 'kana-native-trial-job'
 export const RESULT_FORMAT = 'kana-native-trial-result'
@@ -114,13 +115,10 @@ export function parseResult(v: unknown): TrialResult {
 // ---------------------------------------------------------------------------------------------
 // The snapshot blob
 
-const NON_FINITE: Record<string, number> = { NaN: NaN, Infinity: Infinity, '-Infinity': -Infinity }
-const jsonText = (v: unknown) => JSON.stringify(v, (_, x) => (typeof x === 'number' && !Number.isFinite(x) ? String(x) : x))
-
 export function encodeSnapshotBlob(s: RunSnapshot): { sha256: string; base64: string; bytes: Uint8Array } {
   const tensors: [string, Tensor][] = []
   const run = encodeSnapshot('', s, tensors)
-  const bytes = encodeTensors(tensors, { 'kana-native': JSON.stringify({ format: SNAPSHOT_FORMAT, version: PROTOCOL }), run: jsonText(run) })
+  const bytes = encodeTensors(tensors, { 'kana-native': JSON.stringify({ format: SNAPSHOT_FORMAT, version: PROTOCOL }), run: stringifyNonFinite(run) })
   if (bytes.length > MAX_SNAPSHOT_BYTES) throw new PayloadError(`the trial's state takes ${bytes.length} bytes, more than a job may carry (${MAX_SNAPSHOT_BYTES})`)
   return { sha256: sha256(bytes), base64: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64'), bytes }
 }
@@ -143,7 +141,7 @@ export function decodeSnapshotBlob(blob: { sha256: string; base64: string }, lay
   if (!isObj(head) || head.format !== SNAPSHOT_FORMAT || head.version !== PROTOCOL) bad('not a kana-native trial snapshot of this version')
   let record: unknown
   try {
-    record = JSON.parse(String(meta.run), (_, x) => (typeof x === 'string' && x in NON_FINITE ? NON_FINITE[x] : x))
+    record = parseNonFinite(String(meta.run))
   } catch {
     return bad('its record is not JSON')
   }
@@ -162,7 +160,7 @@ export const parameterCount = (layers: number[]): number => layers.slice(1).redu
 
 /** A job id: idempotent by content — the same trial state advanced to the same epoch is the same job (BullMQ ids take no ':'). */
 export function jobIdOf(key: string, untilEpoch: number, job: Omit<TrialJob, 'snapshot'> & { snapshot: { sha256: string } }): string {
-  const h = sha256(new TextEncoder().encode(jsonText([job.protocol, job.kanaNative, job.config, job.threads, job.untilEpoch, job.data, job.snapshot.sha256])))
+  const h = sha256(new TextEncoder().encode(stringifyNonFinite([job.protocol, job.kanaNative, job.config, job.threads, job.untilEpoch, job.data, job.snapshot.sha256])))
   return `${key.replace(/[^A-Za-z0-9_-]/g, '_')}-e${untilEpoch}-${h.slice(0, 32)}`
 }
 
