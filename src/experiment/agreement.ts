@@ -5,7 +5,7 @@ import type { Trial } from '../training/trial'
 import { modelParams } from '../training/sources'
 import type { SplitMetrics } from '../training/records'
 import type { ReferenceOutcome, ResyncRecord } from './reference-trial'
-import { relPct } from './describe'
+import { relPct } from '../output/format'
 import type { Agreement } from './records'
 import type { EngineCopy } from './study'
 

@@ -1,7 +1,8 @@
 // The comparison table: one row per model, on the test split, as comparison.md/.csv/.json and
 // study.md hold it (and the CLI prints it at the end).
 import { noiseMarkdown, type NoiseSummary } from './robustness'
-import { archLabel, pct } from './describe'
+import { archLabel } from './describe'
+import { pct } from '../output/format'
 import type { ModelResult, TableRow } from './records'
 
 /** Each model's row: its test metrics, and its architecture in front of its techniques. */

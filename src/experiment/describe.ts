@@ -1,5 +1,6 @@
 // A model in words, as the comparison table, the models' notes and the progress lines give it:
-// its techniques (optimizer, schedule, levers, stopping), its architecture, and numbers for people.
+// its techniques (optimizer, schedule, levers, stopping), its architecture, its rates for people
+// (percentages: output/format.ts).
 import type { ModelConfig } from '../training/trial'
 
 const OPT_NAMES = { gd: 'full-batch GD', sgd: 'mini-batch SGD', adam: 'Adam', adamw: 'AdamW' } as const
@@ -34,6 +35,3 @@ export function techniques(c: ModelConfig): string {
 export const archLabel = (layers: number[]): string => `[${layers.join(',')}]`
 /** Weights and biases of a fully connected network with these layer sizes. */
 export const paramCount = (layers: number[]): number => layers.slice(1).reduce((s, n, i) => s + n * (layers[i] + 1), 0)
-export const pct = (x: number, d = 2): string => `${(x * 100).toFixed(d)}%`
-/** A relative difference as a percentage, readable at any size: 0.12%, 1.6e-7%. */
-export const relPct = (x: number): string => (!Number.isFinite(x) ? String(x) : x === 0 ? '0%' : x >= 1e-4 ? `${(x * 100).toPrecision(2)}%` : `${(x * 100).toExponential(1)}%`)

@@ -19,7 +19,7 @@ import { agreementChart, lrEffectChart } from './plots'
 import { writeRobustness, type NoiseSummary } from './robustness'
 import { configForFile, type ResolvedExperiment } from './config'
 import { comparisonCsv, comparisonMarkdown, comparisonTable, studyMarkdown } from './comparison'
-import { pct } from './describe'
+import { pct } from '../output/format'
 import type { Study } from './study'
 import { json, type Agreement, type ExperimentResult, type ModelResult, type SearchSummary } from './records'
 

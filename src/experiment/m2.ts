@@ -10,7 +10,7 @@ import { stepsPerEpoch } from '../training/batches'
 import { mulberry32 } from '../data/split'
 import { finishedReference, runReferenceInWorker, runResyncInWorker, type EpochStart, type ReferenceJob, type ReferenceOutcome } from './reference-trial'
 import type { ExperimentStore } from './checkpoint'
-import { relPct } from './describe'
+import { relPct } from '../output/format'
 import { m1Of, type EngineCopy, type Study } from './study'
 
 /** M2: M1's configuration trained by the reference, on a worker thread, from the same initial weights. */

@@ -5,7 +5,8 @@
 // writes the checkpoint. M2, the reference, is in m2.ts.
 import { layersOf, type ModelConfig, type Trial } from '../training/trial'
 import { describeConfig, hiddenLabel, runTrials, searchConfigs } from './search'
-import { archLabel, paramCount, pct, techniques } from './describe'
+import { archLabel, paramCount, techniques } from './describe'
+import { pct } from '../output/format'
 import { epochLogger, fromTrial, m1Of, type Study } from './study'
 
 /** M0: the study's baseline, full-batch gradient descent. */
