@@ -12,6 +12,7 @@
 import { deflateSync } from 'node:zlib'
 import type { TopLevelSpec } from 'vega-lite'
 import { defaultFont, latinFirstStack, type CjkFont } from './fonts'
+import { pct } from './format'
 import { renderSpec, type Rendered } from './render'
 
 // ---------------------------------------------------------------------------------------------
@@ -109,7 +110,6 @@ function fmt(x: number, digits = 3): string {
   return x.toExponential(1)
 }
 
-const pct = (x: number, digits = 1): string => `${(x * 100).toFixed(digits)}%`
 const count = (n: number): string => Math.round(n).toLocaleString('en-US')
 
 /** A Vega expression mapping an integer class index (datum.value) to its name. */
@@ -266,8 +266,8 @@ export async function lossCurves(history: HistoryRow[], opts: LossCurvesOptions 
   const summaryAt = (h: HistoryRow, label: string): string => {
     const parts = [`train loss ${fmt(h.trainLoss)}`]
     if (isNum(h.valLoss)) parts.push(`val loss ${fmt(h.valLoss)}`)
-    if (isNum(h.valAccuracy)) parts.push(`val accuracy ${acc.format === '.0%' ? pct(h.valAccuracy) : fmt(h.valAccuracy)}`)
-    else if (isNum(h.trainAccuracy)) parts.push(`train accuracy ${acc.format === '.0%' ? pct(h.trainAccuracy) : fmt(h.trainAccuracy)}`)
+    if (isNum(h.valAccuracy)) parts.push(`val accuracy ${acc.format === '.0%' ? pct(h.valAccuracy, 1) : fmt(h.valAccuracy)}`)
+    else if (isNum(h.trainAccuracy)) parts.push(`train accuracy ${acc.format === '.0%' ? pct(h.trainAccuracy, 1) : fmt(h.trainAccuracy)}`)
     return `${label}: ${parts.join(' · ')}`
   }
   const bestRow = best === undefined ? undefined : history.find((h) => h.epoch === best)
@@ -301,7 +301,7 @@ export async function comparisonCurves(runs: { name: string; history: HistoryRow
     const pts = r.history.filter((h) => isNum(h[metric])).map((h) => ({ epoch: h.epoch, run: name, value: h[metric] as number }))
     if (pts.length === 0) continue
     const b = pts.reduce((a, p) => ((higherIsBetter ? p.value > a.value : p.value < a.value) ? p : a))
-    const label = `${name} — best ${higherIsBetter && b.value <= 1 ? pct(b.value) : fmt(b.value)} @ ${b.epoch}`
+    const label = `${name} — best ${higherIsBetter && b.value <= 1 ? pct(b.value, 1) : fmt(b.value)} @ ${b.epoch}`
     for (const p of pts) rows.push({ ...p, run: label })
     bests.push({ ...b, run: label })
     order.push(label)
@@ -335,7 +335,7 @@ export async function comparisonCurves(runs: { name: string; history: HistoryRow
   return render({
     title: {
       text: opts.title ?? `Model comparison: ${titles[metric]}`,
-      subtitle: `${order.length} model${order.length === 1 ? '' : 's'} · best overall: ${winner.run.split(' — ')[0]} (${isAcc && winner.value <= 1 ? pct(winner.value) : fmt(winner.value)} at epoch ${winner.epoch})`,
+      subtitle: `${order.length} model${order.length === 1 ? '' : 's'} · best overall: ${winner.run.split(' — ')[0]} (${isAcc && winner.value <= 1 ? pct(winner.value, 1) : fmt(winner.value)} at epoch ${winner.epoch})`,
     },
     width: 520,
     height: 300,
@@ -417,7 +417,7 @@ export async function confusionHeatmap(confusion: ArrayLike<number>, classNames:
       : []
   const errors = total - trace
   const subtitle = [
-    `${count(total)} samples · accuracy ${total > 0 ? pct(trace / total) : 'n/a'} · ${count(errors)} errors`,
+    `${count(total)} samples · accuracy ${total > 0 ? pct(trace / total, 1) : 'n/a'} · ${count(errors)} errors`,
     `blue: correct, orange: errors · shade: ${normalize ? 'share of the true class' : 'count'} (√ scale)`,
   ]
   return render({
