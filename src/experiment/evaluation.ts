@@ -63,7 +63,7 @@ export async function testSplitOnce(x: Study): Promise<{ results: ModelResult[];
     await reference?.terminate()
   }
   x.clock.end('test')
-  const noise = cfg.noise && results.length > 0 ? await noiseTable(x, results) : undefined
+  const noise = cfg.noise && results.length > 0 ? await everyModelUnderNoise(x, results) : undefined
   return { results, agreement, noise }
 }
 
@@ -72,7 +72,7 @@ export async function testSplitOnce(x: Study): Promise<{ results: ModelResult[];
  * evaluated by the engine (its reference worker has ended): its clean row can differ from the
  * reference's own evaluation by float32 rounding.
  */
-async function noiseTable(x: Study, results: ModelResult[]): Promise<NoiseSummary> {
+async function everyModelUnderNoise(x: Study, results: ModelResult[]): Promise<NoiseSummary> {
   const { cfg, inputs, testSplit } = x
   x.clock.begin('noise')
   const nets: { model: string; net: MLP; note?: string }[] = []
