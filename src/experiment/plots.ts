@@ -3,21 +3,19 @@
 // against learning rate, per optimizer) and the M1/M2 agreement (training loss per epoch, engine
 // against reference).
 import type { TopLevelSpec } from 'vega-lite'
+import { chartLook } from '../output/plots'
 import { renderSpec, type Rendered } from '../output/render'
 import type { TrialLog } from './search'
 
+// The shared look of output/plots.ts but for two things these charts have always been drawn with:
+// a fixed font stack, and legend symbols at vega's default stroke width. Taking the shared ones
+// would change their SVG and PNG, a visible change rather than a refactor.
 const FONT = '"Helvetica Neue", Helvetica, Arial, "Liberation Sans", "DejaVu Sans", "Noto Sans CJK JP", sans-serif'
 
 function look(): Record<string, unknown> {
-  return {
-    font: FONT,
-    background: 'white',
-    padding: 16,
-    view: { stroke: null },
-    title: { fontSize: 17, fontWeight: 'bold', color: '#222', anchor: 'start', offset: 12, subtitleFontSize: 12, subtitleColor: '#777', subtitlePadding: 4 },
-    axis: { labelFontSize: 11, labelColor: '#333', titleFontSize: 12, titleFontWeight: 'normal', titleColor: '#333', domainColor: '#aaa', tickColor: '#aaa', gridColor: '#ececec' },
-    legend: { labelFontSize: 12, labelColor: '#333', titleFontSize: 11, titleFontWeight: 'normal', titleColor: '#777' },
-  }
+  const { legend, ...shared } = chartLook(null)
+  const { symbolStrokeWidth: _, ...ownLegend } = legend as Record<string, unknown>
+  return { ...shared, font: FONT, legend: ownLegend }
 }
 
 const render = (spec: Record<string, unknown>): Promise<Rendered> =>

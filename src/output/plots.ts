@@ -70,7 +70,8 @@ const TRAIN = '#4c78a8'
 const VALID = '#f58518'
 const ACCENT = '#e45756'
 
-function config(font: CjkFont | null): Record<string, unknown> {
+/** The charts' Vega-Lite config: fonts, colours, sizes (experiment/plots.ts starts from it too). */
+export function chartLook(font: CjkFont | null): Record<string, unknown> {
   return {
     font: latinFirstStack(font),
     background: 'white',
@@ -96,7 +97,7 @@ const SCHEMA = 'https://vega.github.io/schema/vega-lite/v5.json'
 
 function render(spec: Record<string, unknown>): Promise<Rendered> {
   const font = defaultFont()
-  return renderSpec({ $schema: SCHEMA, ...spec, config: config(font) } as unknown as TopLevelSpec, { font })
+  return renderSpec({ $schema: SCHEMA, ...spec, config: chartLook(font) } as unknown as TopLevelSpec, { font })
 }
 
 const clamp = (x: number, lo: number, hi: number): number => Math.min(hi, Math.max(lo, x))
