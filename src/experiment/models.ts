@@ -3,11 +3,30 @@
 // architecture, M4 the overfitting network, M5 the best modern candidate. Each takes the study,
 // trains through its store (so a checkpoint restores its trials), records a finished model and
 // writes the checkpoint. M2, the reference, is in m2.ts.
-import { layersOf, type ModelConfig, type Trial } from '../training/trial'
+import { layersOf, type ModelConfig, type Trial, type TrialOptions } from '../training/trial'
 import { describeConfig, hiddenLabel, runTrials, searchConfigs } from './search'
 import { archLabel, paramCount, techniques } from './describe'
 import { pct } from '../output/format'
 import { epochLogger, fromTrial, m1Of, type Study } from './study'
+
+/**
+ * runTrials' hooks for a phase's trials, keyed `<key>/<i>` (1-based): made by the study's store,
+ * so that a checkpoint restores them, and advanced through the job queue when there is one.
+ */
+function phaseTrials(x: Study, key: string, count: number, onEpoch?: (i: number) => TrialOptions['onEpoch']) {
+  return {
+    makeTrial: (i: number, c: ModelConfig, threads: number) => x.store.trial(`${key}/${i + 1}`, c, x.data, onEpoch ? { threads, onEpoch: onEpoch(i) } : { threads }),
+    advance: (t: Trial, until: number, i: number) => x.advance(`${key}/${i + 1}`, t, until),
+    inFlight: x.queue && count,
+  }
+}
+
+/** The search's selected trial trained to its end (halving may have stopped it at a rung), finished. */
+async function finished(x: Study, key: string, r: { bestId: number; best: Trial }): Promise<Trial> {
+  await x.advance(`${key}/${r.bestId}`, r.best, r.best.config.epochs)
+  r.best.finish()
+  return r.best
+}
 
 /** M0: the study's baseline, full-batch gradient descent. */
 export async function trainM0(x: Study): Promise<void> {
@@ -31,13 +50,10 @@ export async function searchM1(x: Study): Promise<void> {
   log(`search: ${s.mode}, ${configs.length} trials, up to ${s.epochs} epochs each, ${s.halving ? `successive halving (r0 ${s.halving.minEpochs}, η ${s.halving.eta})` : 'no halving'}, ${s.concurrency} at a time × ${s.threads} thread${s.threads === 1 ? '' : 's'}`)
   const search = await runTrials('search', s.mode, configs, x.data, {
     epochs: s.epochs, halving: s.halving, concurrency: s.concurrency, threads: s.threads, signal: x.opts.signal, log,
-    makeTrial: (i, c, threads) => x.store.trial(`search/${i + 1}`, c, x.data, { threads }),
-    advance: (t, until, i) => x.advance(`search/${i + 1}`, t, until), inFlight: x.queue && configs.length,
+    ...phaseTrials(x, 'search', configs.length),
   })
   x.search = search
-  const best = search.best
-  await x.advance(`search/${search.bestId}`, best, best.config.epochs)
-  best.finish()
+  const best = await finished(x, 'search', search)
   log(`search: selected trial ${search.bestId} (${describeConfig(best.config)}), best val_loss ${best.bestValLoss.toFixed(4)} at epoch ${best.bestEpoch}; ${search.epochsTrained} epochs trained instead of up to ${search.epochsWithoutHalving}, ${search.seconds.toFixed(1)}s`)
   x.finished.set('M1', {
     trial: best,
@@ -61,13 +77,10 @@ export async function architectureM3(x: Study): Promise<void> {
     epochs: m1.config.epochs, halving: a.halving,
     concurrency: beside ? a.concurrency : cfg.search.concurrency, threads: beside ? x.sideThreads : cfg.search.threads,
     signal: x.opts.signal, log,
-    makeTrial: (i, c, threads) => x.store.trial(`architecture/${i + 1}`, c, x.data, { threads }),
-    advance: (t, until, i) => x.advance(`architecture/${i + 1}`, t, until), inFlight: x.queue && configs.length,
+    ...phaseTrials(x, 'architecture', configs.length),
   })
   x.arch = arch
-  const best = arch.best
-  await x.advance(`architecture/${arch.bestId}`, best, best.config.epochs)
-  best.finish()
+  const best = await finished(x, 'architecture', arch)
   const sameAsM1 = hiddenLabel(best.config.hidden) === hiddenLabel(m1.config.hidden)
   log(`M3: selected ${archLabel(best.layers)}, best val_loss ${best.bestValLoss.toFixed(4)} at epoch ${best.bestEpoch}${sameAsM1 ? ' (M1\'s architecture again)' : ''}`)
   x.finished.set('M3', {
@@ -111,14 +124,11 @@ export async function trainM5(x: Study): Promise<void> {
   log(`M5: ${n} modern candidate${n === 1 ? '' : 's'}, ${m.concurrency} at a time × ${m.threads} thread(s): ${m.candidates.map((c, i) => `${i + 1}) ${techniques(c)}`).join('; ')}`)
   const r = await runTrials('M5', 'candidates', m.candidates, x.data, {
     epochs: Math.max(...m.candidates.map((c) => c.epochs)), halving: false, concurrency: m.concurrency, threads: m.threads, signal: x.opts.signal, log,
-    makeTrial: (i, c, threads) => x.store.trial(`M5/${i + 1}`, c, x.data, { threads, onEpoch: epochLogger(log, `M5 candidate ${i + 1}`, 10) }),
-    advance: (t, until, i) => x.advance(`M5/${i + 1}`, t, until), inFlight: x.queue && n,
+    ...phaseTrials(x, 'M5', n, (i) => epochLogger(log, `M5 candidate ${i + 1}`, 10)),
     score: keptScore,
   })
   x.m5 = r
-  const best = r.best
-  await x.advance(`M5/${r.bestId}`, best, best.config.epochs) // (already there: every candidate ran to its end)
-  best.finish()
+  const best = await finished(x, 'M5', r) // (every candidate already ran to its end)
   const v = keptScore(best)
   log(`M5: selected candidate ${r.bestId} (${techniques(best.config)}), val_loss ${v.valLoss.toFixed(4)} with the weights of epoch ${best.weightsEpoch}`)
   x.finished.set('M5', {
