@@ -33,5 +33,3 @@ export function techniques(c: ModelConfig): string {
 
 /** An architecture for people: [784,100,80,10]. */
 export const archLabel = (layers: number[]): string => `[${layers.join(',')}]`
-/** Weights and biases of a fully connected network with these layer sizes. */
-export const paramCount = (layers: number[]): number => layers.slice(1).reduce((s, n, i) => s + n * (layers[i] + 1), 0)

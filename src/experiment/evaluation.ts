@@ -2,13 +2,13 @@
 // once, then the agreement check judged (agreement.ts) and every model evaluated again under input noise.
 // Nothing before this point reads the test split.
 import { join } from 'node:path'
-import { MLP } from '../engine/mlp'
+import { MLP, parameterCount } from '../engine/mlp'
 import { modelOptions, setModelParams } from '../training/sources'
 import type { SplitMetrics } from '../training/records'
 import { robustness, type NoiseSummary } from './robustness'
 import { MODEL_IDS, type ModelId, type NoiseLevels } from './config'
 import { agreementOf, referenceNote } from './agreement'
-import { paramCount, techniques } from './describe'
+import { techniques } from './describe'
 import { m1Of, metricsOf, type Study } from './study'
 import type { Agreement, ModelResult } from './records'
 
@@ -48,7 +48,7 @@ export async function testSplitOnce(x: Study): Promise<{ results: ModelResult[];
       agreement = agreementOf(refOut, refTest, prefix, prefixTest, twins, twinTests, x.store.resync, m1, cfg.reference.budgetSeconds, reference.onWorker)
       const note = referenceNote(agreement, refOut, m1, cfg.reference.budgetSeconds)
       results.push({
-        id: 'M2', engine: 'reference', config: m1.config, layers: m1.layers, parameters: paramCount(m1.layers), history: refOut.history,
+        id: 'M2', engine: 'reference', config: m1.config, layers: m1.layers, parameters: parameterCount(m1.layers), history: refOut.history,
         bestEpoch: refOut.bestEpoch, weightsEpoch: refOut.weightsEpoch, stoppedBy: refOut.stoppedBy, seconds: refOut.seconds,
         techniques: techniques(m1.config), notes: note, dir: modelDir('M2'),
         metrics: {

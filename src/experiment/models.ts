@@ -5,7 +5,8 @@
 // writes the checkpoint. M2, the reference, is in m2.ts.
 import { layersOf, type ModelConfig, type Trial, type TrialOptions } from '../training/trial'
 import { describeConfig, hiddenLabel, runTrials, searchConfigs } from './search'
-import { archLabel, paramCount, techniques } from './describe'
+import { archLabel, techniques } from './describe'
+import { parameterCount } from '../engine/mlp'
 import { pct } from '../output/format'
 import { epochLogger, fromTrial, m1Of, type Study } from './study'
 
@@ -36,7 +37,7 @@ export async function trainM0(x: Study): Promise<void> {
   const t = x.store.trial('M0', cfg.M0, x.data, { threads: cfg.threads, onEpoch: epochLogger(x.log, 'M0', 50) })
   await x.advance('M0', t, cfg.M0.epochs)
   t.finish()
-  x.finished.set('M0', { trial: t, result: { ...fromTrial('M0', t), notes: `the study's baseline: ${paramCount(t.layers).toLocaleString('en-US')} parameters, one gradient step per epoch on all ${inputs.train.labels.length} training images` } })
+  x.finished.set('M0', { trial: t, result: { ...fromTrial('M0', t), notes: `the study's baseline: ${parameterCount(t.layers).toLocaleString('en-US')} parameters, one gradient step per epoch on all ${inputs.train.labels.length} training images` } })
   x.clock.end('M0')
   await x.phaseDone('M0')
 }
@@ -96,7 +97,7 @@ export async function trainM4(x: Study): Promise<void> {
   const { cfg, inputs } = x
   x.clock.begin('M4')
   const layers = layersOf(cfg.M4, inputs.features, inputs.classes)
-  x.log(`M4: ${archLabel(layers)} (${paramCount(layers).toLocaleString('en-US')} parameters) ${techniques(cfg.M4)}, ${x.sideThreads} thread(s)`)
+  x.log(`M4: ${archLabel(layers)} (${parameterCount(layers).toLocaleString('en-US')} parameters) ${techniques(cfg.M4)}, ${x.sideThreads} thread(s)`)
   const t = x.store.trial('M4', cfg.M4, x.data, { threads: x.sideThreads, onEpoch: epochLogger(x.log, 'M4', 5) })
   await x.advance('M4', t, cfg.M4.epochs)
   t.finish()
@@ -105,7 +106,7 @@ export async function trainM4(x: Study): Promise<void> {
   const ratio = last.valLoss / t.bestValLoss
   x.finished.set('M4', {
     trial: t,
-    result: { ...fromTrial('M4', t), notes: `${paramCount(t.layers).toLocaleString('en-US')} parameters for ${inputs.train.labels.length} training images; validation loss lowest at epoch ${t.bestEpoch} (${t.bestValLoss.toFixed(3)}), ${ratio.toFixed(1)}× that at epoch ${last.epoch}; final train accuracy ${pct(last.trainAccuracy)}` },
+    result: { ...fromTrial('M4', t), notes: `${parameterCount(t.layers).toLocaleString('en-US')} parameters for ${inputs.train.labels.length} training images; validation loss lowest at epoch ${t.bestEpoch} (${t.bestValLoss.toFixed(3)}), ${ratio.toFixed(1)}× that at epoch ${last.epoch}; final train accuracy ${pct(last.trainAccuracy)}` },
   })
   x.clock.end('M4')
   await x.phaseDone('M4')

@@ -4,7 +4,7 @@
 // over. The phases themselves are in models.ts, m2.ts, evaluation.ts and files.ts.
 import { mkdir } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
-import { MLP, Dataset } from '../engine/mlp'
+import { MLP, Dataset, parameterCount } from '../engine/mlp'
 import { machineFacts } from '../engine/machine'
 import { loadInputs, type InputOptions, type Inputs, type Part } from '../data/inputs'
 import { summarize } from '../output/metrics'
@@ -21,7 +21,7 @@ import type { SearchResult } from './search'
 import type { runResyncInWorker, ReferenceOutcome, ReferenceRun } from './reference-trial'
 import { ExperimentStore, hasExperimentCheckpoint, readExperimentCheckpoint, type ExperimentCheckpointHeader, type LoadedExperimentCheckpoint } from './checkpoint'
 import { configForFile, resolveExperiment, RUN_KEYS, type ExperimentConfig, type ModelId, type ResolvedExperiment } from './config'
-import { paramCount, techniques } from './describe'
+import { techniques } from './describe'
 import { json, type ModelResult } from './records'
 
 /** runExperiment's options: the experiment's settings (config.ts) and how this process runs them. */
@@ -213,7 +213,7 @@ export function metricsOf(ev: { loss: number; accuracy: number; confusion: Array
 
 /** A finished engine trial as model `id`'s result (notes, metrics and directory come later). */
 export const fromTrial = (id: ModelId, t: Trial): Finished['result'] => ({
-  id, engine: 'native', config: t.config, layers: t.layers, parameters: paramCount(t.layers), history: t.history,
+  id, engine: 'native', config: t.config, layers: t.layers, parameters: parameterCount(t.layers), history: t.history,
   bestEpoch: t.bestEpoch, weightsEpoch: t.weightsEpoch, stoppedBy: t.stopReason ?? 'completed', seconds: t.seconds, techniques: techniques(t.config),
 })
 

@@ -155,9 +155,6 @@ export function decodeSnapshotBlob(blob: { sha256: string; base64: string }, lay
 
 const isObj = (v: unknown): v is Record<string, any> => typeof v === 'object' && v !== null && !Array.isArray(v)
 
-/** Parameters of a network with these layers. */
-export const parameterCount = (layers: number[]): number => layers.slice(1).reduce((s, n, i) => s + n * (layers[i] + 1), 0)
-
 /** A job id: idempotent by content — the same trial state advanced to the same epoch is the same job (BullMQ ids take no ':'). */
 export function jobIdOf(key: string, untilEpoch: number, job: Omit<TrialJob, 'snapshot'> & { snapshot: { sha256: string } }): string {
   const h = sha256(new TextEncoder().encode(stringifyNonFinite([job.protocol, job.kanaNative, job.config, job.threads, job.untilEpoch, job.data, job.snapshot.sha256])))
