@@ -9,10 +9,9 @@
 // record in its metadata (non-finite numbers as "NaN"/"Infinity" strings). The blob travels inline,
 // base64, with its SHA-256; it is at most MAX_SNAPSHOT_BYTES (a [784,1024,1024,49] model with its
 // best weights and Adam moments is about 30 MB). Inline keeps workers free of a shared disk.
-import { readFileSync } from 'node:fs'
-import { join } from 'node:path'
 import { z } from 'zod'
 import { decodeSnapshot, decodeTensors, encodeSnapshot, encodeTensors, sha256, type RunSnapshot, type Tensor } from '../training/checkpoint'
+import { KANA_VERSION } from '../engine/machine'
 import { ModelConfigSchema, type ModelConfig } from '../training/config'
 import { parseNonFinite, stringifyNonFinite } from '../output/json'
 
@@ -25,13 +24,8 @@ export const PROTOCOL = 1
 export const MAX_SNAPSHOT_BYTES = 128 * 1024 * 1024
 const MAX_BASE64 = Math.ceil(MAX_SNAPSHOT_BYTES / 3) * 4
 
-export const KANA_VERSION: string = (() => {
-  try {
-    return JSON.parse(readFileSync(join(__dirname, '..', '..', 'package.json'), 'utf8')).version
-  } catch {
-    return 'unknown'
-  }
-})()
+/** The version a job and its result carry: both sides must run the same. */
+export { KANA_VERSION }
 
 /** A job or result that cannot be used: the message says why (a worker fails the job with it). */
 export class PayloadError extends Error {
