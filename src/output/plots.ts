@@ -70,8 +70,8 @@ const TRAIN = '#4c78a8'
 const VALID = '#f58518'
 const ACCENT = '#e45756'
 
-/** The charts' Vega-Lite config: fonts, colours, sizes (experiment/plots.ts starts from it too). */
-export function chartLook(font: CjkFont | null): Record<string, unknown> {
+/** The charts' Vega-Lite config: fonts, colours, sizes (every chart, experiment/plots.ts' included). */
+function chartLook(font: CjkFont | null): Record<string, unknown> {
   return {
     font: latinFirstStack(font),
     background: 'white',
@@ -95,7 +95,8 @@ export function chartLook(font: CjkFont | null): Record<string, unknown> {
 
 const SCHEMA = 'https://vega.github.io/schema/vega-lite/v5.json'
 
-function render(spec: Record<string, unknown>): Promise<Rendered> {
+/** A chart's Vega-Lite spec (without config) rendered in the shared look, to SVG and PNG. */
+export function renderChart(spec: Record<string, unknown>): Promise<Rendered> {
   const font = defaultFont()
   return renderSpec({ $schema: SCHEMA, ...spec, config: chartLook(font) } as unknown as TopLevelSpec, { font })
 }
@@ -275,7 +276,7 @@ export async function lossCurves(history: HistoryRow[], opts: LossCurvesOptions 
   const lastRow = history.reduce((a, b) => (b.epoch > a.epoch ? b : a))
   const subtitle = bestRow ? summaryAt(bestRow, `best epoch ${best}`) : summaryAt(lastRow, `epoch ${lastRow.epoch} (last)`)
 
-  return render({
+  return renderChart({
     title: { text: opts.title ?? 'Training curves', subtitle },
     data: { values: rows },
     hconcat: panels,
@@ -333,7 +334,7 @@ export async function comparisonCurves(runs: { name: string; history: HistoryRow
   }
   const y = { field: 'value', type: 'quantitative', title: yTitle, scale: yFit.scale, axis: yFit.axis }
   const winner = bests.reduce((a, b) => ((higherIsBetter ? b.value > a.value : b.value < a.value) ? b : a))
-  return render({
+  return renderChart({
     title: {
       text: opts.title ?? `Model comparison: ${titles[metric]}`,
       subtitle: `${order.length} model${order.length === 1 ? '' : 's'} · best overall: ${winner.run.split(' — ')[0]} (${isAcc && winner.value <= 1 ? pct(winner.value, 1) : fmt(winner.value)} at epoch ${winner.epoch})`,
@@ -421,7 +422,7 @@ export async function confusionHeatmap(confusion: ArrayLike<number>, classNames:
     `${count(total)} samples · accuracy ${total > 0 ? pct(trace / total, 1) : 'n/a'} · ${count(errors)} errors`,
     `blue: correct, orange: errors · shade: ${normalize ? 'share of the true class' : 'count'} (√ scale)`,
   ]
-  return render({
+  return renderChart({
     title: { text: opts.title ?? 'Confusion matrix', subtitle },
     width: { step },
     height: { step },
@@ -467,7 +468,7 @@ export async function classDistribution(counts: number[], classNames: string[], 
   // Class names stay out of the subtitle: mixed Latin/kana text is slow to rasterise (see rasterize).
   const subtitle = [`${count(total)} samples in ${K} classes · ${count(counts[lo])} to ${count(counts[hi])} per class (max/min ${ratio})`, 'lighter bars: below the mean']
   const meanData = { values: [{ mean, label: `mean ${mean >= 100 ? count(mean) : fmt(mean, 3)}` }] }
-  return render({
+  return renderChart({
     title: { text: opts.title ?? 'Samples per class', subtitle },
     width: { step },
     height: 260,
@@ -605,7 +606,7 @@ export async function sampleGrid(
   const pos = (field: string): Record<string, unknown> => ({ field, type: 'quantitative', scale: null, axis: null })
   const shown = labels ? new Set(Array.from({ length: n }, (_, k) => labels[k])).size : 0
   const subtitle = `first ${n} of ${count(available)} images${labels ? ` · ${shown} distinct label${shown === 1 ? '' : 's'}` : ''}`
-  return render({
+  return renderChart({
     title: { text: opts.title ?? 'Samples', subtitle },
     width,
     height,
