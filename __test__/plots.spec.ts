@@ -5,20 +5,9 @@ import * as path from 'node:path'
 
 import { loadClassmap } from '../src/data/classmap'
 import { loadImages, loadLabels } from '../src/data/readers'
-import {
-  classDistribution,
-  comparisonCurves,
-  confusionHeatmap,
-  findCjkFont,
-  FontError,
-  lossCurves,
-  prepareForRaster,
-  rasterize,
-  sampleGrid,
-  writeRendered,
-  type HistoryRow,
-  type Rendered,
-} from '../src/output/plots'
+import { classDistribution, comparisonCurves, confusionHeatmap, lossCurves, sampleGrid, type HistoryRow } from '../src/output/plots'
+import { prepareForRaster, rasterize, writeRendered, type Rendered } from '../src/output/render'
+import { findCjkFont, FontError } from '../src/output/fonts'
 
 const SHARED = path.resolve(__dirname, '..', '..', 'shared', 'data')
 const K49_CLASSMAP = path.join(SHARED, 'k49', 'k49_classmap.csv')

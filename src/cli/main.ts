@@ -16,7 +16,9 @@ import { evaluateNoise, noiseTable, parseNoiseSpec, writeNoise } from '../output
 import { probabilitiesCsv } from '../output/csv'
 import { writeFileAtomic } from '../output/atomic'
 import { summarize } from '../output/metrics'
-import { classDistribution, confusionHeatmap, sampleGrid, writeRendered } from '../output/plots'
+import { pct } from '../output/format'
+import { classDistribution, confusionHeatmap, sampleGrid } from '../output/plots'
+import { writeRendered } from '../output/render'
 import { terminalProgress, type DatasetName } from '../data/datasets'
 import { experimentCommand, experimentOptions, reportCommand, reportOptions } from './experiment'
 import { workerCommand, workerOptions } from './worker'
@@ -28,7 +30,6 @@ import { redactSecrets } from '../queue/connection'
 type Out = { json: boolean; quiet: boolean; plain: boolean }
 
 const fmt = (x: number, d = 4) => (Number.isFinite(x) ? x.toFixed(d) : String(x))
-const pct = (x: number) => `${(x * 100).toFixed(2)}%`
 
 function parseList(s: string | number | undefined, name: string, parse: (x: string) => number): number[] | undefined {
   if (s === undefined) return undefined

@@ -20,13 +20,14 @@ export interface MachineFacts {
   takenAt: string
 }
 
-function packageVersion(): string {
+/** kana-native's version, from its package.json ('unknown' when that cannot be read). */
+export const KANA_VERSION: string = (() => {
   try {
     return JSON.parse(readFileSync(join(__dirname, '..', '..', 'package.json'), 'utf8')).version
   } catch {
     return 'unknown'
   }
-}
+})()
 
 export function machineFacts(): MachineFacts {
   const list = cpus()
@@ -43,7 +44,7 @@ export function machineFacts(): MachineFacts {
     memoryGiB: Math.round((totalmem() / 2 ** 30) * 10) / 10,
     os: `${osType()} ${release()} ${process.arch}`,
     node: process.version,
-    kanaNative: packageVersion(),
+    kanaNative: KANA_VERSION,
     cpuFeatures,
     loadAverage: loadavg().map((x) => Math.round(x * 100) / 100),
     takenAt: new Date().toISOString(),

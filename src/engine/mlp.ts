@@ -65,13 +65,16 @@ function gb(bytes: number): string {
   return bytes >= 1e9 ? `${(bytes / 1e9).toFixed(2)} GB` : `${(bytes / 1e6).toFixed(1)} MB`
 }
 
+/** Weights and biases of a fully connected network with these layer sizes (as MLP.parameterCount reports). */
+export const parameterCount = (layers: readonly number[]): number => layers.slice(1).reduce((s, n, i) => s + n * (layers[i] + 1), 0)
+
 /**
  * The native memory a model of these layer sizes needs, about: every parameter four times as f32
  * (weights, gradients, Adam's two moments) and workspaces for up to 2048 rows of every layer
  * (activations, deltas, evaluation), f32.
  */
 export function estimateModelBytes(layers: readonly number[]): { params: number; parameterBytes: number; workspaceBytes: number; bytes: number } {
-  const params = layers.slice(1).reduce((sum, n, i) => sum + layers[i] * n + n, 0)
+  const params = parameterCount(layers)
   const widths = layers.reduce((sum, n) => sum + n, 0)
   const parameterBytes = params * 4 * 4
   const workspaceBytes = CHUNK_ROWS * widths * 4 * 3

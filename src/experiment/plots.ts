@@ -1,27 +1,11 @@
 // The experiment's own charts, made the way plots.ts makes its charts (a Vega-Lite spec rendered
 // by vega to SVG and by resvg to PNG): the search's most important effect (validation loss
 // against learning rate, per optimizer) and the M1/M2 agreement (training loss per epoch, engine
-// against reference).
-import type { TopLevelSpec } from 'vega-lite'
-import { renderSpec, type Rendered } from '../output/plots'
+// against reference). They are drawn in the look of every other chart; until 2026-12 they had a
+// quoted font stack of their own, which resvg rasterised about 20× slower (fonts.ts latinFirstStack).
+import { renderChart } from '../output/plots'
+import type { Rendered } from '../output/render'
 import type { TrialLog } from './search'
-
-const FONT = '"Helvetica Neue", Helvetica, Arial, "Liberation Sans", "DejaVu Sans", "Noto Sans CJK JP", sans-serif'
-
-function look(): Record<string, unknown> {
-  return {
-    font: FONT,
-    background: 'white',
-    padding: 16,
-    view: { stroke: null },
-    title: { fontSize: 17, fontWeight: 'bold', color: '#222', anchor: 'start', offset: 12, subtitleFontSize: 12, subtitleColor: '#777', subtitlePadding: 4 },
-    axis: { labelFontSize: 11, labelColor: '#333', titleFontSize: 12, titleFontWeight: 'normal', titleColor: '#333', domainColor: '#aaa', tickColor: '#aaa', gridColor: '#ececec' },
-    legend: { labelFontSize: 12, labelColor: '#333', titleFontSize: 11, titleFontWeight: 'normal', titleColor: '#777' },
-  }
-}
-
-const render = (spec: Record<string, unknown>): Promise<Rendered> =>
-  renderSpec({ $schema: 'https://vega.github.io/schema/vega-lite/v5.json', ...spec, config: look() } as unknown as TopLevelSpec)
 
 /**
  * Validation loss (best epoch of each trial) against the learning rate, log–log, one colour per
@@ -37,7 +21,7 @@ export async function lrEffectChart(trials: TrialLog[], opts: { title?: string }
   const diverged = trials.length - rows.length
   const x = { field: 'lr', type: 'quantitative', title: 'learning rate η0 (log scale)', scale: { type: 'log', nice: false, padding: 12 }, axis: { format: '.0e', grid: true } }
   const y = { field: 'valLoss', type: 'quantitative', title: 'best validation loss (log scale)', scale: { type: 'log', nice: false, padding: 12 } }
-  return render({
+  return renderChart({
     title: {
       text: opts.title ?? 'Search: validation loss against learning rate',
       subtitle: `${trials.length} trials${diverged ? ` (${diverged} diverged, not shown)` : ''} · colour = optimizer · hollow = dropped by successive halving · ringed = selected`,
@@ -99,7 +83,7 @@ export async function agreementChart(
   const lastEpoch = Math.max(1, native[n - 1].epoch)
   const ticks = lastEpoch <= 20 ? { values: Array.from({ length: lastEpoch }, (_, i) => i + 1) } : { tickMinStep: 1 }
   const x = { field: 'epoch', type: 'quantitative', title: 'epoch', axis: { format: 'd', ...ticks }, scale: { domain: [1, lastEpoch], nice: false } }
-  return render({
+  return renderChart({
     title: {
       text: opts.title ?? 'M1 (engine) against M2 (reference): training loss',
       subtitle: [
@@ -134,7 +118,7 @@ const NOISE_AXIS: Record<string, string> = { gaussian: 'Gaussian noise σ (pixel
 /** Test accuracy against the noise level, one line per model (the study's noise table, one kind). */
 export async function noiseChart(kind: string, rows: { model: string; level: number; accuracy: number }[], opts: { samples: number; seed: number; title?: string }): Promise<Rendered> {
   if (rows.length === 0) throw new RangeError('noiseChart: no rows')
-  return render({
+  return renderChart({
     title: { text: opts.title ?? `Test accuracy under ${kind} noise`, subtitle: `${opts.samples} test images · the same corruption for every model (seed ${opts.seed}) · level 0 = clean` },
     width: 440,
     height: 280,

@@ -5,7 +5,8 @@
 import { join } from 'node:path'
 import { evaluateNoise, type Evaluates, type NoiseKind, type NoiseRow } from '../output/noise'
 import { makeOutputDir, writeFileAtomic } from '../output/atomic'
-import { writeRendered } from '../output/plots'
+import { writeRendered } from '../output/render'
+import { pct } from '../output/format'
 import { noiseChart } from './plots'
 import type { NoiseLevels } from './config'
 
@@ -45,7 +46,7 @@ export function noiseMarkdown(s: NoiseSummary): string {
   const rows = s.models.map((m) => {
     const acc = (kind: NoiseKind, level: number) => {
       const r = m.byKind.find((b) => b.kind === kind)?.rows.find((x) => x.level === level)
-      return r ? `${(r.accuracy * 100).toFixed(2)}%` : '—'
+      return r ? pct(r.accuracy) : '—'
     }
     return [m.model, acc(s.kinds[0].kind, 0), ...cols.map((c) => acc(c.kind, c.level))]
   })

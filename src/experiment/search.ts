@@ -18,6 +18,7 @@
 // (bench/trial-concurrency.ts, README "Experiments and reports"): a tie within noise; the default
 // (experiments.ts DEFAULT_SEARCH_CONCURRENCY) and the reasons are recorded there.
 import { mulberry32 } from '../data/split'
+import { pct } from '../output/format'
 import { resolveModelConfig, Trial, type ModelConfig } from '../training/trial'
 import type { TrialData } from '../training/sources'
 import { z } from 'zod'
@@ -290,7 +291,7 @@ export async function runTrials(
       await (opts.advance ? opts.advance(t, rung, trials.indexOf(t)) : t.advance(rung, opts.signal))
       if (t.epochsRun === before) return // already stopped by itself: nothing new to say
       const id = trials.indexOf(t) + 1
-      opts.log?.(`${name} trial ${id}/${trials.length} (${describeConfig(t.config)}): ${t.epochsRun} epochs, best val_loss ${t.bestValLoss.toFixed(4)} @ ${t.bestEpoch}, val_acc ${(t.bestValAccuracy * 100).toFixed(2)}%, ${t.seconds.toFixed(1)}s${t.stopReason ? ` (${t.stopReason})` : ''}`)
+      opts.log?.(`${name} trial ${id}/${trials.length} (${describeConfig(t.config)}): ${t.epochsRun} epochs, best val_loss ${t.bestValLoss.toFixed(4)} @ ${t.bestEpoch}, val_acc ${pct(t.bestValAccuracy)}, ${t.seconds.toFixed(1)}s${t.stopReason ? ` (${t.stopReason})` : ''}`)
     })
     if (i === rungs.length - 1) break
     const ranked = [...alive].sort((a, b) => score(a) - score(b))
@@ -371,7 +372,7 @@ export function trialsMarkdown(trials: TrialLog[]): string {
   const sorted = [...trials].sort((a, b) => a.valLoss - b.valLoss || a.id - b.id)
   const rows = sorted.map((t, rank) => [
     String(rank + 1), String(t.id) + (t.selected ? ' ✓' : ''), t.optimizer, String(Number(t.lr.toPrecision(3))), t.optimizer === 'gd' ? '—' : String(t.batchSize), t.hidden, String(t.l2), t.schedule, String(t.patience),
-    String(t.epochs), String(t.bestEpoch), Number.isFinite(t.valLoss) ? t.valLoss.toFixed(4) : String(t.valLoss), Number.isFinite(t.valAccuracy) ? `${(t.valAccuracy * 100).toFixed(2)}%` : '—', t.stoppedBy, t.seconds.toFixed(1),
+    String(t.epochs), String(t.bestEpoch), Number.isFinite(t.valLoss) ? t.valLoss.toFixed(4) : String(t.valLoss), Number.isFinite(t.valAccuracy) ? pct(t.valAccuracy) : '—', t.stoppedBy, t.seconds.toFixed(1),
   ])
   const head = ['rank', 'trial', 'optimizer', 'lr', 'batch', 'hidden', 'L2', 'schedule', 'patience', 'epochs', 'best epoch', 'val loss', 'val acc', 'stopped by', 'seconds']
   if (sorted.some((t) => leversOf(t.config) !== '')) {

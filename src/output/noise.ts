@@ -14,8 +14,9 @@
 import { join } from 'node:path'
 import { dropoutKey, mix32 } from '../engine/reference'
 import type { Labels } from '../engine/mlp'
-import { renderSpec, writeRendered, type Rendered } from './plots'
+import { renderSpec, writeRendered, type Rendered } from './render'
 import { writeFileAtomic } from './atomic'
+import { pct } from './format'
 
 export type NoiseKind = 'gaussian' | 'salt-pepper' | 'occlusion'
 export const NOISE_KINDS: readonly NoiseKind[] = ['gaussian', 'salt-pepper', 'occlusion']
@@ -135,7 +136,7 @@ export function noiseCsv(r: NoiseResult): string {
 
 /** The table as printed: level, accuracy (%), loss. */
 export function noiseTable(r: NoiseResult): string[][] {
-  return [[`${r.kind} ${UNITS[r.kind]}`, 'accuracy', 'loss'], ...r.rows.map((x) => [x.level === 0 ? '0 (clean)' : String(x.level), `${(x.accuracy * 100).toFixed(2)}%`, x.loss.toFixed(4)])]
+  return [[`${r.kind} ${UNITS[r.kind]}`, 'accuracy', 'loss'], ...r.rows.map((x) => [x.level === 0 ? '0 (clean)' : String(x.level), pct(x.accuracy), x.loss.toFixed(4)])]
 }
 
 /** Accuracy per noise level, a line with points. */

@@ -1,12 +1,6 @@
 // Charts for people: training curves, confusion matrices, class balance, sample images and model
-// comparisons. Each chart is a Vega-Lite spec, compiled by vega-lite, rendered headless to SVG by
-// vega (`renderer: 'none'` + `toSVG()`), and rasterised to PNG by resvg at 2× for sharpness.
-//
-// Fonts: Kuzushiji class names are kana (あ, い, ゝ …), which most Latin fonts lack; resvg would
-// silently drop them. So a CJK font is located (KANA_PLOTS_FONT, a list of well-known install
-// paths, then fontconfig), handed to resvg explicitly as fontFiles + defaultFontFamily, and
-// system fonts are loaded as well. If a chart contains CJK text and no such font exists,
-// rasterising fails with a FontError that names the package to install (fonts-noto-cjk).
+// comparisons. Each chart is a Vega-Lite spec in one shared look, rendered to SVG and PNG by
+// render.ts (with the fonts of fonts.ts).
 //
 // Sample images: drawn as vega `image` marks, each fed a data: URL of an 8-bit grayscale PNG
 // encoded here (node:zlib deflate + a CRC-32 table, ~40 lines; no PNG library needed). The
@@ -14,22 +8,15 @@
 // ~1 MB of SVG, ~2× slower, and hairline seams between cells when scaled. The embedded PNGs keep
 // the SVG small (~20 KB), render with nearest-neighbour upscaling (`smooth: false`) in resvg and
 // browsers alike, and show each image's exact pixels.
-//
-// vega, vega-lite and resvg are loaded on first use (~0.3 s), so importing this module is free.
 
-import { promises as fsp, existsSync } from 'node:fs'
-import { execFileSync } from 'node:child_process'
-import * as path from 'node:path'
 import { deflateSync } from 'node:zlib'
 import type { TopLevelSpec } from 'vega-lite'
+import { defaultFont, latinFirstStack, type CjkFont } from './fonts'
+import { pct } from './format'
+import { renderSpec, type Rendered } from './render'
 
 // ---------------------------------------------------------------------------------------------
 // Public types
-
-export interface Rendered {
-  svg: string
-  png: Uint8Array
-}
 
 export interface HistoryRow {
   epoch: number
@@ -75,380 +62,6 @@ export interface ComparisonOptions {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Lazy-loaded rendering libraries
-
-type VegaModule = typeof import('vega')
-type VegaLiteModule = typeof import('vega-lite')
-type ResvgModule = typeof import('@resvg/resvg-js')
-
-let libsCache: { vega: VegaModule; vl: VegaLiteModule; resvg: ResvgModule } | undefined
-
-function libs(): { vega: VegaModule; vl: VegaLiteModule; resvg: ResvgModule } {
-  if (!libsCache) {
-    libsCache = {
-      vega: require('vega') as VegaModule,
-      vl: require('vega-lite') as VegaLiteModule,
-      resvg: require('@resvg/resvg-js') as ResvgModule,
-    }
-  }
-  return libsCache
-}
-
-// ---------------------------------------------------------------------------------------------
-// Fonts
-
-/** A font able to draw Japanese: the files to hand to resvg and, when known, its family name. */
-export interface CjkFont {
-  files: string[]
-  family: string | null
-  /** Where it was found: the KANA_PLOTS_FONT variable, a well-known path, or fontconfig. */
-  source: 'env' | 'known-path' | 'fontconfig'
-}
-
-/** Raised when a chart needs a CJK font and none is installed (code 'ENOCJKFONT'). */
-export class FontError extends Error {
-  readonly code = 'ENOCJKFONT'
-  constructor(message: string) {
-    super(message)
-    this.name = 'FontError'
-  }
-}
-
-/** Well-known install locations, best first. Extra files (bold weights) are loaded when present. */
-export const KNOWN_CJK_FONTS: ReadonlyArray<{ files: string[]; family: string }> = [
-  // Debian / Ubuntu: fonts-noto-cjk
-  { files: ['/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc', '/usr/share/fonts/opentype/noto/NotoSansCJK-Bold.ttc'], family: 'Noto Sans CJK JP' },
-  { files: ['/usr/share/fonts/opentype/noto/NotoSansCJKjp-Regular.otf', '/usr/share/fonts/opentype/noto/NotoSansCJKjp-Bold.otf'], family: 'Noto Sans CJK JP' },
-  // Fedora (google-noto-sans-cjk-*), Arch (noto-fonts-cjk), Alpine (font-noto-cjk)
-  { files: ['/usr/share/fonts/google-noto-cjk/NotoSansCJK-Regular.ttc', '/usr/share/fonts/google-noto-cjk/NotoSansCJK-Bold.ttc'], family: 'Noto Sans CJK JP' },
-  { files: ['/usr/share/fonts/google-noto-sans-cjk-vf-fonts/NotoSansCJK-VF.ttc'], family: 'Noto Sans CJK JP' },
-  { files: ['/usr/share/fonts/noto-cjk/NotoSansCJK-Regular.ttc', '/usr/share/fonts/noto-cjk/NotoSansCJK-Bold.ttc'], family: 'Noto Sans CJK JP' },
-  { files: ['/usr/share/fonts/noto/NotoSansCJK-Regular.ttc', '/usr/share/fonts/noto/NotoSansCJK-Bold.ttc'], family: 'Noto Sans CJK JP' },
-  // Debian / Ubuntu: fonts-ipaexfont-gothic, fonts-ipafont-gothic, fonts-takao-gothic
-  { files: ['/usr/share/fonts/opentype/ipaexfont-gothic/ipaexg.ttf'], family: 'IPAexGothic' },
-  { files: ['/usr/share/fonts/opentype/ipafont-gothic/ipagp.ttf'], family: 'IPAPGothic' },
-  { files: ['/usr/share/fonts/truetype/takao-gothic/TakaoPGothic.ttf'], family: 'TakaoPGothic' },
-  // macOS
-  { files: ['/System/Library/Fonts/ヒラギノ角ゴシック W3.ttc', '/System/Library/Fonts/ヒラギノ角ゴシック W6.ttc'], family: 'Hiragino Sans' },
-  { files: ['/System/Library/Fonts/Hiragino Sans GB.ttc'], family: 'Hiragino Sans GB' },
-  { files: ['/Library/Fonts/Arial Unicode.ttf'], family: 'Arial Unicode MS' },
-  { files: ['/System/Library/Fonts/Supplemental/Arial Unicode.ttf'], family: 'Arial Unicode MS' },
-  // Windows
-  { files: ['C:\\Windows\\Fonts\\YuGothR.ttc', 'C:\\Windows\\Fonts\\YuGothB.ttc'], family: 'Yu Gothic' },
-  { files: ['C:\\Windows\\Fonts\\meiryo.ttc', 'C:\\Windows\\Fonts\\meiryob.ttc'], family: 'Meiryo' },
-  { files: ['C:\\Windows\\Fonts\\msgothic.ttc'], family: 'MS Gothic' },
-]
-
-const INSTALL_HINT =
-  'On Debian/Ubuntu install the package fonts-noto-cjk (sudo apt-get install fonts-noto-cjk); ' +
-  'on Fedora google-noto-sans-cjk-fonts, on Arch noto-fonts-cjk, on Alpine font-noto-cjk. ' +
-  'Or point KANA_PLOTS_FONT at a font file with Japanese glyphs (several: separated by "' +
-  path.delimiter +
-  '"), optionally naming its family in KANA_PLOTS_FONT_FAMILY.'
-
-export interface FontSearch {
-  /** Environment to read KANA_PLOTS_FONT / KANA_PLOTS_FONT_FAMILY from (default process.env). */
-  env?: Record<string, string | undefined>
-  /** Candidate locations (default KNOWN_CJK_FONTS). */
-  candidates?: ReadonlyArray<{ files: string[]; family: string }>
-  /** Ask fontconfig (`fc-list :lang=ja`) as a last resort (default true). */
-  fontconfig?: boolean
-}
-
-/**
- * Finds a font with Japanese glyphs: $KANA_PLOTS_FONT first, then well-known install paths,
- * then fontconfig. Returns null when there is none. Throws FontError when KANA_PLOTS_FONT names
- * a file that does not exist (an explicit request should not be silently ignored).
- */
-export function findCjkFont(search: FontSearch = {}): CjkFont | null {
-  const env = search.env ?? process.env
-  const fromEnv = env.KANA_PLOTS_FONT?.trim()
-  if (fromEnv) {
-    const files = fromEnv.split(path.delimiter).map((f) => f.trim()).filter((f) => f !== '')
-    const missing = files.filter((f) => !existsSync(f))
-    if (missing.length > 0) {
-      throw new FontError(`KANA_PLOTS_FONT names ${missing.map((f) => JSON.stringify(f)).join(', ')}, which does not exist. ${INSTALL_HINT}`)
-    }
-    return { files, family: env.KANA_PLOTS_FONT_FAMILY?.trim() || null, source: 'env' }
-  }
-  for (const c of search.candidates ?? KNOWN_CJK_FONTS) {
-    if (c.files.length > 0 && existsSync(c.files[0])) {
-      return { files: c.files.filter((f) => existsSync(f)), family: c.family, source: 'known-path' }
-    }
-  }
-  if (search.fontconfig ?? true) return fontconfigCjkFont()
-  return null
-}
-
-function fontconfigCjkFont(): CjkFont | null {
-  let out: string
-  try {
-    out = execFileSync('fc-list', [':lang=ja', 'file', 'family'], { encoding: 'utf8', timeout: 5000, stdio: ['ignore', 'pipe', 'ignore'] })
-  } catch {
-    return null // no fontconfig here
-  }
-  const fonts = out
-    .split('\n')
-    .map((line) => /^(.*?):\s*(.*)$/.exec(line.trim()))
-    .filter((m): m is RegExpExecArray => m !== null && m[1] !== '' && existsSync(m[1]))
-    .map((m) => ({ file: m[1], family: m[2].split(',')[0].trim() || null }))
-  if (fonts.length === 0) return null
-  // Prefer a sans-serif (gothic) face: it reads better at axis-label sizes than a mincho.
-  const best = fonts.find((f) => /sans|gothic/i.test(f.family ?? '')) ?? fonts[0]
-  return { files: [best.file], family: best.family, source: 'fontconfig' }
-}
-
-let fontCache: CjkFont | null | undefined
-
-function defaultFont(): CjkFont | null {
-  if (fontCache === undefined) fontCache = findCjkFont()
-  return fontCache
-}
-
-/** Characters that only a CJK font draws: CJK punctuation, kana, ideographs, full-width forms. */
-const NEEDS_CJK = /[\u2E80-\u9FFF\uF900-\uFAFF\uFE30-\uFE4F\uFF00-\uFFEF\u{20000}-\u{3FFFF}]/u
-
-/** Latin fonts tried first for ordinary text (numbers, titles): cheap to lay out, see rasterize(). */
-const LATIN_FAMILIES = ['Helvetica Neue', 'Arial', 'Liberation Sans', 'Noto Sans', 'DejaVu Sans']
-const CJK_FAMILIES = ['Noto Sans CJK JP', 'Noto Sans JP', 'Source Han Sans JP', 'Hiragino Sans', 'Yu Gothic', 'IPAexGothic']
-
-function quoteFamilies(names: (string | null | undefined)[]): string {
-  const unique = [...new Set(names.filter((n): n is string => !!n))]
-  // Unquoted where CSS allows: resvg mis-parses some quoted lists and then uses only the default.
-  return [...unique.map((n) => (/^[A-Za-z][A-Za-z0-9 -]*$/.test(n) ? n : `"${n.replace(/"/g, '')}"`)), 'sans-serif'].join(', ')
-}
-
-/** Font stack written into the SVG: Latin fonts first, the CJK font for everything they lack. */
-function latinFirstStack(font: CjkFont | null): string {
-  return quoteFamilies([...LATIN_FAMILIES, font?.family, ...CJK_FAMILIES])
-}
-
-/** Font stack for text that contains CJK characters. */
-function cjkFirstStack(font: CjkFont | null): string {
-  return quoteFamilies([font?.family, ...CJK_FAMILIES, ...LATIN_FAMILIES])
-}
-
-// ---------------------------------------------------------------------------------------------
-// SVG → PNG
-//
-// Speed: with resvg, every glyph drawn from a big CID-keyed CFF font like Noto Sans CJK costs
-// ~5–10 ms (the font is re-parsed per glyph), and every text element that needs font fallback
-// ~100 ms; a 49-class confusion matrix took 2.5 s. So before rasterising:
-//  - text without CJK characters keeps the Latin-first stack (DejaVu & co: ~0.5 ms per element);
-//  - text made only of full-width CJK characters (kana, kanji; e.g. class-name labels) is drawn
-//    from a per-process cache of glyph outlines, which resvg itself extracted once from the CJK
-//    font (its `toString()` gives text as paths); these glyphs all advance 1 em in the fonts
-//    this is enabled for, so laying them out needs no shaping;
-//  - any other text with CJK characters gets the CJK-first stack (resvg lays it out, slower).
-// The returned `svg` of a chart is untouched: only the copy handed to resvg is rewritten.
-
-export interface RasterOptions {
-  /** Zoom factor (default 2). */
-  scale?: number
-  /** Font to use; default: findCjkFont() (cached). null: none (system fonts only). */
-  font?: CjkFont | null
-  /** Draw pure-CJK text from the glyph-outline cache (default true); false: let resvg lay it out. */
-  glyphCache?: boolean
-}
-
-export interface Raster {
-  png: Uint8Array
-  width: number
-  height: number
-  /** Straight RGBA bytes, width × height × 4 (for tests and checks). */
-  rgba: Uint8Array
-}
-
-type ResvgFontOptions = NonNullable<import('@resvg/resvg-js').ResvgRenderOptions['font']>
-
-function resvgFontOptions(font: CjkFont | null, loadSystemFonts: boolean): ResvgFontOptions {
-  const o: ResvgFontOptions = { loadSystemFonts, fontFiles: font?.files ?? [] }
-  if (font?.family) {
-    o.defaultFontFamily = font.family
-    o.sansSerifFamily = font.family
-  }
-  return o
-}
-
-/** Runs of these characters are drawn from the glyph cache: all are 1 em wide in CJK fonts. */
-const FULL_WIDTH_RUN = /^[\u3001-\u303F\u3041-\u3096\u309B-\u309F\u30A0-\u30FF\u3400-\u4DBF\u4E00-\u9FFF\uF900-\uFAFF\uFF01-\uFF60]+$/
-/** Families whose kana and kanji all advance exactly 1 em (not the proportional "P" variants). */
-const MONOSPACED_CJK_FAMILY = /^(Noto (Sans|Serif) CJK (JP|SC|TC|HK|KR)|Source Han (Sans|Serif)( JP)?|Hiragino (Sans|Kaku Gothic)|IPAexGothic|IPAGothic|TakaoGothic|MS Gothic|Yu Gothic|Meiryo)$/
-
-const UNITS = 1000 // glyph outlines are cached at font-size 1000 with the baseline origin at (0, 0)
-const glyphCaches = new Map<string, Map<string, string>>()
-
-function glyphCacheFor(font: CjkFont): Map<string, string> {
-  const key = `${font.files.join('\n')}\n${font.family}`
-  let cache = glyphCaches.get(key)
-  if (!cache) glyphCaches.set(key, (cache = new Map()))
-  return cache
-}
-
-/**
- * Adds the outlines of `chars` to `cache` (path data in 1/1000 em, y down, origin on the
- * baseline at the pen position), extracted in one resvg pass. Returns false if resvg's output is
- * not in the expected shape, in which case callers fall back to ordinary text.
- */
-function extractGlyphs(chars: string[], font: CjkFont, cache: Map<string, string>): boolean {
-  const band = 2 * UNITS
-  const family = (font.family ?? '').replace(/"/g, '')
-  const svg =
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${chars.length * band}" height="${band}">` +
-    chars.map((c, i) => `<text x="${i * band}" y="${UNITS}" font-family="${family}" font-size="${UNITS}">${c}</text>`).join('') +
-    '</svg>'
-  let out: string
-  try {
-    out = new (libs().resvg.Resvg)(svg, { font: resvgFontOptions(font, false), logLevel: 'off' }).toString()
-  } catch {
-    return false
-  }
-  if (/\btransform=/.test(out)) return false
-  const found = new Map<number, string[]>()
-  for (const m of out.matchAll(/<path\b[^>]*?\sd="([^"]*)"/g)) {
-    const d = m[1]
-    if (!/^[MLCQZ0-9.\-\s,]*$/.test(d)) return false // absolute x,y pairs only
-    const first = /-?\d*\.?\d+/.exec(d)
-    if (!first) continue
-    const i = Math.floor((Number(first[0]) + UNITS / 2) / band)
-    if (i < 0 || i >= chars.length) return false
-    let k = 0
-    const local = d.replace(/-?\d*\.?\d+/g, (num) => {
-      const v = Number(num) - (k++ % 2 === 0 ? i * band : UNITS)
-      return String(Math.round(v * 10) / 10)
-    })
-    found.set(i, [...(found.get(i) ?? []), local])
-  }
-  chars.forEach((c, i) => cache.set(c, (found.get(i) ?? []).join(' ')))
-  return true
-}
-
-const TEXT_ELEMENT = /<text\b([^>]*)>([^<]*)<\/text>/g
-
-function attrOf(attrs: string, name: string): string | undefined {
-  const m = new RegExp(`\\s${name}="([^"]*)"`).exec(attrs)
-  return m?.[1]
-}
-
-const num = (x: number): string => String(Math.round(x * 1000) / 1000)
-
-/** Replaces one vega-style <text> of full-width CJK characters by cached glyph paths, or null. */
-function textAsGlyphs(attrs: string, text: string, cache: Map<string, string>): string | null {
-  if (/\s(style|dx|dy|rotate|textLength|lengthAdjust|letter-spacing|word-spacing|clip-path|mask|filter)=/.test(attrs)) return null
-  const anchor = attrOf(attrs, 'text-anchor')
-  const size = /^(\d*\.?\d+)(px)?$/.exec(attrOf(attrs, 'font-size') ?? '')
-  const weight = attrOf(attrs, 'font-weight')
-  const style = attrOf(attrs, 'font-style')
-  const stroke = attrOf(attrs, 'stroke')
-  if (!anchor || !['start', 'middle', 'end'].includes(anchor) || !size) return null
-  if ((weight && weight !== 'normal' && weight !== '400') || (style && style !== 'normal') || (stroke && stroke !== 'none')) return null
-  const x = Number(attrOf(attrs, 'x') ?? 0)
-  const y = Number(attrOf(attrs, 'y') ?? 0)
-  if (!Number.isFinite(x) || !Number.isFinite(y)) return null
-  const fs = Number(size[1])
-  const chars = [...text]
-  if (chars.some((c) => !cache.has(c))) return null
-  const width = chars.length * fs
-  const x0 = x - (anchor === 'middle' ? width / 2 : anchor === 'end' ? width : 0)
-  const group = ['transform', 'fill', 'fill-opacity', 'opacity']
-    .map((a) => [a, attrOf(attrs, a)] as const)
-    .filter(([, v]) => v !== undefined)
-    .map(([a, v]) => `${a}="${v}"`)
-  if (attrOf(attrs, 'fill') === undefined) group.push('fill="#000"')
-  const scale = num(fs / UNITS)
-  const paths = chars
-    .map((c, k) => {
-      const d = cache.get(c)
-      return d ? `<path transform="translate(${num(x0 + k * fs)},${num(y)}) scale(${scale})" d="${d}"/>` : ''
-    })
-    .join('')
-  return `<g ${group.join(' ')}>${paths}</g>`
-}
-
-/** The copy of `svg` that resvg gets: see the note above RasterOptions. Exported for tests. */
-export function prepareForRaster(svg: string, font: CjkFont | null, useCache = true): string {
-  if (!font || !NEEDS_CJK.test(svg)) return svg
-  const cacheable = useCache && font.family !== null && MONOSPACED_CJK_FAMILY.test(font.family)
-  const cache = cacheable ? glyphCacheFor(font) : null
-  if (cache) {
-    const missing = new Set<string>()
-    for (const m of svg.matchAll(TEXT_ELEMENT)) {
-      if (FULL_WIDTH_RUN.test(m[2])) for (const c of m[2]) if (!cache.has(c)) missing.add(c)
-    }
-    if (missing.size > 0 && !extractGlyphs([...missing], font, cache)) {
-      for (const c of missing) cache.delete(c)
-    }
-  }
-  const cjkStack = cjkFirstStack(font).replace(/"/g, '&quot;')
-  return svg.replace(TEXT_ELEMENT, (whole, attrs: string, text: string) => {
-    if (!NEEDS_CJK.test(text)) return whole
-    if (cache && FULL_WIDTH_RUN.test(text)) {
-      const glyphs = textAsGlyphs(attrs, text, cache)
-      if (glyphs !== null) return glyphs
-    }
-    return `<text${attrs.replace(/\sfont-family="[^"]*"/, '')} font-family="${cjkStack}">${text}</text>`
-  })
-}
-
-/**
- * Rasterises an SVG with resvg: the CJK font's files are passed explicitly (and are the default
- * family), and system fonts are loaded too. Throws FontError if the SVG contains CJK text and no
- * CJK font is available, instead of writing a PNG with the class names missing.
- */
-export async function rasterize(svg: string, opts: RasterOptions = {}): Promise<Raster> {
-  const scale = opts.scale ?? 2
-  if (!(scale > 0 && Number.isFinite(scale))) throw new RangeError(`scale must be a positive number, got ${scale}`)
-  const font = opts.font !== undefined ? opts.font : defaultFont()
-  if (!font) {
-    const m = NEEDS_CJK.exec(svg)
-    if (m) throw new FontError(`This chart contains Japanese text (e.g. "${m[0]}") but no font with Japanese glyphs was found, so the PNG would show blanks. ${INSTALL_HINT}`)
-  }
-  const image = await libs().resvg.renderAsync(prepareForRaster(svg, font, opts.glyphCache ?? true), {
-    fitTo: { mode: 'zoom', value: scale },
-    font: resvgFontOptions(font, true),
-    shapeRendering: 2, // geometricPrecision
-    textRendering: 1, // optimizeLegibility
-    imageRendering: 1, // optimizeSpeed: nearest-neighbour for the embedded sample images
-    logLevel: 'off',
-  })
-  const png = image.asPng()
-  return { png, width: image.width, height: image.height, rgba: image.pixels }
-}
-
-/** Compiles a Vega-Lite spec, renders it to SVG with headless vega, and rasterises it. */
-export async function renderSpec(spec: TopLevelSpec, opts: RasterOptions = {}): Promise<Rendered> {
-  const { vega, vl } = libs()
-  const compiled = vl.compile(spec).spec
-  const view = new vega.View(vega.parse(compiled), { renderer: 'none' })
-  view.logLevel(vega.Error)
-  try {
-    const svg = await view.toSVG()
-    const { png } = await rasterize(svg, opts)
-    return { svg, png }
-  } finally {
-    view.finalize()
-  }
-}
-
-/** Writes `<base>.svg` and `<base>.png`, each to a temporary name first and then renamed. */
-export async function writeRendered(basePathWithoutExt: string, r: Rendered): Promise<void> {
-  await fsp.mkdir(path.dirname(path.resolve(basePathWithoutExt)), { recursive: true })
-  await writeAtomic(`${basePathWithoutExt}.svg`, r.svg)
-  await writeAtomic(`${basePathWithoutExt}.png`, r.png)
-}
-
-async function writeAtomic(file: string, data: string | Uint8Array): Promise<void> {
-  const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2, 10)}.tmp`
-  try {
-    await fsp.writeFile(tmp, data)
-    await fsp.rename(tmp, file)
-  } catch (e) {
-    await fsp.rm(tmp, { force: true })
-    throw e
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Shared look
 
 const INK = '#333'
@@ -457,7 +70,8 @@ const TRAIN = '#4c78a8'
 const VALID = '#f58518'
 const ACCENT = '#e45756'
 
-function config(font: CjkFont | null): Record<string, unknown> {
+/** The charts' Vega-Lite config: fonts, colours, sizes (every chart, experiment/plots.ts' included). */
+function chartLook(font: CjkFont | null): Record<string, unknown> {
   return {
     font: latinFirstStack(font),
     background: 'white',
@@ -481,9 +95,10 @@ function config(font: CjkFont | null): Record<string, unknown> {
 
 const SCHEMA = 'https://vega.github.io/schema/vega-lite/v5.json'
 
-function render(spec: Record<string, unknown>): Promise<Rendered> {
+/** A chart's Vega-Lite spec (without config) rendered in the shared look, to SVG and PNG. */
+export function renderChart(spec: Record<string, unknown>): Promise<Rendered> {
   const font = defaultFont()
-  return renderSpec({ $schema: SCHEMA, ...spec, config: config(font) } as unknown as TopLevelSpec, { font })
+  return renderSpec({ $schema: SCHEMA, ...spec, config: chartLook(font) } as unknown as TopLevelSpec, { font })
 }
 
 const clamp = (x: number, lo: number, hi: number): number => Math.min(hi, Math.max(lo, x))
@@ -497,7 +112,6 @@ function fmt(x: number, digits = 3): string {
   return x.toExponential(1)
 }
 
-const pct = (x: number, digits = 1): string => `${(x * 100).toFixed(digits)}%`
 const count = (n: number): string => Math.round(n).toLocaleString('en-US')
 
 /** A Vega expression mapping an integer class index (datum.value) to its name. */
@@ -654,15 +268,15 @@ export async function lossCurves(history: HistoryRow[], opts: LossCurvesOptions 
   const summaryAt = (h: HistoryRow, label: string): string => {
     const parts = [`train loss ${fmt(h.trainLoss)}`]
     if (isNum(h.valLoss)) parts.push(`val loss ${fmt(h.valLoss)}`)
-    if (isNum(h.valAccuracy)) parts.push(`val accuracy ${acc.format === '.0%' ? pct(h.valAccuracy) : fmt(h.valAccuracy)}`)
-    else if (isNum(h.trainAccuracy)) parts.push(`train accuracy ${acc.format === '.0%' ? pct(h.trainAccuracy) : fmt(h.trainAccuracy)}`)
+    if (isNum(h.valAccuracy)) parts.push(`val accuracy ${acc.format === '.0%' ? pct(h.valAccuracy, 1) : fmt(h.valAccuracy)}`)
+    else if (isNum(h.trainAccuracy)) parts.push(`train accuracy ${acc.format === '.0%' ? pct(h.trainAccuracy, 1) : fmt(h.trainAccuracy)}`)
     return `${label}: ${parts.join(' · ')}`
   }
   const bestRow = best === undefined ? undefined : history.find((h) => h.epoch === best)
   const lastRow = history.reduce((a, b) => (b.epoch > a.epoch ? b : a))
   const subtitle = bestRow ? summaryAt(bestRow, `best epoch ${best}`) : summaryAt(lastRow, `epoch ${lastRow.epoch} (last)`)
 
-  return render({
+  return renderChart({
     title: { text: opts.title ?? 'Training curves', subtitle },
     data: { values: rows },
     hconcat: panels,
@@ -689,7 +303,7 @@ export async function comparisonCurves(runs: { name: string; history: HistoryRow
     const pts = r.history.filter((h) => isNum(h[metric])).map((h) => ({ epoch: h.epoch, run: name, value: h[metric] as number }))
     if (pts.length === 0) continue
     const b = pts.reduce((a, p) => ((higherIsBetter ? p.value > a.value : p.value < a.value) ? p : a))
-    const label = `${name} — best ${higherIsBetter && b.value <= 1 ? pct(b.value) : fmt(b.value)} @ ${b.epoch}`
+    const label = `${name} — best ${higherIsBetter && b.value <= 1 ? pct(b.value, 1) : fmt(b.value)} @ ${b.epoch}`
     for (const p of pts) rows.push({ ...p, run: label })
     bests.push({ ...b, run: label })
     order.push(label)
@@ -720,10 +334,10 @@ export async function comparisonCurves(runs: { name: string; history: HistoryRow
   }
   const y = { field: 'value', type: 'quantitative', title: yTitle, scale: yFit.scale, axis: yFit.axis }
   const winner = bests.reduce((a, b) => ((higherIsBetter ? b.value > a.value : b.value < a.value) ? b : a))
-  return render({
+  return renderChart({
     title: {
       text: opts.title ?? `Model comparison: ${titles[metric]}`,
-      subtitle: `${order.length} model${order.length === 1 ? '' : 's'} · best overall: ${winner.run.split(' — ')[0]} (${isAcc && winner.value <= 1 ? pct(winner.value) : fmt(winner.value)} at epoch ${winner.epoch})`,
+      subtitle: `${order.length} model${order.length === 1 ? '' : 's'} · best overall: ${winner.run.split(' — ')[0]} (${isAcc && winner.value <= 1 ? pct(winner.value, 1) : fmt(winner.value)} at epoch ${winner.epoch})`,
     },
     width: 520,
     height: 300,
@@ -805,10 +419,10 @@ export async function confusionHeatmap(confusion: ArrayLike<number>, classNames:
       : []
   const errors = total - trace
   const subtitle = [
-    `${count(total)} samples · accuracy ${total > 0 ? pct(trace / total) : 'n/a'} · ${count(errors)} errors`,
+    `${count(total)} samples · accuracy ${total > 0 ? pct(trace / total, 1) : 'n/a'} · ${count(errors)} errors`,
     `blue: correct, orange: errors · shade: ${normalize ? 'share of the true class' : 'count'} (√ scale)`,
   ]
-  return render({
+  return renderChart({
     title: { text: opts.title ?? 'Confusion matrix', subtitle },
     width: { step },
     height: { step },
@@ -854,7 +468,7 @@ export async function classDistribution(counts: number[], classNames: string[], 
   // Class names stay out of the subtitle: mixed Latin/kana text is slow to rasterise (see rasterize).
   const subtitle = [`${count(total)} samples in ${K} classes · ${count(counts[lo])} to ${count(counts[hi])} per class (max/min ${ratio})`, 'lighter bars: below the mean']
   const meanData = { values: [{ mean, label: `mean ${mean >= 100 ? count(mean) : fmt(mean, 3)}` }] }
-  return render({
+  return renderChart({
     title: { text: opts.title ?? 'Samples per class', subtitle },
     width: { step },
     height: 260,
@@ -992,7 +606,7 @@ export async function sampleGrid(
   const pos = (field: string): Record<string, unknown> => ({ field, type: 'quantitative', scale: null, axis: null })
   const shown = labels ? new Set(Array.from({ length: n }, (_, k) => labels[k])).size : 0
   const subtitle = `first ${n} of ${count(available)} images${labels ? ` · ${shown} distinct label${shown === 1 ? '' : 's'}` : ''}`
-  return render({
+  return renderChart({
     title: { text: opts.title ?? 'Samples', subtitle },
     width,
     height,

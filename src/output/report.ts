@@ -9,6 +9,7 @@
 import { existsSync, promises as fsp, realpathSync } from 'node:fs'
 import { basename, isAbsolute, join, relative, resolve, sep } from 'node:path'
 import { writeFileAtomic } from './atomic'
+import { pct as fractionPct, relPct as relDiffPct } from './format'
 import { machineFacts, type MachineFacts } from '../engine/machine'
 import type { ClassMetrics } from './metrics'
 
@@ -61,10 +62,12 @@ const esc = (s: unknown): string =>
 /** A count: grouped digits for a number, anything else (a hand-edited file's string) escaped. */
 const int = (x: unknown): string => (typeof x === 'number' && Number.isFinite(x) ? x.toLocaleString('en-US') : esc(x))
 
-const pct = (x: unknown, d = 2): string => (typeof x === 'number' && Number.isFinite(x) ? `${(x * 100).toFixed(d)}%` : '—')
-/** A relative difference as a percentage, readable at any size: 0.12%, 1.6e-7%. */
-const relPct = (x: number): string => (!Number.isFinite(x) ? '—' : x === 0 ? '0%' : x >= 1e-4 ? `${(x * 100).toPrecision(2)}%` : `${(x * 100).toExponential(1)}%`)
-const num = (x: unknown, d = 4): string => (typeof x === 'number' && Number.isFinite(x) ? x.toFixed(d) : esc(x ?? '—'))
+// The files' numbers as format.ts prints them; anything but a finite number (a diverged loss is
+// the string "NaN" in the JSON, an older file may lack the field) is a dash.
+const finite = (x: unknown): x is number => typeof x === 'number' && Number.isFinite(x)
+const pct = (x: unknown, d = 2): string => (finite(x) ? fractionPct(x, d) : '—')
+const relPct = (x: unknown): string => (finite(x) ? relDiffPct(x) : '—')
+const num = (x: unknown, d = 4): string => (finite(x) ? x.toFixed(d) : esc(x ?? '—'))
 
 /**
  * `rel` (names of ours, or paths read from experiment.json such as models[].dir) resolved inside

@@ -9,11 +9,11 @@
 // record in its metadata (non-finite numbers as "NaN"/"Infinity" strings). The blob travels inline,
 // base64, with its SHA-256; it is at most MAX_SNAPSHOT_BYTES (a [784,1024,1024,49] model with its
 // best weights and Adam moments is about 30 MB). Inline keeps workers free of a shared disk.
-import { readFileSync } from 'node:fs'
-import { join } from 'node:path'
 import { z } from 'zod'
 import { decodeSnapshot, decodeTensors, encodeSnapshot, encodeTensors, sha256, type RunSnapshot, type Tensor } from '../training/checkpoint'
+import { KANA_VERSION } from '../engine/machine'
 import { ModelConfigSchema, type ModelConfig } from '../training/config'
+import { parseNonFinite, stringifyNonFinite } from '../output/json'
 
 export const JOB_FORMAT = 'kana-native-trial-job'
 export const RESULT_FORMAT = 'kana-native-trial-result'
@@ -24,13 +24,8 @@ export const PROTOCOL = 1
 export const MAX_SNAPSHOT_BYTES = 128 * 1024 * 1024
 const MAX_BASE64 = Math.ceil(MAX_SNAPSHOT_BYTES / 3) * 4
 
-export const KANA_VERSION: string = (() => {
-  try {
-    return JSON.parse(readFileSync(join(__dirname, '..', '..', 'package.json'), 'utf8')).version
-  } catch {
-    return 'unknown'
-  }
-})()
+/** The version a job and its result carry: both sides must run the same. */
+export { KANA_VERSION }
 
 /** A job or result that cannot be used: the message says why (a worker fails the job with it). */
 export class PayloadError extends Error {
@@ -114,13 +109,10 @@ export function parseResult(v: unknown): TrialResult {
 // ---------------------------------------------------------------------------------------------
 // The snapshot blob
 
-const NON_FINITE: Record<string, number> = { NaN: NaN, Infinity: Infinity, '-Infinity': -Infinity }
-const jsonText = (v: unknown) => JSON.stringify(v, (_, x) => (typeof x === 'number' && !Number.isFinite(x) ? String(x) : x))
-
 export function encodeSnapshotBlob(s: RunSnapshot): { sha256: string; base64: string; bytes: Uint8Array } {
   const tensors: [string, Tensor][] = []
   const run = encodeSnapshot('', s, tensors)
-  const bytes = encodeTensors(tensors, { 'kana-native': JSON.stringify({ format: SNAPSHOT_FORMAT, version: PROTOCOL }), run: jsonText(run) })
+  const bytes = encodeTensors(tensors, { 'kana-native': JSON.stringify({ format: SNAPSHOT_FORMAT, version: PROTOCOL }), run: stringifyNonFinite(run) })
   if (bytes.length > MAX_SNAPSHOT_BYTES) throw new PayloadError(`the trial's state takes ${bytes.length} bytes, more than a job may carry (${MAX_SNAPSHOT_BYTES})`)
   return { sha256: sha256(bytes), base64: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64'), bytes }
 }
@@ -143,7 +135,7 @@ export function decodeSnapshotBlob(blob: { sha256: string; base64: string }, lay
   if (!isObj(head) || head.format !== SNAPSHOT_FORMAT || head.version !== PROTOCOL) bad('not a kana-native trial snapshot of this version')
   let record: unknown
   try {
-    record = JSON.parse(String(meta.run), (_, x) => (typeof x === 'string' && x in NON_FINITE ? NON_FINITE[x] : x))
+    record = parseNonFinite(String(meta.run))
   } catch {
     return bad('its record is not JSON')
   }
@@ -157,12 +149,9 @@ export function decodeSnapshotBlob(blob: { sha256: string; base64: string }, lay
 
 const isObj = (v: unknown): v is Record<string, any> => typeof v === 'object' && v !== null && !Array.isArray(v)
 
-/** Parameters of a network with these layers. */
-export const parameterCount = (layers: number[]): number => layers.slice(1).reduce((s, n, i) => s + n * (layers[i] + 1), 0)
-
 /** A job id: idempotent by content — the same trial state advanced to the same epoch is the same job (BullMQ ids take no ':'). */
 export function jobIdOf(key: string, untilEpoch: number, job: Omit<TrialJob, 'snapshot'> & { snapshot: { sha256: string } }): string {
-  const h = sha256(new TextEncoder().encode(jsonText([job.protocol, job.kanaNative, job.config, job.threads, job.untilEpoch, job.data, job.snapshot.sha256])))
+  const h = sha256(new TextEncoder().encode(stringifyNonFinite([job.protocol, job.kanaNative, job.config, job.threads, job.untilEpoch, job.data, job.snapshot.sha256])))
   return `${key.replace(/[^A-Za-z0-9_-]/g, '_')}-e${untilEpoch}-${h.slice(0, 32)}`
 }
 

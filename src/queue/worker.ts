@@ -12,12 +12,13 @@
 // back on the queue for another worker, and leaves.
 import { hostname } from 'node:os'
 import type { Job } from 'bullmq'
+import { parameterCount } from '../engine/mlp'
 import { Trial, layersOf } from '../training/trial'
 import type { TrialData } from '../training/sources'
 import { loadBullmq, parseQueueUrl, QUEUE_NAME, QUEUE_PREFIX, redactSecrets } from './connection'
 import { loadJobData } from './data'
 import {
-  decodeSnapshotBlob, encodeSnapshotBlob, KANA_VERSION, MAX_SNAPSHOT_BYTES, parameterCount, parseJob, PayloadError, PROTOCOL, RESULT_FORMAT,
+  decodeSnapshotBlob, encodeSnapshotBlob, KANA_VERSION, MAX_SNAPSHOT_BYTES, parseJob, PayloadError, PROTOCOL, RESULT_FORMAT,
   type TrialJob, type TrialResult,
 } from './payload'
 

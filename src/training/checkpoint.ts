@@ -21,6 +21,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { promises as fsp } from 'node:fs'
 import { join } from 'node:path'
 import { makeOutputDir, writeFileAtomic } from '../output/atomic'
+import { parseNonFinite, stringifyNonFinite } from '../output/json'
 import { EarlyStopping } from './early-stopping'
 import type { TrainingState } from '../engine/mlp'
 import type { Inputs } from '../data/inputs'
@@ -162,11 +163,9 @@ export function dataFingerprint(inputs: Inputs): string {
 // ---------------------------------------------------------------------------------------------
 // Sealed JSON: the index of a checkpoint carries the SHA-256 of its own text, so a flipped bit or a
 // hand edit that still parses is refused instead of resuming a different run. Non-finite numbers
-// (a diverged trial's loss) are written as the strings "NaN", "Infinity", "-Infinity".
+// (a diverged trial's loss) are written as the strings "NaN", "Infinity", "-Infinity" (json.ts).
 
-const NON_FINITE: Record<string, number> = { NaN: NaN, Infinity: Infinity, '-Infinity': -Infinity }
-const encodeNumbers = (_: string, x: unknown) => (typeof x === 'number' && !Number.isFinite(x) ? String(x) : x)
-const textOf = (v: unknown) => JSON.stringify(v, encodeNumbers, 1)
+const textOf = (v: unknown) => stringifyNonFinite(v, 1)
 
 /** `obj` as JSON text with an `integrity` field (SHA-256 of the text without it) at the end. */
 export function sealJson(obj: Record<string, unknown>): string {
@@ -177,8 +176,7 @@ export function sealJson(obj: Record<string, unknown>): string {
 export function openSealedJson(text: string, name: string, bad: (why: string) => never): Record<string, any> {
   let v: unknown
   try {
-    // own keys only: a string such as "toString" is no number
-    v = JSON.parse(text, (_, x) => (typeof x === 'string' && Object.hasOwn(NON_FINITE, x) ? NON_FINITE[x] : x))
+    v = parseNonFinite(text)
   } catch (e) {
     return bad(`${name} is not valid JSON (${(e as Error).message})`)
   }

@@ -15,7 +15,9 @@ import { checkOwnedDir, writeFileAtomic } from '../output/atomic'
 import { writeHistory } from './history'
 import { saveModel } from '../output/model-file'
 import { architectureMeta } from '../output/saved-model'
-import { classDistribution, confusionHeatmap, lossCurves, sampleGrid, writeRendered } from '../output/plots'
+import { classDistribution, confusionHeatmap, lossCurves, sampleGrid } from '../output/plots'
+import { writeRendered } from '../output/render'
+import { pct } from '../output/format'
 import type { Inputs } from '../data/inputs'
 import type { ResolvedConfig, SplitMetrics, TrainResult } from './records'
 
@@ -71,7 +73,7 @@ export async function finishRunDir(dir: string, result: TrainResult): Promise<vo
 async function writePictures(dir: string, { inputs, history, metrics, bestEpoch }: TrainResult): Promise<void> {
   if (history.length > 0) await writeRendered(join(dir, 'curves'), await lossCurves(history, { title: 'Training and validation', bestEpoch }))
   // an empty test part (allowed) has no confusion matrix
-  if (metrics.test) await writeRendered(join(dir, 'confusion'), await confusionHeatmap(metrics.test.confusion, inputs.classNames, { title: `Test confusion matrix (accuracy ${(metrics.test.accuracy * 100).toFixed(1)}%)` }))
+  if (metrics.test) await writeRendered(join(dir, 'confusion'), await confusionHeatmap(metrics.test.confusion, inputs.classNames, { title: `Test confusion matrix (accuracy ${pct(metrics.test.accuracy, 1)})` }))
   const counts = new Array<number>(inputs.classes).fill(0)
   for (const part of [inputs.train, inputs.validation, inputs.test]) for (const y of part.labels) counts[y]++
   await writeRendered(join(dir, 'class-distribution'), await classDistribution(counts, inputs.classNames, { title: 'Samples per class' }))
