@@ -54,7 +54,7 @@ export type { ModelResult, TableRow, Agreement, ExperimentInterruption, Experime
  * Runs the study. Writes everything under `out` and returns the table and the details. Its phases,
  * in order: open (configuration, directory, data), M0, the search (M1), the reference (M2) on a
  * worker beside the architecture search (M3) and M4, the engine's copies for the agreement check,
- * then — selection over — the test split once per model, and the files.
+ * M5's candidates, then — selection over — the test split once per model, and the files.
  */
 export async function runExperiment(opts: ExperimentOptions = {}): Promise<ExperimentResult> {
   // settings first (a resumed experiment's come from its checkpoint), then the directory's lock
