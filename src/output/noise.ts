@@ -14,7 +14,8 @@
 import { join } from 'node:path'
 import { dropoutKey, mix32 } from '../engine/reference'
 import type { Labels } from '../engine/mlp'
-import { renderSpec, writeRendered, type Rendered } from './render'
+import { writeRendered, type Rendered } from './render'
+import { renderChart } from './plots'
 import { writeFileAtomic } from './atomic'
 import { pct } from './format'
 
@@ -139,21 +140,19 @@ export function noiseTable(r: NoiseResult): string[][] {
   return [[`${r.kind} ${UNITS[r.kind]}`, 'accuracy', 'loss'], ...r.rows.map((x) => [x.level === 0 ? '0 (clean)' : String(x.level), pct(x.accuracy), x.loss.toFixed(4)])]
 }
 
-/** Accuracy per noise level, a line with points. */
+/** Accuracy per noise level, a line with points, in the look of every other chart. */
 export async function noisePlot(r: NoiseResult, title?: string): Promise<Rendered> {
-  return renderSpec({
-    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
+  return renderChart({
     title: { text: title ?? `Accuracy under ${r.kind} noise`, subtitle: `${r.samples} samples · seed ${r.seed}` },
     width: 420,
     height: 260,
-    background: 'white',
     data: { values: r.rows },
     mark: { type: 'line', point: { size: 40, filled: true }, strokeWidth: 2 },
     encoding: {
       x: { field: 'level', type: 'quantitative', title: UNITS[r.kind] },
       y: { field: 'accuracy', type: 'quantitative', title: 'accuracy', scale: { domain: [0, 1] }, axis: { format: '.0%' } },
     },
-  } as never)
+  })
 }
 
 /** Writes noise.json, noise.csv, noise.svg and noise.png into `dir` (which must exist). */
