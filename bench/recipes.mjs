@@ -373,12 +373,12 @@ async function checkStreams(seed, dir, dd, parts, features, classes, threads) {
 /** PyTorch, from the .npy parts: one recipe and seed in a child process. */
 function runTorch(name, seed, dir, parts, opts, loads, extra = []) {
   const before = load()
-  const p = spawnSync(PY, [path.join(root, 'bench/torch_recipes.py'), '--dir', dir, '--recipe', name, '--seed', String(seed), '--threads', String(opts.threads), ...extra], {
-    encoding: 'utf8', maxBuffer: 16 << 20, env: torchEnv(opts.threads),
-  })
-  loads.push(load())
-  if (p.status !== 0) throw new Error(`torch_recipes.py failed (${p.status ?? p.signal}): ${p.error?.message ?? ''}${p.stderr}`)
-  const torch = JSON.parse(p.stdout.trim().split('\n').pop())
+  let torch
+  try {
+    torch = runPy(['--dir', dir, '--recipe', name, '--seed', String(seed), ...extra], opts.threads)
+  } finally {
+    loads.push(load())
+  }
   if (torch.samples.train !== parts.train.labels.length || torch.samples.test !== parts.test.labels.length) throw new Error('PyTorch saw a different split size')
   torch.load = { before, after: loads.at(-1) }
   if (torch.sameDraws) {
