@@ -416,15 +416,9 @@ def main():
     torch.manual_seed(args.seed)
     started = time.perf_counter()
 
-    def load(part):
-        x = np.load(os.path.join(args.dir, f'{part}_images.npy'))
-        y = np.load(os.path.join(args.dir, f'{part}_labels.npy'))
-        assert x.dtype == np.uint8 and x.ndim == 2 and x.shape[0] == y.shape[0], (part, x.dtype, x.shape, y.shape)
-        return torch.from_numpy(x.astype(np.float32) / 255.0), torch.from_numpy(y.astype(np.int64))
-
-    xtr, ytr = load('train')
-    xva, yva = load('validation')
-    xte, yte = load('test')
+    xtr8, xtr, ytr = load_part(args.dir, 'train')  # xtr8: the u8 pixels kana-native's augmentation reads
+    _, xva, yva = load_part(args.dir, 'validation')
+    _, xte, yte = load_part(args.dir, 'test')
     classes = int(max(ytr.max(), yva.max(), yte.max())) + 1
     sizes = [xtr.shape[1], *rec['hidden'], classes]
 
@@ -436,7 +430,6 @@ def main():
         load_flat(model, w0)
         assert torch.equal(flat_params(model), torch.from_numpy(w0)), 'the initial weights did not load bit for bit'
         same = SameDraws(args.same_draws, args.seed, sizes, rec.get('dropout', 0.0), rec.get('augment'))
-        xtr8 = np.load(os.path.join(args.dir, 'train_images.npy'))
         drift = []
     else:
         model = build_model(sizes, rec.get('dropout'))
